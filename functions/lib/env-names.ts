@@ -1,6 +1,13 @@
-/** Environment variables the broker reads (once per container, in config.ts). */
+/** Environment variables the broker reads (once per container, in config.ts). Documented in the README. */
 export const ENV = {
   tableName: 'TOKEN_TABLE_NAME',
   clients: 'BROKER_CLIENTS',
   kmsKeyId: 'TOKEN_KMS_KEY_ID',
+  secretMaxAgeSec: 'SECRET_MAX_AGE_SEC',
+  tokenEndpointTimeoutMs: 'TOKEN_ENDPOINT_TIMEOUT_MS',
+  memoryCacheMaxEntries: 'MEMORY_CACHE_MAX_ENTRIES',
+  dataKeyMaxAgeSec: 'DATA_KEY_MAX_AGE_SEC',
 } as const;
+
+/** Variables the broker cannot start without; the others have defaults. */
+export const REQUIRED_ENV = [ENV.tableName, ENV.clients, ENV.kmsKeyId] as const;

@@ -1,7 +1,8 @@
-// PLACEHOLDER: replaced by the real thin handler (being written by the core author).
-export const handler = async (event: unknown): Promise<unknown> => ({
-  error: 'server_error',
-  error_description: 'placeholder handler',
-  status: 500,
-  echo: typeof event,
-});
+import { loggerFromEnv, createRuntime } from '../lib/runtime';
+import { createTokenHandler } from '../lib/token-handler';
+
+/** Lambda entry point of the token function: see functions/lib/token-handler.ts. */
+export const handler = createTokenHandler(
+  () => createRuntime(process.env),
+  () => loggerFromEnv(process.env),
+);

@@ -1,0 +1,123 @@
+import { ConfigurationError } from './errors';
+import { ENV } from './env-names';
+import { isScopeToken, normalizeScopes } from './scopes';
+
+/** One upstream OAuth client the broker may fetch tokens for. */
+export interface ClientConfig {
+  readonly name: string;
+  readonly secretId: string;
+  readonly tokenUrl: string;
+  /** The public client id, when configured: lets cache hits skip the secret entirely. */
+  readonly clientId: string | undefined;
+  /** The scopes callers may ask for with this client. */
+  readonly scopes: ReadonlySet<string>;
+}
+
+export interface BrokerConfig {
+  readonly tableName: string;
+  readonly kmsKeyId: string;
+  readonly clients: ReadonlyMap<string, ClientConfig>;
+  readonly secretMaxAgeSec: number;
+  readonly tokenEndpointTimeoutMs: number;
+  readonly memoryCacheMaxEntries: number;
+  readonly dataKeyMaxAgeSec: number;
+}
+
+/** The least remaining lifetime a caller gets when it does not say (seconds). */
+export const DEFAULT_MIN_TTL_SEC = 60;
+/**
+ * The most a caller may demand. Well under a token lifetime (about 3600 s upstream), so a cached token serves
+ * callers for most of its life instead of forcing early refreshes.
+ */
+export const MAX_MIN_TTL_SEC = 900;
+
+const CLIENT_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const CLIENT_FIELDS = new Set(['secretId', 'tokenUrl', 'clientId', 'scopes']);
+const LOOPBACK_HOSTS = new Set(['localhost', '[::1]']);
+
+const fail = (what: string): never => {
+  throw new ConfigurationError(`invalid configuration: ${what}`, 'config_invalid');
+};
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const requiredString = (env: NodeJS.ProcessEnv, name: string): string => {
+  const value = env[name]?.trim();
+  return value ? value : fail(`${name} is not set`);
+};
+
+const integerSetting = (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number => {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  return Number.isInteger(value) && value >= min && value <= max
+    ? value
+    : fail(`${name} must be an integer from ${min} to ${max}`);
+};
+
+const isLoopback = (hostname: string): boolean => LOOPBACK_HOSTS.has(hostname) || /^127(\.\d{1,3}){3}$/.test(hostname);
+
+/** https, or plain http to a loopback host for local runs; no credentials or fragment in the URL. */
+const checkTokenUrl = (where: string, value: unknown): string => {
+  if (typeof value !== 'string') return fail(`${where} must be a string`);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return fail(`${where} is not an absolute URL`);
+  }
+  if (url.username || url.password) return fail(`${where} must not contain credentials`);
+  if (url.hash) return fail(`${where} must not have a fragment`);
+  const ok = url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname));
+  return ok ? url.toString() : fail(`${where} must be https (plain http only to a loopback host)`);
+};
+
+const parseClient = (name: string, raw: unknown): ClientConfig => {
+  const where = `${ENV.clients}.${name}`;
+  if (!CLIENT_NAME.test(name)) fail(`client name ${JSON.stringify(name.slice(0, 64))} must match ${CLIENT_NAME}`);
+  if (!isRecord(raw)) return fail(`${where} must be an object`);
+  for (const field of Object.keys(raw)) {
+    if (!CLIENT_FIELDS.has(field)) fail(`${where} has unknown field ${JSON.stringify(field.slice(0, 64))}`);
+  }
+  const { secretId, clientId, scopes } = raw;
+  if (typeof secretId !== 'string' || secretId.trim() === '' || secretId.length > 2048) {
+    fail(`${where}.secretId must be a non-empty secret name or ARN`);
+  }
+  if (clientId !== undefined && !(typeof clientId === 'string' && /^[\x21-\x7E]{1,256}$/.test(clientId))) {
+    fail(`${where}.clientId must be a non-empty string without spaces`);
+  }
+  if (!Array.isArray(scopes) || scopes.length === 0) return fail(`${where}.scopes must be a non-empty array`);
+  scopes.forEach((s, i) => isScopeToken(s) || fail(`${where}.scopes[${i}] must be an RFC 6749 scope token`));
+  return {
+    name,
+    secretId: secretId as string,
+    tokenUrl: checkTokenUrl(`${where}.tokenUrl`, raw.tokenUrl),
+    clientId: clientId as string | undefined,
+    scopes: new Set(normalizeScopes(scopes as string[])),
+  };
+};
+
+const parseClients = (text: string): Map<string, ClientConfig> => {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    // The parser's message quotes the input: never pass it on.
+    return fail(`${ENV.clients} is not valid JSON`);
+  }
+  if (!isRecord(raw)) return fail(`${ENV.clients} must be a JSON object of client name -> client settings`);
+  const names = Object.keys(raw);
+  if (names.length === 0) fail(`${ENV.clients} configures no client`);
+  return new Map(names.map((name) => [name, parseClient(name, raw[name])]));
+};
+
+/** Reads and validates the whole configuration. Throws ConfigurationError naming the first problem. */
+export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => ({
+  tableName: requiredString(env, ENV.tableName),
+  kmsKeyId: requiredString(env, ENV.kmsKeyId),
+  clients: parseClients(requiredString(env, ENV.clients)),
+  secretMaxAgeSec: integerSetting(env, ENV.secretMaxAgeSec, 300, 0, 86_400),
+  tokenEndpointTimeoutMs: integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000),
+  memoryCacheMaxEntries: integerSetting(env, ENV.memoryCacheMaxEntries, 500, 1, 100_000),
+  dataKeyMaxAgeSec: integerSetting(env, ENV.dataKeyMaxAgeSec, 300, 1, 86_400),
+});

@@ -1,0 +1,92 @@
+/**
+ * One error hierarchy. `error` is the OAuth error code callers see (stable), `status` the HTTP-style status,
+ * `reason` a finer stable code for logs and metrics. Descriptions never contain a secret or a token: build them
+ * from ids, names, codes and numbers only.
+ */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_scope'
+  | 'access_denied'
+  | 'server_error'
+  | 'temporarily_unavailable';
+
+export interface OAuthErrorBody {
+  error: OAuthErrorCode;
+  error_description: string;
+  status: number;
+}
+
+export class BrokerError extends Error {
+  constructor(
+    readonly error: OAuthErrorCode,
+    readonly status: number,
+    readonly reason: string,
+    description: string,
+    options?: { cause?: unknown },
+  ) {
+    super(description, options);
+    this.name = new.target.name;
+  }
+
+  toOAuth(): OAuthErrorBody {
+    return { error: this.error, error_description: this.message, status: this.status };
+  }
+}
+
+/** The caller's event is malformed (400). */
+export class InvalidRequestError extends BrokerError {
+  constructor(description: string, reason = 'invalid_request') {
+    super('invalid_request', 400, reason, description);
+  }
+}
+
+/** A scope is not allowed for the client, or the token endpoint refused it (400). */
+export class InvalidScopeError extends BrokerError {
+  constructor(description: string, reason = 'scope_not_allowed') {
+    super('invalid_scope', 400, reason, description);
+  }
+}
+
+/** The caller may not have this token (403). */
+export class AccessDeniedError extends BrokerError {
+  constructor(description: string, reason = 'access_denied') {
+    super('access_denied', 403, reason, description);
+  }
+}
+
+/** Our side is wrong: bad configuration or a bad secret (500). */
+export class ConfigurationError extends BrokerError {
+  constructor(description: string, reason: string, options?: { cause?: unknown }) {
+    super('server_error', 500, reason, description, options);
+  }
+}
+
+/** The token endpoint rejected our credentials or answered something unusable (502). */
+export class UpstreamError extends BrokerError {
+  constructor(description: string, reason: string, options?: { cause?: unknown }) {
+    super('server_error', 502, reason, description, options);
+  }
+}
+
+/** The token endpoint or an AWS dependency is down, slow or throttling (503). */
+export class UnavailableError extends BrokerError {
+  constructor(description: string, reason: string, options?: { cause?: unknown }) {
+    super('temporarily_unavailable', 503, reason, description, options);
+  }
+}
+
+/**
+ * What leaves the function for any failure. Unknown errors become a generic server_error: their messages
+ * may carry anything (an SDK error can quote a request), so they are never passed through.
+ */
+export const toOAuthError = (err: unknown): OAuthErrorBody =>
+  err instanceof BrokerError
+    ? err.toOAuth()
+    : { error: 'server_error', error_description: 'internal error in the token broker', status: 500 };
+
+/** Quote caller-supplied text in a description: JSON-escaped and cut to a bounded length. */
+export const quote = (value: unknown, maxChars = 64): string => {
+  const text = typeof value === 'string' ? value : String(value);
+  const cut = text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
+  return JSON.stringify(cut);
+};

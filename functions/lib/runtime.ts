@@ -1,0 +1,59 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { TokenBroker } from './broker';
+import { type Clock, systemClock } from './clock';
+import { type BrokerConfig, loadConfig } from './config';
+import { Logger, type LogSink, parseLogLevel, stdoutSink } from './logger';
+import { MemoryTokenCache } from './memory-cache';
+import { SecretSource } from './secret-source';
+import { TokenCipher } from './token-cipher';
+import { TokenStore } from './token-store';
+
+/**
+ * Everything one container needs, built once: typed config, AWS clients, caches and the broker. AWS endpoints
+ * come from the SDK's standard variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...), never from ours.
+ */
+export interface Runtime {
+  config: BrokerConfig;
+  broker: TokenBroker;
+  clock: Clock;
+  log: Logger;
+}
+
+export interface RuntimeOverrides {
+  clock?: Clock;
+  logSink?: LogSink;
+  dynamodb?: DynamoDBClient;
+  secretsManager?: SecretsManagerClient;
+  kms?: KMSClient;
+}
+
+/** AWS calls are on the request path: fail fast and let the broker degrade instead of hanging. */
+const AWS_CLIENT_SETTINGS = {
+  maxAttempts: 2,
+  requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
+} as const;
+
+export const loggerFromEnv = (env: NodeJS.ProcessEnv, sink: LogSink = stdoutSink): Logger =>
+  new Logger(sink, parseLogLevel(env.LOG_LEVEL ?? env.AWS_LAMBDA_LOG_LEVEL), { service: 'limitrail-token-broker' });
+
+/** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
+export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
+  const log = loggerFromEnv(env, overrides.logSink);
+  const config = loadConfig(env);
+  const clock = overrides.clock ?? systemClock;
+  const dynamodb = overrides.dynamodb ?? new DynamoDBClient(AWS_CLIENT_SETTINGS);
+  const secretsManager = overrides.secretsManager ?? new SecretsManagerClient(AWS_CLIENT_SETTINGS);
+  const kms = overrides.kms ?? new KMSClient(AWS_CLIENT_SETTINGS);
+  const cipher = new TokenCipher(kms, config.kmsKeyId, clock, config.dataKeyMaxAgeSec);
+  const broker = new TokenBroker({
+    config,
+    clock,
+    log,
+    secrets: new SecretSource(secretsManager, clock, config.secretMaxAgeSec),
+    store: new TokenStore(dynamodb, config.tableName, cipher),
+    memory: new MemoryTokenCache(config.memoryCacheMaxEntries),
+  });
+  return { config, broker, clock, log };
+};

@@ -1,0 +1,98 @@
+import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { describeAwsError, isUnavailable } from './aws-errors';
+import type { Clock } from './clock';
+import { ConfigurationError, UnavailableError, quote } from './errors';
+
+/**
+ * OAuth client credentials read from a secret. The secret is held in a private field, so it does not show in
+ * JSON.stringify, util.inspect or console.log of this object.
+ */
+export class ClientCredentials {
+  readonly #clientSecret: string;
+
+  constructor(
+    readonly secretId: string,
+    readonly clientId: string,
+    clientSecret: string,
+    readonly versionId: string | undefined,
+  ) {
+    this.#clientSecret = clientSecret;
+  }
+
+  clientSecret(): string {
+    return this.#clientSecret;
+  }
+
+  toJSON() {
+    return { secretId: this.secretId, clientId: this.clientId, versionId: this.versionId };
+  }
+}
+
+/** Parses a secret value `{ "client_id": "...", "client_secret": "..." }`. Errors name the secret id, never the value. */
+export const parseClientSecret = (secretId: string, value: string | undefined, versionId?: string): ClientCredentials => {
+  const bad = (what: string) => new ConfigurationError(`secret ${quote(secretId, 256)} ${what}`, 'secret_malformed');
+  if (value === undefined) throw bad('has no SecretString (binary secrets are not supported)');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw bad('is not valid JSON'); // the parser's message quotes the value: not passed on
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad('is not a JSON object');
+  const { client_id: clientId, client_secret: clientSecret } = parsed as Record<string, unknown>;
+  if (typeof clientId !== 'string' || clientId === '') throw bad('has no non-empty string "client_id"');
+  if (typeof clientSecret !== 'string' || clientSecret === '') throw bad('has no non-empty string "client_secret"');
+  return new ClientCredentials(secretId, clientId, clientSecret, versionId);
+};
+
+/**
+ * Client credentials from Secrets Manager, cached in memory per container for at most `maxAgeSec`. Concurrent
+ * reads of one secret share one request; a failed read is not cached.
+ */
+export class SecretSource {
+  readonly #cache = new Map<string, { credentials: ClientCredentials; fetchedAtMs: number }>();
+  readonly #inFlight = new Map<string, Promise<ClientCredentials>>();
+
+  constructor(
+    private readonly client: SecretsManagerClient,
+    private readonly clock: Clock,
+    private readonly maxAgeSec: number,
+  ) {}
+
+  async get(secretId: string): Promise<ClientCredentials> {
+    const cached = this.#cache.get(secretId);
+    if (cached && this.clock.nowMs() - cached.fetchedAtMs < this.maxAgeSec * 1000) return cached.credentials;
+    let pending = this.#inFlight.get(secretId);
+    if (!pending) {
+      pending = this.#read(secretId).finally(() => this.#inFlight.delete(secretId));
+      this.#inFlight.set(secretId, pending);
+    }
+    return pending;
+  }
+
+  async #read(secretId: string): Promise<ClientCredentials> {
+    let output;
+    try {
+      output = await this.client.send(new GetSecretValueCommand({ SecretId: secretId }));
+    } catch (err) {
+      throw translateSecretsError(secretId, err);
+    }
+    const credentials = parseClientSecret(secretId, output.SecretString, output.VersionId);
+    this.#cache.set(secretId, { credentials, fetchedAtMs: this.clock.nowMs() });
+    return credentials;
+  }
+}
+
+const translateSecretsError = (secretId: string, err: unknown) => {
+  const id = quote(secretId, 256);
+  const what = describeAwsError(err);
+  if (isUnavailable(err)) {
+    return new UnavailableError(`Secrets Manager is unavailable reading secret ${id}: ${what}`, 'secrets_unavailable', {
+      cause: err,
+    });
+  }
+  const { name } = err as { name?: string };
+  const reason = name === 'ResourceNotFoundException' ? 'secret_not_found' : 'secret_unreadable';
+  const detail = name === 'ResourceNotFoundException' ? 'was not found' : `could not be read: ${what}`;
+  return new ConfigurationError(`secret ${id} ${detail}`, reason, { cause: err });
+};

@@ -1,0 +1,137 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { describeAwsError } from './aws-errors';
+import type { Clock } from './clock';
+import { UnavailableError } from './errors';
+
+/**
+ * Envelope encryption of cached tokens: AES-256-GCM under a data key from KMS `GenerateDataKey`. The wrapped
+ * data key is stored with the item; plaintext data keys live in memory per container for at most
+ * `dataKeyMaxAgeSec`. The caller binds the item's identity (cache key, expiry) in as additional authenticated
+ * data, so ciphertext moved onto another item does not decrypt.
+ */
+export interface SealedToken {
+  /** version (1 byte) | IV (12 bytes) | ciphertext | GCM tag (16 bytes) */
+  ciphertext: Uint8Array;
+  wrappedDataKey: Uint8Array;
+}
+
+/** A sealed token that cannot be opened: tampered, moved, or its data key cannot be unwrapped. */
+export class TokenDecryptError extends Error {
+  constructor(readonly reason: string, options?: { cause?: unknown }) {
+    super(`cached token could not be decrypted: ${reason}`, options);
+    this.name = 'TokenDecryptError';
+  }
+}
+
+const FORMAT_VERSION = 1;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const ENCRYPTION_CONTEXT = { purpose: 'limitrail-token-broker/token-cache' };
+const MAX_UNWRAPPED_KEYS = 64;
+
+interface DataKey {
+  plaintext: Buffer;
+  wrapped: Uint8Array;
+  createdAtMs: number;
+}
+
+export class TokenCipher {
+  #encryptionKey: Promise<DataKey> | undefined;
+  readonly #unwrapped = new Map<string, DataKey>();
+
+  constructor(
+    private readonly kms: KMSClient,
+    private readonly keyId: string,
+    private readonly clock: Clock,
+    private readonly dataKeyMaxAgeSec: number,
+  ) {}
+
+  async seal(plaintext: string, aad: string): Promise<SealedToken> {
+    const key = await this.#currentEncryptionKey();
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key.plaintext, iv);
+    cipher.setAAD(Buffer.from(aad, 'utf8'));
+    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    return {
+      ciphertext: Buffer.concat([Buffer.of(FORMAT_VERSION), iv, body, cipher.getAuthTag()]),
+      wrappedDataKey: key.wrapped,
+    };
+  }
+
+  async open(sealed: SealedToken, aad: string): Promise<string> {
+    const { ciphertext } = sealed;
+    if (ciphertext.length < 1 + IV_BYTES + TAG_BYTES || ciphertext[0] !== FORMAT_VERSION) {
+      throw new TokenDecryptError('unknown format');
+    }
+    const key = await this.#unwrap(sealed.wrappedDataKey);
+    const bytes = Buffer.from(ciphertext);
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(1, 1 + IV_BYTES));
+      decipher.setAAD(Buffer.from(aad, 'utf8'));
+      decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
+      const body = bytes.subarray(1 + IV_BYTES, bytes.length - TAG_BYTES);
+      return Buffer.concat([decipher.update(body), decipher.final()]).toString('utf8');
+    } catch (err) {
+      throw new TokenDecryptError('authentication failed', { cause: err });
+    }
+  }
+
+  #isFresh(key: DataKey): boolean {
+    return this.clock.nowMs() - key.createdAtMs < this.dataKeyMaxAgeSec * 1000;
+  }
+
+  async #currentEncryptionKey(): Promise<DataKey> {
+    const current = this.#encryptionKey;
+    if (current) {
+      const key = await current.catch(() => undefined);
+      if (key && this.#isFresh(key)) return key;
+      if (this.#encryptionKey !== current) return this.#currentEncryptionKey(); // someone else renewed it
+    }
+    const pending = this.#generate();
+    this.#encryptionKey = pending;
+    pending.catch(() => {
+      if (this.#encryptionKey === pending) this.#encryptionKey = undefined; // failures are not cached
+    });
+    return pending;
+  }
+
+  async #generate(): Promise<DataKey> {
+    try {
+      const out = await this.kms.send(
+        new GenerateDataKeyCommand({ KeyId: this.keyId, KeySpec: 'AES_256', EncryptionContext: ENCRYPTION_CONTEXT }),
+      );
+      if (!out.Plaintext || !out.CiphertextBlob) throw new Error('GenerateDataKey returned no key');
+      const key = { plaintext: Buffer.from(out.Plaintext), wrapped: out.CiphertextBlob, createdAtMs: this.clock.nowMs() };
+      this.#remember(key);
+      return key;
+    } catch (err) {
+      throw new UnavailableError(`KMS could not generate a data key: ${describeAwsError(err)}`, 'kms_unavailable', {
+        cause: err,
+      });
+    }
+  }
+
+  #remember(key: DataKey): void {
+    const id = Buffer.from(key.wrapped).toString('base64');
+    this.#unwrapped.delete(id);
+    this.#unwrapped.set(id, key);
+    while (this.#unwrapped.size > MAX_UNWRAPPED_KEYS) this.#unwrapped.delete(this.#unwrapped.keys().next().value as string);
+  }
+
+  async #unwrap(wrapped: Uint8Array): Promise<Buffer> {
+    const known = this.#unwrapped.get(Buffer.from(wrapped).toString('base64'));
+    if (known && this.#isFresh(known)) return known.plaintext;
+    try {
+      const out = await this.kms.send(
+        new DecryptCommand({ KeyId: this.keyId, CiphertextBlob: wrapped, EncryptionContext: ENCRYPTION_CONTEXT }),
+      );
+      if (!out.Plaintext) throw new Error('Decrypt returned no key');
+      const key = { plaintext: Buffer.from(out.Plaintext), wrapped, createdAtMs: this.clock.nowMs() };
+      this.#remember(key);
+      return key.plaintext;
+    } catch (err) {
+      throw new TokenDecryptError(`data key not unwrapped: ${describeAwsError(err)}`, { cause: err });
+    }
+  }
+}
