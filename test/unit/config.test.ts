@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../functions/lib/config';
+import { BrokerError } from '../../functions/lib/errors';
+
+const base = {
+  TOKEN_TABLE_NAME: 'tokens',
+  TOKEN_KMS_KEY_ID: 'alias/broker',
+  BROKER_CLIENTS: JSON.stringify({
+    limitrail: { secretId: 'limitrail/client', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['b', 'a'] },
+  }),
+};
+
+const problem = (env: Record<string, string | undefined>) => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(BrokerError);
+    const body = (err as BrokerError).toOAuth();
+    expect(body).toMatchObject({ error: 'server_error', status: 500 });
+    return body.error_description;
+  }
+  throw new Error('expected a configuration error');
+};
+
+const clients = (client: Record<string, unknown>) => ({ ...base, BROKER_CLIENTS: JSON.stringify({ limitrail: client }) });
+const good = { secretId: 's', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['a'] };
+
+describe('loadConfig', () => {
+  it('reads a valid configuration with defaults', () => {
+    const config = loadConfig(base);
+    expect(config.tableName).toBe('tokens');
+    expect([...config.clients.get('limitrail')!.scopes]).toEqual(['a', 'b']);
+    expect(config.secretMaxAgeSec).toBe(300);
+    expect(config.tokenEndpointTimeoutMs).toBe(5000);
+  });
+
+  it('names each missing required variable', () => {
+    expect(problem({ ...base, TOKEN_TABLE_NAME: undefined })).toContain('TOKEN_TABLE_NAME is not set');
+    expect(problem({ ...base, TOKEN_KMS_KEY_ID: '' })).toContain('TOKEN_KMS_KEY_ID is not set');
+    expect(problem({ ...base, BROKER_CLIENTS: undefined })).toContain('BROKER_CLIENTS is not set');
+  });
+
+  it('does not quote invalid JSON back (it could hold a pasted secret)', () => {
+    const description = problem({ ...base, BROKER_CLIENTS: '{"limitrail": hunter2-secret' });
+    expect(description).toBe('invalid configuration: BROKER_CLIENTS is not valid JSON');
+  });
+
+  it('accepts http only for loopback token URLs', () => {
+    expect(loadConfig(clients({ ...good, tokenUrl: 'http://127.0.0.1:4010/connect/token' })).clients.size).toBe(1);
+    expect(loadConfig(clients({ ...good, tokenUrl: 'http://localhost:4010/connect/token' })).clients.size).toBe(1);
+    expect(problem(clients({ ...good, tokenUrl: 'http://auth.example.com/connect/token' }))).toContain('must be https');
+    expect(problem(clients({ ...good, tokenUrl: 'http://127.0.0.1.example.com/t' }))).toContain('must be https');
+  });
+
+  it('refuses token URLs with credentials without echoing them', () => {
+    const description = problem(clients({ ...good, tokenUrl: 'https://user:pa55@auth.example.com/t' }));
+    expect(description).toContain('must not contain credentials');
+    expect(description).not.toContain('pa55');
+  });
+
+  it.each([
+    ['no clients', { ...base, BROKER_CLIENTS: '{}' }, 'configures no client'],
+    ['an array', { ...base, BROKER_CLIENTS: '[]' }, 'must be a JSON object'],
+    ['an unknown client field', clients({ ...good, scope: 'a' }), 'unknown field "scope"'],
+    ['empty scopes', clients({ ...good, scopes: [] }), 'scopes must be a non-empty array'],
+    ['a bad scope', clients({ ...good, scopes: ['a', 'b c'] }), 'scopes[1]'],
+    ['no secretId', clients({ ...good, secretId: '' }), 'secretId'],
+    ['a relative token URL', clients({ ...good, tokenUrl: '/connect/token' }), 'not an absolute URL'],
+    ['a bad numeric setting', { ...base, TOKEN_ENDPOINT_TIMEOUT_MS: '5s' }, 'TOKEN_ENDPOINT_TIMEOUT_MS'],
+  ])('refuses %s', (_name, env, fragment) => {
+    expect(problem(env)).toContain(fragment);
+  });
+});

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { cacheKeyFor } from '../../functions/lib/cache-key';
+import { MemoryTokenCache } from '../../functions/lib/memory-cache';
+import { isServable, lifetimeOf, toTokenAnswer, type CachedToken } from '../../functions/lib/token-lifetime';
+
+/** A fake clock: tests move time, they do not stub decisions. */
+const clockAt = (iso: string) => {
+  let nowMs = Date.parse(iso);
+  return { nowMs: () => nowMs, advanceSec: (s: number) => (nowMs += s * 1000) };
+};
+
+const tokenIssuedAt = (nowMs: number, lifetimeSec = 3600): CachedToken => ({
+  accessToken: 'tok',
+  scopes: ['a'],
+  ...lifetimeOf(nowMs, lifetimeSec),
+});
+
+describe('token lifetime', () => {
+  it('counts the lifetime from when the request was sent, in whole seconds', () => {
+    expect(lifetimeOf(Date.parse('2026-11-29T06:00:00.900Z'), 3600.7)).toEqual({
+      issuedAtEpochSec: Date.parse('2026-11-29T06:00:00Z') / 1000,
+      expiresAtEpochSec: Date.parse('2026-11-29T07:00:00Z') / 1000,
+    });
+  });
+
+  it('answers the remaining lifetime, not the original one', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const token = tokenIssuedAt(clock.nowMs());
+    clock.advanceSec(188);
+    expect(toTokenAnswer(token, 'limitrail', clock.nowMs())).toEqual({
+      access_token: 'tok',
+      token_type: 'Bearer',
+      expires_in: 3412,
+      expires_at: '2026-11-29T07:00:00Z',
+      scope: 'a',
+      client: 'limitrail',
+    });
+  });
+
+  it('serves a token until less than minTtl remains', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const token = tokenIssuedAt(clock.nowMs());
+    clock.advanceSec(3600 - 120);
+    expect(isServable(token, clock.nowMs(), 120)).toBe(true);
+    clock.advanceSec(1);
+    expect(isServable(token, clock.nowMs(), 120)).toBe(false);
+    expect(isServable(token, clock.nowMs(), 60)).toBe(true);
+  });
+
+  it('never serves an expired token, even with minTtl 0', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const token = tokenIssuedAt(clock.nowMs());
+    clock.advanceSec(3600);
+    expect(isServable(token, clock.nowMs(), 0)).toBe(false);
+  });
+
+  it('caps minTtl at half the lifetime of short-lived tokens so they still get reused', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const token = tokenIssuedAt(clock.nowMs(), 600);
+    clock.advanceSec(200);
+    expect(isServable(token, clock.nowMs(), 900)).toBe(true);
+    clock.advanceSec(101);
+    expect(isServable(token, clock.nowMs(), 900)).toBe(false);
+  });
+});
+
+describe('cache key', () => {
+  it('does not depend on scope order or duplicates', () => {
+    expect(cacheKeyFor('https://a/t', 'c', ['b', 'a', 'a'])).toBe(cacheKeyFor('https://a/t', 'c', ['a', 'b']));
+  });
+
+  it('differs by token URL, client id and scope set', () => {
+    const keys = new Set([
+      cacheKeyFor('https://a/t', 'c', ['a']),
+      cacheKeyFor('https://b/t', 'c', ['a']),
+      cacheKeyFor('https://a/t', 'd', ['a']),
+      cacheKeyFor('https://a/t', 'c', ['a', 'b']),
+      cacheKeyFor('https://a/t', 'c', ['a b']),
+    ]);
+    expect(keys.size).toBe(5);
+  });
+});
+
+describe('memory cache', () => {
+  it('drops expired entries and evicts the least recently used beyond its bound', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const cache = new MemoryTokenCache(2);
+    cache.set('k1', tokenIssuedAt(clock.nowMs()));
+    cache.set('k2', tokenIssuedAt(clock.nowMs()));
+    cache.get('k1', clock.nowMs());
+    cache.set('k3', tokenIssuedAt(clock.nowMs()));
+    expect(cache.get('k2', clock.nowMs())).toBeUndefined();
+    expect(cache.get('k1', clock.nowMs())).toBeDefined();
+    clock.advanceSec(3600);
+    expect(cache.get('k1', clock.nowMs())).toBeUndefined();
+    expect(cache.size).toBe(1);
+  });
+
+  it('does not replace a token with one that expires sooner', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const cache = new MemoryTokenCache(10);
+    const newer = tokenIssuedAt(clock.nowMs() + 60_000);
+    cache.set('k', newer);
+    cache.set('k', tokenIssuedAt(clock.nowMs()));
+    expect(cache.get('k', clock.nowMs())).toBe(newer);
+  });
+});
