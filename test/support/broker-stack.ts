@@ -1,0 +1,69 @@
+import { DynamoDBClient, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { setupLocalAws } from '../../local/aws-setup';
+import { startMoto, type MotoServer } from '../../local/moto';
+import { startSandbox, type Sandbox } from '../../local/sandbox';
+
+export const REGION = 'us-east-1';
+export const SECRET_ID = 'limitrail/broker-client';
+
+/** Real local components for one test file: moto_server (DynamoDB, Secrets Manager, KMS) and the LimitRail sandbox. */
+export interface BrokerStack {
+  moto: MotoServer;
+  sandbox: Sandbox;
+  tableName: string;
+  kmsKeyId: string;
+  /** Environment for a broker container: config plus the SDK's standard endpoint variables. */
+  env: Record<string, string>;
+  dynamodb: DynamoDBClient;
+  secretsManager: SecretsManagerClient;
+  scanTable(): Promise<Record<string, AttributeValue>[]>;
+  stop(): Promise<void>;
+}
+
+export const awsEnv = (endpoint: string): Record<string, string> => ({
+  AWS_ENDPOINT_URL: endpoint,
+  AWS_REGION: REGION,
+  AWS_ACCESS_KEY_ID: 'test',
+  AWS_SECRET_ACCESS_KEY: 'test',
+});
+
+export const startBrokerStack = async (options: { tokenLifetimeSec?: number } = {}): Promise<BrokerStack> => {
+  const moto = await startMoto();
+  const sandbox = await startSandbox({ tokenLifetimeSec: options.tokenLifetimeSec ?? 3600 });
+  const client = sandbox.clients[0]!;
+  const tableName = 'limitrail-tokens-test';
+  const { kmsKeyId } = await setupLocalAws({
+    endpoint: moto.endpoint,
+    region: REGION,
+    tableName,
+    secretId: SECRET_ID,
+    secretValue: { client_id: client.clientId, client_secret: client.clientSecret },
+  });
+  const env = {
+    ...awsEnv(moto.endpoint),
+    TOKEN_TABLE_NAME: tableName,
+    TOKEN_KMS_KEY_ID: kmsKeyId,
+    BROKER_CLIENTS: JSON.stringify({
+      limitrail: { secretId: SECRET_ID, tokenUrl: sandbox.tokenUrl, clientId: client.clientId, scopes: client.scopes },
+    }),
+  };
+  const clientConfig = { endpoint: moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+  const dynamodb = new DynamoDBClient(clientConfig);
+  const secretsManager = new SecretsManagerClient(clientConfig);
+  return {
+    moto,
+    sandbox,
+    tableName,
+    kmsKeyId,
+    env,
+    dynamodb,
+    secretsManager,
+    scanTable: async () => (await dynamodb.send(new ScanCommand({ TableName: tableName, ConsistentRead: true }))).Items ?? [],
+    stop: async () => {
+      dynamodb.destroy();
+      secretsManager.destroy();
+      await Promise.allSettled([sandbox.stop(), moto.stop()]);
+    },
+  };
+};

@@ -1,0 +1,50 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
+
+/** A Lambda container as its own OS process (own memory cache), running the built bundle of a function. */
+export interface Container {
+  invoke(event: unknown): Promise<unknown>;
+  /** Everything the container wrote to stdout and stderr: its logs. */
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export const startContainer = async (fn: string, env: Record<string, string>): Promise<Container> => {
+  const bundle = resolve('dist', fn, 'handler.js');
+  const child: ChildProcess = fork(resolve('test/support/container-main.cjs'), [bundle], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const pending = new Map<string, (value: unknown) => void>();
+  await new Promise<void>((ready, failed) => {
+    child.once('error', failed);
+    child.once('exit', (code) => failed(new Error(`container exited with ${code}: ${output}`)));
+    child.on('message', (msg: { ready?: boolean; id?: string; result?: unknown; thrown?: string }) => {
+      if (msg.ready) return ready();
+      const settle = msg.id ? pending.get(msg.id) : undefined;
+      if (settle) {
+        pending.delete(msg.id!);
+        settle(msg.thrown ? { thrown: msg.thrown } : msg.result);
+      }
+    });
+  });
+  return {
+    invoke: (event) =>
+      new Promise((settle) => {
+        const id = randomUUID();
+        pending.set(id, settle);
+        child.send({ id, requestId: randomUUID(), event });
+      }),
+    logs: () => output,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((done) => child.once('exit', done));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+};
