@@ -38,7 +38,13 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
     } catch (err) {
       const body = toOAuthError(err);
       const level = body.status >= 500 ? 'error' : 'warn';
-      log[level]('token request refused', { reason: reasonOf(err), error: body.error, status: body.status, detail: body.error_description });
+      log[level]('token request refused', {
+        reason: reasonOf(err),
+        error: body.error,
+        status: body.status,
+        detail: body.error_description,
+        ...(err instanceof BrokerError ? {} : { errorName: (err as Error | undefined)?.name ?? typeof err }),
+      });
       return body;
     }
   };

@@ -26,7 +26,7 @@ const container = (envOverrides: Record<string, string> = {}, overrides: Runtime
     () => loggerFromEnv(env, sink),
   );
   return async (event: unknown): Promise<Answer> => {
-    const answer = (await handler(event, { awsRequestId: 'test-request' })) as Answer;
+    const answer = (await handler(event, { awsRequestId: 'test-request' })) as unknown as Answer;
     if (typeof answer.access_token === 'string') handedOut.push(answer.access_token);
     return answer;
   };
