@@ -1,0 +1,122 @@
+/**
+ * `npm run bench`: the numbers behind the README's performance claims, measured against real local components
+ * (moto_server, the LimitRail sandbox). Timings are printed, never asserted.
+ *
+ *   - bundle size per function (cold-start weight)
+ *   - cold start: time to load the bundle in a fresh Node process
+ *   - latency of a memory hit, a table hit (cold container) and a miss (token endpoint)
+ *   - upstream requests for 100 sequential requests of one scope set
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { createRuntime, loggerFromEnv } from '../functions/lib/runtime';
+import { createTokenHandler } from '../functions/lib/token-handler';
+import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
+import { cacheKeyFor } from '../functions/lib/cache-key';
+import { TABLE_PARTITION_KEY } from '../functions/lib/table-schema';
+import { startBrokerStack } from '../test/support/broker-stack';
+
+const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+};
+const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
+const table = (rows: string[][]) => {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const row of rows) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join('  '));
+  console.log();
+};
+
+const bundles = () => {
+  execFileSync('node', ['scripts/build.mjs'], { stdio: 'ignore' });
+  const rows = [['function', 'bundle bytes', 'KiB']];
+  for (const fn of readdirSync('dist')) {
+    const bytes = statSync(`dist/${fn}/handler.js`).size;
+    rows.push([fn, String(bytes), (bytes / 1024).toFixed(1)]);
+  }
+  console.log('## Bundle size');
+  table(rows);
+};
+
+const coldStart = () => {
+  const samples: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const out = execFileSync('node', [
+      '-e',
+      "const t=process.hrtime.bigint(); require('./dist/token/handler.js'); console.log(Number(process.hrtime.bigint()-t)/1e6)",
+    ]);
+    samples.push(Number(out.toString().trim()));
+  }
+  console.log('## Cold start: loading dist/token/handler.js in a fresh process (10 runs)');
+  table([
+    ['p50', 'p95', 'min'],
+    [fmt(percentile(samples, 50)), fmt(percentile(samples, 95)), fmt(Math.min(...samples))],
+  ]);
+};
+
+const latencies = async () => {
+  const stack = await startBrokerStack();
+  Object.assign(process.env, stack.env);
+  const silent = () => undefined;
+  const container = () =>
+    createTokenHandler(
+      () => createRuntime(process.env, { logSink: silent }),
+      () => loggerFromEnv(process.env, silent),
+    );
+  const timed = async (handler: ReturnType<typeof container>, event: unknown) => {
+    const t = performance.now();
+    const answer = (await handler(event)) as { error?: string };
+    const ms = performance.now() - t;
+    if (answer.error) throw new Error(`benchmark request failed: ${answer.error}`);
+    return ms;
+  };
+  const client = stack.sandbox.clients[0]!;
+  const scopes = ['limitrail.usage.write'];
+  const key = cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, scopes);
+  const dropItem = () =>
+    stack.dynamodb.send(new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }));
+  try {
+    const miss: number[] = [];
+    const tableHit: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      await dropItem();
+      miss.push(await timed(container(), { scopes }));
+      tableHit.push(await timed(container(), { scopes }));
+    }
+    const warm = container();
+    await warm({ scopes });
+    const memoryHit: number[] = [];
+    for (let i = 0; i < 2000; i++) memoryHit.push(await timed(warm, { scopes }));
+
+    const before = stack.sandbox.stats().tokenRequests;
+    const sequential = container();
+    for (let i = 0; i < 100; i++) await sequential({ scopes: ['limitrail.usage.read', 'limitrail.runtime.read'] });
+    const upstream = stack.sandbox.stats().tokenRequests - before;
+
+    console.log('## Latency per request, against moto_server and the sandbox on loopback');
+    console.log('(a new container each time for the first two rows: new runtime, SDK clients, data key)');
+    table([
+      ['path', 'n', 'p50', 'p95', 'max'],
+      ...(
+        [
+          ['miss: token endpoint (cold container)', miss],
+          ['hit: table (cold container)', tableHit],
+          ['hit: memory (warm container)', memoryHit],
+        ] as const
+      ).map(([name, v]) => [name, String(v.length), fmt(percentile(v, 50)), fmt(percentile(v, 95)), fmt(Math.max(...v))]),
+    ]);
+    console.log('## Upstream token requests for 100 sequential requests of one scope set');
+    table([['requests', 'upstream token requests'], ['100', String(upstream)]]);
+    const rssMiB = process.memoryUsage().rss / 1024 / 1024;
+    console.log(`bench process RSS after the runs: ${rssMiB.toFixed(1)} MiB\n`);
+  } finally {
+    await stack.stop();
+  }
+};
+
+await (async () => {
+  bundles();
+  coldStart();
+  await latencies();
+})();
