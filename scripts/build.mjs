@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// Bundles every functions/<name>/handler.ts into dist/<name>/handler.js for Lambda (`npm run build`).
+//
+// - CommonJS, platform node, target node20: the same bundle runs on the nodejs22.x runtime and on the
+//   Node 20 used locally (serverless-offline loads dist/, not the sources).
+// - The AWS SDK is bundled, not taken from the runtime: the pinned versions in package.json are the
+//   ones we test against, and the runtime's copy changes under us without notice.
+// - dist/<name>/package.json says "commonjs" because the repository root is "type": "module"; without
+//   it Node (and serverless-offline) would load handler.js as ESM and fail on `exports`.
+// - dist/<name>/meta.json is esbuild's metafile (inspect with https://esbuild.github.io/analyze/);
+//   serverless.yml packages only handler.js and package.json.
+import { build } from 'esbuild';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const functionsDir = join(root, 'functions');
+const distDir = join(root, 'dist');
+
+/** Function names: every functions/<name>/ that has a handler.ts (functions/lib has none). */
+const findFunctions = () =>
+  readdirSync(functionsDir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && existsSync(join(functionsDir, entry.name, 'handler.ts')))
+    .map((entry) => entry.name)
+    .sort();
+
+const bundle = async (name) => {
+  const outDir = join(distDir, name);
+  await mkdir(outDir, { recursive: true });
+  const result = await build({
+    absWorkingDir: root,
+    entryPoints: [join(functionsDir, name, 'handler.ts')],
+    outfile: join(outDir, 'handler.js'),
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    // Prefer the SDK's ES module builds: esbuild tree-shakes those far better than the CommonJS ones.
+    mainFields: ['module', 'main'],
+    minify: true,
+    treeShaking: true,
+    sourcemap: false,
+    legalComments: 'none',
+    metafile: true,
+    logLevel: 'warning',
+  });
+  if (result.errors.length > 0) throw new Error(`esbuild reported ${result.errors.length} error(s) for ${name}`);
+  await writeFile(join(outDir, 'package.json'), `${JSON.stringify({ type: 'commonjs' }, null, 2)}\n`);
+  await writeFile(join(outDir, 'meta.json'), JSON.stringify(result.metafile));
+  const bytes = statSync(join(outDir, 'handler.js')).size;
+  return { name, file: relative(root, join(outDir, 'handler.js')), bytes };
+};
+
+const printSizes = (rows) => {
+  const width = Math.max(...rows.map((r) => r.file.length), 'bundle'.length);
+  const line = (a, b, c) => `${a.padEnd(width)}  ${b.padStart(10)}  ${c.padStart(9)}`;
+  console.log(line('bundle', 'bytes', 'KiB'));
+  for (const r of rows) console.log(line(r.file, String(r.bytes), (r.bytes / 1024).toFixed(1)));
+};
+
+const main = async () => {
+  const names = findFunctions();
+  if (names.length === 0) throw new Error('no functions/<name>/handler.ts found');
+  const started = Date.now();
+  const rows = await Promise.all(names.map(bundle));
+  // A removed function's stale bundle must never be packaged. (dist/ itself is not wiped first, so
+  // tests reading dist/ while someone rebuilds never find it missing.)
+  for (const entry of readdirSync(distDir, { withFileTypes: true })) {
+    if (!names.includes(entry.name)) rmSync(join(distDir, entry.name), { recursive: true, force: true });
+  }
+  printSizes(rows);
+  console.log(`built ${rows.length} function(s) in ${Date.now() - started} ms`);
+};
+
+main().catch((err) => {
+  // esbuild has already printed its diagnostics (logLevel 'warning'); add a one-line verdict.
+  const count = Array.isArray(err?.errors) ? err.errors.length : 0;
+  console.error(count > 0 ? `build failed: ${count} esbuild error(s), shown above` : `build failed: ${err?.stack ?? err}`);
+  process.exit(1);
+});

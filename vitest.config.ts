@@ -1,0 +1,18 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Integration tests start real processes on loopback (moto_server, the sandbox, osls).
+    // Individual slow tests set their own, larger timeouts.
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    // Child processes and process-wide env per test file: separate processes, not threads.
+    pool: 'forks',
+    env: {
+      // Tests run on Node 20 here and the function on nodejs22.x in Lambda: the SDK's notice that its
+      // future versions need Node 22 would only bury the test output.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    },
+  },
+});
