@@ -1,0 +1,245 @@
+/**
+ * What `osls package --stage ci` produces: the zip that would be uploaded and the CloudFormation template
+ * that would be deployed. Runs fully offline: dummy credentials, and every AWS endpoint pointed at a closed
+ * loopback port, so any call to AWS fails the packaging (and this test) instead of leaving the machine.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { ENV } from '../../functions/lib/env-names';
+import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/table-schema';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const OSLS = join(ROOT, 'node_modules', 'osls', 'bin', 'serverless.js');
+const run = promisify(execFile);
+
+type Json = Record<string, unknown>;
+interface Resource {
+  Type: string;
+  Properties: Json;
+  DeletionPolicy?: string;
+  Condition?: string;
+}
+interface Statement {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Principal?: unknown;
+  Condition?: Json;
+}
+
+/**
+ * IAM actions of one AWS service that functions/ calls: every `XxxCommand` imported from its SDK client becomes
+ * `service:Xxx`. Keeps the role's actions equal to what the code does, as the code changes.
+ */
+const SDK_PACKAGES: Record<string, string> = { dynamodb: 'client-dynamodb', kms: 'client-kms', secretsmanager: 'client-secrets-manager' };
+const actionsTheCodeCalls = async (service: string): Promise<string[]> => {
+  const { readdir } = await import('node:fs/promises');
+  const files = (await readdir(join(ROOT, 'functions'), { recursive: true })).filter((f) => f.endsWith('.ts'));
+  const actions = new Set<string>();
+  const importFrom = new RegExp(`import\\s*{([^}]*)}\\s*from\\s*'@aws-sdk/${SDK_PACKAGES[service]}'`, 'g');
+  for (const file of files) {
+    const source = await readFile(join(ROOT, 'functions', file), 'utf8');
+    for (const [, names] of source.matchAll(importFrom)) {
+      for (const [, command] of names!.matchAll(/\b(\w+)Command\b/g)) actions.add(`${service}:${command}`);
+    }
+  }
+  return [...actions].sort();
+};
+
+/** The file names in a zip, from its central directory (enough for listing; no extraction). */
+const zipEntries = (zip: Buffer): string[] => {
+  const EOCD = 0x06054b50;
+  const CENTRAL = 0x02014b50;
+  let eocd = -1;
+  for (let i = zip.length - 22; i >= Math.max(0, zip.length - 22 - 0xffff); i -= 1) {
+    if (zip.readUInt32LE(i) === EOCD) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd < 0) throw new Error('not a zip file (no end of central directory)');
+  const count = zip.readUInt16LE(eocd + 10);
+  let offset = zip.readUInt32LE(eocd + 16);
+  const names: string[] = [];
+  for (let n = 0; n < count; n += 1) {
+    if (zip.readUInt32LE(offset) !== CENTRAL) throw new Error(`bad central directory entry ${n}`);
+    const nameLength = zip.readUInt16LE(offset + 28);
+    const extraLength = zip.readUInt16LE(offset + 30);
+    const commentLength = zip.readUInt16LE(offset + 32);
+    names.push(zip.toString('utf8', offset + 46, offset + 46 + nameLength));
+    offset += 46 + nameLength + extraLength + commentLength;
+  }
+  return names;
+};
+
+const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** Offline-only environment for osls: no credentials of the developer, no reachable AWS endpoint. */
+const offlineEnv = (): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!key.startsWith('AWS_') && !key.startsWith('SLS_') && !key.startsWith('SERVERLESS_')) env[key] = value;
+  }
+  return {
+    ...env,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_REGION: 'eu-west-1',
+    AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_MAX_ATTEMPTS: '1',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    SLS_TELEMETRY_DISABLED: '1',
+    SLS_NOTIFICATIONS_MODE: 'off',
+  };
+};
+
+describe('osls package --stage ci', () => {
+  let packageDir: string;
+  let template: { Resources: Record<string, Resource>; Conditions?: Json };
+  let zipNames: string[];
+
+  const resourcesOfType = (type: string): [string, Resource][] =>
+    Object.entries(template.Resources).filter(([, r]) => r.Type === type);
+  const tokenFunction = (): Resource => {
+    const fn = template.Resources.TokenLambdaFunction;
+    if (!fn) throw new Error('no TokenLambdaFunction in the template');
+    return fn;
+  };
+  const roleStatements = (): Statement[] =>
+    resourcesOfType('AWS::IAM::Role').flatMap(([, role]) =>
+      ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
+        (p) => p.PolicyDocument.Statement,
+      ),
+    );
+
+  beforeAll(async () => {
+    if (!existsSync(join(ROOT, 'dist', 'token', 'handler.js'))) {
+      await run(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
+    }
+    // A private output directory: parallel runs never clash, and nothing is written into the repo.
+    packageDir = await mkdtemp(join(tmpdir(), 'token-broker-package-'));
+    try {
+      await run(process.execPath, [OSLS, 'package', '--stage', 'ci', '--package', packageDir], {
+        cwd: ROOT,
+        env: offlineEnv(),
+        timeout: 110_000,
+      });
+    } catch (err) {
+      const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string };
+      throw new Error(`osls package failed:\n${stdout}\n${stderr}`);
+    }
+    template = JSON.parse(await readFile(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8'));
+    const state = JSON.parse(await readFile(join(packageDir, 'serverless-state.json'), 'utf8'));
+    // The state records where `osls deploy` will look for the zip (.serverless/); it is in packageDir now.
+    const artifact: string = state.service.functions.token.package.artifact;
+    zipNames = zipEntries(await readFile(join(packageDir, basename(artifact))));
+  }, 120_000);
+
+  afterAll(async () => {
+    if (packageDir) await rm(packageDir, { recursive: true, force: true });
+  });
+
+  it('points the token function at the bundled handler, on nodejs22.x and arm64', () => {
+    const { Properties: p } = tokenFunction();
+    expect(p.Handler).toBe('dist/token/handler.handler');
+    expect(p.Runtime).toBe('nodejs22.x');
+    expect(p.Architectures).toEqual(['arm64']);
+  });
+
+  it('ships only the bundle and its CommonJS marker in the token zip', () => {
+    expect([...zipNames].sort()).toEqual(['dist/token/handler.js', 'dist/token/package.json']);
+    expect(zipNames.filter((n) => n.startsWith('functions/') || n.includes('node_modules/'))).toEqual([]);
+  });
+
+  it('keys the table on TABLE_PARTITION_KEY and expires items by TABLE_TTL_ATTRIBUTE', () => {
+    const tables = resourcesOfType('AWS::DynamoDB::Table');
+    expect(tables).toHaveLength(1);
+    const [, table] = tables[0]!;
+    expect(table.Properties.KeySchema).toEqual([{ AttributeName: TABLE_PARTITION_KEY, KeyType: 'HASH' }]);
+    expect(table.Properties.AttributeDefinitions).toEqual([{ AttributeName: TABLE_PARTITION_KEY, AttributeType: 'S' }]);
+    expect(table.Properties.TimeToLiveSpecification).toEqual({ AttributeName: TABLE_TTL_ATTRIBUTE, Enabled: true });
+    expect(table.Properties.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(table.Properties.SSESpecification).toEqual({ SSEEnabled: true });
+    expect(table.DeletionPolicy).toBe('Delete');
+  });
+
+  it('gives the function exactly the documented environment, with the table and key by reference', () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const names = Object.keys(env);
+    const documented = new Set<string>(Object.values(ENV));
+    expect(names.filter((n) => !documented.has(n))).toEqual([]);
+    expect(names).toEqual(expect.arrayContaining([ENV.tableName, ENV.clients, ENV.kmsKeyId]));
+    expect(env[ENV.tableName]).toEqual({ Ref: 'TokenTable' });
+    expect(JSON.stringify(env[ENV.kmsKeyId])).toContain('TokenKmsKey');
+  });
+
+  it('configures only https token endpoints in BROKER_CLIENTS', () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    const clients = JSON.parse(env[ENV.clients]!) as Record<string, { tokenUrl: string; secretId: string }>;
+    expect(Object.keys(clients).length).toBeGreaterThan(0);
+    for (const client of Object.values(clients)) expect(new URL(client.tokenUrl).protocol).toBe('https:');
+  });
+
+  it('grants no wildcard action and no bare "*" resource to the function role', () => {
+    const statements = roleStatements();
+    expect(statements.length).toBeGreaterThan(0);
+    for (const s of statements) {
+      for (const action of asArray(s.Action)) expect(action, JSON.stringify(s)).not.toMatch(/^\*$|:\*$/);
+      for (const resource of asArray(s.Resource)) expect(resource, JSON.stringify(s)).not.toBe('*');
+    }
+  });
+
+  it('lets the function read exactly the secrets named in BROKER_CLIENTS, and nothing else', async () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    const clients = JSON.parse(env[ENV.clients]!) as Record<string, { secretId: string }>;
+    const secretStatements = roleStatements().filter((s) => asArray(s.Action).some((a) => a.startsWith('secretsmanager:')));
+    expect(secretStatements.flatMap((s) => asArray(s.Action))).toEqual(await actionsTheCodeCalls('secretsmanager'));
+    const arns = secretStatements.flatMap((s) => asArray(s.Resource)).map((r) => (r as { 'Fn::Sub': string })['Fn::Sub']);
+    const expected = Object.values(clients).map(
+      (c) => `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${c.secretId}-??????`,
+    );
+    expect(arns.sort()).toEqual(expected.sort());
+  });
+
+  it('scopes table and key permissions to the stack\'s own table and key, with exactly the actions the code calls', async () => {
+    const statements = roleStatements();
+    const dynamo = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('dynamodb:')));
+    expect(dynamo.flatMap((s) => asArray(s.Resource))).toEqual([{ 'Fn::GetAtt': ['TokenTable', 'Arn'] }]);
+    expect(dynamo.flatMap((s) => asArray(s.Action)).sort()).toEqual(await actionsTheCodeCalls('dynamodb'));
+    const kms = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('kms:')));
+    expect(kms.flatMap((s) => asArray(s.Action)).sort()).toEqual(await actionsTheCodeCalls('kms'));
+    expect(JSON.stringify(kms.map((s) => s.Resource))).toContain('"TokenKmsKey","Arn"');
+  });
+
+  it('creates a key whose policy lets only the function role use it', () => {
+    const keys = resourcesOfType('AWS::KMS::Key');
+    expect(keys).toHaveLength(1);
+    const [, key] = keys[0]!;
+    const role = resourcesOfType('AWS::IAM::Role')[0]![1];
+    const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
+    const users = statements.filter((s) => asArray(s.Action).some((a) => a === 'kms:Decrypt' || a === 'kms:GenerateDataKey'));
+    expect(users).toHaveLength(1);
+    const condition = JSON.stringify(users[0]!.Condition);
+    expect(condition).toContain('aws:PrincipalArn');
+    expect(condition).toContain(`:role/${role.Properties.RoleName as string}`);
+    for (const s of statements) {
+      expect(JSON.stringify(s.Principal)).not.toBe('"*"');
+      for (const action of asArray(s.Action)) expect(action).not.toMatch(/^\*$|^kms:\*$/);
+    }
+  });
+
+  it('keeps function logs for a limited time', () => {
+    const logGroups = resourcesOfType('AWS::Logs::LogGroup');
+    expect(logGroups.length).toBeGreaterThan(0);
+    for (const [, group] of logGroups) expect(group.Properties.RetentionInDays).toBeGreaterThan(0);
+  });
+});
