@@ -1,0 +1,392 @@
+/**
+ * `npm start`: the whole broker on this machine, on loopback, with nothing to configure.
+ *
+ *   1. builds dist/ (scripts/build.mjs)
+ *   2. starts moto_server (DynamoDB, Secrets Manager, KMS) and the LimitRail sandbox (token endpoint)
+ *   3. creates the table, the client secret and the KMS key in moto (local/aws-setup.ts)
+ *   4. runs serverless-offline (osls, --stage local): the Lambda Invoke API on 127.0.0.1
+ *   5. asks the token function for a token once, like a real caller, and prints the exchange
+ *
+ * Writes the endpoints to .local/stack.json (for `npm run token`) and stays up until Ctrl-C, then stops
+ * every child it started, by PID, and checks that none is left.
+ *
+ * How the function gets its environment under serverless-offline 14: each handler runs in a worker
+ * thread whose env is (a) every AWS_* variable of the osls process, then (b) AWS_REGION etc. derived
+ * from provider.region, then (c) provider.environment / function environment from serverless.yml,
+ * then IS_OFFLINE=true. Nothing else from process.env reaches it (unless --localEnvironment). So the
+ * broker's own settings go in as `--param` values of the `local` stage, which serverless.yml turns
+ * into TOKEN_TABLE_NAME / BROKER_CLIENTS / TOKEN_KMS_KEY_ID, and the AWS endpoint and dummy
+ * credentials go in as AWS_* variables of the osls process.
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { setupLocalAws } from './aws-setup';
+import { freePort, startMoto, type MotoServer } from './moto';
+import { startSandbox, type Sandbox } from './sandbox';
+import {
+  STACK_FILE,
+  invokeFunction,
+  isOAuthError,
+  lambdaClientFor,
+  readStack,
+  redactAnswer,
+  type LocalStack,
+} from './token-cli';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SERVICE = 'limitrail-token-broker';
+const STAGE = 'local';
+const REGION = 'us-east-1';
+const TABLE_NAME = `${SERVICE}-local-tokens`;
+const SECRET_ID = `${SERVICE}/local/limitrail`;
+const KMS_ALIAS = `alias/${SERVICE}-local`;
+const TOKEN_FUNCTION = `${SERVICE}-${STAGE}-token`;
+const DEMO_EVENT = { scopes: ['limitrail.usage.write'] };
+const OFFLINE_READY_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+
+const say = (line = ''): void => console.log(line);
+const step = (line: string): void => console.log(`• ${line}`);
+
+/** Dummy credentials and the moto endpoint; no inherited profile or endpoint may lead to real AWS. */
+const awsEnv = (motoEndpoint: string): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (/^AWS_(PROFILE|DEFAULT_PROFILE|SESSION_TOKEN|ENDPOINT_URL|ROLE_ARN|WEB_IDENTITY_TOKEN_FILE|CONTAINER_)/.test(key)) continue;
+    env[key] = value;
+  }
+  return {
+    ...env,
+    AWS_ENDPOINT_URL: motoEndpoint,
+    AWS_REGION: REGION,
+    AWS_DEFAULT_REGION: REGION,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    // Node 20 locally; Lambda runs nodejs22.x. The SDK's "upgrade Node" notice is noise here.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    SLS_TELEMETRY_DISABLED: '1',
+    SLS_NOTIFICATIONS_MODE: 'off',
+  };
+};
+
+const build = async (): Promise<void> => {
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
+    const bundles = stdout
+      .split('\n')
+      .filter((l) => l.startsWith('dist/'))
+      .map((l) => l.trim().split(/\s+/))
+      .map(([file, , kib]) => `${file} ${kib} KiB`);
+    step(`built ${bundles.join(', ')}`);
+  } catch (err) {
+    const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string };
+    throw new Error(`build failed:\n${`${stdout}${stderr}`.trim()}`);
+  }
+};
+
+const portAnswers = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+
+/** Every child we spawned (moto.ts tracks its own), for the 'exit' safety net. */
+const spawned = new Set<ChildProcess>();
+
+interface Offline {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<void>;
+}
+
+const startOffline = async (lambdaPort: number, params: Record<string, string>, env: NodeJS.ProcessEnv): Promise<Offline> => {
+  const args = [
+    join(ROOT, 'node_modules', 'osls', 'bin', 'serverless.js'),
+    'offline',
+    'start',
+    '--stage',
+    STAGE,
+    '--host',
+    '127.0.0.1',
+    '--lambdaPort',
+    String(lambdaPort),
+    '--noSponsor',
+    ...Object.entries(params).flatMap(([key, value]) => ['--param', `${key}=${value}`]),
+  ];
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+  if (child.pid === undefined) throw new Error('cannot start serverless-offline');
+  spawned.add(child);
+  const pid = child.pid;
+  let exitInfo: string | undefined;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitInfo = signal ? `signal ${signal}` : `code ${code}`;
+      resolve();
+    }),
+  );
+  // Until it is ready, keep its output for the error message; afterwards show the function's logs.
+  let ready = false;
+  let early = '';
+  const onLine = (line: string): void => {
+    if (!ready) early += `${line}\n`;
+    else if (line.trim()) say(`  λ │ ${line}`);
+  };
+  for (const stream of [child.stdout!, child.stderr!]) {
+    let partial = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      lines.forEach(onLine);
+    });
+  }
+  const deadline = Date.now() + OFFLINE_READY_TIMEOUT_MS;
+  while (!(await portAnswers(lambdaPort))) {
+    if (exitInfo !== undefined) throw new Error(`serverless-offline exited (${exitInfo}):\n${early.trim()}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`serverless-offline did not listen on ${lambdaPort} within ${OFFLINE_READY_TIMEOUT_MS} ms:\n${early.trim()}`);
+    }
+    await sleep(150);
+  }
+  ready = true;
+  return { child, pid, exited };
+};
+
+const stopProcess = async (proc: Offline): Promise<void> => {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGTERM');
+  const inTime = await Promise.race([proc.exited.then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+  if (!inTime) {
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+  }
+};
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Our remaining child processes according to ps. Not counted: the ps itself, and tsx's esbuild
+ * service (the TypeScript loader's helper; it reads our stdin pipe and ends with us).
+ */
+const childProcesses = (): string[] => {
+  try {
+    return execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => {
+        const [, ppid, command, ...rest] = l.split(/\s+/);
+        const isEsbuildService = /esbuild$/.test(command ?? '') && rest.some((a) => a.startsWith('--service'));
+        return Number(ppid) === process.pid && command !== 'ps' && !isEsbuildService;
+      });
+  } catch {
+    return [];
+  }
+};
+
+/**
+ * The processes that launched us: our parent, up to and including npm (`npm start` runs
+ * npm -> sh -c -> tsx -> this). A signal sent to npm alone (not to the whole process group, as
+ * Ctrl-C does) kills `sh`, and npm exits without us hearing anything: we would live on as orphans
+ * with moto and serverless-offline. So: stop when any of them is gone.
+ */
+const launchers = (): number[] => {
+  const chain: number[] = [];
+  let pid = process.ppid;
+  for (let depth = 0; depth < 4 && pid > 1; depth += 1) {
+    chain.push(pid);
+    let line = '';
+    try {
+      line = execFileSync('ps', ['-o', 'ppid=,args=', '-p', String(pid)], { encoding: 'utf8' }).trim();
+    } catch {
+      break;
+    }
+    const [, ppid, args = ''] = /^(\d+)\s+(.*)$/.exec(line) ?? [];
+    if (!ppid || /(^|[\s/])npm(\s|$)|npm-cli\.js/.test(args)) break;
+    pid = Number(ppid);
+  }
+  return chain;
+};
+
+const watchLaunchers = (onGone: () => void): void => {
+  const watched = launchers();
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent || watched.some((pid) => !isAlive(pid))) {
+      clearInterval(timer);
+      onGone();
+    }
+  }, 1_000);
+  timer.unref();
+};
+
+const main = async (): Promise<void> => {
+  const startedMs = Date.now();
+  // One stack per checkout: a second one would overwrite .local/stack.json and remove it on exit.
+  const running = await readStack();
+  if (running && running.pid !== process.pid && isAlive(running.pid)) {
+    console.error(`The local stack is already running (pid ${running.pid}, Lambda API ${running.lambdaEndpoint}).`);
+    console.error('Use it (npm run token -- --scopes ...) or stop it first (Ctrl-C in its terminal).');
+    process.exit(1);
+  }
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  let moto: MotoServer | undefined;
+  let sandbox: Sandbox | undefined;
+  let offline: Offline | undefined;
+  let stopping: Promise<void> | undefined;
+  let firstSignalMs = 0;
+
+  // Safety net for crashes: never leave serverless-offline behind (moto.ts has its own).
+  process.on('exit', () => {
+    for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+
+  const stopAll = async (): Promise<boolean> => {
+    const stopped: string[] = [];
+    if (offline) {
+      await stopProcess(offline);
+      stopped.push(`serverless-offline (pid ${offline.pid})`);
+    }
+    if (moto) {
+      await moto.stop();
+      stopped.push(`moto (pid ${moto.pid})`);
+    }
+    if (sandbox) {
+      await sandbox.stop();
+      stopped.push('sandbox');
+    }
+    await rm(STACK_FILE, { force: true });
+    const pids = [offline?.pid, moto?.pid].filter((p): p is number => p !== undefined);
+    const survivors = [...pids.filter(isAlive).map((p) => `pid ${p}`), ...childProcesses()];
+    if (stopped.length > 0) step(`stopped ${stopped.join(', ')}`);
+    if (survivors.length > 0) {
+      console.error(`still running: ${survivors.join('; ')}`);
+      return false;
+    }
+    step('nothing left running');
+    return true;
+  };
+
+  const requestStop = (why: string): void => {
+    if (stopping) return;
+    firstSignalMs = Date.now();
+    say();
+    step(`${why}: stopping…`);
+    stopping = stopAll().then((clean) => process.exit(clean ? 0 : 1));
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    // Ctrl-C reaches us twice (from the terminal and relayed by npm/tsx): only a later one means "now".
+    if (stopping && Date.now() - firstSignalMs > 2_000) {
+      if (offline) offline.child.kill('SIGKILL');
+      if (moto) process.kill(moto.pid, 'SIGKILL');
+      process.exit(130);
+    }
+    requestStop(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  watchLaunchers(() => requestStop('npm or tsx went away'));
+
+  try {
+    await build();
+    const [startedMoto, startedSandbox] = await Promise.allSettled([
+      startMoto(),
+      startSandbox({ log: (l) => say(`  sandbox │ ${l}`) }),
+    ]);
+    // Keep whatever did start, so that stopAll() stops it.
+    if (startedMoto.status === 'fulfilled') moto = startedMoto.value;
+    if (startedSandbox.status === 'fulfilled') sandbox = startedSandbox.value;
+    if (startedMoto.status === 'rejected') throw startedMoto.reason;
+    if (startedSandbox.status === 'rejected') throw startedSandbox.reason;
+    moto = startedMoto.value;
+    sandbox = startedSandbox.value;
+    step(`moto_server on ${moto.endpoint} (pid ${moto.pid}); LimitRail sandbox on ${sandbox.url}`);
+    const client = sandbox.clients[0];
+    if (!client) throw new Error('the sandbox has no client');
+
+    const aws = await setupLocalAws({
+      endpoint: moto.endpoint,
+      region: REGION,
+      tableName: TABLE_NAME,
+      secretId: SECRET_ID,
+      secretValue: { client_id: client.clientId, client_secret: client.clientSecret },
+      kmsKeyAlias: KMS_ALIAS,
+    });
+    step(`created table ${aws.tableName}, secret ${SECRET_ID} and KMS key ${KMS_ALIAS} in moto`);
+
+    const lambdaPort = await freePort();
+    offline = await startOffline(
+      lambdaPort,
+      {
+        region: REGION,
+        tokenTableName: aws.tableName,
+        tokenKmsKeyId: aws.kmsKeyId,
+        limitrailSecretName: SECRET_ID,
+        limitrailTokenUrl: sandbox.tokenUrl,
+        limitrailClientId: client.clientId,
+      },
+      awsEnv(moto.endpoint),
+    );
+    const lambdaEndpoint = `http://127.0.0.1:${lambdaPort}`;
+    step(`serverless-offline Lambda API on ${lambdaEndpoint} (pid ${offline.pid})`);
+
+    const stack: LocalStack = {
+      startedAt: new Date().toISOString(),
+      pid: process.pid,
+      region: REGION,
+      stage: STAGE,
+      lambdaEndpoint,
+      functions: { token: TOKEN_FUNCTION },
+      motoEndpoint: moto.endpoint,
+      sandbox: { url: sandbox.url, tokenUrl: sandbox.tokenUrl, clientId: client.clientId },
+      tableName: aws.tableName,
+      secretId: SECRET_ID,
+      kmsKeyId: aws.kmsKeyId,
+      pids: { offline: offline.pid, moto: moto.pid },
+    };
+    await mkdir(dirname(STACK_FILE), { recursive: true });
+    await writeFile(STACK_FILE, `${JSON.stringify(stack, null, 2)}\n`);
+    step(`ready in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; endpoints in .local/stack.json`);
+
+    say();
+    say(`→ Invoke ${TOKEN_FUNCTION}  ${JSON.stringify(DEMO_EVENT)}`);
+    const lambda = lambdaClientFor(stack);
+    try {
+      const { answer, functionError } = await invokeFunction(lambda, TOKEN_FUNCTION, DEMO_EVENT);
+      const body = JSON.stringify(redactAnswer(answer), null, 2).replaceAll('\n', '\n  ');
+      say(`← ${functionError ? `function error (${functionError}) ` : ''}${body}`);
+      if (functionError || isOAuthError(answer)) say('  (the function answered an error: see the λ lines above)');
+    } finally {
+      lambda.destroy();
+    }
+    say();
+    say('Ask for another:  npm run token -- --scopes limitrail.usage.read,limitrail.usage.write');
+    say('Stop with Ctrl-C.');
+  } catch (err) {
+    if (stopping) return;
+    console.error(`✗ ${err instanceof Error ? err.message : String(err)}`);
+    firstSignalMs = Date.now();
+    stopping = stopAll().then(() => process.exit(1));
+  }
+};
+
+await main();
