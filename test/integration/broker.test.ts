@@ -255,6 +255,25 @@ describe('token function: dependency and configuration failures', () => {
     expect(ok.token_type).toBe('Bearer');
   });
 
+  it('does not follow a redirect from the token endpoint', async () => {
+    const before = upstreamRequests();
+    stack.sandbox.queueFaults({ status: 302, body: '', headers: { location: `${stack.sandbox.tokenUrl}?again=1` } });
+    const answer = await container()({ scopes: ['limitrail.accounts.read', 'limitrail.usage.write'] });
+    expect(answer).toMatchObject({ error: 'server_error', status: 502 });
+    expect(answer.error_description).toContain('redirects are not followed');
+    expect(upstreamRequests() - before).toBe(1);
+  });
+
+  it('stops reading an oversized answer and hands out nothing', async () => {
+    const huge = JSON.stringify({ access_token: 'x'.repeat(200_000), token_type: 'Bearer', expires_in: 3600 });
+    stack.sandbox.queueFaults({ status: 200, body: huge, headers: { 'content-type': 'application/json' } });
+    const itemsBefore = (await stack.scanTable()).length;
+    const answer = await container()({ scopes: ['limitrail.accounts.read', 'limitrail.usage.write'] });
+    expect(answer).toMatchObject({ error: 'server_error', status: 502 });
+    expect(answer.error_description).toContain('more than 65536 bytes');
+    expect((await stack.scanTable()).length).toBe(itemsBefore);
+  });
+
   it('answers every invocation with server_error naming the problem when the configuration is invalid', async () => {
     const invoke = container({ TOKEN_TABLE_NAME: '' });
     for (let i = 0; i < 2; i++) {
