@@ -30,6 +30,7 @@ import { setupLocalAws } from './aws-setup';
 import { freePort, startMoto, type MotoServer } from './moto';
 import { startSandbox, type Sandbox } from './sandbox';
 import {
+  isAlive,
   STACK_FILE,
   invokeFunction,
   isOAuthError,
@@ -171,15 +172,6 @@ const stopProcess = async (proc: Offline): Promise<void> => {
   if (!inTime) {
     proc.child.kill('SIGKILL');
     await proc.exited;
-  }
-};
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 };
 

@@ -95,7 +95,8 @@ export const readStack = async (file = STACK_FILE): Promise<LocalStack | undefin
   }
 };
 
-const isAlive = (pid: number): boolean => {
+/** Whether a process with this PID exists (EPERM: it does, but is not ours). */
+export const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
     return true;
