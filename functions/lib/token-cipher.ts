@@ -37,7 +37,8 @@ interface DataKey {
 }
 
 export class TokenCipher {
-  #encryptionKey: Promise<DataKey> | undefined;
+  #encryptionKey: DataKey | undefined;
+  #generating: Promise<DataKey> | undefined;
   readonly #unwrapped = new Map<string, DataKey>();
 
   constructor(
@@ -81,19 +82,14 @@ export class TokenCipher {
     return this.clock.nowMs() - key.createdAtMs < this.dataKeyMaxAgeSec * 1000;
   }
 
-  async #currentEncryptionKey(): Promise<DataKey> {
-    const current = this.#encryptionKey;
-    if (current) {
-      const key = await current.catch(() => undefined);
-      if (key && this.#isFresh(key)) return key;
-      if (this.#encryptionKey !== current) return this.#currentEncryptionKey(); // someone else renewed it
-    }
-    const pending = this.#generate();
-    this.#encryptionKey = pending;
-    pending.catch(() => {
-      if (this.#encryptionKey === pending) this.#encryptionKey = undefined; // failures are not cached
-    });
-    return pending;
+  /** The current data key for sealing; renewed after `dataKeyMaxAgeSec`, one GenerateDataKey at a time. */
+  #currentEncryptionKey(): Promise<DataKey> {
+    const key = this.#encryptionKey;
+    if (key && this.#isFresh(key)) return Promise.resolve(key);
+    this.#generating ??= this.#generate()
+      .then((fresh) => (this.#encryptionKey = fresh))
+      .finally(() => (this.#generating = undefined)); // failures are not cached
+    return this.#generating;
   }
 
   async #generate(): Promise<DataKey> {
