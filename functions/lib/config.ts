@@ -11,6 +11,8 @@ export interface ClientConfig {
   readonly clientId: string | undefined;
   /** The scopes callers may ask for with this client. */
   readonly scopes: ReadonlySet<string>;
+  /** Scope sets the prewarm function keeps fresh, each canonical. */
+  readonly prewarm: readonly (readonly string[])[];
 }
 
 export interface BrokerConfig {
@@ -21,6 +23,8 @@ export interface BrokerConfig {
   readonly tokenEndpointTimeoutMs: number;
   readonly memoryCacheMaxEntries: number;
   readonly dataKeyMaxAgeSec: number;
+  /** How long a refresh lease holds off other containers; covers one token request and the table write. */
+  readonly refreshLeaseMs: number;
 }
 
 /** The least remaining lifetime a caller gets when it does not say (seconds). */
@@ -32,7 +36,7 @@ export const DEFAULT_MIN_TTL_SEC = 60;
 export const MAX_MIN_TTL_SEC = 900;
 
 const CLIENT_NAME = /^[A-Za-z0-9._-]{1,64}$/;
-const CLIENT_FIELDS = new Set(['secretId', 'tokenUrl', 'clientId', 'scopes']);
+const CLIENT_FIELDS = new Set(['secretId', 'tokenUrl', 'clientId', 'scopes', 'prewarm']);
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]']);
 
 const fail = (what: string): never => {
@@ -88,13 +92,29 @@ const parseClient = (name: string, raw: unknown): ClientConfig => {
   }
   if (!Array.isArray(scopes) || scopes.length === 0) return fail(`${where}.scopes must be a non-empty array`);
   scopes.forEach((s, i) => isScopeToken(s) || fail(`${where}.scopes[${i}] must be an RFC 6749 scope token`));
+  const allowed = new Set(normalizeScopes(scopes as string[]));
   return {
     name,
     secretId: secretId as string,
     tokenUrl: checkTokenUrl(`${where}.tokenUrl`, raw.tokenUrl),
     clientId: clientId as string | undefined,
-    scopes: new Set(normalizeScopes(scopes as string[])),
+    scopes: allowed,
+    prewarm: parsePrewarm(`${where}.prewarm`, raw.prewarm, allowed),
   };
+};
+
+/** `"prewarm": [["a"], ["a", "b"]]`: scope sets, each non-empty and allowed for the client. */
+const parsePrewarm = (where: string, raw: unknown, allowed: ReadonlySet<string>): string[][] => {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) return fail(`${where} must be an array of scope arrays`);
+  const sets = raw.map((set, i) => {
+    if (!Array.isArray(set) || set.length === 0) return fail(`${where}[${i}] must be a non-empty array of scopes`);
+    set.forEach((s, j) => {
+      if (!isScopeToken(s) || !allowed.has(s)) fail(`${where}[${i}][${j}] must be one of the client's scopes`);
+    });
+    return normalizeScopes(set as string[]);
+  });
+  return [...new Map(sets.map((set) => [set.join(' '), set])).values()];
 };
 
 const parseClients = (text: string): Map<string, ClientConfig> => {
@@ -120,4 +140,11 @@ export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => ({
   tokenEndpointTimeoutMs: integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000),
   memoryCacheMaxEntries: integerSetting(env, ENV.memoryCacheMaxEntries, 500, 1, 100_000),
   dataKeyMaxAgeSec: integerSetting(env, ENV.dataKeyMaxAgeSec, 300, 1, 86_400),
+  refreshLeaseMs: integerSetting(
+    env,
+    ENV.refreshLeaseMs,
+    integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000) + 3_000,
+    200,
+    120_000,
+  ),
 });

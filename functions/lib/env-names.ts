@@ -7,6 +7,7 @@ export const ENV = {
   tokenEndpointTimeoutMs: 'TOKEN_ENDPOINT_TIMEOUT_MS',
   memoryCacheMaxEntries: 'MEMORY_CACHE_MAX_ENTRIES',
   dataKeyMaxAgeSec: 'DATA_KEY_MAX_AGE_SEC',
+  refreshLeaseMs: 'REFRESH_LEASE_MS',
 } as const;
 
 /** Variables the broker cannot start without; the others have defaults. */

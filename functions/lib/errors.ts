@@ -90,3 +90,12 @@ export const quote = (value: unknown, maxChars = 64): string => {
   const cut = text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
   return JSON.stringify(cut);
 };
+
+/**
+ * Log fields for an error: a broker error's stable reason and its description (built to be safe); anything else
+ * only by its name, since its message may quote a request, a body or a secret.
+ */
+export const errorLogFields = (err: unknown): { reason: string; detail: string } =>
+  err instanceof BrokerError
+    ? { reason: err.reason, detail: err.message }
+    : { reason: 'unexpected', detail: (err as { name?: unknown } | undefined)?.name === undefined ? typeof err : String((err as Error).name) };

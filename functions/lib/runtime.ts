@@ -8,6 +8,8 @@ import { Logger, type LogSink, parseLogLevel, stdoutSink } from './logger';
 import { MemoryTokenCache } from './memory-cache';
 import { SecretSource } from './secret-source';
 import { TokenCipher } from './token-cipher';
+import { RefreshLease } from './refresh-lease';
+import { TokenFetcher } from './token-fetcher';
 import { TokenStore } from './token-store';
 
 /**
@@ -27,6 +29,8 @@ export interface RuntimeOverrides {
   dynamodb?: DynamoDBClient;
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
+  /** false: no cross-container lease (the benchmark's naive baseline only). */
+  leases?: boolean;
 }
 
 /** AWS calls are on the request path: fail fast and let the broker degrade instead of hanging. */
@@ -46,14 +50,14 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   const dynamodb = overrides.dynamodb ?? new DynamoDBClient(AWS_CLIENT_SETTINGS);
   const secretsManager = overrides.secretsManager ?? new SecretsManagerClient(AWS_CLIENT_SETTINGS);
   const kms = overrides.kms ?? new KMSClient(AWS_CLIENT_SETTINGS);
-  const cipher = new TokenCipher(kms, config.kmsKeyId, clock, config.dataKeyMaxAgeSec);
-  const broker = new TokenBroker({
-    config,
-    clock,
-    log,
-    secrets: new SecretSource(secretsManager, clock, config.secretMaxAgeSec),
-    store: new TokenStore(dynamodb, config.tableName, cipher),
-    memory: new MemoryTokenCache(config.memoryCacheMaxEntries),
-  });
+  const secrets = new SecretSource(secretsManager, clock, config.secretMaxAgeSec);
+  const store = new TokenStore(dynamodb, config.tableName, new TokenCipher(kms, config.kmsKeyId, clock, config.dataKeyMaxAgeSec));
+  const memory = new MemoryTokenCache(config.memoryCacheMaxEntries);
+  const fetcher = new TokenFetcher(secrets, clock, config.tokenEndpointTimeoutMs);
+  const lease =
+    overrides.leases === false
+      ? undefined
+      : new RefreshLease({ store, fetcher, memory, clock, leaseDurationMs: config.refreshLeaseMs });
+  const broker = new TokenBroker({ clock, log, secrets, store, memory, fetcher, lease });
   return { config, broker, clock, log };
 };

@@ -1,21 +1,29 @@
 import type { Context } from 'aws-lambda';
-import { BrokerError, type OAuthErrorBody, toOAuthError } from './errors';
+import { BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from './errors';
 import type { Logger } from './logger';
 import type { Runtime } from './runtime';
 import type { TokenAnswer } from './token-lifetime';
 import { parseTokenRequest } from './token-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
+export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;
+
+/** Kept free at the end of an invocation to answer cleanly instead of timing out. */
+export const DEADLINE_MARGIN_MS = 500;
+/** Time budget when the caller gives no Lambda context (tests, local tools). */
+const DEFAULT_BUDGET_MS = 10_000;
+
+/** Epoch ms by which the answer must be ready: the Lambda's remaining time less a safety margin. */
+export const deadlineFor = (nowMs: number, context: InvocationContext | undefined): number =>
+  nowMs + (context?.getRemainingTimeInMillis?.() ?? DEFAULT_BUDGET_MS) - DEADLINE_MARGIN_MS;
 
 /**
- * The token function for direct Lambda Invoke. Errors are returned, not thrown: bad input is not a function
- * failure and must not trigger Lambda retries. The runtime is built on the first invocation and kept; if the
- * configuration is invalid, every invocation answers that server_error (and logs it).
+ * Builds the container's runtime on the first invocation and keeps it. If the configuration is invalid, every
+ * invocation gets `onConfigError`'s answer (and the problem is logged each time).
  */
-export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
+export const lazyRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
   let built: { runtime: Runtime } | { error: unknown } | undefined;
-
-  return async (event: unknown, context?: Pick<Context, 'awsRequestId'>): Promise<TokenResponse> => {
+  return (requestId: string | undefined): { runtime: Runtime } | { error: OAuthErrorBody } => {
     if (!built) {
       try {
         built = { runtime: makeRuntime() };
@@ -23,31 +31,39 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
         built = { error };
       }
     }
+    if ('runtime' in built) return built;
+    const body = toOAuthError(built.error);
+    fallbackLog().error('broker configuration invalid', { requestId, ...errorLogFields(built.error) });
+    return { error: body };
+  };
+};
+
+/**
+ * The token function for direct Lambda Invoke. Errors are returned, not thrown: bad input is not a function
+ * failure and must not trigger Lambda retries.
+ */
+export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
+  const runtimeFor = lazyRuntime(makeRuntime, fallbackLog);
+  return async (event: unknown, context?: InvocationContext): Promise<TokenResponse> => {
     const requestId = context?.awsRequestId;
-    if ('error' in built) {
-      const body = toOAuthError(built.error);
-      fallbackLog().error('broker configuration invalid', { requestId, reason: reasonOf(built.error), detail: body.error_description });
-      return body;
-    }
+    const built = runtimeFor(requestId);
+    if ('error' in built) return built.error;
     const { runtime } = built;
     const log = runtime.log.child({ requestId });
     try {
       const request = parseTokenRequest(event, runtime.config);
-      const { answer } = await runtime.broker.getToken(request, log);
+      const deadlineMs = deadlineFor(runtime.clock.nowMs(), context);
+      const { answer } = await runtime.broker.getToken(request, { deadlineMs, log });
       return answer;
     } catch (err) {
       const body = toOAuthError(err);
-      const level = body.status >= 500 ? 'error' : 'warn';
-      log[level]('token request refused', {
-        reason: reasonOf(err),
+      log[body.status >= 500 ? 'error' : 'warn']('token request refused', {
         error: body.error,
         status: body.status,
-        detail: body.error_description,
-        ...(err instanceof BrokerError ? {} : { errorName: (err as Error | undefined)?.name ?? typeof err }),
+        ...errorLogFields(err),
+        ...(err instanceof BrokerError ? {} : { detail: body.error_description, errorName: errorLogFields(err).detail }),
       });
       return body;
     }
   };
 };
-
-const reasonOf = (err: unknown): string => (err instanceof BrokerError ? err.reason : 'unexpected');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { cacheKeyFor } from '../../functions/lib/cache-key';
 import { MemoryTokenCache } from '../../functions/lib/memory-cache';
-import { isServable, lifetimeOf, toTokenAnswer, type CachedToken } from '../../functions/lib/token-lifetime';
+import { isRefreshDue, isServable, lifetimeOf, toTokenAnswer, type CachedToken } from '../../functions/lib/token-lifetime';
 
 /** A fake clock: tests move time, they do not stub decisions. */
 const clockAt = (iso: string) => {
@@ -20,6 +20,7 @@ describe('token lifetime', () => {
     expect(lifetimeOf(Date.parse('2026-11-29T06:00:00.900Z'), 3600.7)).toEqual({
       issuedAtEpochSec: Date.parse('2026-11-29T06:00:00Z') / 1000,
       expiresAtEpochSec: Date.parse('2026-11-29T07:00:00Z') / 1000,
+      refreshAtEpochSec: Date.parse('2026-11-29T06:45:00Z') / 1000,
     });
   });
 
@@ -54,13 +55,32 @@ describe('token lifetime', () => {
     expect(isServable(token, clock.nowMs(), 0)).toBe(false);
   });
 
-  it('caps minTtl at half the lifetime of short-lived tokens so they still get reused', () => {
+  it('caps minTtl at a quarter of the lifetime of short-lived tokens so they still get reused', () => {
     const clock = clockAt('2026-11-29T06:00:00Z');
     const token = tokenIssuedAt(clock.nowMs(), 600);
-    clock.advanceSec(200);
+    clock.advanceSec(450);
     expect(isServable(token, clock.nowMs(), 900)).toBe(true);
-    clock.advanceSec(101);
+    clock.advanceSec(1);
     expect(isServable(token, clock.nowMs(), 900)).toBe(false);
+  });
+
+  it('puts the refresh point at 75 % of the lifetime, before any caller\'s minTtl cut-off', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const token = tokenIssuedAt(clock.nowMs());
+    clock.advanceSec(2699);
+    expect(isRefreshDue(token, clock.nowMs())).toBe(false);
+    clock.advanceSec(1);
+    expect(isRefreshDue(token, clock.nowMs())).toBe(true);
+    expect(isServable(token, clock.nowMs(), 900)).toBe(true);
+  });
+
+  it('serves a re-issued token until it expires, whatever minTtl', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const token = { ...tokenIssuedAt(clock.nowMs()), reissued: true };
+    clock.advanceSec(3598);
+    expect(isServable(token, clock.nowMs(), 900)).toBe(true);
+    clock.advanceSec(2);
+    expect(isServable(token, clock.nowMs(), 0)).toBe(false);
   });
 });
 
