@@ -106,6 +106,7 @@ describe('osls package --stage ci', () => {
   let packageDir: string;
   let template: { Resources: Record<string, Resource>; Conditions?: Json };
   let zipNames: string[];
+  let prewarmZipNames: string[];
 
   const resourcesOfType = (type: string): [string, Resource][] =>
     Object.entries(template.Resources).filter(([, r]) => r.Type === type);
@@ -122,7 +123,7 @@ describe('osls package --stage ci', () => {
     );
 
   beforeAll(async () => {
-    if (!existsSync(join(ROOT, 'dist', 'token', 'handler.js'))) {
+    if (!['token', 'prewarm'].every((fn) => existsSync(join(ROOT, 'dist', fn, 'handler.js')))) {
       await run(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
     }
     // A private output directory: parallel runs never clash, and nothing is written into the repo.
@@ -140,8 +141,10 @@ describe('osls package --stage ci', () => {
     template = JSON.parse(await readFile(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8'));
     const state = JSON.parse(await readFile(join(packageDir, 'serverless-state.json'), 'utf8'));
     // The state records where `osls deploy` will look for the zip (.serverless/); it is in packageDir now.
-    const artifact: string = state.service.functions.token.package.artifact;
-    zipNames = zipEntries(await readFile(join(packageDir, basename(artifact))));
+    const zipOf = async (fn: string) =>
+      zipEntries(await readFile(join(packageDir, basename(state.service.functions[fn].package.artifact as string))));
+    zipNames = await zipOf('token');
+    prewarmZipNames = await zipOf('prewarm');
   }, 120_000);
 
   afterAll(async () => {
@@ -158,6 +161,33 @@ describe('osls package --stage ci', () => {
   it('ships only the bundle and its CommonJS marker in the token zip', () => {
     expect([...zipNames].sort()).toEqual(['dist/token/handler.js', 'dist/token/package.json']);
     expect(zipNames.filter((n) => n.startsWith('functions/') || n.includes('node_modules/'))).toEqual([]);
+  });
+
+  it('points the prewarm function at its own bundle, with the same environment as token', () => {
+    const fn = template.Resources.PrewarmLambdaFunction!;
+    expect(fn.Properties.Handler).toBe('dist/prewarm/handler.handler');
+    expect([...prewarmZipNames].sort()).toEqual(['dist/prewarm/handler.js', 'dist/prewarm/package.json']);
+    expect(fn.Properties.Environment).toEqual(tokenFunction().Properties.Environment);
+  });
+
+  it('runs prewarm on the configured schedule and lets EventBridge invoke nothing else', () => {
+    const rules = resourcesOfType('AWS::Events::Rule');
+    expect(rules).toHaveLength(1);
+    const [, rule] = rules[0]!;
+    expect(rule.Properties.ScheduleExpression).toBe('rate(5 minutes)');
+    expect(JSON.stringify(rule.Properties.Targets)).toContain('PrewarmLambdaFunction');
+    expect(JSON.stringify(rule.Properties.Targets)).not.toContain('TokenLambdaFunction');
+    const eventPermissions = resourcesOfType('AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === 'events.amazonaws.com');
+    expect(eventPermissions.map(([, p]) => JSON.stringify(p.Properties.FunctionName))).toEqual([
+      expect.stringContaining('PrewarmLambdaFunction'),
+    ]);
+  });
+
+  it('configures prewarm sets the config loader accepts', async () => {
+    const { loadConfig } = await import('../../functions/lib/config');
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const config = loadConfig({ ...env, [ENV.tableName]: 'table', [ENV.kmsKeyId]: 'key' } as Record<string, string>);
+    expect(config.clients.get('limitrail')!.prewarm).toEqual([['limitrail.usage.write'], ['limitrail.usage.read', 'limitrail.usage.write']]);
   });
 
   it('keys the table on TABLE_PARTITION_KEY and expires items by TABLE_TTL_ATTRIBUTE', () => {

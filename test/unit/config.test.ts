@@ -34,6 +34,17 @@ describe('loadConfig', () => {
     expect(config.tokenEndpointTimeoutMs).toBe(5000);
   });
 
+  it('reads prewarm sets canonically and drops repeats', () => {
+    const config = loadConfig(clients({ ...good, scopes: ['a', 'b'], prewarm: [['b', 'a'], ['a'], ['a', 'b', 'a']] }));
+    expect(config.clients.get('limitrail')!.prewarm).toEqual([['a', 'b'], ['a']]);
+  });
+
+  it('defaults the refresh lease to the token request budget plus 3 s', () => {
+    expect(loadConfig(base).refreshLeaseMs).toBe(8000);
+    expect(loadConfig({ ...base, TOKEN_ENDPOINT_TIMEOUT_MS: '2000' }).refreshLeaseMs).toBe(5000);
+    expect(loadConfig({ ...base, REFRESH_LEASE_MS: '1500' }).refreshLeaseMs).toBe(1500);
+  });
+
   it('names each missing required variable', () => {
     expect(problem({ ...base, TOKEN_TABLE_NAME: undefined })).toContain('TOKEN_TABLE_NAME is not set');
     expect(problem({ ...base, TOKEN_KMS_KEY_ID: '' })).toContain('TOKEN_KMS_KEY_ID is not set');
@@ -66,6 +77,9 @@ describe('loadConfig', () => {
     ['a bad scope', clients({ ...good, scopes: ['a', 'b c'] }), 'scopes[1]'],
     ['no secretId', clients({ ...good, secretId: '' }), 'secretId'],
     ['a relative token URL', clients({ ...good, tokenUrl: '/connect/token' }), 'not an absolute URL'],
+    ['prewarm not an array', clients({ ...good, prewarm: 'a' }), 'prewarm must be an array'],
+    ['an empty prewarm set', clients({ ...good, prewarm: [[]] }), 'prewarm[0] must be a non-empty array'],
+    ['a prewarm scope the client may not use', clients({ ...good, prewarm: [['a'], ['a', 'z']] }), "prewarm[1][1] must be one of the client's scopes"],
     ['a bad numeric setting', { ...base, TOKEN_ENDPOINT_TIMEOUT_MS: '5s' }, 'TOKEN_ENDPOINT_TIMEOUT_MS'],
   ])('refuses %s', (_name, env, fragment) => {
     expect(problem(env)).toContain(fragment);

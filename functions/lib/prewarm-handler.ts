@@ -1,0 +1,83 @@
+import type { BrokerConfig, ClientConfig } from './config';
+import { errorLogFields, type OAuthErrorBody } from './errors';
+import type { Logger } from './logger';
+import type { PrewarmOutcome } from './refresh-lease';
+import type { Runtime } from './runtime';
+import { type InvocationContext, deadlineFor, lazyRuntime } from './token-handler';
+
+/** What one prewarm run did for one scope set. */
+export interface PrewarmResult {
+  client: string;
+  scopes: string;
+  outcome: PrewarmOutcome | 'failed' | 'skipped';
+  reason?: string;
+}
+
+export interface PrewarmSummary {
+  refreshed: number;
+  fresh: number;
+  inProgress: number;
+  failed: number;
+  skipped: number;
+  results: PrewarmResult[];
+}
+
+/** Scope sets refreshed at the same time. */
+export const PREWARM_CONCURRENCY = 4;
+/** A set is not started with less time than this left: the run ends inside its invocation. */
+export const PREWARM_MIN_BUDGET_MS = 1_000;
+
+export const prewarmSets = (config: BrokerConfig): { client: ClientConfig; scopes: readonly string[] }[] =>
+  [...config.clients.values()].flatMap((client) => client.prewarm.map((scopes) => ({ client, scopes })));
+
+const summarize = (results: PrewarmResult[]): PrewarmSummary => {
+  const count = (outcome: PrewarmResult['outcome']) => results.filter((r) => r.outcome === outcome).length;
+  return {
+    refreshed: count('refreshed'),
+    fresh: count('fresh'),
+    inProgress: count('in_progress'),
+    failed: count('failed'),
+    skipped: count('skipped'),
+    results,
+  };
+};
+
+/** Refreshes every configured prewarm set that is missing or past its refresh point; one failure stops no other. */
+export const runPrewarm = async (runtime: Runtime, deadlineMs: number, log: Logger): Promise<PrewarmSummary> => {
+  const queue = prewarmSets(runtime.config);
+  const results: PrewarmResult[] = [];
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const { client, scopes } = next;
+      const result: PrewarmResult = { client: client.name, scopes: scopes.join(' '), outcome: 'skipped' };
+      results.push(result);
+      if (deadlineMs - runtime.clock.nowMs() < PREWARM_MIN_BUDGET_MS) {
+        result.reason = 'out of time in this run';
+        continue;
+      }
+      try {
+        result.outcome = await runtime.broker.prewarm(client, scopes, deadlineMs, log);
+      } catch (err) {
+        result.outcome = 'failed';
+        const { reason, detail } = errorLogFields(err);
+        result.reason = `${reason}: ${detail}`;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: PREWARM_CONCURRENCY }, worker));
+  const summary = summarize(results);
+  log[summary.failed > 0 ? 'warn' : 'info']('prewarm run', { ...summary });
+  return summary;
+};
+
+/** The prewarm function, triggered by an EventBridge schedule. Returns (and logs) its summary; never throws. */
+export const createPrewarmHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
+  const runtimeFor = lazyRuntime(makeRuntime, fallbackLog);
+  return async (_event: unknown, context?: InvocationContext): Promise<PrewarmSummary | OAuthErrorBody> => {
+    const built = runtimeFor(context?.awsRequestId);
+    if ('error' in built) return built.error;
+    const { runtime } = built;
+    const log = runtime.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
+    return runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log);
+  };
+};
