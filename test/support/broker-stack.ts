@@ -1,5 +1,10 @@
 import { DynamoDBClient, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { cacheKeyFor } from '../../functions/lib/cache-key';
+import { systemClock } from '../../functions/lib/clock';
+import { TokenCipher } from '../../functions/lib/token-cipher';
+import { type CachedToken, lifetimeOf } from '../../functions/lib/token-lifetime';
+import { TokenStore } from '../../functions/lib/token-store';
 import { setupLocalAws } from '../../local/aws-setup';
 import { startMoto, type MotoServer } from '../../local/moto';
 import { startSandbox, type Sandbox } from '../../local/sandbox';
@@ -28,11 +33,13 @@ export const awsEnv = (endpoint: string): Record<string, string> => ({
   AWS_SECRET_ACCESS_KEY: 'test',
 });
 
-export const startBrokerStack = async (options: { tokenLifetimeSec?: number } = {}): Promise<BrokerStack> => {
+export const startBrokerStack = async (
+  options: { tokenLifetimeSec?: number; env?: Record<string, string>; tableName?: string } = {},
+): Promise<BrokerStack> => {
   const moto = await startMoto();
   const sandbox = await startSandbox({ tokenLifetimeSec: options.tokenLifetimeSec ?? 3600 });
   const client = sandbox.clients[0]!;
-  const tableName = 'limitrail-tokens-test';
+  const tableName = options.tableName ?? 'limitrail-tokens-test';
   const { kmsKeyId } = await setupLocalAws({
     endpoint: moto.endpoint,
     region: REGION,
@@ -47,6 +54,7 @@ export const startBrokerStack = async (options: { tokenLifetimeSec?: number } = 
     BROKER_CLIENTS: JSON.stringify({
       limitrail: { secretId: SECRET_ID, tokenUrl: sandbox.tokenUrl, clientId: client.clientId, scopes: client.scopes },
     }),
+    ...options.env,
   };
   const clientConfig = { endpoint: moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
   const dynamodb = new DynamoDBClient(clientConfig);
@@ -66,4 +74,28 @@ export const startBrokerStack = async (options: { tokenLifetimeSec?: number } = 
       await Promise.allSettled([sandbox.stop(), moto.stop()]);
     },
   };
+};
+
+/**
+ * Writes a token into the table the way the broker does (same store, same envelope encryption under the stack's
+ * KMS key), for tests that need a token of a given age without waiting for it to age.
+ */
+export const seedToken = async (
+  stack: BrokerStack,
+  scopes: string[],
+  options: { accessToken: string; ageSec: number; lifetimeSec: number },
+): Promise<CachedToken> => {
+  const { KMSClient } = await import('@aws-sdk/client-kms');
+  const kms = new KMSClient({ endpoint: stack.moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const store = new TokenStore(stack.dynamodb, stack.tableName, new TokenCipher(kms, stack.kmsKeyId, systemClock, 300));
+  const client = stack.sandbox.clients[0]!;
+  const normalized = [...new Set(scopes)].sort();
+  const token: CachedToken = {
+    accessToken: options.accessToken,
+    scopes: normalized,
+    ...lifetimeOf(Date.now() - options.ageSec * 1000, options.lifetimeSec),
+  };
+  await store.writeToken(cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, normalized), token, 'limitrail');
+  kms.destroy();
+  return token;
 };

@@ -8,6 +8,9 @@ export interface Container {
   /** Everything the container wrote to stdout and stderr: its logs. */
   logs(): string;
   stop(): Promise<void>;
+  /** SIGKILL: the container dies mid-invocation, as a Lambda sandbox can. */
+  kill(): Promise<void>;
+  readonly pid: number;
 }
 
 export const startContainer = async (fn: string, env: Record<string, string>): Promise<Container> => {
@@ -20,6 +23,16 @@ export const startContainer = async (fn: string, env: Record<string, string>): P
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const pending = new Map<string, (value: unknown) => void>();
+  const signal = async (name: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((done) => child.once('exit', done));
+    child.kill(name);
+    await exited;
+  };
+  child.on('exit', () => {
+    for (const settle of pending.values()) settle({ thrown: 'container died' });
+    pending.clear();
+  });
   await new Promise<void>((ready, failed) => {
     child.once('error', failed);
     child.once('exit', (code) => failed(new Error(`container exited with ${code}: ${output}`)));
@@ -37,14 +50,11 @@ export const startContainer = async (fn: string, env: Record<string, string>): P
       new Promise((settle) => {
         const id = randomUUID();
         pending.set(id, settle);
-        child.send({ id, requestId: randomUUID(), event });
+        child.send({ id, event });
       }),
+    pid: child.pid!,
     logs: () => output,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((done) => child.once('exit', done));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => signal('SIGTERM'),
+    kill: () => signal('SIGKILL'),
   };
 };
