@@ -6,6 +6,7 @@
  *   - cold start: time to load the bundle in a fresh Node process
  *   - latency of a memory hit, a table hit (cold container) and a miss (token endpoint)
  *   - upstream requests for 100 sequential requests of one scope set
+ *   - stampede: upstream requests for 1, 10, 50 concurrent cold containers, with and without the refresh lease
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -115,8 +116,49 @@ const latencies = async () => {
   }
 };
 
+/**
+ * Upstream token requests for one key when N cold containers (each its own runtime and memory cache, in this
+ * process) ask at the same moment, with the broker's refresh lease and with a naive two-layer cache without it.
+ */
+const stampede = async () => {
+  const stack = await startBrokerStack({ tableName: 'tokens-bench-stampede' });
+  Object.assign(process.env, stack.env);
+  const silent = () => undefined;
+  const client = stack.sandbox.clients[0]!;
+  const scopes = ['limitrail.usage.read'];
+  const key = cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, scopes);
+  stack.sandbox.setDelayMs(50); // a realistic token endpoint round trip
+  const run = async (containers: number, leases: boolean) => {
+    await stack.dynamodb.send(new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }));
+    const fleet = Array.from({ length: containers }, () =>
+      createTokenHandler(() => createRuntime(process.env, { logSink: silent, leases }), () => loggerFromEnv(process.env, silent)),
+    );
+    const before = stack.sandbox.stats().tokenRequests;
+    const answers = await Promise.all(fleet.map((invoke) => invoke({ scopes })));
+    if (answers.some((a) => 'error' in a)) throw new Error('a stampede request failed');
+    return stack.sandbox.stats().tokenRequests - before;
+  };
+  try {
+    const rows = [['cold containers', 'upstream requests: refresh lease (3 runs)', 'naive cache, no lease (3 runs)']];
+    for (const n of [1, 10, 50]) {
+      const ours: number[] = [];
+      const naive: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        ours.push(await run(n, true));
+        naive.push(await run(n, false));
+      }
+      rows.push([String(n), ours.join(' / '), naive.join(' / ')]);
+    }
+    console.log('## Stampede: upstream token requests for one key, N cold containers asking at once (endpoint 50 ms)');
+    table(rows);
+  } finally {
+    await stack.stop();
+  }
+};
+
 await (async () => {
   bundles();
   coldStart();
   await latencies();
+  await stampede();
 })();
