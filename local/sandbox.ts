@@ -25,6 +25,11 @@ export interface Sandbox {
   resetStats(): void;
   setDelayMs(ms: number): void;
   queueFaults(...faults: SandboxFault[]): void;
+  /**
+   * The secrets the client is accepted with from now on, for rotation tests: `[old, new]` while both work (the
+   * endpoint's grace period), `[new]` once the old one is revoked.
+   */
+  setClientSecrets(clientId: string, secrets: string[]): void;
   stop(): Promise<void>;
 }
 
@@ -150,6 +155,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   assertLifetime(options.tokenLifetimeSec, 'tokenLifetimeSec');
   const clients = effectiveClients(options);
   const clientsById = new Map(clients.map((c) => [c.clientId, c]));
+  /** Extra accepted secrets per client while a rotation overlaps (see setClientSecrets). */
+  const acceptedSecrets = new Map<string, string[]>(clients.map((c) => [c.clientId, [c.clientSecret]]));
   const defaultLifetimeSec = options.tokenLifetimeSec ?? DEFAULT_TOKEN_LIFETIME_SEC;
   const log = options.log ?? (() => {});
   const faults: SandboxFault[] = [];
@@ -188,7 +195,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const client = clientsById.get(clientId);
     if (client) seen.clientId = clientId;
     // Same work and same answer for an unknown client and a wrong secret: no hint which one it was.
-    const secretOk = secretsEqual(clientSecret, client?.clientSecret ?? UNKNOWN_CLIENT_SECRET);
+    const candidates = (client && acceptedSecrets.get(client.clientId)) || [UNKNOWN_CLIENT_SECRET];
+    const secretOk = candidates.map((secret) => secretsEqual(clientSecret, secret)).includes(true);
     if (!client || !secretOk) {
       throw new Problem(401, 'invalid_client', 'auth.token.invalid_client', 'Client authentication failed', undefined,
         basic ? { 'WWW-Authenticate': 'Basic realm="limitrail"' } : {});
@@ -305,6 +313,11 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         if (!Number.isInteger(fault.status) || fault.status < 200 || fault.status > 599) throw new RangeError('fault status must be an HTTP status 200-599');
       }
       faults.push(...queued.map((f) => ({ ...f, headers: { ...f.headers } })));
+    },
+    setClientSecrets: (clientId, secrets) => {
+      if (!clientsById.has(clientId)) throw new Error(`unknown sandbox client ${clientId}`);
+      if (secrets.length === 0 || secrets.some((secret) => !secret)) throw new Error('at least one non-empty secret is needed');
+      acceptedSecrets.set(clientId, [...secrets]);
     },
     stop: () => {
       stopped ??= new Promise<void>((resolve, reject) => {

@@ -1,19 +1,22 @@
+import { createHash } from 'node:crypto';
 import { cacheKeyFor, tokenFingerprint } from './cache-key';
 import type { Clock } from './clock';
-import type { ClientConfig } from './config';
+import type { BrokerConfig, ClientConfig } from './config';
 import { BrokerError, errorLogFields } from './errors';
 import type { Logger } from './logger';
 import type { MemoryTokenCache } from './memory-cache';
+import { DEGRADED_METRIC, type DegradedKind, type MetricName, type Metrics } from './metrics';
 import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLease, TokenSource } from './refresh-lease';
 import type { SecretSource } from './secret-source';
 import type { TokenFetcher } from './token-fetcher';
-import { type TokenAnswer, isRefreshDue, isServable, toTokenAnswer } from './token-lifetime';
+import { type CachedToken, type TokenAnswer, isRefreshDue, isServable, remainingSec, toTokenAnswer } from './token-lifetime';
 import type { TokenRequest } from './token-request';
 import type { TokenStore } from './token-store';
 
 export type { TokenSource } from './refresh-lease';
 
 export interface BrokerDeps {
+  config: BrokerConfig;
   clock: Clock;
   secrets: SecretSource;
   store: TokenStore;
@@ -28,12 +31,18 @@ export interface CallOptions {
   /** Epoch ms by which the answer must be ready (the Lambda's remaining time less a margin). */
   deadlineMs: number;
   log?: Logger;
+  metrics?: Metrics;
 }
+
+const SOURCE_METRIC: Record<TokenSource, MetricName> = { memory: 'MemoryHits', table: 'TableHits', endpoint: 'EndpointFetches' };
+
+export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 /**
  * The token path: memory, then the table, then the token endpoint under the refresh lease. Concurrent misses
  * for one key in this container share one fetch; past its refresh point a token is refreshed by one request
- * while the others are served it. If the table is unreachable, the broker works from memory and the endpoint.
+ * while the others are served it. Through outages it keeps answering: from memory and the endpoint when the
+ * table is down, and with a still-valid token (`stale: true`) when the endpoint is.
  */
 export class TokenBroker {
   /** In this container: the one miss (or refresh ahead) in flight per key. */
@@ -44,85 +53,137 @@ export class TokenBroker {
 
   async getToken(request: TokenRequest, options: CallOptions): Promise<{ answer: TokenAnswer; source: TokenSource }> {
     const { clock, memory } = this.deps;
-    const log = options.log ?? this.deps.log;
-    const req: KeyedRequest = { ...request, cacheKey: await this.#cacheKey(request.client, request.scopes) };
-    const served = ({ token, source }: Outcome) => {
-      log.info('token served', {
-        client: req.client.name,
-        scopes: req.scopes,
+    const req = await this.#keyed(request, options);
+    const served = ({ token, source }: Outcome, stale = false) => {
+      options.metrics?.count(SOURCE_METRIC[source]);
+      req.log.info('token served', {
+        ...req.keyFields,
         source,
-        cacheKey: req.cacheKey.slice(0, 15),
         tokenFingerprint: tokenFingerprint(token.accessToken),
         expiresAtEpochSec: token.expiresAtEpochSec,
+        ...(stale ? { stale } : {}),
       });
-      return { answer: toTokenAnswer(token, req.client.name, clock.nowMs()), source };
+      const answer = toTokenAnswer(token, req.client.name, clock.nowMs());
+      return { answer: stale ? { ...answer, stale } : answer, source };
     };
 
-    const nowMs = clock.nowMs();
-    const inMemory = memory.get(req.cacheKey, nowMs);
-    if (inMemory && isServable(inMemory, nowMs, req.minTtlSec)) {
-      return served(await this.#maybeRefreshAhead(req, { token: inMemory, source: 'memory' }, options.deadlineMs, log));
+    const inMemory = memory.get(req.cacheKey, clock.nowMs());
+    if (inMemory && req.accept(inMemory, clock.nowMs())) {
+      return served(await this.#maybeRefreshAhead(req, { token: inMemory, source: 'memory' }));
     }
-    const stored = await this.#readTable(req, log);
-    if (stored && isServable(stored, clock.nowMs(), req.minTtlSec)) {
+    const stored = await this.#readTable(req);
+    if (stored && req.accept(stored, clock.nowMs())) {
       memory.set(req.cacheKey, stored);
-      return served(await this.#maybeRefreshAhead(req, { token: stored, source: 'table' }, options.deadlineMs, log));
+      return served(await this.#maybeRefreshAhead(req, { token: stored, source: 'table' }));
     }
-    return served(await this.#once(this.#misses, req.cacheKey, () => this.#miss(req, options.deadlineMs, log)));
+    try {
+      return served(await this.#once(this.#misses, req.cacheKey, () => this.#miss(req)));
+    } catch (err) {
+      const fallback = this.#staleFallback(req, err, [inMemory, stored]);
+      if (!fallback) throw err;
+      req.degraded('stale_answer', errorLogFields(err).reason);
+      return served(fallback, true);
+    }
   }
 
   /** Prewarm: refresh one scope set if it is missing or past its refresh point. */
-  async prewarm(client: ClientConfig, scopes: readonly string[], deadlineMs: number, log: Logger): Promise<PrewarmOutcome> {
+  async prewarm(client: ClientConfig, scopes: readonly string[], options: CallOptions): Promise<PrewarmOutcome> {
     if (!this.deps.lease) throw new Error('prewarming needs the refresh lease');
-    const req: KeyedRequest = { client, scopes, minTtlSec: 0, cacheKey: await this.#cacheKey(client, scopes) };
-    return this.deps.lease.refreshIfDue(req, deadlineMs, log);
+    const req = await this.#keyed({ client, scopes, minTtlSec: 0, forceRefresh: false, rejectedTokenSha256: undefined }, options);
+    return this.deps.lease.refreshIfDue(req);
   }
 
-  async #cacheKey(client: ClientConfig, scopes: readonly string[]): Promise<string> {
+  async #keyed(request: TokenRequest, options: CallOptions): Promise<KeyedRequest> {
+    const { client, scopes, minTtlSec } = request;
+    const log = options.log ?? this.deps.log;
     const clientId = client.clientId ?? (await this.deps.secrets.get(client.secretId)).clientId;
-    return cacheKeyFor(client.tokenUrl, clientId, scopes);
+    const cacheKey = cacheKeyFor(client.tokenUrl, clientId, scopes);
+    const keyFields = { client: client.name, scopes, cacheKey: cacheKey.slice(0, 15) };
+    return {
+      client,
+      scopes,
+      minTtlSec,
+      cacheKey,
+      rejectedTokenSha256: request.rejectedTokenSha256,
+      accept: this.#acceptance(request),
+      deadlineMs: options.deadlineMs,
+      log,
+      keyFields,
+      degraded: (kind: DegradedKind, reason: string) => {
+        options.metrics?.count(DEGRADED_METRIC[kind]);
+        log.warn(`degraded: ${kind.replace('_', ' ')}`, { ...keyFields, degraded: kind, reason });
+      },
+    };
   }
 
-  async #readTable(req: KeyedRequest, log: Logger) {
+  /**
+   * Which cached token answers the request. A forced refresh with the rejected token's fingerprint accepts any
+   * other token; without it, only one fetched within the last FORCE_REFRESH_MIN_INTERVAL_SEC (so a herd of
+   * callers hitting 401 at once causes one upstream request).
+   */
+  #acceptance(request: TokenRequest): KeyedRequest['accept'] {
+    const { minTtlSec, forceRefresh, rejectedTokenSha256 } = request;
+    const intervalSec = this.deps.config.forceRefreshMinIntervalSec;
+    if (!forceRefresh) return (token, nowMs) => isServable(token, nowMs, minTtlSec);
+    if (rejectedTokenSha256 !== undefined) {
+      return (token, nowMs) => isServable(token, nowMs, minTtlSec) && sha256Hex(token.accessToken) !== rejectedTokenSha256;
+    }
+    return (token, nowMs) => isServable(token, nowMs, minTtlSec) && token.issuedAtEpochSec >= nowMs / 1000 - intervalSec;
+  }
+
+  /** A still-valid token to answer with when fetching failed: at least STALE_TOKEN_MIN_TTL_SEC left, not rejected. */
+  #staleFallback(req: KeyedRequest, err: unknown, candidates: (CachedToken | undefined)[]): Outcome | undefined {
+    if (!(err instanceof BrokerError) || err.status < 500) return undefined;
+    const nowMs = this.deps.clock.nowMs();
+    const floorSec = this.deps.config.staleTokenMinTtlSec;
+    const usable = candidates.filter(
+      (t): t is CachedToken =>
+        t !== undefined &&
+        remainingSec(t, nowMs) >= floorSec &&
+        !isRejectedByCaller(req, t),
+    );
+    const best = usable.sort((a, b) => b.expiresAtEpochSec - a.expiresAtEpochSec)[0];
+    return best && { token: best, source: best === candidates[0] ? 'memory' : 'table' };
+  }
+
+  async #readTable(req: KeyedRequest): Promise<CachedToken | undefined> {
     try {
       const entry = await this.deps.store.read(req.cacheKey);
-      if (entry.unusable) log.warn('cached item unusable, treated as a miss', { cacheKey: req.cacheKey.slice(0, 15), reason: entry.unusable });
+      if (entry.unusable) req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason: entry.unusable });
       return entry.token;
     } catch (err) {
-      log.warn('token table unavailable, treated as a miss', { client: req.client.name, scopes: req.scopes, ...errorLogFields(err) });
+      req.degraded('table_bypass', errorLogFields(err).reason);
       return undefined;
     }
   }
 
-  #maybeRefreshAhead(req: KeyedRequest, current: Outcome, deadlineMs: number, log: Logger): Promise<Outcome> | Outcome {
+  #maybeRefreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> | Outcome {
     const { lease } = this.deps;
     if (!lease || !isRefreshDue(current.token, this.deps.clock.nowMs())) return current;
     // One refresh per key in this container; other requests meanwhile get the current token at once.
     if (this.#refreshes.has(req.cacheKey)) return current;
-    return this.#once(this.#refreshes, req.cacheKey, () => lease.refreshAhead(req, current, deadlineMs, log));
+    return this.#once(this.#refreshes, req.cacheKey, () => lease.refreshAhead(req, current));
   }
 
-  async #miss(req: KeyedRequest, deadlineMs: number, log: Logger): Promise<Outcome> {
+  async #miss(req: KeyedRequest): Promise<Outcome> {
     const { lease } = this.deps;
-    if (lease) {
-      try {
-        return await lease.obtain(req, deadlineMs, log);
-      } catch (err) {
-        if (!(err instanceof BrokerError && err.reason === 'table_unavailable')) throw err;
-        log.warn('token table unavailable: fetching without the refresh lease', { client: req.client.name, scopes: req.scopes, ...errorLogFields(err) });
-        return this.#fetchDirectly(req, deadlineMs, log, false);
-      }
+    if (!lease) return this.#fetchDirectly(req, true);
+    try {
+      return await lease.obtain(req);
+    } catch (err) {
+      if (!(err instanceof BrokerError && err.reason === 'table_unavailable')) throw err;
+      req.degraded('table_bypass', err.reason);
+      return this.#fetchDirectly(req, false);
     }
-    return this.#fetchDirectly(req, deadlineMs, log, true);
   }
 
-  async #fetchDirectly(req: KeyedRequest, deadlineMs: number, log: Logger, store: boolean): Promise<Outcome> {
-    const token = await this.deps.fetcher.fetch(req.client, req.scopes, deadlineMs, log);
+  async #fetchDirectly(req: KeyedRequest, store: boolean): Promise<Outcome> {
+    const token = await this.deps.fetcher.fetch(req);
     this.deps.memory.set(req.cacheKey, token);
     if (store) {
       await this.deps.store
         .writeToken(req.cacheKey, token, req.client.name)
-        .catch((err: unknown) => log.warn('token not written to the table', errorLogFields(err)));
+        .catch((err: unknown) => req.log.warn('token not written to the table', { ...req.keyFields, ...errorLogFields(err) }));
     }
     return { token, source: 'endpoint' };
   }
@@ -137,3 +198,7 @@ export class TokenBroker {
     return pending;
   }
 }
+
+/** Whether the caller reported this very token rejected (a forced refresh with its fingerprint). */
+const isRejectedByCaller = (req: KeyedRequest, token: CachedToken): boolean =>
+  req.rejectedTokenSha256 !== undefined && sha256Hex(token.accessToken) === req.rejectedTokenSha256;

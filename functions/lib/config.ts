@@ -25,6 +25,12 @@ export interface BrokerConfig {
   readonly dataKeyMaxAgeSec: number;
   /** How long a refresh lease holds off other containers; covers one token request and the table write. */
   readonly refreshLeaseMs: number;
+  /** Attempts per token request on network errors, timeouts, 429 and 5xx (all inside the invocation's time). */
+  readonly tokenEndpointMaxAttempts: number;
+  /** When the endpoint fails, a cached token with at least this much life left is still answered (`stale`). */
+  readonly staleTokenMinTtlSec: number;
+  /** Forced refreshes without a fingerprint accept a token fetched within this many seconds. */
+  readonly forceRefreshMinIntervalSec: number;
 }
 
 /** The least remaining lifetime a caller gets when it does not say (seconds). */
@@ -147,4 +153,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => ({
     200,
     120_000,
   ),
+  tokenEndpointMaxAttempts: integerSetting(env, ENV.tokenEndpointMaxAttempts, 3, 1, 10),
+  staleTokenMinTtlSec: integerSetting(env, ENV.staleTokenMinTtlSec, 30, 1, 3_600),
+  forceRefreshMinIntervalSec: integerSetting(env, ENV.forceRefreshMinIntervalSec, 30, 0, 3_600),
 });

@@ -8,6 +8,9 @@ export const ENV = {
   memoryCacheMaxEntries: 'MEMORY_CACHE_MAX_ENTRIES',
   dataKeyMaxAgeSec: 'DATA_KEY_MAX_AGE_SEC',
   refreshLeaseMs: 'REFRESH_LEASE_MS',
+  tokenEndpointMaxAttempts: 'TOKEN_ENDPOINT_MAX_ATTEMPTS',
+  staleTokenMinTtlSec: 'STALE_TOKEN_MIN_TTL_SEC',
+  forceRefreshMinIntervalSec: 'FORCE_REFRESH_MIN_INTERVAL_SEC',
 } as const;
 
 /** Variables the broker cannot start without; the others have defaults. */

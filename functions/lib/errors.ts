@@ -70,9 +70,17 @@ export class UpstreamError extends BrokerError {
 
 /** The token endpoint or an AWS dependency is down, slow or throttling (503). */
 export class UnavailableError extends BrokerError {
-  constructor(description: string, reason: string, options?: { cause?: unknown }) {
+  constructor(
+    description: string,
+    reason: string,
+    options?: { cause?: unknown; retryAfterMs?: number },
+  ) {
     super('temporarily_unavailable', 503, reason, description, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
+
+  /** How long the service asked us to wait (Retry-After), when it said. */
+  readonly retryAfterMs: number | undefined;
 }
 
 /**

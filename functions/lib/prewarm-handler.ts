@@ -1,6 +1,7 @@
 import type { BrokerConfig, ClientConfig } from './config';
 import { errorLogFields, type OAuthErrorBody } from './errors';
 import type { Logger } from './logger';
+import type { Metrics } from './metrics';
 import type { PrewarmOutcome } from './refresh-lease';
 import type { Runtime } from './runtime';
 import { type InvocationContext, deadlineFor, lazyRuntime } from './token-handler';
@@ -43,7 +44,7 @@ const summarize = (results: PrewarmResult[]): PrewarmSummary => {
 };
 
 /** Refreshes every configured prewarm set that is missing or past its refresh point; one failure stops no other. */
-export const runPrewarm = async (runtime: Runtime, deadlineMs: number, log: Logger): Promise<PrewarmSummary> => {
+export const runPrewarm = async (runtime: Runtime, deadlineMs: number, log: Logger, metrics?: Metrics): Promise<PrewarmSummary> => {
   const queue = prewarmSets(runtime.config);
   const results: PrewarmResult[] = [];
   const worker = async () => {
@@ -56,7 +57,7 @@ export const runPrewarm = async (runtime: Runtime, deadlineMs: number, log: Logg
         continue;
       }
       try {
-        result.outcome = await runtime.broker.prewarm(client, scopes, deadlineMs, log);
+        result.outcome = await runtime.broker.prewarm(client, scopes, { deadlineMs, log, metrics });
       } catch (err) {
         result.outcome = 'failed';
         const { reason, detail } = errorLogFields(err);
@@ -78,6 +79,10 @@ export const createPrewarmHandler = (makeRuntime: () => Runtime, fallbackLog: ()
     if ('error' in built) return built.error;
     const { runtime } = built;
     const log = runtime.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
-    return runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log);
+    try {
+      return await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, runtime.metrics);
+    } finally {
+      runtime.metrics.flush(runtime.clock.nowMs());
+    }
   };
 };

@@ -5,8 +5,8 @@ import type { ClientConfig } from './config';
 import { UnavailableError, errorLogFields } from './errors';
 import type { Logger } from './logger';
 import type { MemoryTokenCache } from './memory-cache';
-import type { TokenFetcher } from './token-fetcher';
-import { type CachedToken, isRefreshDue, isServable } from './token-lifetime';
+import type { FetchContext, TokenFetcher } from './token-fetcher';
+import { type CachedToken, isRefreshDue } from './token-lifetime';
 import type { StoredEntry, TokenStore } from './token-store';
 
 /**
@@ -23,11 +23,22 @@ export interface Outcome {
   source: TokenSource;
 }
 
+/** One request for a token, as the lease protocol sees it. */
 export interface KeyedRequest {
   client: ClientConfig;
   scopes: readonly string[];
   minTtlSec: number;
   cacheKey: string;
+  /** A forced refresh's fingerprint of the token the caller saw rejected. */
+  rejectedTokenSha256?: string | undefined;
+  /** Whether a token found in the cache answers this request (fresh enough; not the one a caller reported rejected). */
+  accept: (token: CachedToken, nowMs: number) => boolean;
+  /** Epoch ms by which the answer must be ready. */
+  deadlineMs: number;
+  log: Logger;
+  /** Log fields that identify the key (client, scopes, cache key fingerprint). */
+  keyFields: Record<string, unknown>;
+  degraded: FetchContext['degraded'];
 }
 
 export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';
@@ -63,7 +74,7 @@ export class RefreshLease {
   }
 
   /** A miss: the token someone fetched under the lease — this container or another one. */
-  async obtain(req: KeyedRequest, deadlineMs: number, log: Logger): Promise<Outcome> {
+  async obtain(req: KeyedRequest): Promise<Outcome> {
     const { clock, store } = this.deps;
     for (;;) {
       const nowMs = clock.nowMs();
@@ -71,13 +82,13 @@ export class RefreshLease {
       const attempt = await store.tryAcquireLease(req.cacheKey, owner, nowMs, nowMs + this.deps.leaseDurationMs);
       if (attempt.acquired) {
         const current = attempt.entry.token;
-        if (current && isServable(current, nowMs, req.minTtlSec) && !isRefreshDue(current, nowMs)) {
+        if (current && req.accept(current, nowMs) && !isRefreshDue(current, nowMs)) {
           await store.releaseLease(req.cacheKey, owner); // another holder wrote it just before
           return this.#remember(req, current, 'table');
         }
-        return { token: await this.#refreshUnderLease(req, owner, deadlineMs, log, current), source: 'endpoint' };
+        return { token: await this.#refreshUnderLease(req, owner, current), source: 'endpoint' };
       }
-      const token = await this.#waitForHolder(req, attempt.entry, deadlineMs, log);
+      const token = await this.#waitForHolder(req, attempt.entry);
       if (token) return this.#remember(req, token, 'table');
       // The lease expired or was released without a token: try to take it.
     }
@@ -88,7 +99,7 @@ export class RefreshLease {
    * with the current token (or a newer one another container wrote) at once. Never fails: on any error the
    * current token is served and the key is left alone for REFRESH_RETRY_AFTER_MS.
    */
-  async refreshAhead(req: KeyedRequest, current: Outcome, deadlineMs: number, log: Logger): Promise<Outcome> {
+  async refreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> {
     const { clock, store } = this.deps;
     const nowMs = clock.nowMs();
     if ((this.#quietUntilMs.get(req.cacheKey) ?? 0) > nowMs) return current;
@@ -112,16 +123,16 @@ export class RefreshLease {
         return this.#remember(req, seen, 'table');
       }
       const previous = attempt.entry.token ?? current.token;
-      return { token: await this.#refreshUnderLease(req, owner, deadlineMs, log, previous), source: 'endpoint' };
+      return { token: await this.#refreshUnderLease(req, owner, previous), source: 'endpoint' };
     } catch (err) {
       this.#quietUntilMs.set(req.cacheKey, clock.nowMs() + REFRESH_RETRY_AFTER_MS);
-      log.warn('refresh ahead failed; serving the current token', { client: req.client.name, scopes: req.scopes, ...errorLogFields(err) });
+      req.log.warn('refresh ahead failed; serving the current token', { ...req.keyFields, ...errorLogFields(err) });
       return current;
     }
   }
 
   /** For the prewarm function: refresh when the token is missing or past its refresh point, through the lease. */
-  async refreshIfDue(req: KeyedRequest, deadlineMs: number, log: Logger): Promise<PrewarmOutcome> {
+  async refreshIfDue(req: KeyedRequest): Promise<PrewarmOutcome> {
     const { clock, store } = this.deps;
     const nowMs = clock.nowMs();
     const stored = await store.read(req.cacheKey, true);
@@ -134,16 +145,17 @@ export class RefreshLease {
       await store.releaseLease(req.cacheKey, owner);
       return 'fresh';
     }
-    await this.#refreshUnderLease(req, owner, deadlineMs, log, current);
+    await this.#refreshUnderLease(req, owner, current);
     return 'refreshed';
   }
 
-  async #waitForHolder(req: KeyedRequest, first: StoredEntry, deadlineMs: number, log: Logger): Promise<CachedToken | undefined> {
+  async #waitForHolder(req: KeyedRequest, first: StoredEntry): Promise<CachedToken | undefined> {
     const { clock, store } = this.deps;
+    const { deadlineMs } = req;
     let entry = first;
     for (let attempt = 0; ; attempt++) {
       const nowMs = clock.nowMs();
-      if (entry.token && isServable(entry.token, nowMs, req.minTtlSec)) return entry.token;
+      if (entry.token && req.accept(entry.token, nowMs)) return entry.token;
       const leaseUntilMs = entry.lease?.untilEpochMs ?? 0;
       if (leaseUntilMs <= nowMs) return undefined;
       if (nowMs >= deadlineMs) {
@@ -152,23 +164,22 @@ export class RefreshLease {
           'lease_wait_timeout',
         );
       }
-      if (attempt === 0) log.debug('waiting for the refresh lease holder', { client: req.client.name, scopes: req.scopes });
+      if (attempt === 0) req.log.debug('waiting for the refresh lease holder', req.keyFields);
       await sleep(Math.min(backoffDelayMs(attempt, this.#random()), leaseUntilMs - nowMs + 1, deadlineMs - nowMs));
       entry = await store.read(req.cacheKey, true);
     }
   }
 
-  async #refreshUnderLease(
-    req: KeyedRequest,
-    owner: string,
-    deadlineMs: number,
-    log: Logger,
-    previous: CachedToken | undefined,
-  ): Promise<CachedToken> {
-    const { fetcher, store } = this.deps;
+  async #refreshUnderLease(req: KeyedRequest, owner: string, previous: CachedToken | undefined): Promise<CachedToken> {
+    const { clock, fetcher, store } = this.deps;
+    // Retries may outlast the lease: renew it before each one, so no other container starts a second fetch.
+    const beforeRetry = async () => {
+      const nowMs = clock.nowMs();
+      await store.renewLease(req.cacheKey, owner, nowMs + this.deps.leaseDurationMs).catch(() => undefined);
+    };
     let token: CachedToken;
     try {
-      token = await fetcher.fetch(req.client, req.scopes, deadlineMs, log, previous);
+      token = await fetcher.fetch({ ...req, previous, beforeRetry });
     } catch (err) {
       await store.releaseLease(req.cacheKey, owner).catch(() => undefined); // it expires anyway
       throw err;
@@ -177,7 +188,7 @@ export class RefreshLease {
     try {
       await store.writeToken(req.cacheKey, token, req.client.name, owner);
     } catch (err) {
-      log.warn('token not written to the table', { client: req.client.name, scopes: req.scopes, ...errorLogFields(err) });
+      req.log.warn('token not written to the table', { ...req.keyFields, ...errorLogFields(err) });
     }
     return token;
   }

@@ -6,6 +6,7 @@ import { type Clock, systemClock } from './clock';
 import { type BrokerConfig, loadConfig } from './config';
 import { Logger, type LogSink, parseLogLevel, stdoutSink } from './logger';
 import { MemoryTokenCache } from './memory-cache';
+import { Metrics } from './metrics';
 import { SecretSource } from './secret-source';
 import { TokenCipher } from './token-cipher';
 import { RefreshLease } from './refresh-lease';
@@ -21,6 +22,8 @@ export interface Runtime {
   broker: TokenBroker;
   clock: Clock;
   log: Logger;
+  /** Counters of the current invocation, flushed (EMF) when it ends. */
+  metrics: Metrics;
 }
 
 export interface RuntimeOverrides {
@@ -45,6 +48,7 @@ export const loggerFromEnv = (env: NodeJS.ProcessEnv, sink: LogSink = stdoutSink
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
 export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
   const log = loggerFromEnv(env, overrides.logSink);
+  const metrics = new Metrics(overrides.logSink ?? stdoutSink);
   const config = loadConfig(env);
   const clock = overrides.clock ?? systemClock;
   const dynamodb = overrides.dynamodb ?? new DynamoDBClient(AWS_CLIENT_SETTINGS);
@@ -53,11 +57,14 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   const secrets = new SecretSource(secretsManager, clock, config.secretMaxAgeSec);
   const store = new TokenStore(dynamodb, config.tableName, new TokenCipher(kms, config.kmsKeyId, clock, config.dataKeyMaxAgeSec));
   const memory = new MemoryTokenCache(config.memoryCacheMaxEntries);
-  const fetcher = new TokenFetcher(secrets, clock, config.tokenEndpointTimeoutMs);
+  const fetcher = new TokenFetcher(secrets, clock, {
+    timeoutMs: config.tokenEndpointTimeoutMs,
+    maxAttempts: config.tokenEndpointMaxAttempts,
+  });
   const lease =
     overrides.leases === false
       ? undefined
       : new RefreshLease({ store, fetcher, memory, clock, leaseDurationMs: config.refreshLeaseMs });
-  const broker = new TokenBroker({ clock, log, secrets, store, memory, fetcher, lease });
-  return { config, broker, clock, log };
+  const broker = new TokenBroker({ config, clock, log, secrets, store, memory, fetcher, lease });
+  return { config, broker, clock, log, metrics };
 };

@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { describeAwsError, isUnavailable } from './aws-errors';
 import type { Clock } from './clock';
-import { ConfigurationError, UnavailableError, quote } from './errors';
+import { BrokerError, ConfigurationError, UnavailableError, quote } from './errors';
 
 /**
  * OAuth client credentials read from a secret. The secret is held in a private field, so it does not show in
@@ -45,9 +45,17 @@ export const parseClientSecret = (secretId: string, value: string | undefined, v
   return new ClientCredentials(secretId, clientId, clientSecret, versionId);
 };
 
+export interface SecretReadOptions {
+  /** Read Secrets Manager now, bypassing the memory cache (after the endpoint rejected the cached credentials). */
+  fresh?: boolean;
+  /** Called when Secrets Manager is unavailable and the last credentials read are used instead. */
+  onFallback?: (reason: string) => void;
+}
+
 /**
  * Client credentials from Secrets Manager, cached in memory per container for at most `maxAgeSec`. Concurrent
- * reads of one secret share one request; a failed read is not cached.
+ * reads of one secret share one request; a failed read is not cached. If Secrets Manager is unavailable, the last
+ * credentials read are used, whatever their age.
  */
 export class SecretSource {
   readonly #cache = new Map<string, { credentials: ClientCredentials; fetchedAtMs: number }>();
@@ -59,27 +67,50 @@ export class SecretSource {
     private readonly maxAgeSec: number,
   ) {}
 
-  async get(secretId: string): Promise<ClientCredentials> {
+  async get(secretId: string, options: SecretReadOptions = {}): Promise<ClientCredentials> {
     const cached = this.#cache.get(secretId);
-    if (cached && this.clock.nowMs() - cached.fetchedAtMs < this.maxAgeSec * 1000) return cached.credentials;
+    if (cached && !options.fresh && this.clock.nowMs() - cached.fetchedAtMs < this.maxAgeSec * 1000) {
+      return cached.credentials;
+    }
     let pending = this.#inFlight.get(secretId);
     if (!pending) {
-      pending = this.#read(secretId).finally(() => this.#inFlight.delete(secretId));
+      pending = this.#read(secretId, 'AWSCURRENT').finally(() => this.#inFlight.delete(secretId));
       this.#inFlight.set(secretId, pending);
     }
-    return pending;
+    try {
+      const credentials = await pending;
+      this.#cache.set(secretId, { credentials, fetchedAtMs: this.clock.nowMs() });
+      return credentials;
+    } catch (err) {
+      if (!(err instanceof UnavailableError) || !cached) throw err;
+      options.onFallback?.(err.message);
+      return cached.credentials;
+    }
   }
 
-  async #read(secretId: string): Promise<ClientCredentials> {
+  /** The AWSPREVIOUS version, if the secret has one (it has after a rotation). Not cached. */
+  async previous(secretId: string): Promise<ClientCredentials | undefined> {
+    try {
+      return await this.#read(secretId, 'AWSPREVIOUS');
+    } catch (err) {
+      if (err instanceof BrokerError && err.reason === 'secret_not_found') return undefined;
+      throw err;
+    }
+  }
+
+  /** Keeps `credentials` (for example the AWSPREVIOUS version, still the one the endpoint accepts) as the secret's. */
+  remember(credentials: ClientCredentials): void {
+    this.#cache.set(credentials.secretId, { credentials, fetchedAtMs: this.clock.nowMs() });
+  }
+
+  async #read(secretId: string, versionStage: 'AWSCURRENT' | 'AWSPREVIOUS'): Promise<ClientCredentials> {
     let output;
     try {
-      output = await this.client.send(new GetSecretValueCommand({ SecretId: secretId }));
+      output = await this.client.send(new GetSecretValueCommand({ SecretId: secretId, VersionStage: versionStage }));
     } catch (err) {
       throw translateSecretsError(secretId, err);
     }
-    const credentials = parseClientSecret(secretId, output.SecretString, output.VersionId);
-    this.#cache.set(secretId, { credentials, fetchedAtMs: this.clock.nowMs() });
-    return credentials;
+    return parseClientSecret(secretId, output.SecretString, output.VersionId);
   }
 }
 

@@ -98,7 +98,7 @@ const upstreamDetails = (status: number, body: Record<string, unknown> | undefin
  * (`error`, `error_description`) and LimitRail's ProblemDetails (`errorCode`, `resourceKey`, `traceId`, `field`).
  * Only codes and ids are kept from them, never free text.
  */
-export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestContext): TokenGrant => {
+export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestContext, nowMs = Date.now()): TokenGrant => {
   const body = parseJsonObject(res.bodyText);
   if (res.status >= 200 && res.status < 300) return interpretSuccess(body, ctx);
   if (res.status >= 300 && res.status < 400) {
@@ -117,13 +117,22 @@ export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestC
       'upstream_invalid_scope',
     );
   }
+  const retryAfterMs = parseRetryAfterMs(res.headers.get('retry-after'), nowMs);
+  const after = retryAfterMs === undefined ? '' : `, retry after ${Math.ceil(retryAfterMs / 1000)} s`;
   if (res.status === 429) {
-    const retryAfter = safeDetail(res.headers.get('retry-after'));
-    const after = retryAfter ? `, retry after ${retryAfter}` : '';
-    throw new UnavailableError(`the token endpoint is rate limiting the broker ${text}${after}`, 'upstream_rate_limited');
+    throw new UnavailableError(`the token endpoint is rate limiting the broker ${text}${after}`, 'upstream_rate_limited', { retryAfterMs });
   }
-  if (res.status >= 500) throw new UnavailableError(`the token endpoint failed ${text}`, 'upstream_unavailable');
+  if (res.status >= 500) throw new UnavailableError(`the token endpoint failed ${text}${after}`, 'upstream_unavailable', { retryAfterMs });
   throw new UpstreamError(`the token endpoint refused the token request ${text}`, 'upstream_refused');
+};
+
+/** Retry-After (RFC 9110): delay in seconds or an HTTP date; undefined when absent or unreadable. */
+export const parseRetryAfterMs = (value: string | null, nowMs: number): number | undefined => {
+  if (value === null || value.trim() === '') return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
 };
 
 /** The form body of a client_credentials request (client_secret_post, as the LimitRail contract asks). */

@@ -1,61 +1,161 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tokenFingerprint } from './cache-key';
 import type { Clock } from './clock';
 import type { ClientConfig } from './config';
-import { ConfigurationError, UnavailableError, quote } from './errors';
+import { BrokerError, ConfigurationError, UnavailableError, UpstreamError, quote } from './errors';
 import type { Logger } from './logger';
-import type { SecretSource } from './secret-source';
-import { requestToken as httpRequestToken } from './token-endpoint';
+import type { DegradedKind } from './metrics';
+import type { ClientCredentials, SecretSource } from './secret-source';
+import { type TokenGrant, requestToken as httpRequestToken } from './token-endpoint';
 import { type CachedToken, lifetimeOf } from './token-lifetime';
 
 /** Below this much time left before the deadline, no token request is started. */
-const MIN_REQUEST_BUDGET_MS = 100;
+export const MIN_REQUEST_BUDGET_MS = 100;
+const RETRY_BASE_MS = 100;
+const RETRY_CAP_MS = 2_000;
+
+/** Failures worth another attempt: network errors, timeouts, 429 and 5xx. Never another 4xx. */
+const RETRYABLE = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable']);
+export const isRetryable = (err: unknown): boolean => err instanceof BrokerError && RETRYABLE.has(err.reason);
+
+/** Capped exponential backoff with full jitter, but never shorter than the server's Retry-After. */
+export const retryDelayMs = (attempt: number, random: number, retryAfterMs?: number): number =>
+  Math.max(retryAfterMs ?? 0, Math.floor(random * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1))));
+
+export interface FetchContext {
+  client: ClientConfig;
+  scopes: readonly string[];
+  /** Epoch ms by which the whole fetch, retries included, must be done. */
+  deadlineMs: number;
+  log: Logger;
+  /** Log fields that identify the key (client, scopes, cache key fingerprint). */
+  keyFields: Record<string, unknown>;
+  /** Reports a degraded path: one structured log line and a metric. */
+  degraded: (kind: DegradedKind, reason: string) => void;
+  /** The token this fetch replaces, if any (to recognize an endpoint that re-issues it). */
+  previous?: CachedToken;
+  /** Called before each retry (the lease holder renews its lease there). */
+  beforeRetry?: () => Promise<void>;
+}
+
+export interface TokenFetcherOptions {
+  timeoutMs: number;
+  maxAttempts: number;
+  request?: typeof httpRequestToken;
+  random?: () => number;
+}
 
 /**
- * Fetches one token from the token endpoint: the client's credentials, the request within the time left, and the
- * token's lifetime. A refresh that gets back the token it was meant to replace marks it re-issued.
+ * Fetches one token from the token endpoint: the client's credentials (following a secret rotation), the
+ * request with retries inside the time left, and the token's lifetime. A refresh that gets back the token it was
+ * meant to replace marks it re-issued.
  */
 export class TokenFetcher {
+  readonly #request: typeof httpRequestToken;
+  readonly #random: () => number;
+
   constructor(
     private readonly secrets: SecretSource,
     private readonly clock: Clock,
-    private readonly timeoutMs: number,
-    private readonly request: typeof httpRequestToken = httpRequestToken,
-  ) {}
+    private readonly options: TokenFetcherOptions,
+  ) {
+    this.#request = options.request ?? httpRequestToken;
+    this.#random = options.random ?? Math.random;
+  }
 
-  async fetch(
-    client: ClientConfig,
-    scopes: readonly string[],
-    deadlineMs: number,
-    log: Logger,
-    previous?: CachedToken,
-  ): Promise<CachedToken> {
-    const credentials = await this.secrets.get(client.secretId);
-    if (client.clientId !== undefined && credentials.clientId !== client.clientId) {
-      throw new ConfigurationError(
-        `secret ${quote(client.secretId, 256)} holds another client_id than ${quote(client.name)} is configured with`,
-        'secret_client_mismatch',
-      );
-    }
+  async fetch(ctx: FetchContext): Promise<CachedToken> {
+    const { client, log, previous } = ctx;
     const sentAtMs = this.clock.nowMs();
-    const budgetMs = Math.min(this.timeoutMs, deadlineMs - sentAtMs);
-    if (budgetMs < MIN_REQUEST_BUDGET_MS) {
-      throw new UnavailableError('no time left in this invocation to call the token endpoint', 'deadline_exceeded');
-    }
-    const grant = await this.request(client.tokenUrl, credentials, { clientName: client.name, secretId: client.secretId, scopes }, budgetMs);
+    const grant = await this.#withRotation(ctx);
     const fresh = lifetimeOf(sentAtMs, grant.expiresInSec);
     const reissued = previous !== undefined && previous.accessToken === grant.accessToken;
     const token: CachedToken = reissued
       ? { ...fresh, accessToken: grant.accessToken, scopes: grant.scopes, issuedAtEpochSec: previous.issuedAtEpochSec, refreshAtEpochSec: fresh.expiresAtEpochSec, reissued }
       : { ...fresh, accessToken: grant.accessToken, scopes: grant.scopes };
     log.info('token fetched from the token endpoint', {
-      client: client.name,
-      scopes,
+      ...ctx.keyFields,
       latencyMs: this.clock.nowMs() - sentAtMs,
       expiresInSec: grant.expiresInSec,
       tokenFingerprint: tokenFingerprint(token.accessToken),
       ...(reissued ? { reissued } : {}),
     });
-    if (reissued) log.warn('token endpoint re-issued the token being refreshed; no refresh before it expires', { client: client.name, scopes });
+    if (reissued) log.warn('token endpoint re-issued the token being refreshed; no refresh before it expires', ctx.keyFields);
     return token;
+  }
+
+  /**
+   * The cached credentials first. If the endpoint rejects them (invalid_client), the secret is read again now: a
+   * new version is tried; if the version did not change, AWSPREVIOUS is (the endpoint may not have activated the
+   * rotated secret yet). Only then are the credentials reported rejected.
+   */
+  async #withRotation(ctx: FetchContext): Promise<TokenGrant> {
+    const { client, log, keyFields } = ctx;
+    const onFallback = (reason: string) => ctx.degraded('secret_fallback', reason);
+    const cached = await this.secrets.get(client.secretId, { onFallback });
+    this.#checkClientId(client, cached);
+    const rejected = (err: unknown) => err instanceof BrokerError && err.reason === 'upstream_invalid_client';
+    try {
+      return await this.#withRetries(ctx, cached);
+    } catch (err) {
+      if (!rejected(err)) throw err;
+      let lastRejection = err as BrokerError;
+      const current = await this.secrets.get(client.secretId, { fresh: true, onFallback });
+      const candidates: { credentials: ClientCredentials; label: string }[] = [];
+      if (current.versionId !== cached.versionId) candidates.push({ credentials: current, label: 'the new current version' });
+      else {
+        const previous = await this.secrets.previous(client.secretId);
+        if (previous && previous.versionId !== cached.versionId) candidates.push({ credentials: previous, label: 'AWSPREVIOUS' });
+      }
+      for (const { credentials, label } of candidates) {
+        this.#checkClientId(client, credentials);
+        log.warn('token endpoint rejected the cached client credentials; trying another secret version', { ...keyFields, secretVersion: label });
+        try {
+          const grant = await this.#withRetries(ctx, credentials);
+          this.secrets.remember(credentials);
+          return grant;
+        } catch (retryErr) {
+          if (!rejected(retryErr)) throw retryErr;
+          lastRejection = retryErr as BrokerError;
+        }
+      }
+      const tried = candidates.length === 0 ? 'its only version' : `its current and ${candidates[0]!.label === 'AWSPREVIOUS' ? 'previous' : 'new'} versions`;
+      throw new UpstreamError(`${lastRejection.message}; tried ${tried}`, 'upstream_invalid_client');
+    }
+  }
+
+  /** One credential set: retries on network errors, timeouts, 429 and 5xx, all inside the deadline. */
+  async #withRetries(ctx: FetchContext, credentials: ClientCredentials): Promise<TokenGrant> {
+    const { client, scopes, deadlineMs, log, keyFields } = ctx;
+    for (let attempt = 1; ; attempt++) {
+      const budgetMs = Math.min(this.options.timeoutMs, deadlineMs - this.clock.nowMs());
+      if (budgetMs < MIN_REQUEST_BUDGET_MS) {
+        throw new UnavailableError('no time left in this invocation to call the token endpoint', 'deadline_exceeded');
+      }
+      try {
+        return await this.#request(client.tokenUrl, credentials, { clientName: client.name, secretId: client.secretId, scopes }, budgetMs);
+      } catch (err) {
+        if (!isRetryable(err)) throw err;
+        const failure = err as UnavailableError;
+        const delayMs = retryDelayMs(attempt, this.#random(), failure.retryAfterMs);
+        const outOfTime = this.clock.nowMs() + delayMs + MIN_REQUEST_BUDGET_MS > deadlineMs;
+        if (attempt >= this.options.maxAttempts || outOfTime) {
+          const why = outOfTime && attempt < this.options.maxAttempts ? 'no time left for another attempt' : `${attempt} attempts`;
+          ctx.degraded('retries_exhausted', `${failure.reason} after ${attempt} attempt(s)`);
+          throw new UnavailableError(`${failure.message} (${why})`, failure.reason, { cause: err, retryAfterMs: failure.retryAfterMs });
+        }
+        log.info('token request failed, retrying', { ...keyFields, reason: failure.reason, attempt, delayMs });
+        await ctx.beforeRetry?.();
+        await sleep(delayMs);
+      }
+    }
+  }
+
+  #checkClientId(client: ClientConfig, credentials: ClientCredentials): void {
+    if (client.clientId !== undefined && credentials.clientId !== client.clientId) {
+      throw new ConfigurationError(
+        `secret ${quote(client.secretId, 256)} holds another client_id than ${quote(client.name)} is configured with`,
+        'secret_client_mismatch',
+      );
+    }
   }
 }

@@ -53,9 +53,10 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
     try {
       const request = parseTokenRequest(event, runtime.config);
       const deadlineMs = deadlineFor(runtime.clock.nowMs(), context);
-      const { answer } = await runtime.broker.getToken(request, { deadlineMs, log });
+      const { answer } = await runtime.broker.getToken(request, { deadlineMs, log, metrics: runtime.metrics });
       return answer;
     } catch (err) {
+      runtime.metrics.count('Refusals');
       const body = toOAuthError(err);
       log[body.status >= 500 ? 'error' : 'warn']('token request refused', {
         error: body.error,
@@ -64,6 +65,8 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
         ...(err instanceof BrokerError ? {} : { detail: body.error_description, errorName: errorLogFields(err).detail }),
       });
       return body;
+    } finally {
+      runtime.metrics.flush(runtime.clock.nowMs());
     }
   };
 };

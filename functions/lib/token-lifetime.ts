@@ -25,6 +25,8 @@ export interface TokenAnswer {
   expires_at: string;
   scope: string;
   client: string;
+  /** Present (true) when the token endpoint failed and a still-valid cached token was answered instead. */
+  stale?: true;
 }
 
 /**

@@ -9,10 +9,14 @@ export interface TokenRequest {
   /** Deduplicated and sorted. */
   readonly scopes: readonly string[];
   readonly minTtlSec: number;
+  /** The caller's LimitRail call was rejected with 401: do not answer with the token it used. */
+  readonly forceRefresh: boolean;
+  /** Hex SHA-256 of the rejected token (lowercase), when the caller gave it. */
+  readonly rejectedTokenSha256: string | undefined;
 }
 
 export const MAX_SCOPES_PER_REQUEST = 32;
-const FIELDS = new Set(['client', 'scopes', 'minTtlSeconds']);
+const FIELDS = new Set(['client', 'scopes', 'minTtlSeconds', 'forceRefresh', 'rejectedTokenSha256']);
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -60,9 +64,22 @@ export const parseTokenRequest = (event: unknown, config: BrokerConfig): TokenRe
   if (!isRecord(event)) throw new InvalidRequestError('the event must be a JSON object');
   for (const field of Object.keys(event)) {
     if (!FIELDS.has(field)) {
-      throw new InvalidRequestError(`unknown field ${quote(field)}; expected client, scopes, minTtlSeconds`);
+      throw new InvalidRequestError(`unknown field ${quote(field)}; expected ${[...FIELDS].join(', ')}`);
     }
   }
   const client = resolveClient(config, event.client);
-  return { client, scopes: parseScopes(client, event.scopes), minTtlSec: parseMinTtl(event.minTtlSeconds) };
+  const scopes = parseScopes(client, event.scopes);
+  const minTtlSec = parseMinTtl(event.minTtlSeconds);
+  const { forceRefresh, rejectedTokenSha256 } = parseForceRefresh(event.forceRefresh, event.rejectedTokenSha256);
+  return { client, scopes, minTtlSec, forceRefresh, rejectedTokenSha256 };
+};
+
+const parseForceRefresh = (force: unknown, sha: unknown) => {
+  if (force !== undefined && typeof force !== 'boolean') throw new InvalidRequestError('"forceRefresh" must be a boolean');
+  if (sha === undefined) return { forceRefresh: force === true, rejectedTokenSha256: undefined };
+  if (force !== true) throw new InvalidRequestError('"rejectedTokenSha256" goes with "forceRefresh": true');
+  if (typeof sha !== 'string' || !/^[0-9a-fA-F]{64}$/.test(sha)) {
+    throw new InvalidRequestError('"rejectedTokenSha256" must be the hex SHA-256 of the rejected token (64 hex digits)');
+  }
+  return { forceRefresh: true, rejectedTokenSha256: sha.toLowerCase() };
 };

@@ -143,6 +143,25 @@ export class TokenStore {
     }
   }
 
+  /** Extends `owner`'s lease (before a retry). False if it no longer holds it. */
+  async renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean> {
+    try {
+      await this.ddb.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: this.#key(cacheKey),
+          UpdateExpression: 'SET leaseUntilEpochMs = :until',
+          ConditionExpression: 'leaseOwner = :owner',
+          ExpressionAttributeValues: { ':owner': { S: owner }, ':until': { N: String(leaseUntilEpochMs) } },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      throw unavailable('lease renewal', err);
+    }
+  }
+
   /** Gives the lease back if `owner` still holds it. */
   async releaseLease(cacheKey: string, owner: string): Promise<void> {
     try {

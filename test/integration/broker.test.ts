@@ -258,11 +258,15 @@ describe('token function: dependency and configuration failures', () => {
     expect(await tokenItems()).toEqual(tokensBefore);
   });
 
-  it('answers temporarily_unavailable when the endpoint fails, and the next request succeeds', async () => {
+  it('answers temporarily_unavailable when the endpoint keeps failing, and the next request succeeds', async () => {
     const invoke = container();
-    stack.sandbox.queueFaults({ status: 503, body: '<html>maintenance</html>', headers: { 'content-type': 'text/html' } });
+    const page = { status: 503, body: '<html>maintenance</html>', headers: { 'content-type': 'text/html' } };
+    stack.sandbox.queueFaults(page, page, page);
+    const before = upstreamRequests();
     const failed = await invoke({ scopes: ['limitrail.runtime.read', 'limitrail.usage.read'] });
     expect(failed).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+    expect(failed.error_description).toContain('(3 attempts)');
+    expect(upstreamRequests() - before).toBe(3);
     const ok = await invoke({ scopes: ['limitrail.runtime.read', 'limitrail.usage.read'] });
     expect(ok.token_type).toBe('Bearer');
   });
