@@ -5,6 +5,8 @@ import { systemClock } from '../../functions/lib/clock';
 import { TokenCipher } from '../../functions/lib/token-cipher';
 import { type CachedToken, lifetimeOf } from '../../functions/lib/token-lifetime';
 import { TokenStore } from '../../functions/lib/token-store';
+import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
+import { createTokenHandler, type InvocationContext } from '../../functions/lib/token-handler';
 import { setupLocalAws } from '../../local/aws-setup';
 import { startMoto, type MotoServer } from '../../local/moto';
 import { startSandbox, type Sandbox } from '../../local/sandbox';
@@ -98,4 +100,20 @@ export const seedToken = async (
   await store.writeToken(cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, normalized), token, 'limitrail');
   kms.destroy();
   return token;
+};
+
+/** A fresh in-process "container": its own runtime, memory cache and AWS clients; logs go to `logLines`. */
+export const inProcessContainer = (
+  env: Record<string, string>,
+  logLines: string[],
+  overrides: RuntimeOverrides = {},
+  context: InvocationContext = {},
+) => {
+  const sink = (line: string) => logLines.push(line);
+  const handler = createTokenHandler(
+    () => createRuntime(env, { logSink: sink, ...overrides }),
+    () => loggerFromEnv(env, sink),
+  );
+  return async (event: unknown, ctx: InvocationContext = context): Promise<Record<string, unknown>> =>
+    (await handler(event, { awsRequestId: 'test', ...ctx })) as unknown as Record<string, unknown>;
 };
