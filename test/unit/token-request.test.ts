@@ -66,8 +66,18 @@ describe('parseTokenRequest', () => {
     ['minTtlSeconds negative', { scopes: ['a'], minTtlSeconds: -1 }],
     ['minTtlSeconds fractional', { scopes: ['a'], minTtlSeconds: 1.5 }],
     ['minTtlSeconds above the bound', { scopes: ['a'], minTtlSeconds: 901 }],
+    ['forceRefresh not a boolean', { scopes: ['a'], forceRefresh: 'yes' }],
+    ['a fingerprint without forceRefresh', { scopes: ['a'], rejectedTokenSha256: 'a'.repeat(64) }],
+    ['a fingerprint with forceRefresh false', { scopes: ['a'], forceRefresh: false, rejectedTokenSha256: 'a'.repeat(64) }],
+    ['a fingerprint that is not hex SHA-256', { scopes: ['a'], forceRefresh: true, rejectedTokenSha256: 'abc' }],
   ])('refuses %s with invalid_request 400', (_name, event) => {
     expect(refusal(event)).toMatchObject({ error: 'invalid_request', status: 400 });
+  });
+
+  it('reads a forced refresh, with the rejected token fingerprint in lowercase', () => {
+    expect(parseTokenRequest({ scopes: ['a'], forceRefresh: true }, config)).toMatchObject({ forceRefresh: true, rejectedTokenSha256: undefined });
+    expect(parseTokenRequest({ scopes: ['a'], forceRefresh: true, rejectedTokenSha256: 'AB'.repeat(32) }, config).rejectedTokenSha256).toBe('ab'.repeat(32));
+    expect(parseTokenRequest({ scopes: ['a'] }, config).forceRefresh).toBe(false);
   });
 
   it('refuses a scope not configured for the client with invalid_scope naming it', () => {
