@@ -188,7 +188,9 @@ export class RefreshLease {
     try {
       await store.writeToken(req.cacheKey, token, req.client.name, owner);
     } catch (err) {
+      // KMS or the table failed: others cannot see this token, so let them take the lease now, not at expiry.
       req.log.warn('token not written to the table', { ...req.keyFields, ...errorLogFields(err) });
+      await store.releaseLease(req.cacheKey, owner).catch(() => undefined);
     }
     return token;
   }
