@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupLocalAws } from '../../local/aws-setup';
@@ -159,6 +160,16 @@ describe('keeps answering through outages', () => {
     } finally {
       await tableMoto.stop();
     }
+  });
+
+  it('answers without storing, and releases the lease, when KMS is unavailable', async () => {
+    const kms = new KMSClient({ endpoint: 'http://127.0.0.1:9', region: REGION, maxAttempts: 1 });
+    const scopes = ['limitrail.runtime.read', 'limitrail.usage.write'];
+    const answer = track(await inProcessContainer(stack.env, logLines, { kms })({ scopes }));
+    expect(answer.token_type).toBe('Bearer');
+    const items = await stack.scanTable();
+    expect(items.filter((i) => i.scope?.S === scopes.join(' '))).toEqual([]);
+    expect(items.filter((i) => i.leaseOwner)).toEqual([]);
   });
 
   it('keeps using the last secret read when Secrets Manager stops', async () => {
