@@ -135,7 +135,7 @@ const stampede = async () => {
     );
     const before = stack.sandbox.stats().tokenRequests;
     const answers = await Promise.all(fleet.map((invoke) => invoke({ scopes })));
-    if (answers.some((a) => 'error' in a)) throw new Error('a stampede request failed');
+    if (answers.some((a) => typeof a !== 'object' || 'error' in a)) throw new Error('a stampede request failed');
     return stack.sandbox.stats().tokenRequests - before;
   };
   try {

@@ -32,6 +32,8 @@ export interface CallOptions {
   deadlineMs: number;
   log?: Logger;
   metrics?: Metrics;
+  /** Who asked, for the audit line: a verified ARN, or "direct invoke". */
+  caller?: string;
 }
 
 const SOURCE_METRIC: Record<TokenSource, MetricName> = { memory: 'MemoryHits', table: 'TableHits', endpoint: 'EndpointFetches' };
@@ -57,6 +59,8 @@ export class TokenBroker {
     const served = ({ token, source }: Outcome, stale = false) => {
       options.metrics?.count(SOURCE_METRIC[source]);
       req.log.info('token served', {
+        audit: 'issued',
+        caller: options.caller ?? 'direct invoke',
         ...req.keyFields,
         source,
         tokenFingerprint: tokenFingerprint(token.accessToken),

@@ -1,3 +1,4 @@
+import { type Grant, parseGrants } from './caller-grants';
 import { ConfigurationError } from './errors';
 import { ENV } from './env-names';
 import { isScopeToken, normalizeScopes } from './scopes';
@@ -19,6 +20,8 @@ export interface BrokerConfig {
   readonly tableName: string;
   readonly kmsKeyId: string;
   readonly clients: ReadonlyMap<string, ClientConfig>;
+  /** Who may get which tokens through the Function URL (BROKER_CALLERS); empty refuses every URL caller. */
+  readonly grants: readonly Grant[];
   readonly secretMaxAgeSec: number;
   readonly tokenEndpointTimeoutMs: number;
   readonly memoryCacheMaxEntries: number;
@@ -138,22 +141,22 @@ const parseClients = (text: string): Map<string, ClientConfig> => {
 };
 
 /** Reads and validates the whole configuration. Throws ConfigurationError naming the first problem. */
-export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => ({
-  tableName: requiredString(env, ENV.tableName),
-  kmsKeyId: requiredString(env, ENV.kmsKeyId),
-  clients: parseClients(requiredString(env, ENV.clients)),
-  secretMaxAgeSec: integerSetting(env, ENV.secretMaxAgeSec, 300, 0, 86_400),
-  tokenEndpointTimeoutMs: integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000),
-  memoryCacheMaxEntries: integerSetting(env, ENV.memoryCacheMaxEntries, 500, 1, 100_000),
-  dataKeyMaxAgeSec: integerSetting(env, ENV.dataKeyMaxAgeSec, 300, 1, 86_400),
-  refreshLeaseMs: integerSetting(
-    env,
-    ENV.refreshLeaseMs,
-    integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000) + 3_000,
-    200,
-    120_000,
-  ),
-  tokenEndpointMaxAttempts: integerSetting(env, ENV.tokenEndpointMaxAttempts, 3, 1, 10),
-  staleTokenMinTtlSec: integerSetting(env, ENV.staleTokenMinTtlSec, 30, 1, 3_600),
-  forceRefreshMinIntervalSec: integerSetting(env, ENV.forceRefreshMinIntervalSec, 30, 0, 3_600),
-});
+export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => {
+  const clients = parseClients(requiredString(env, ENV.clients));
+  const clientScopes = new Map([...clients].map(([name, client]) => [name, client.scopes]));
+  const tokenEndpointTimeoutMs = integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000);
+  return {
+    tableName: requiredString(env, ENV.tableName),
+    kmsKeyId: requiredString(env, ENV.kmsKeyId),
+    clients,
+    grants: parseGrants(env[ENV.callers], clientScopes, ENV.callers),
+    secretMaxAgeSec: integerSetting(env, ENV.secretMaxAgeSec, 300, 0, 86_400),
+    tokenEndpointTimeoutMs,
+    memoryCacheMaxEntries: integerSetting(env, ENV.memoryCacheMaxEntries, 500, 1, 100_000),
+    dataKeyMaxAgeSec: integerSetting(env, ENV.dataKeyMaxAgeSec, 300, 1, 86_400),
+    refreshLeaseMs: integerSetting(env, ENV.refreshLeaseMs, tokenEndpointTimeoutMs + 3_000, 200, 120_000),
+    tokenEndpointMaxAttempts: integerSetting(env, ENV.tokenEndpointMaxAttempts, 3, 1, 10),
+    staleTokenMinTtlSec: integerSetting(env, ENV.staleTokenMinTtlSec, 30, 1, 3_600),
+    forceRefreshMinIntervalSec: integerSetting(env, ENV.forceRefreshMinIntervalSec, 30, 0, 3_600),
+  };
+};

@@ -2,6 +2,7 @@
 export const ENV = {
   tableName: 'TOKEN_TABLE_NAME',
   clients: 'BROKER_CLIENTS',
+  callers: 'BROKER_CALLERS',
   kmsKeyId: 'TOKEN_KMS_KEY_ID',
   secretMaxAgeSec: 'SECRET_MAX_AGE_SEC',
   tokenEndpointTimeoutMs: 'TOKEN_ENDPOINT_TIMEOUT_MS',

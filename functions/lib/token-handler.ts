@@ -1,9 +1,11 @@
-import type { Context } from 'aws-lambda';
+import type { Context, LambdaFunctionURLResult } from 'aws-lambda';
+import { authorize } from './caller-grants';
 import { BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from './errors';
 import type { Logger } from './logger';
 import type { Runtime } from './runtime';
 import type { TokenAnswer } from './token-lifetime';
-import { parseTokenRequest } from './token-request';
+import { type TokenRequest, parseTokenRequest } from './token-request';
+import { type UrlInput, isFunctionUrlEvent, readUrlEvent, toUrlResponse } from './url-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
 export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;
@@ -38,27 +40,40 @@ export const lazyRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logge
   };
 };
 
+/** Who asked, for audit lines: the verified ARN of a URL caller, or "direct invoke" (IAM gated the invoke). */
+const DIRECT_INVOKE = 'direct invoke';
+
 /**
- * The token function for direct Lambda Invoke. Errors are returned, not thrown: bad input is not a function
- * failure and must not trigger Lambda retries.
+ * The token function, for direct Lambda Invoke and for its Function URL. Errors are returned, not thrown: bad
+ * input is not a function failure and must not trigger Lambda retries. URL callers are authorized against
+ * BROKER_CALLERS before anything else happens; direct invokes are gated by the IAM permission to invoke.
+ * Every token handed out and every refusal gets one audit line.
  */
 export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
   const runtimeFor = lazyRuntime(makeRuntime, fallbackLog);
-  return async (event: unknown, context?: InvocationContext): Promise<TokenResponse> => {
+
+  const handle = async (input: UrlInput & { url: boolean }, context?: InvocationContext): Promise<TokenResponse> => {
     const requestId = context?.awsRequestId;
     const built = runtimeFor(requestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
+    const caller = input.url ? (input.caller?.userArn ?? 'unverified') : DIRECT_INVOKE;
     const log = runtime.log.child({ requestId });
+    let request: TokenRequest | undefined;
     try {
-      const request = parseTokenRequest(event, runtime.config);
+      if (input.refusal) throw input.refusal;
+      request = parseTokenRequest(input.payload, runtime.config);
+      if (input.url) authorize(runtime.config.grants, input.caller!, request.client.name, request.scopes);
       const deadlineMs = deadlineFor(runtime.clock.nowMs(), context);
-      const { answer } = await runtime.broker.getToken(request, { deadlineMs, log, metrics: runtime.metrics });
+      const { answer } = await runtime.broker.getToken(request, { deadlineMs, log, metrics: runtime.metrics, caller });
       return answer;
     } catch (err) {
       runtime.metrics.count('Refusals');
       const body = toOAuthError(err);
       log[body.status >= 500 ? 'error' : 'warn']('token request refused', {
+        audit: 'refused',
+        caller,
+        ...(request ? { client: request.client.name, scopes: request.scopes } : {}),
         error: body.error,
         status: body.status,
         ...errorLogFields(err),
@@ -69,4 +84,9 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
       runtime.metrics.flush(runtime.clock.nowMs());
     }
   };
+
+  return async (event: unknown, context?: InvocationContext): Promise<TokenResponse | LambdaFunctionURLResult> =>
+    isFunctionUrlEvent(event)
+      ? toUrlResponse(await handle({ ...readUrlEvent(event), url: true }, context))
+      : handle({ payload: event, url: false }, context);
 };

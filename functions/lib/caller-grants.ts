@@ -1,0 +1,111 @@
+import { AccessDeniedError, ConfigurationError, quote } from './errors';
+import { isScopeToken, normalizeScopes } from './scopes';
+
+/**
+ * Who may get which tokens through the Function URL. A grant names a principal, a client and the scopes that
+ * principal may request with it. Principals:
+ *   - an IAM role ARN `arn:aws:iam::123456789012:role/billing` (any path): the role itself and every session of
+ *     it, `arn:aws:sts::123456789012:assumed-role/billing/<session>`;
+ *   - an IAM user ARN `arn:aws:iam::123456789012:user/ci`: that user;
+ *   - an account, `123456789012` or `arn:aws:iam::123456789012:root`: every principal in it;
+ *   - an organization id `o-a1b2c3d4e5`: every principal of the organization (requestContext principalOrgId).
+ * The scopes a caller may request with a client are the union of its matching grants for that client.
+ */
+export type Principal =
+  | { kind: 'account'; accountId: string }
+  | { kind: 'organization'; orgId: string }
+  | { kind: 'role'; partition: string; accountId: string; roleName: string; arn: string }
+  | { kind: 'user'; arn: string };
+
+export interface Grant {
+  principal: Principal;
+  /** As written in BROKER_CALLERS, for logs and messages. */
+  principalText: string;
+  client: string;
+  scopes: ReadonlySet<string>;
+}
+
+/** The identity AWS verified for a Function URL call (requestContext.authorizer.iam). */
+export interface CallerIdentity {
+  userArn: string;
+  accountId: string;
+  principalOrgId: string | undefined;
+}
+
+const ACCOUNT = /^\d{12}$/;
+const ORG = /^o-[a-z0-9]{10,32}$/;
+const IAM_ARN = /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):(root|role\/(?:[\x21-\x7E]+\/)?([\w+=,.@-]{1,64})|user\/[\x21-\x7E]+)$/;
+const ASSUMED_ROLE = /^arn:(aws|aws-cn|aws-us-gov):sts::(\d{12}):assumed-role\/([\w+=,.@-]{1,64})\/[\w+=,.@-]{1,64}$/;
+
+export const parsePrincipal = (text: string): Principal | undefined => {
+  if (ACCOUNT.test(text)) return { kind: 'account', accountId: text };
+  if (ORG.test(text)) return { kind: 'organization', orgId: text };
+  const m = IAM_ARN.exec(text);
+  if (!m) return undefined;
+  const [, partition, accountId, resource, roleName] = m as unknown as [string, string, string, string, string | undefined];
+  if (resource === 'root') return { kind: 'account', accountId };
+  if (roleName !== undefined) return { kind: 'role', partition, accountId, roleName, arn: text };
+  return { kind: 'user', arn: text };
+};
+
+export const principalMatches = (principal: Principal, caller: CallerIdentity): boolean => {
+  switch (principal.kind) {
+    case 'account':
+      return caller.accountId === principal.accountId;
+    case 'organization':
+      return caller.principalOrgId === principal.orgId;
+    case 'user':
+      return caller.userArn === principal.arn;
+    case 'role': {
+      if (caller.userArn === principal.arn) return true;
+      const m = ASSUMED_ROLE.exec(caller.userArn);
+      return !!m && m[1] === principal.partition && m[2] === principal.accountId && m[3] === principal.roleName;
+    }
+  }
+};
+
+/** Throws AccessDeniedError naming the scopes no grant of this caller covers for the client. */
+export const authorize = (grants: readonly Grant[], caller: CallerIdentity, client: string, scopes: readonly string[]): void => {
+  const allowed = new Set(
+    grants.filter((g) => g.client === client && principalMatches(g.principal, caller)).flatMap((g) => [...g.scopes]),
+  );
+  const missing = scopes.filter((s) => !allowed.has(s));
+  if (missing.length === 0) return;
+  const what = allowed.size === 0 ? `no grant for client ${quote(client)}` : `no grant for scope ${missing.map((s) => quote(s)).join(', ')}`;
+  throw new AccessDeniedError(`caller ${quote(caller.userArn, 256)} has ${what}`, 'caller_not_granted');
+};
+
+/** Parses BROKER_CALLERS: a JSON array of `{ "principal", "client", "scopes" }`, checked against the clients. */
+export const parseGrants = (
+  text: string | undefined,
+  clientScopes: ReadonlyMap<string, ReadonlySet<string>>,
+  envName: string,
+): Grant[] => {
+  const fail = (what: string): never => {
+    throw new ConfigurationError(`invalid configuration: ${what}`, 'config_invalid');
+  };
+  if (text === undefined || text.trim() === '') return [];
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return fail(`${envName} is not valid JSON`);
+  }
+  if (!Array.isArray(raw)) return fail(`${envName} must be a JSON array of grants`);
+  return raw.map((entry, i) => {
+    const where = `${envName}[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return fail(`${where} must be an object`);
+    const { principal, client, scopes, ...rest } = entry as Record<string, unknown>;
+    const unknown = Object.keys(rest)[0];
+    if (unknown !== undefined) fail(`${where} has unknown field ${JSON.stringify(unknown.slice(0, 64))}`);
+    const parsed = typeof principal === 'string' ? parsePrincipal(principal) : undefined;
+    if (!parsed) fail(`${where}.principal must be an IAM role or user ARN, an account id or an organization id`);
+    const allowed = typeof client === 'string' ? clientScopes.get(client) : undefined;
+    if (!allowed) return fail(`${where}.client must name a client in BROKER_CLIENTS`);
+    if (!Array.isArray(scopes) || scopes.length === 0) return fail(`${where}.scopes must be a non-empty array`);
+    scopes.forEach((s, j) => {
+      if (!isScopeToken(s) || !allowed.has(s)) fail(`${where}.scopes[${j}] must be one of the client's scopes`);
+    });
+    return { principal: parsed!, principalText: principal as string, client: client as string, scopes: new Set(normalizeScopes(scopes as string[])) };
+  });
+};

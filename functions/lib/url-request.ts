@@ -1,0 +1,67 @@
+import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
+import type { CallerIdentity } from './caller-grants';
+import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from './errors';
+
+/**
+ * The token function behind its Function URL (AuthType AWS_IAM): the same JSON body as a direct invoke, the
+ * same JSON answer, the error's `status` as the HTTP status. The caller is the identity AWS verified; an event
+ * without one is refused, so a URL misconfigured with AuthType NONE is not an open token faucet.
+ */
+export const MAX_URL_BODY_BYTES = 16 * 1024;
+
+export interface UrlInput {
+  payload?: unknown;
+  caller?: CallerIdentity;
+  /** Why the request is refused before it is read as a token request. */
+  refusal?: BrokerError;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A Function URL (payload format 2.0) event, as opposed to a direct invoke's token request. */
+export const isFunctionUrlEvent = (event: unknown): event is LambdaFunctionURLEvent =>
+  isRecord(event) && event.version === '2.0' && isRecord(event.requestContext) && isRecord(event.requestContext.http);
+
+/** requestContext.authorizer.iam, present only when AWS verified a SigV4 signature (AuthType AWS_IAM). */
+const verifiedCaller = (event: LambdaFunctionURLEvent): CallerIdentity | undefined => {
+  const iam = (event.requestContext as { authorizer?: { iam?: Record<string, unknown> } }).authorizer?.iam;
+  if (!iam || typeof iam.userArn !== 'string' || typeof iam.accountId !== 'string' || !/^\d{12}$/.test(iam.accountId)) {
+    return undefined;
+  }
+  const org = iam.principalOrgId;
+  return { userArn: iam.userArn, accountId: iam.accountId, principalOrgId: typeof org === 'string' && org !== '' ? org : undefined };
+};
+
+export const readUrlEvent = (event: LambdaFunctionURLEvent): UrlInput => {
+  const caller = verifiedCaller(event);
+  if (!caller) {
+    return {
+      refusal: new AccessDeniedError('no IAM-verified caller: the function URL must use AuthType AWS_IAM and SigV4-signed requests', 'caller_unverified'),
+    };
+  }
+  if (event.requestContext.http.method !== 'POST') {
+    return { caller, refusal: new BrokerError('invalid_request', 405, 'method_not_allowed', 'only POST is allowed') };
+  }
+  const raw = event.body ?? '';
+  const text = event.isBase64Encoded ? Buffer.from(raw, 'base64').toString('utf8') : raw;
+  if (Buffer.byteLength(text) > MAX_URL_BODY_BYTES) {
+    return { caller, refusal: new InvalidRequestError(`the body is larger than ${MAX_URL_BODY_BYTES} bytes`) };
+  }
+  try {
+    return { caller, payload: JSON.parse(text) as unknown };
+  } catch {
+    return { caller, refusal: new InvalidRequestError('the body must be a JSON token request') };
+  }
+};
+
+/** The HTTP answer: JSON, never cached by anything in between. */
+export const toUrlResponse = (body: object & Partial<OAuthErrorBody>): LambdaFunctionURLResult => ({
+  statusCode: typeof body.status === 'number' && body.error !== undefined ? body.status : 200,
+  headers: {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    pragma: 'no-cache',
+    ...(body.status === 405 ? { allow: 'POST' } : {}),
+  },
+  body: JSON.stringify(body),
+});
