@@ -113,6 +113,7 @@ export class TokenBroker {
       deadlineMs: options.deadlineMs,
       log,
       keyFields,
+      metrics: options.metrics,
       degraded: (kind: DegradedKind, reason: string) => {
         options.metrics?.count(DEGRADED_METRIC[kind]);
         log.warn(`degraded: ${kind.replace('_', ' ')}`, { ...keyFields, degraded: kind, reason });
@@ -153,7 +154,10 @@ export class TokenBroker {
   async #readTable(req: KeyedRequest): Promise<CachedToken | undefined> {
     try {
       const entry = await this.deps.store.read(req.cacheKey);
-      if (entry.unusable) req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason: entry.unusable });
+      if (entry.unusable) {
+        if (entry.unusable.startsWith('decrypt_failed')) req.metrics?.count('DecryptFailures');
+        req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason: entry.unusable });
+      }
       return entry.token;
     } catch (err) {
       req.degraded('table_bypass', errorLogFields(err).reason);

@@ -10,6 +10,12 @@ export type MetricName =
   | 'MemoryHits'
   | 'TableHits'
   | 'EndpointFetches'
+  | 'UpstreamRequests'
+  | 'UpstreamLatency'
+  | 'UpstreamErrors'
+  | `UpstreamError.${string}`
+  | 'LeaseWaits'
+  | 'DecryptFailures'
   | 'StaleAnswers'
   | 'TableBypass'
   | 'SecretFallback'
@@ -25,8 +31,11 @@ export const DEGRADED_METRIC: Record<DegradedKind, MetricName> = {
   retries_exhausted: 'RetriesExhausted',
 };
 
+type Unit = 'Count' | 'Milliseconds';
+
 export class Metrics {
   readonly #counts = new Map<MetricName, number>();
+  readonly #samples = new Map<MetricName, { unit: Unit; values: number[] }>();
 
   constructor(
     private readonly sink: LogSink,
@@ -37,11 +46,22 @@ export class Metrics {
     this.#counts.set(name, (this.#counts.get(name) ?? 0) + n);
   }
 
-  /** Writes the counters of this invocation (nothing when there are none) and starts over. */
+  /** A measured value, such as a latency; every sample of the invocation is kept. */
+  record(name: MetricName, value: number, unit: Unit): void {
+    const entry = this.#samples.get(name) ?? { unit, values: [] };
+    entry.values.push(value);
+    this.#samples.set(name, entry);
+  }
+
+  /** Writes the metrics of this invocation (nothing when there are none) and starts over. */
   flush(nowMs: number): void {
-    if (this.#counts.size === 0) return;
-    const values = Object.fromEntries(this.#counts);
+    if (this.#counts.size === 0 && this.#samples.size === 0) return;
+    const units: Record<string, Unit> = {};
+    const values: Record<string, number | number[]> = {};
+    for (const [name, n] of this.#counts) [units[name], values[name]] = ['Count', n];
+    for (const [name, { unit, values: v }] of this.#samples) [units[name], values[name]] = [unit, v.length === 1 ? v[0]! : v];
     this.#counts.clear();
+    this.#samples.clear();
     this.sink(
       JSON.stringify({
         _aws: {
@@ -50,7 +70,7 @@ export class Metrics {
             {
               Namespace: METRICS_NAMESPACE,
               Dimensions: [['service']],
-              Metrics: Object.keys(values).map((Name) => ({ Name, Unit: 'Count' })),
+              Metrics: Object.keys(values).map((Name) => ({ Name, Unit: units[Name] })),
             },
           ],
         },

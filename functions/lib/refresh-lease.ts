@@ -5,6 +5,7 @@ import type { ClientConfig } from './config';
 import { UnavailableError, errorLogFields } from './errors';
 import type { Logger } from './logger';
 import type { MemoryTokenCache } from './memory-cache';
+import type { Metrics } from './metrics';
 import type { FetchContext, TokenFetcher } from './token-fetcher';
 import { type CachedToken, isRefreshDue } from './token-lifetime';
 import type { StoredEntry, TokenStore } from './token-store';
@@ -39,6 +40,7 @@ export interface KeyedRequest {
   /** Log fields that identify the key (client, scopes, cache key fingerprint). */
   keyFields: Record<string, unknown>;
   degraded: FetchContext['degraded'];
+  metrics?: Metrics | undefined;
 }
 
 export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';
@@ -164,7 +166,10 @@ export class RefreshLease {
           'lease_wait_timeout',
         );
       }
-      if (attempt === 0) req.log.debug('waiting for the refresh lease holder', req.keyFields);
+      if (attempt === 0) {
+        req.metrics?.count('LeaseWaits');
+        req.log.debug('waiting for the refresh lease holder', req.keyFields);
+      }
       await sleep(Math.min(backoffDelayMs(attempt, this.#random()), leaseUntilMs - nowMs + 1, deadlineMs - nowMs));
       entry = await store.read(req.cacheKey, true);
     }

@@ -4,7 +4,7 @@ import type { Clock } from './clock';
 import type { ClientConfig } from './config';
 import { BrokerError, ConfigurationError, UnavailableError, UpstreamError, quote } from './errors';
 import type { Logger } from './logger';
-import type { DegradedKind } from './metrics';
+import type { DegradedKind, Metrics } from './metrics';
 import type { ClientCredentials, SecretSource } from './secret-source';
 import { type TokenGrant, requestToken as httpRequestToken } from './token-endpoint';
 import { type CachedToken, lifetimeOf } from './token-lifetime';
@@ -36,6 +36,7 @@ export interface FetchContext {
   previous?: CachedToken;
   /** Called before each retry (the lease holder renews its lease there). */
   beforeRetry?: () => Promise<void>;
+  metrics?: Metrics | undefined;
 }
 
 export interface TokenFetcherOptions {
@@ -131,9 +132,16 @@ export class TokenFetcher {
       if (budgetMs < MIN_REQUEST_BUDGET_MS) {
         throw new UnavailableError('no time left in this invocation to call the token endpoint', 'deadline_exceeded');
       }
+      const startedMs = this.clock.nowMs();
+      ctx.metrics?.count('UpstreamRequests');
       try {
-        return await this.#request(client.tokenUrl, credentials, { clientName: client.name, secretId: client.secretId, scopes }, budgetMs);
+        const grant = await this.#request(client.tokenUrl, credentials, { clientName: client.name, secretId: client.secretId, scopes }, budgetMs);
+        ctx.metrics?.record('UpstreamLatency', this.clock.nowMs() - startedMs, 'Milliseconds');
+        return grant;
       } catch (err) {
+        const reason = err instanceof BrokerError ? err.reason : 'unexpected';
+        ctx.metrics?.count('UpstreamErrors');
+        ctx.metrics?.count(`UpstreamError.${reason}`);
         if (!isRetryable(err)) throw err;
         const failure = err as UnavailableError;
         const delayMs = retryDelayMs(attempt, this.#random(), failure.retryAfterMs);
