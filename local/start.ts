@@ -332,7 +332,7 @@ const main = async (): Promise<void> => {
         region: REGION,
         tokenTableName: aws.tableName,
         tokenKmsKeyId: aws.kmsKeyId,
-        limitrailSecretName: SECRET_ID,
+        limitrailSecret: SECRET_ID,
         limitrailTokenUrl: sandbox.tokenUrl,
         limitrailClientId: client.clientId,
       },

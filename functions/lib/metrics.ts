@@ -2,7 +2,7 @@ import type { LogSink } from './logger';
 
 /**
  * Counters in CloudWatch Embedded Metric Format: one JSON line per invocation on stdout, which CloudWatch Logs
- * turns into metrics (namespace LimitrailTokenBroker, dimension service). No API call, no dependency.
+ * turns into metrics (namespace LimitrailTokenBroker, dimension FunctionName). No API call, no dependency.
  */
 export const METRICS_NAMESPACE = 'LimitrailTokenBroker';
 
@@ -37,9 +37,10 @@ export class Metrics {
   readonly #counts = new Map<MetricName, number>();
   readonly #samples = new Map<MetricName, { unit: Unit; values: number[] }>();
 
+  /** `functionName`: the Lambda function (AWS_LAMBDA_FUNCTION_NAME), the dimension alarms select on. */
   constructor(
     private readonly sink: LogSink,
-    private readonly service = 'limitrail-token-broker',
+    private readonly functionName = 'local',
   ) {}
 
   count(name: MetricName, n = 1): void {
@@ -69,12 +70,12 @@ export class Metrics {
           CloudWatchMetrics: [
             {
               Namespace: METRICS_NAMESPACE,
-              Dimensions: [['service']],
+              Dimensions: [['FunctionName']],
               Metrics: Object.keys(values).map((Name) => ({ Name, Unit: units[Name] })),
             },
           ],
         },
-        service: this.service,
+        FunctionName: this.functionName,
         ...values,
       }),
     );

@@ -48,7 +48,7 @@ export const loggerFromEnv = (env: NodeJS.ProcessEnv, sink: LogSink = stdoutSink
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
 export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
   const log = loggerFromEnv(env, overrides.logSink);
-  const metrics = new Metrics(overrides.logSink ?? stdoutSink);
+  const metrics = new Metrics(overrides.logSink ?? stdoutSink, env.AWS_LAMBDA_FUNCTION_NAME ?? 'local');
   const config = loadConfig(env);
   const clock = overrides.clock ?? systemClock;
   const dynamodb = overrides.dynamodb ?? new DynamoDBClient(AWS_CLIENT_SETTINGS);

@@ -115,8 +115,8 @@ describe('osls package --stage ci', () => {
     if (!fn) throw new Error('no TokenLambdaFunction in the template');
     return fn;
   };
-  const roleStatements = (): Statement[] =>
-    resourcesOfType('AWS::IAM::Role').flatMap(([, role]) =>
+  const roleStatements = (roleName?: string): Statement[] =>
+    resourcesOfType('AWS::IAM::Role').filter(([name]) => roleName === undefined || name === roleName).flatMap(([, role]) =>
       ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
         (p) => p.PolicyDocument.Statement,
       ),
@@ -219,52 +219,122 @@ describe('osls package --stage ci', () => {
     for (const client of Object.values(clients)) expect(new URL(client.tokenUrl).protocol).toBe('https:');
   });
 
-  it('grants no wildcard action and no bare "*" resource to the function role', () => {
+  it('gives each function its own role, with only its log group, the table, the secret and the key', () => {
+    const roles = Object.fromEntries(resourcesOfType('AWS::IAM::Role'));
+    expect(Object.keys(roles).sort()).toEqual(['PrewarmFunctionRole', 'TokenFunctionRole']);
+    expect(tokenFunction().Properties.Role).toEqual({ 'Fn::GetAtt': ['TokenFunctionRole', 'Arn'] });
+    expect(template.Resources.PrewarmLambdaFunction!.Properties.Role).toEqual({ 'Fn::GetAtt': ['PrewarmFunctionRole', 'Arn'] });
+    for (const [name, fn] of [['TokenFunctionRole', 'token'], ['PrewarmFunctionRole', 'prewarm']] as const) {
+      const statements = roleStatements(name);
+      const resources = statements.flatMap((s) => asArray(s.Resource)).map((r) => JSON.stringify(r));
+      expect(resources).toEqual([
+        JSON.stringify({ 'Fn::Sub': `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/limitrail-token-broker-ci-${fn}:*` }),
+        JSON.stringify({ 'Fn::GetAtt': ['TokenTable', 'Arn'] }),
+        expect.stringContaining('secretsmanager'),
+        expect.stringContaining('"TokenKmsKey","Arn"'),
+      ]);
+    }
+  });
+
+  it('grants no wildcard action and no bare "*" resource to any function role', () => {
     const statements = roleStatements();
     expect(statements.length).toBeGreaterThan(0);
     for (const s of statements) {
-      for (const action of asArray(s.Action)) expect(action, JSON.stringify(s)).not.toMatch(/^\*$|:\*$/);
+      for (const action of asArray(s.Action)) expect(action, JSON.stringify(s)).not.toMatch(/\*/);
       for (const resource of asArray(s.Resource)) expect(resource, JSON.stringify(s)).not.toBe('*');
     }
   });
 
-  it('lets the function read exactly the secrets named in BROKER_CLIENTS, and nothing else', async () => {
+  it('lets the functions read exactly the secrets named in BROKER_CLIENTS, and nothing else', async () => {
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
     const clients = JSON.parse(env[ENV.clients]!) as Record<string, { secretId: string }>;
     const secretStatements = roleStatements().filter((s) => asArray(s.Action).some((a) => a.startsWith('secretsmanager:')));
-    expect(secretStatements.flatMap((s) => asArray(s.Action))).toEqual(await actionsTheCodeCalls('secretsmanager'));
-    const arns = secretStatements.flatMap((s) => asArray(s.Resource)).map((r) => (r as { 'Fn::Sub': string })['Fn::Sub']);
-    const expected = Object.values(clients).map(
-      (c) => `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${c.secretId}-??????`,
-    );
-    expect(arns.sort()).toEqual(expected.sort());
+    expect([...new Set(secretStatements.flatMap((s) => asArray(s.Action)))]).toEqual(await actionsTheCodeCalls('secretsmanager'));
+    for (const statement of secretStatements) {
+      // A name gets its exact ARN pattern; a secret given as an ARN is used as is.
+      const [condition, asArn, byName] = (statement.Resource as { 'Fn::If': [string, string, { 'Fn::Sub': string }] })['Fn::If'];
+      expect(condition).toBe('LimitrailSecretIsArn');
+      const secretIds = Object.values(clients).map((c) => c.secretId);
+      expect([asArn]).toEqual(secretIds);
+      expect([byName['Fn::Sub']]).toEqual(
+        secretIds.map((id) => `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}-??????`),
+      );
+    }
   });
 
   it('scopes table and key permissions to the stack\'s own table and key, with exactly the actions the code calls', async () => {
     const statements = roleStatements();
     const dynamo = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('dynamodb:')));
-    expect(dynamo.flatMap((s) => asArray(s.Resource))).toEqual([{ 'Fn::GetAtt': ['TokenTable', 'Arn'] }]);
-    expect(dynamo.flatMap((s) => asArray(s.Action)).sort()).toEqual(await actionsTheCodeCalls('dynamodb'));
+    expect(dynamo.flatMap((s) => asArray(s.Resource))).toEqual([
+      { 'Fn::GetAtt': ['TokenTable', 'Arn'] },
+      { 'Fn::GetAtt': ['TokenTable', 'Arn'] },
+    ]);
+    for (const s of dynamo) expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('dynamodb'));
     const kms = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('kms:')));
-    expect(kms.flatMap((s) => asArray(s.Action)).sort()).toEqual(await actionsTheCodeCalls('kms'));
-    expect(JSON.stringify(kms.map((s) => s.Resource))).toContain('"TokenKmsKey","Arn"');
+    expect(kms).toHaveLength(2);
+    for (const s of kms) {
+      expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('kms'));
+      expect(JSON.stringify(s.Resource)).toContain('"TokenKmsKey","Arn"');
+      expect(s.Condition).toEqual({ StringEquals: { 'kms:EncryptionContext:purpose': 'limitrail-token-broker/token-cache' } });
+    }
   });
 
-  it('creates a key whose policy lets only the function role use it', () => {
+  it('creates a key whose policy lets only the two function roles use it, with the broker\'s encryption context', () => {
     const keys = resourcesOfType('AWS::KMS::Key');
     expect(keys).toHaveLength(1);
     const [, key] = keys[0]!;
-    const role = resourcesOfType('AWS::IAM::Role')[0]![1];
+    const roleNames = resourcesOfType('AWS::IAM::Role').map(([, role]) => role.Properties.RoleName as string);
     const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
     const users = statements.filter((s) => asArray(s.Action).some((a) => a === 'kms:Decrypt' || a === 'kms:GenerateDataKey'));
     expect(users).toHaveLength(1);
-    const condition = JSON.stringify(users[0]!.Condition);
-    expect(condition).toContain('aws:PrincipalArn');
-    expect(condition).toContain(`:role/${role.Properties.RoleName as string}`);
+    const condition = users[0]!.Condition as { ArnEquals: Record<string, { 'Fn::Sub': string }[]>; StringEquals: Json };
+    expect(condition.ArnEquals['aws:PrincipalArn']!.map((a) => a['Fn::Sub'].split(':role/')[1]).sort()).toEqual(roleNames.sort());
+    expect(condition.StringEquals).toEqual({ 'kms:EncryptionContext:purpose': 'limitrail-token-broker/token-cache' });
     for (const s of statements) {
       expect(JSON.stringify(s.Principal)).not.toBe('"*"');
       for (const action of asArray(s.Action)) expect(action).not.toMatch(/^\*$|^kms:\*$/);
     }
+  });
+
+  it('serves the token function on a Function URL with AuthType AWS_IAM', () => {
+    const urls = resourcesOfType('AWS::Lambda::Url');
+    expect(urls).toHaveLength(1);
+    expect(urls[0]![1].Properties).toEqual({ AuthType: 'AWS_IAM', TargetFunctionArn: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] } });
+  });
+
+  it('lets exactly the configured principals invoke the token function, directly or through its URL', () => {
+    const permissions = resourcesOfType('AWS::Lambda::Permission')
+      .map(([, p]) => p.Properties)
+      .filter((p) => JSON.stringify(p.FunctionName).includes('TokenLambdaFunction'));
+    const who = (p: Json) => (p.PrincipalOrgID as string | undefined) ?? (p.Principal as string);
+    const invoke = permissions.filter((p) => p.Action === 'lambda:InvokeFunction').map(who).sort();
+    const url = permissions.filter((p) => p.Action === 'lambda:InvokeFunctionUrl');
+    expect(permissions.length).toBe(invoke.length + url.length);
+    // The ci stage's invokePrincipals (serverless.yml).
+    expect(invoke).toEqual(['222222222222', 'arn:aws:iam::111111111111:role/billing-service']);
+    // The principals of the BROKER_CALLERS grants the function gets, each once, URL auth AWS_IAM only.
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    const granted = [...new Set((JSON.parse(env[ENV.callers]!) as { principal: string }[]).map((g) => g.principal))].sort();
+    expect(url.map(who).sort()).toEqual(granted);
+    for (const p of url) {
+      expect(p.FunctionUrlAuthType).toBe('AWS_IAM');
+      if (p.Principal === '*') expect(p.PrincipalOrgID).toMatch(/^o-/);
+    }
+  });
+
+  it('alarms on errors, throttles and duration of both functions, and on upstream failures and stale answers', () => {
+    const alarms = resourcesOfType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    const watched = alarms.map((a) => `${a.Namespace as string}/${a.MetricName as string}/${JSON.stringify(a.Dimensions)}`);
+    for (const fn of ['token', 'prewarm']) {
+      for (const metric of ['Errors', 'Throttles', 'Duration']) {
+        expect(watched).toContain(`AWS/Lambda/${metric}/${JSON.stringify([{ Name: 'FunctionName', Value: `limitrail-token-broker-ci-${fn}` }])}`);
+      }
+    }
+    const own = alarms.filter((a) => a.Namespace === 'LimitrailTokenBroker').map((a) => a.MetricName);
+    expect(own.sort()).toEqual(['RetriesExhausted', 'StaleAnswers']);
+    const duration = alarms.find((a) => a.MetricName === 'Duration')!;
+    expect(duration.Threshold).toBeLessThan((tokenFunction().Properties.Timeout as number) * 1000);
+    for (const a of alarms) expect(JSON.stringify(a.AlarmActions)).toContain('arn:aws:sns:eu-west-1:111111111111:platform-alarms');
   });
 
   it('keeps function logs for a limited time', () => {

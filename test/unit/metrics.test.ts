@@ -17,7 +17,7 @@ describe('EMF metrics', () => {
         CloudWatchMetrics: [
           {
             Namespace: 'LimitrailTokenBroker',
-            Dimensions: [['service']],
+            Dimensions: [['FunctionName']],
             Metrics: [
               { Name: 'MemoryHits', Unit: 'Count' },
               { Name: 'UpstreamLatency', Unit: 'Milliseconds' },
@@ -25,7 +25,7 @@ describe('EMF metrics', () => {
           },
         ],
       },
-      service: 'limitrail-token-broker',
+      FunctionName: 'local',
       MemoryHits: 2,
       UpstreamLatency: [12, 30],
     });
