@@ -299,7 +299,8 @@ const main = async (): Promise<void> => {
   watchLaunchers(() => requestStop('npm or tsx went away'));
 
   try {
-    await build();
+    // `--no-build`: use dist/ as it is (the test suite has just built it, and other tests read it).
+    if (!process.argv.includes('--no-build')) await build();
     const [startedMoto, startedSandbox] = await Promise.allSettled([
       startMoto(),
       startSandbox({ log: (l) => say(`  sandbox │ ${l}`) }),

@@ -38,7 +38,8 @@ export interface TokenEvent {
   minTtlSeconds?: number;
 }
 
-export const STACK_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '.local', 'stack.json');
+/** Where `npm start` records the running stack; LOCAL_STACK_FILE moves it (the tests' own stack). */
+export const STACK_FILE = process.env.LOCAL_STACK_FILE ?? join(dirname(fileURLToPath(import.meta.url)), '..', '.local', 'stack.json');
 
 const NOT_RUNNING = 'The local stack is not running. Start it with `npm start` (in another terminal), then try again.';
 
