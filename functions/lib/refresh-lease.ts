@@ -80,6 +80,9 @@ export class RefreshLease {
     const { clock, store } = this.deps;
     for (;;) {
       const nowMs = clock.nowMs();
+      if (nowMs >= req.deadlineMs) {
+        throw new UnavailableError('no time left in this invocation to wait for or take the refresh lease', 'lease_wait_timeout');
+      }
       const owner = this.#newOwner();
       const attempt = await store.tryAcquireLease(req.cacheKey, owner, nowMs, nowMs + this.deps.leaseDurationMs);
       if (attempt.acquired) {
@@ -104,7 +107,11 @@ export class RefreshLease {
   async refreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> {
     const { clock, store } = this.deps;
     const nowMs = clock.nowMs();
-    if ((this.#quietUntilMs.get(req.cacheKey) ?? 0) > nowMs) return current;
+    const quietUntilMs = this.#quietUntilMs.get(req.cacheKey);
+    if (quietUntilMs !== undefined) {
+      if (quietUntilMs > nowMs) return current;
+      this.#quietUntilMs.delete(req.cacheKey);
+    }
     const newer = (entry: StoredEntry) =>
       entry.token && entry.token.expiresAtEpochSec > current.token.expiresAtEpochSec && !isRefreshDue(entry.token, nowMs)
         ? entry.token
