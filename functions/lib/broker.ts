@@ -80,6 +80,7 @@ export class TokenBroker {
       memory.set(req.cacheKey, stored);
       return served(await this.#maybeRefreshAhead(req, { token: stored, source: 'table' }));
     }
+    options.metrics?.count('Misses');
     try {
       return served(await this.#once(this.#misses, req.cacheKey, () => this.#miss(req)));
     } catch (err) {

@@ -10,6 +10,7 @@ export type MetricName =
   | 'MemoryHits'
   | 'TableHits'
   | 'EndpointFetches'
+  | 'Misses'
   | 'UpstreamRequests'
   | 'UpstreamLatency'
   | 'UpstreamErrors'
