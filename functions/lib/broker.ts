@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { cacheKeyFor, tokenFingerprint } from './cache-key';
+import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache-key';
 import type { Clock } from './clock';
 import type { BrokerConfig, ClientConfig } from './config';
 import { BrokerError, errorLogFields } from './errors';
@@ -37,8 +36,6 @@ export interface CallOptions {
 }
 
 const SOURCE_METRIC: Record<TokenSource, MetricName> = { memory: 'MemoryHits', table: 'TableHits', endpoint: 'EndpointFetches' };
-
-export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 /**
  * The token path: memory, then the table, then the token endpoint under the refresh lease. Concurrent misses

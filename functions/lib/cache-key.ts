@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
 import { normalizeScopes } from './scopes';
 
+/** Hex SHA-256 of a string (cache keys, token fingerprints, a caller's rejected-token fingerprint). */
+export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
+
 /**
  * The cache key of a token: a hash of what makes two tokens interchangeable — the token URL, the OAuth client
  * id and the canonical scope set. Hashed so keys are fixed-size and reveal nothing but equality.
  */
 export const cacheKeyFor = (tokenUrl: string, clientId: string, scopes: readonly string[]): string =>
-  `v1:${createHash('sha256')
-    .update(JSON.stringify([tokenUrl, clientId, normalizeScopes(scopes)]))
-    .digest('hex')}`;
+  `v1:${sha256Hex(JSON.stringify([tokenUrl, clientId, normalizeScopes(scopes)]))}`;
 
 /** Short fingerprint of a token for logs and audit lines: the first 12 hex digits of its SHA-256. */
-export const tokenFingerprint = (accessToken: string): string =>
-  createHash('sha256').update(accessToken).digest('hex').slice(0, 12);
+export const tokenFingerprint = (accessToken: string): string => sha256Hex(accessToken).slice(0, 12);

@@ -2,6 +2,7 @@ import { type Grant, parseGrants } from './caller-grants';
 import { ConfigurationError } from './errors';
 import { ENV } from './env-names';
 import { isScopeToken, normalizeScopes } from './scopes';
+import { isRecord } from './json';
 
 /** One upstream OAuth client the broker may fetch tokens for. */
 export interface ClientConfig {
@@ -51,8 +52,6 @@ const LOOPBACK_HOSTS = new Set(['localhost', '[::1]']);
 const fail = (what: string): never => {
   throw new ConfigurationError(`invalid configuration: ${what}`, 'config_invalid');
 };
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const requiredString = (env: NodeJS.ProcessEnv, name: string): string => {
   const value = env[name]?.trim();

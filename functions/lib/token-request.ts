@@ -2,6 +2,7 @@ import type { BrokerConfig, ClientConfig } from './config';
 import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from './config';
 import { InvalidRequestError, InvalidScopeError, quote } from './errors';
 import { isScopeToken, normalizeScopes } from './scopes';
+import { isRecord } from './json';
 
 /** A validated token request: the client, its canonical scope set and the least lifetime the caller accepts. */
 export interface TokenRequest {
@@ -17,8 +18,6 @@ export interface TokenRequest {
 
 export const MAX_SCOPES_PER_REQUEST = 32;
 const FIELDS = new Set(['client', 'scopes', 'minTtlSeconds', 'forceRefresh', 'rejectedTokenSha256']);
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const resolveClient = (config: BrokerConfig, name: unknown): ClientConfig => {
   if (name === undefined) {

@@ -1,6 +1,7 @@
 import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
 import type { CallerIdentity } from './caller-grants';
 import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from './errors';
+import { isRecord } from './json';
 
 /**
  * The token function behind its Function URL (AuthType AWS_IAM): the same JSON body as a direct invoke, the
@@ -15,8 +16,6 @@ export interface UrlInput {
   /** Why the request is refused before it is read as a token request. */
   refusal?: BrokerError;
 }
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A Function URL (payload format 2.0) event, as opposed to a direct invoke's token request. */
 export const isFunctionUrlEvent = (event: unknown): event is LambdaFunctionURLEvent =>
