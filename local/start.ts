@@ -18,16 +18,15 @@
  * into TOKEN_TABLE_NAME / BROKER_CLIENTS / TOKEN_KMS_KEY_ID, and the AWS endpoint and dummy
  * credentials go in as AWS_* variables of the osls process.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { setupLocalAws } from './aws-setup';
 import { freePort, startMoto, type MotoServer } from './moto';
+import { type Offline, spawned, startOffline, stopProcess } from './offline';
 import { startSandbox, type Sandbox } from './sandbox';
 import {
   isAlive,
@@ -49,8 +48,6 @@ const SECRET_ID = `${SERVICE}/local/limitrail`;
 const KMS_ALIAS = `alias/${SERVICE}-local`;
 const TOKEN_FUNCTION = `${SERVICE}-${STAGE}-token`;
 const DEMO_EVENT = { scopes: ['limitrail.usage.write'] };
-const OFFLINE_READY_TIMEOUT_MS = 60_000;
-const STOP_GRACE_MS = 5_000;
 
 const say = (line = ''): void => console.log(line);
 const step = (line: string): void => console.log(`• ${line}`);
@@ -89,89 +86,6 @@ const build = async (): Promise<void> => {
   } catch (err) {
     const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string };
     throw new Error(`build failed:\n${`${stdout}${stderr}`.trim()}`);
-  }
-};
-
-const portAnswers = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-
-/** Every child we spawned (moto.ts tracks its own), for the 'exit' safety net. */
-const spawned = new Set<ChildProcess>();
-
-interface Offline {
-  child: ChildProcess;
-  pid: number;
-  exited: Promise<void>;
-}
-
-const startOffline = async (lambdaPort: number, params: Record<string, string>, env: NodeJS.ProcessEnv): Promise<Offline> => {
-  const args = [
-    join(ROOT, 'node_modules', 'osls', 'bin', 'serverless.js'),
-    'offline',
-    'start',
-    '--stage',
-    STAGE,
-    '--host',
-    '127.0.0.1',
-    '--lambdaPort',
-    String(lambdaPort),
-    '--noSponsor',
-    ...Object.entries(params).flatMap(([key, value]) => ['--param', `${key}=${value}`]),
-  ];
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: false });
-  if (child.pid === undefined) throw new Error('cannot start serverless-offline');
-  spawned.add(child);
-  const pid = child.pid;
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exitInfo = signal ? `signal ${signal}` : `code ${code}`;
-      resolve();
-    }),
-  );
-  // Until it is ready, keep its output for the error message; afterwards show the function's logs.
-  let ready = false;
-  let early = '';
-  const onLine = (line: string): void => {
-    if (!ready) early += `${line}\n`;
-    else if (line.trim()) say(`  λ │ ${line}`);
-  };
-  for (const stream of [child.stdout!, child.stderr!]) {
-    let partial = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      lines.forEach(onLine);
-    });
-  }
-  const deadline = Date.now() + OFFLINE_READY_TIMEOUT_MS;
-  while (!(await portAnswers(lambdaPort))) {
-    if (exitInfo !== undefined) throw new Error(`serverless-offline exited (${exitInfo}):\n${early.trim()}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`serverless-offline did not listen on ${lambdaPort} within ${OFFLINE_READY_TIMEOUT_MS} ms:\n${early.trim()}`);
-    }
-    await sleep(150);
-  }
-  ready = true;
-  return { child, pid, exited };
-};
-
-const stopProcess = async (proc: Offline): Promise<void> => {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const inTime = await Promise.race([proc.exited.then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
-  if (!inTime) {
-    proc.child.kill('SIGKILL');
-    await proc.exited;
   }
 };
 
@@ -327,9 +241,10 @@ const main = async (): Promise<void> => {
     step(`created table ${aws.tableName}, secret ${SECRET_ID} and KMS key ${KMS_ALIAS} in moto`);
 
     const lambdaPort = await freePort();
-    offline = await startOffline(
-      lambdaPort,
-      {
+    offline = await startOffline(lambdaPort, {
+      root: ROOT,
+      stage: STAGE,
+      params: {
         region: REGION,
         tokenTableName: aws.tableName,
         tokenKmsKeyId: aws.kmsKeyId,
@@ -337,8 +252,9 @@ const main = async (): Promise<void> => {
         limitrailTokenUrl: sandbox.tokenUrl,
         limitrailClientId: client.clientId,
       },
-      awsEnv(moto.endpoint),
-    );
+      env: awsEnv(moto.endpoint),
+      onLine: (line) => say(`  λ │ ${line}`),
+    });
     const lambdaEndpoint = `http://127.0.0.1:${lambdaPort}`;
     step(`serverless-offline Lambda API on ${lambdaEndpoint} (pid ${offline.pid})`);
 

@@ -65,7 +65,7 @@ export class TokenFetcher {
   }
 
   async fetch(ctx: FetchContext): Promise<CachedToken> {
-    const { client, log, previous } = ctx;
+    const { log, previous } = ctx;
     const sentAtMs = this.clock.nowMs();
     const grant = await this.#withRotation(ctx);
     const fresh = lifetimeOf(sentAtMs, grant.expiresInSec);

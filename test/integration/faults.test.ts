@@ -4,7 +4,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupLocalAws } from '../../local/aws-setup';
-import { startMoto, type MotoServer } from '../../local/moto';
+import { startMoto } from '../../local/moto';
 import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, type BrokerStack } from '../support/broker-stack';
 
 /**

@@ -1,0 +1,105 @@
+/**
+ * serverless-offline (through osls) as a child process of `npm start`: the Lambda Invoke API on loopback.
+ * Started with the stage's --param values, its output shown once it listens, stopped by PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const OFFLINE_READY_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+
+export interface OfflineOptions {
+  root: string;
+  stage: string;
+  params: Record<string, string>;
+  env: NodeJS.ProcessEnv;
+  /** Each line the functions log once serverless-offline is ready. */
+  onLine: (line: string) => void;
+}
+
+const portAnswers = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+
+/** Every child we spawned (moto.ts tracks its own), for the 'exit' safety net. */
+export const spawned = new Set<ChildProcess>();
+
+export interface Offline {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<void>;
+}
+
+export const startOffline = async (lambdaPort: number, options: OfflineOptions): Promise<Offline> => {
+  const { root, stage, params, env } = options;
+  const args = [
+    join(root, 'node_modules', 'osls', 'bin', 'serverless.js'),
+    'offline',
+    'start',
+    '--stage',
+    stage,
+    '--host',
+    '127.0.0.1',
+    '--lambdaPort',
+    String(lambdaPort),
+    '--noSponsor',
+    ...Object.entries(params).flatMap(([key, value]) => ['--param', `${key}=${value}`]),
+  ];
+  const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: false });
+  if (child.pid === undefined) throw new Error('cannot start serverless-offline');
+  spawned.add(child);
+  const pid = child.pid;
+  let exitInfo: string | undefined;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitInfo = signal ? `signal ${signal}` : `code ${code}`;
+      resolve();
+    }),
+  );
+  // Until it is ready, keep its output for the error message; afterwards show the function's logs.
+  let ready = false;
+  let early = '';
+  const onLine = (line: string): void => {
+    if (!ready) early += `${line}\n`;
+    else if (line.trim()) options.onLine(line);
+  };
+  for (const stream of [child.stdout!, child.stderr!]) {
+    let partial = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      lines.forEach(onLine);
+    });
+  }
+  const deadline = Date.now() + OFFLINE_READY_TIMEOUT_MS;
+  while (!(await portAnswers(lambdaPort))) {
+    if (exitInfo !== undefined) throw new Error(`serverless-offline exited (${exitInfo}):\n${early.trim()}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`serverless-offline did not listen on ${lambdaPort} within ${OFFLINE_READY_TIMEOUT_MS} ms:\n${early.trim()}`);
+    }
+    await sleep(150);
+  }
+  ready = true;
+  return { child, pid, exited };
+};
+
+export const stopProcess = async (proc: Offline): Promise<void> => {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGTERM');
+  const inTime = await Promise.race([proc.exited.then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+  if (!inTime) {
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+  }
+};
+
