@@ -144,38 +144,37 @@ export class TokenStore {
   }
 
   /** Extends `owner`'s lease (before a retry). False if it no longer holds it. */
-  async renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean> {
+  renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean> {
+    return this.#updateIfOwner(cacheKey, owner, 'SET leaseUntilEpochMs = :until', { ':until': { N: String(leaseUntilEpochMs) } }, 'lease renewal');
+  }
+
+  /** Gives the lease back if `owner` still holds it. */
+  async releaseLease(cacheKey: string, owner: string): Promise<void> {
+    await this.#updateIfOwner(cacheKey, owner, 'REMOVE leaseOwner, leaseUntilEpochMs', {}, 'lease release');
+  }
+
+  /** An update of the lease conditional on `owner` holding it; false when it does not. */
+  async #updateIfOwner(
+    cacheKey: string,
+    owner: string,
+    updateExpression: string,
+    values: Record<string, AttributeValue>,
+    what: string,
+  ): Promise<boolean> {
     try {
       await this.ddb.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: this.#key(cacheKey),
-          UpdateExpression: 'SET leaseUntilEpochMs = :until',
+          UpdateExpression: updateExpression,
           ConditionExpression: 'leaseOwner = :owner',
-          ExpressionAttributeValues: { ':owner': { S: owner }, ':until': { N: String(leaseUntilEpochMs) } },
+          ExpressionAttributeValues: { ...values, ':owner': { S: owner } },
         }),
       );
       return true;
     } catch (err) {
       if (isConditionFailure(err)) return false;
-      throw unavailable('lease renewal', err);
-    }
-  }
-
-  /** Gives the lease back if `owner` still holds it. */
-  async releaseLease(cacheKey: string, owner: string): Promise<void> {
-    try {
-      await this.ddb.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: this.#key(cacheKey),
-          UpdateExpression: 'REMOVE leaseOwner, leaseUntilEpochMs',
-          ConditionExpression: 'leaseOwner = :owner',
-          ExpressionAttributeValues: { ':owner': { S: owner } },
-        }),
-      );
-    } catch (err) {
-      if (!isConditionFailure(err)) throw unavailable('lease release', err);
+      throw unavailable(what, err);
     }
   }
 
