@@ -44,7 +44,8 @@ const SOURCE_METRIC: Record<TokenSource, MetricName> = { memory: 'MemoryHits', t
  * table is down, and with a still-valid token (`stale: true`) when the endpoint is.
  */
 export class TokenBroker {
-  /** In this container: the one miss (or refresh ahead) in flight per key. */
+  /** In this container: the one table read, miss and refresh ahead in flight per key. */
+  readonly #reads = new Map<string, Promise<CachedToken | undefined>>();
   readonly #misses = new Map<string, Promise<Outcome>>();
   readonly #refreshes = new Map<string, Promise<Outcome>>();
 
@@ -72,7 +73,8 @@ export class TokenBroker {
     if (inMemory && req.accept(inMemory, clock.nowMs())) {
       return served(await this.#maybeRefreshAhead(req, { token: inMemory, source: 'memory' }));
     }
-    const stored = await this.#readTable(req);
+    // A burst of requests for a key this container does not hold makes one table read, not one each.
+    const stored = await this.#once(this.#reads, req.cacheKey, () => this.#readTable(req));
     if (stored && req.accept(stored, clock.nowMs())) {
       memory.set(req.cacheKey, stored);
       return served(await this.#maybeRefreshAhead(req, { token: stored, source: 'table' }));
@@ -195,7 +197,7 @@ export class TokenBroker {
   }
 
   /** Runs `work` once per key at a time; concurrent callers share its promise, and failures are not kept. */
-  #once(inFlight: Map<string, Promise<Outcome>>, key: string, work: () => Promise<Outcome>): Promise<Outcome> {
+  #once<T>(inFlight: Map<string, Promise<T>>, key: string, work: () => Promise<T>): Promise<T> {
     let pending = inFlight.get(key);
     if (!pending) {
       pending = work().finally(() => inFlight.delete(key));
