@@ -16,7 +16,9 @@
 import { createHash, createHmac } from 'node:crypto';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import { Hash } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentity, Provider } from '@smithy/types';
 
 export interface TokenRequest {
   scopes: string[];
@@ -94,6 +96,66 @@ export const urlTransport = (functionUrl: string, region: string): Transport => 
     const res = await fetch(url, { method: 'POST', headers: signed.headers, body });
     return (await res.json()) as TokenAnswer | BrokerError;
   };
+};
+
+/**
+ * The identity proof the broker asks for on every request: an STS GetCallerIdentity request signed (SigV4, service
+ * `sts`) with the caller's own credentials, which the broker replays to STS to learn who is calling. The header
+ * `x-limitrail-broker-audience` (signed) names the broker it is meant for, so a proof made for one broker is
+ * useless to another. A proof is a credential for its 5 minutes: never log it or keep it.
+ */
+export interface IdentityProof {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
+const GET_CALLER_IDENTITY = 'Action=GetCallerIdentity&Version=2011-06-15';
+
+/** Where proofs are sent: `AWS_ENDPOINT_URL_STS` when set (local runs), else the region's STS endpoint. */
+export const stsUrlFor = (region: string, env: NodeJS.ProcessEnv = process.env): string =>
+  env.AWS_ENDPOINT_URL_STS ? new URL('/', env.AWS_ENDPOINT_URL_STS).toString() : `https://sts.${region}.amazonaws.com/`;
+
+export interface ProofOptions {
+  /** The caller's own credentials (or a provider of them, such as the default chain). */
+  credentials: AwsCredentialIdentity | Provider<AwsCredentialIdentity>;
+  /** The region of the STS endpoint (and of the signature). */
+  region: string;
+  /** The broker's audience: its token function's name unless the stage set `callerProofAudience`. */
+  audience: string;
+  /** Default: `stsUrlFor(region)`. */
+  stsUrl?: string;
+  /** Sign as of this time (tests); default now. */
+  signingDate?: Date;
+}
+
+/** Signs a fresh identity proof. Hash: the AWS SDK's own SHA-256 (`@smithy/core`), not a hand-written one. */
+export const signIdentityProof = async (options: ProofOptions): Promise<IdentityProof> => {
+  const url = new URL(options.stsUrl ?? stsUrlFor(options.region));
+  const signer = new SignatureV4({
+    service: 'sts',
+    region: options.region,
+    credentials: options.credentials,
+    sha256: Hash.bind(null, 'sha256'),
+  });
+  const signed = await signer.sign(
+    {
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port ? Number(url.port) : undefined,
+      path: '/',
+      headers: {
+        host: url.host,
+        'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+        [PROOF_AUDIENCE_HEADER]: options.audience,
+      },
+      body: GET_CALLER_IDENTITY,
+    },
+    options.signingDate ? { signingDate: options.signingDate } : {},
+  );
+  return { url: url.toString(), headers: { ...(signed.headers as Record<string, string>) }, body: GET_CALLER_IDENTITY };
 };
 
 const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
