@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -307,19 +308,40 @@ describe('osls package --stage ci', () => {
       .map(([, p]) => p.Properties)
       .filter((p) => JSON.stringify(p.FunctionName).includes('TokenLambdaFunction'));
     const who = (p: Json) => (p.PrincipalOrgID as string | undefined) ?? (p.Principal as string);
-    const invoke = permissions.filter((p) => p.Action === 'lambda:InvokeFunction').map(who).sort();
+    const direct = permissions.filter((p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl === undefined);
+    const viaUrl = permissions.filter((p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl !== undefined);
     const url = permissions.filter((p) => p.Action === 'lambda:InvokeFunctionUrl');
-    expect(permissions.length).toBe(invoke.length + url.length);
+    expect(permissions.length).toBe(direct.length + viaUrl.length + url.length);
     // The ci stage's invokePrincipals (serverless.yml).
-    expect(invoke).toEqual(['222222222222', 'arn:aws:iam::111111111111:role/billing-service']);
-    // The principals of the BROKER_CALLERS grants the function gets, each once, URL auth AWS_IAM only.
+    const invokePrincipals = ['222222222222', 'arn:aws:iam::111111111111:role/billing-service'];
+    expect(direct.map(who).sort()).toEqual(invokePrincipals);
+    // The principals of the BROKER_CALLERS grants the function gets, each once with each of the two
+    // permissions AWS requires for a Function URL call.
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
     const granted = [...new Set((JSON.parse(env[ENV.callers]!) as { principal: string }[]).map((g) => g.principal))].sort();
+    expect(granted.length).toBeGreaterThan(0);
     expect(url.map(who).sort()).toEqual(granted);
-    for (const p of url) {
-      expect(p.FunctionUrlAuthType).toBe('AWS_IAM');
-      if (p.Principal === '*') expect(p.PrincipalOrgID).toMatch(/^o-/);
-    }
+    expect(viaUrl.map(who).sort()).toEqual(granted);
+    for (const p of url) expect(p.FunctionUrlAuthType).toBe('AWS_IAM');
+    for (const p of viaUrl) expect(p.InvokedViaFunctionUrl).toBe(true);
+    // A grantee that may only use the URL cannot invoke directly (and so skip AWS's URL authentication).
+    const urlOnly = granted.filter((principal) => !invokePrincipals.includes(principal));
+    expect(urlOnly.length).toBeGreaterThan(0);
+    for (const principal of urlOnly) expect(direct.map(who)).not.toContain(principal);
+  });
+
+  it('runs the ci stage in grants mode with account and principal grants only, no organization grant', () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    expect(env[ENV.callerAuth]).toBe('grants');
+    const principals = (JSON.parse(env[ENV.callers]!) as { principal: string }[]).map((g) => g.principal);
+    expect(principals.length).toBeGreaterThan(0);
+    expect(principals.filter((p) => p.startsWith('o-'))).toEqual([]);
+  });
+
+  it('binds identity proofs to the token function\'s own name by default', () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    expect(env[ENV.callerProofAudience]).toBe('limitrail-token-broker-ci-token');
+    expect(env[ENV.callerProofAudience]).toBe(tokenFunction().Properties.FunctionName);
   });
 
   it('alarms on errors, throttles and duration of both functions, and on upstream failures and stale answers', () => {
@@ -341,5 +363,51 @@ describe('osls package --stage ci', () => {
     const logGroups = resourcesOfType('AWS::Logs::LogGroup');
     expect(logGroups.length).toBeGreaterThan(0);
     for (const [, group] of logGroups) expect(group.Properties.RetentionInDays).toBeGreaterThan(0);
+  });
+});
+
+/** infra/caller-access.cjs on its own, with stage parameters other than the ci stage's (no osls run needed). */
+describe('infra/caller-access.cjs', () => {
+  type CallerAccess = (ctx: { resolveVariable: (name: string) => Promise<string> }) => Promise<{ Resources: Record<string, Resource> }>;
+  const callerAccess = createRequire(import.meta.url)('../../infra/caller-access.cjs') as CallerAccess;
+  const render = (params: Record<string, string>) =>
+    callerAccess({
+      resolveVariable: async (name) => {
+        const value = { callerAuth: 'grants', invokePrincipals: '[]', brokerCallers: '[]', ...params }[name.replace(/^param:/, '')];
+        if (value === undefined) throw new Error(`unexpected variable ${name}`);
+        return value;
+      },
+    });
+  const orgGrant = '[{"principal":"o-a1b2c3d4e5","client":"limitrail","scopes":["limitrail.accounts.read"]}]';
+
+  it('fails the packaging on an organization grant in grants mode, saying to grant accounts instead', async () => {
+    await expect(render({ brokerCallers: orgGrant })).rejects.toThrow(
+      /"o-a1b2c3d4e5" is an organization id.*grant the account ids instead/,
+    );
+  });
+
+  it('grants an organization both Function URL permissions by PrincipalOrgID in invoke-permission mode', async () => {
+    const { Resources } = await render({ callerAuth: 'invoke-permission', brokerCallers: orgGrant });
+    const permissions = Object.values(Resources).map((r) => r.Properties);
+    const common = { FunctionName: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] }, Principal: '*', PrincipalOrgID: 'o-a1b2c3d4e5' };
+    expect(permissions.sort((a, b) => String(a.Action).localeCompare(String(b.Action)))).toEqual([
+      { Action: 'lambda:InvokeFunction', InvokedViaFunctionUrl: true, ...common },
+      { Action: 'lambda:InvokeFunctionUrl', FunctionUrlAuthType: 'AWS_IAM', ...common },
+    ]);
+  });
+
+  it('refuses a callerAuth mode the broker does not know', async () => {
+    await expect(render({ callerAuth: 'grant' })).rejects.toThrow('parameter callerAuth "grant" must be one of grants, invoke-permission');
+  });
+
+  it('names each permission after its principal and kind, the same on every run', async () => {
+    const params = {
+      invokePrincipals: '["arn:aws:iam::111111111111:role/billing-service"]',
+      brokerCallers: '[{"principal":"arn:aws:iam::111111111111:role/billing-service","client":"limitrail","scopes":["limitrail.usage.read"]}]',
+    };
+    const first = Object.keys((await render(params)).Resources);
+    expect(first).toHaveLength(3);
+    expect(new Set(first).size).toBe(3);
+    expect(Object.keys((await render(params)).Resources)).toEqual(first);
   });
 });
