@@ -1,7 +1,7 @@
 import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache-key';
 import type { Clock } from './clock';
 import type { BrokerConfig, ClientConfig } from './config';
-import { BrokerError, errorLogFields } from './errors';
+import { AccessDeniedError, BrokerError, errorLogFields } from './errors';
 import type { Logger } from './logger';
 import type { MemoryTokenCache } from './memory-cache';
 import { DEGRADED_METRIC, type DegradedKind, type MetricName, type Metrics } from './metrics';
@@ -33,6 +33,13 @@ export interface CallOptions {
   metrics?: Metrics;
   /** Who asked, for the audit line: a verified ARN, or "direct invoke". */
   caller?: string;
+  /** How the caller's identity was established: its proof verified with STS now, or earlier (cached). */
+  identity?: 'verified' | 'cached';
+  /**
+   * Every scope this caller may hold. A token whose granted scopes go beyond it is not handed over (it may still
+   * serve callers entitled to it). Absent: no limit (prewarm, which hands nothing out).
+   */
+  allowedScopes?: ReadonlySet<string>;
 }
 
 const SOURCE_METRIC: Record<TokenSource, MetricName> = { memory: 'MemoryHits', table: 'TableHits', endpoint: 'EndpointFetches' };
@@ -55,10 +62,12 @@ export class TokenBroker {
     const { clock, memory } = this.deps;
     const req = await this.#keyed(request, options);
     const served = ({ token, source }: Outcome, stale = false) => {
+      checkTokenScopes(token, options.allowedScopes, req);
       options.metrics?.count(SOURCE_METRIC[source]);
       req.log.info('token served', {
         audit: 'issued',
         caller: options.caller ?? 'direct invoke',
+        ...(options.identity ? { identity: options.identity } : {}),
         ...req.keyFields,
         source,
         tokenFingerprint: tokenFingerprint(token.accessToken),
@@ -210,3 +219,17 @@ export class TokenBroker {
 /** Whether the caller reported this very token rejected (a forced refresh with its fingerprint). */
 const isRejectedByCaller = (req: KeyedRequest, token: CachedToken): boolean =>
   req.rejectedTokenSha256 !== undefined && sha256Hex(token.accessToken) === req.rejectedTokenSha256;
+
+/**
+ * A token is handed only to a caller entitled to every scope it carries: the endpoint may grant more than was
+ * asked, and such a token must not reach a caller whose grants are narrower.
+ */
+const checkTokenScopes = (token: CachedToken, allowed: ReadonlySet<string> | undefined, req: KeyedRequest): void => {
+  const beyond = allowed === undefined ? [] : token.scopes.filter((s) => !allowed.has(s));
+  if (beyond.length === 0) return;
+  req.log.warn('token carries scopes beyond the caller\'s grants; not handed over', { ...req.keyFields, grantedByEndpoint: token.scopes, beyondGrant: beyond });
+  throw new AccessDeniedError(
+    `the token for these scopes also carries ${beyond.length} scope(s) your grants do not cover; ask the platform team`,
+    'token_scope_beyond_grant',
+  );
+};

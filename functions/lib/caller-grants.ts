@@ -8,7 +8,10 @@ import { isScopeToken, normalizeScopes } from './scopes';
  *     it, `arn:aws:sts::123456789012:assumed-role/billing/<session>`;
  *   - an IAM user ARN `arn:aws:iam::123456789012:user/ci`: that user;
  *   - an account, `123456789012` or `arn:aws:iam::123456789012:root`: every principal in it;
- *   - an organization id `o-a1b2c3d4e5`: every principal of the organization (requestContext principalOrgId).
+ *   - an organization id `o-a1b2c3d4e5`: every principal of the organization, as the Function URL's
+ *     requestContext names it (principalOrgId). Only with CALLER_AUTH=invoke-permission and only for Function URL
+ *     calls without a proof: an STS identity proof names no organization, so in grants mode an organization
+ *     grant is refused when the configuration is loaded.
  * The scopes a caller may request with a client are the union of its matching grants for that client.
  */
 export type Principal =
@@ -64,22 +67,46 @@ export const principalMatches = (principal: Principal, caller: CallerIdentity): 
   }
 };
 
-/** Throws AccessDeniedError naming the scopes no grant of this caller covers for the client. */
-export const authorize = (grants: readonly Grant[], caller: CallerIdentity, client: string, scopes: readonly string[]): void => {
-  const allowed = new Set(
-    grants.filter((g) => g.client === client && principalMatches(g.principal, caller)).flatMap((g) => [...g.scopes]),
-  );
+/** Every scope the caller's grants give it for the client (empty: no grant). */
+export const grantedScopes = (grants: readonly Grant[], caller: CallerIdentity, client: string): Set<string> =>
+  new Set(grants.filter((g) => g.client === client && principalMatches(g.principal, caller)).flatMap((g) => [...g.scopes]));
+
+/**
+ * Throws AccessDeniedError naming the scopes no grant of this caller covers for the client; returns every scope
+ * the caller may have with the client. The refusal is the same whether a client or scope is configured or not
+ * (grants only ever name configured ones), so a caller without a grant learns nothing about the configuration.
+ */
+export const authorize = (grants: readonly Grant[], caller: CallerIdentity, client: string, scopes: readonly string[]): Set<string> => {
+  const allowed = grantedScopes(grants, caller, client);
   const missing = scopes.filter((s) => !allowed.has(s));
-  if (missing.length === 0) return;
+  if (missing.length === 0) return allowed;
   const what = allowed.size === 0 ? `no grant for client ${quote(client)}` : `no grant for scope ${missing.map((s) => quote(s)).join(', ')}`;
   throw new AccessDeniedError(`caller ${quote(caller.userArn, 256)} has ${what}`, 'caller_not_granted');
 };
+
+/** A proven identity (STS GetCallerIdentity) as a caller: no organization, since STS does not name one. */
+export const callerFromProof = (proven: { arn: string; accountId: string }): CallerIdentity => ({
+  userArn: proven.arn,
+  accountId: proven.accountId,
+  principalOrgId: undefined,
+});
+
+/** The principal behind an ARN: a role for any of its sessions, else the ARN itself. */
+const principalOf = (caller: CallerIdentity): string => {
+  const m = ASSUMED_ROLE.exec(caller.userArn);
+  return m ? `role:${m[1]}:${m[2]}:${m[3]}` : caller.userArn;
+};
+
+/** Whether two verified identities are one principal (two sessions of one role are). */
+export const samePrincipal = (a: CallerIdentity, b: CallerIdentity): boolean =>
+  a.accountId === b.accountId && principalOf(a) === principalOf(b);
 
 /** Parses BROKER_CALLERS: a JSON array of `{ "principal", "client", "scopes" }`, checked against the clients. */
 export const parseGrants = (
   text: string | undefined,
   clientScopes: ReadonlyMap<string, ReadonlySet<string>>,
   envName: string,
+  options: { organizations: boolean } = { organizations: true },
 ): Grant[] => {
   const fail = (what: string): never => {
     throw new ConfigurationError(`invalid configuration: ${what}`, 'config_invalid');
@@ -100,6 +127,12 @@ export const parseGrants = (
     if (unknown !== undefined) fail(`${where} has unknown field ${JSON.stringify(unknown.slice(0, 64))}`);
     const parsed = typeof principal === 'string' ? parsePrincipal(principal) : undefined;
     if (!parsed) fail(`${where}.principal must be an IAM role or user ARN, an account id or an organization id`);
+    if (parsed!.kind === 'organization' && !options.organizations) {
+      fail(
+        `${where}.principal is an organization: with CALLER_AUTH=grants every caller is identified by an identity proof, ` +
+          'which names its account and principal but never its organization; grant the accounts instead',
+      );
+    }
     const allowed = typeof client === 'string' ? clientScopes.get(client) : undefined;
     if (!allowed) return fail(`${where}.client must name a client in BROKER_CLIENTS`);
     if (!Array.isArray(scopes) || scopes.length === 0) return fail(`${where}.scopes must be a non-empty array`);

@@ -3,6 +3,15 @@ import { ConfigurationError } from './errors';
 import { ENV } from './env-names';
 import { isScopeToken, normalizeScopes } from './scopes';
 import { isRecord } from './json';
+import { type ProofPolicy, stsOriginFrom } from './identity-proof';
+
+/**
+ * How callers are authorized (CALLER_AUTH). `grants`: every request, direct invoke or Function URL, carries an
+ * identity proof and gets only what BROKER_CALLERS grants the proven principal. `invoke-permission`: the older
+ * model, where the permission to invoke the function is the grant (a direct invoke without a proof may get any
+ * configured scope); URL callers and proofs are still held to their grants.
+ */
+export type CallerAuthMode = 'grants' | 'invoke-permission';
 
 /** One upstream OAuth client the broker may fetch tokens for. */
 export interface ClientConfig {
@@ -21,8 +30,11 @@ export interface BrokerConfig {
   readonly tableName: string;
   readonly kmsKeyId: string;
   readonly clients: ReadonlyMap<string, ClientConfig>;
-  /** Who may get which tokens through the Function URL (BROKER_CALLERS); empty refuses every URL caller. */
+  /** Who may get which tokens (BROKER_CALLERS); empty refuses every caller that must be granted. */
   readonly grants: readonly Grant[];
+  readonly callerAuth: CallerAuthMode;
+  /** Where identity proofs may go and the audience they must name; undefined: no audience configured. */
+  readonly proofPolicy: ProofPolicy | undefined;
   readonly secretMaxAgeSec: number;
   readonly tokenEndpointTimeoutMs: number;
   readonly memoryCacheMaxEntries: number;
@@ -140,15 +152,36 @@ const parseClients = (text: string): Map<string, ClientConfig> => {
 };
 
 /** Reads and validates the whole configuration. Throws ConfigurationError naming the first problem. */
+const parseCallerAuth = (env: NodeJS.ProcessEnv): CallerAuthMode => {
+  const raw = env[ENV.callerAuth]?.trim() || 'grants';
+  return raw === 'grants' || raw === 'invoke-permission' ? raw : fail(`${ENV.callerAuth} must be "grants" or "invoke-permission"`);
+};
+
+/** The audience proofs must name: CALLER_PROOF_AUDIENCE, else the function's own name (required in grants mode). */
+const parseProofPolicy = (env: NodeJS.ProcessEnv, mode: CallerAuthMode): ProofPolicy | undefined => {
+  const audience = env[ENV.callerProofAudience]?.trim() || env.AWS_LAMBDA_FUNCTION_NAME?.trim() || undefined;
+  if (audience === undefined) {
+    return mode === 'grants' ? fail(`${ENV.callerProofAudience} is not set (nor AWS_LAMBDA_FUNCTION_NAME)`) : undefined;
+  }
+  if (!/^[\x21-\x7E]{1,256}$/.test(audience)) fail(`${ENV.callerProofAudience} must be 1 to 256 printable characters without spaces`);
+  const endpoint = env.AWS_ENDPOINT_URL_STS;
+  const stsOrigin = stsOriginFrom(endpoint);
+  if (endpoint !== undefined && endpoint.trim() !== '' && stsOrigin === undefined) fail('AWS_ENDPOINT_URL_STS is not an absolute URL');
+  return { audience, stsOrigin };
+};
+
 export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => {
   const clients = parseClients(requiredString(env, ENV.clients));
   const clientScopes = new Map([...clients].map(([name, client]) => [name, client.scopes]));
   const tokenEndpointTimeoutMs = integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000);
+  const callerAuth = parseCallerAuth(env);
   return {
     tableName: requiredString(env, ENV.tableName),
     kmsKeyId: requiredString(env, ENV.kmsKeyId),
     clients,
-    grants: parseGrants(env[ENV.callers], clientScopes, ENV.callers),
+    grants: parseGrants(env[ENV.callers], clientScopes, ENV.callers, { organizations: callerAuth === 'invoke-permission' }),
+    callerAuth,
+    proofPolicy: parseProofPolicy(env, callerAuth),
     secretMaxAgeSec: integerSetting(env, ENV.secretMaxAgeSec, 300, 0, 86_400),
     tokenEndpointTimeoutMs,
     memoryCacheMaxEntries: integerSetting(env, ENV.memoryCacheMaxEntries, 500, 1, 100_000),

@@ -21,7 +21,11 @@ export type MetricName =
   | 'TableBypass'
   | 'SecretFallback'
   | 'RetriesExhausted'
-  | 'Refusals';
+  | 'Refusals'
+  | 'IdentityVerifications'
+  | 'IdentityCacheHits'
+  | 'IdentityFailures'
+  | `IdentityFailure.${string}`;
 
 /** The degraded paths: each logs one structured line and counts its metric. */
 export type DegradedKind = 'stale_answer' | 'table_bypass' | 'secret_fallback' | 'retries_exhausted';

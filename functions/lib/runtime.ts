@@ -12,6 +12,7 @@ import { TokenCipher } from './token-cipher';
 import { RefreshLease } from './refresh-lease';
 import { TokenFetcher } from './token-fetcher';
 import { TokenStore } from './token-store';
+import { type CallerVerifier, IdentityVerifier } from './identity-verifier';
 
 /**
  * Everything one container needs, built once: typed config, AWS clients, caches and the broker. AWS endpoints
@@ -24,6 +25,8 @@ export interface Runtime {
   log: Logger;
   /** Counters of the current invocation, flushed (EMF) when it ends. */
   metrics: Metrics;
+  /** Verifies callers' identity proofs with STS (one call per proof per container). */
+  callers: CallerVerifier;
 }
 
 export interface RuntimeOverrides {
@@ -32,6 +35,7 @@ export interface RuntimeOverrides {
   dynamodb?: DynamoDBClient;
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
+  callers?: CallerVerifier;
   /** false: no cross-container lease (the benchmark's naive baseline only). */
   leases?: boolean;
 }
@@ -66,5 +70,13 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
       ? undefined
       : new RefreshLease({ store, fetcher, memory, clock, leaseDurationMs: config.refreshLeaseMs });
   const broker = new TokenBroker({ config, clock, log, secrets, store, memory, fetcher, lease });
-  return { config, broker, clock, log, metrics };
+  if (config.callerAuth === 'invoke-permission') {
+    log.warn('CALLER_AUTH=invoke-permission: a direct invoke without an identity proof may get every configured scope', {
+      callerAuth: config.callerAuth,
+      meaning:
+        'any principal with lambda:InvokeFunction on this function (broad roles have it) gets any token, and its audit lines name no caller; set CALLER_AUTH=grants',
+    });
+  }
+  const callers = overrides.callers ?? new IdentityVerifier(clock);
+  return { config, broker, clock, log, metrics, callers };
 };

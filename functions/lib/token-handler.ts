@@ -1,10 +1,11 @@
 import type { Context, LambdaFunctionURLResult } from 'aws-lambda';
-import { authorize } from './caller-grants';
-import { BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from './errors';
+import { type CallerIdentity, authorize, callerFromProof, samePrincipal } from './caller-grants';
+import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from './errors';
+import { checkIdentityProof } from './identity-proof';
 import type { Logger } from './logger';
 import type { Runtime } from './runtime';
 import type { TokenAnswer } from './token-lifetime';
-import { type TokenRequest, parseTokenRequest } from './token-request';
+import { clientNameFor, readTokenRequest, resolveTokenRequest } from './token-request';
 import { type UrlInput, isFunctionUrlEvent, readUrlEvent, toUrlResponse } from './url-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
@@ -40,14 +41,68 @@ export const lazyRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logge
   };
 };
 
-/** Who asked, for audit lines: the verified ARN of a URL caller, or "direct invoke" (IAM gated the invoke). */
+/** Who asked, for audit lines when nothing proved it: a direct invoke in invoke-permission mode. */
 const DIRECT_INVOKE = 'direct invoke';
+
+/** What the audit lines say of the caller: its proven ARN once known, and how it was established. */
+interface AuditCaller {
+  caller: string;
+  identity?: 'verified' | 'cached';
+  /** A Function URL caller whose identity AWS passed but whose proof named someone else. */
+  urlCaller?: string;
+}
+
+/**
+ * Who is calling. With a proof: the principal STS says signed it (and, on the Function URL, it must be the
+ * principal AWS verified for the URL call too). Without one: refused in grants mode; in invoke-permission mode the
+ * URL caller AWS verified, or undefined for a direct invoke (which IAM gated, with no identity to check).
+ */
+const identify = async (
+  runtime: Runtime,
+  input: UrlInput & { url: boolean },
+  rawProof: unknown,
+  deadlineMs: number,
+  audit: AuditCaller,
+): Promise<CallerIdentity | undefined> => {
+  const { config, metrics } = runtime;
+  try {
+    if (rawProof === undefined) {
+      if (config.callerAuth === 'grants') {
+        throw new AccessDeniedError(
+          'an identity proof is required: add "identityProof", an STS GetCallerIdentity request signed with your AWS credentials (see the caller\'s guide)',
+          'proof_missing',
+        );
+      }
+      return input.url ? input.caller : undefined;
+    }
+    if (!config.proofPolicy) {
+      throw new AccessDeniedError('identity proofs cannot be verified: the broker has no CALLER_PROOF_AUDIENCE', 'proof_unverifiable');
+    }
+    const proof = checkIdentityProof(rawProof, config.proofPolicy, runtime.clock.nowMs());
+    const { identity, source } = await runtime.callers.verify(proof, deadlineMs);
+    metrics.count(source === 'verified' ? 'IdentityVerifications' : 'IdentityCacheHits');
+    const proven = callerFromProof(identity);
+    Object.assign(audit, { caller: proven.userArn, identity: source });
+    if (!input.url || !input.caller) return proven;
+    if (!samePrincipal(input.caller, proven)) {
+      audit.urlCaller = input.caller.userArn;
+      throw new AccessDeniedError('the Function URL caller and the identity proof name different principals', 'proof_caller_mismatch');
+    }
+    // The URL caller is the proven principal: what AWS says of its organization holds (invoke-permission grants).
+    return { ...proven, principalOrgId: input.caller.principalOrgId };
+  } catch (err) {
+    const reason = errorLogFields(err).reason;
+    metrics.count('IdentityFailures');
+    metrics.count(`IdentityFailure.${reason}`);
+    throw err;
+  }
+};
 
 /**
  * The token function, for direct Lambda Invoke and for its Function URL. Errors are returned, not thrown: bad
- * input is not a function failure and must not trigger Lambda retries. URL callers are authorized against
- * BROKER_CALLERS before anything else happens; direct invokes are gated by the IAM permission to invoke.
- * Every token handed out and every refusal gets one audit line.
+ * input is not a function failure and must not trigger Lambda retries. Every caller is identified (identify) and
+ * authorized against BROKER_CALLERS before anything is looked up, and gets a token only if every scope it carries
+ * is one the caller may hold. Every token handed out and every refusal gets one audit line.
  */
 export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
   const runtimeFor = lazyRuntime(makeRuntime, fallbackLog);
@@ -57,23 +112,33 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
     const built = runtimeFor(requestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
-    const caller = input.url ? (input.caller?.userArn ?? 'unverified') : DIRECT_INVOKE;
+    const { config } = runtime;
+    const audit: AuditCaller = { caller: input.url ? (input.caller?.userArn ?? 'unverified') : DIRECT_INVOKE };
     const log = runtime.log.child({ requestId });
-    let request: TokenRequest | undefined;
+    let asked: { client: string; scopes: readonly string[] } | undefined;
     try {
-      if (input.refusal) throw input.refusal;
-      request = parseTokenRequest(input.payload, runtime.config);
-      if (input.url) authorize(runtime.config.grants, input.caller!, request.client.name, request.scopes);
       const deadlineMs = deadlineFor(runtime.clock.nowMs(), context);
-      const { answer } = await runtime.broker.getToken(request, { deadlineMs, log, metrics: runtime.metrics, caller });
+      if (input.refusal) throw input.refusal;
+      const read = readTokenRequest(input.payload);
+      const caller = await identify(runtime, input, read.identityProof, deadlineMs, audit);
+      asked = { client: clientNameFor(read, config), scopes: read.scopes };
+      const granted = caller ? authorize(config.grants, caller, asked.client, read.scopes) : undefined;
+      const request = resolveTokenRequest(read, config);
+      const { answer } = await runtime.broker.getToken(request, {
+        deadlineMs,
+        log,
+        metrics: runtime.metrics,
+        ...audit,
+        allowedScopes: granted ?? request.client.scopes,
+      });
       return answer;
     } catch (err) {
       runtime.metrics.count('Refusals');
       const body = toOAuthError(err);
       log[body.status >= 500 ? 'error' : 'warn']('token request refused', {
         audit: 'refused',
-        caller,
-        ...(request ? { client: request.client.name, scopes: request.scopes } : {}),
+        ...audit,
+        ...(asked ? { client: asked.client, scopes: asked.scopes } : {}),
         error: body.error,
         status: body.status,
         ...errorLogFields(err),

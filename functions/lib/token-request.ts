@@ -16,23 +16,24 @@ export interface TokenRequest {
   readonly rejectedTokenSha256: string | undefined;
 }
 
+/** A token request as the caller wrote it, checked for shape only: nothing here depends on the configuration. */
+export interface TokenRequestInput {
+  /** As given; undefined when the caller named no client. */
+  readonly clientName: string | undefined;
+  /** Deduplicated and sorted. */
+  readonly scopes: readonly string[];
+  readonly minTtlSec: number;
+  readonly forceRefresh: boolean;
+  readonly rejectedTokenSha256: string | undefined;
+  /** The caller's identity proof, unchecked (identity-proof.ts checks it); undefined when absent. */
+  readonly identityProof: unknown;
+}
+
 export const MAX_SCOPES_PER_REQUEST = 32;
-const FIELDS = new Set(['client', 'scopes', 'minTtlSeconds', 'forceRefresh', 'rejectedTokenSha256']);
+const FIELDS = new Set(['client', 'scopes', 'minTtlSeconds', 'forceRefresh', 'rejectedTokenSha256', 'identityProof']);
+const CLIENT_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
-const resolveClient = (config: BrokerConfig, name: unknown): ClientConfig => {
-  if (name === undefined) {
-    if (config.clients.size === 1) return [...config.clients.values()][0]!;
-    throw new InvalidRequestError(
-      `"client" is required: several clients are configured (${[...config.clients.keys()].join(', ')})`,
-    );
-  }
-  if (typeof name !== 'string') throw new InvalidRequestError('"client" must be a string');
-  const client = config.clients.get(name);
-  if (!client) throw new InvalidRequestError(`unknown client ${quote(name)}`, 'unknown_client');
-  return client;
-};
-
-const parseScopes = (client: ClientConfig, raw: unknown): string[] => {
+const readScopes = (raw: unknown): string[] => {
   if (!Array.isArray(raw)) throw new InvalidRequestError('"scopes" must be an array of scope strings');
   if (raw.length === 0) throw new InvalidRequestError('"scopes" must not be empty');
   if (raw.length > MAX_SCOPES_PER_REQUEST) {
@@ -41,13 +42,7 @@ const parseScopes = (client: ClientConfig, raw: unknown): string[] => {
   raw.forEach((s, i) => {
     if (!isScopeToken(s)) throw new InvalidRequestError(`"scopes[${i}]" must be an RFC 6749 scope token`);
   });
-  const scopes = normalizeScopes(raw as string[]);
-  const refused = scopes.filter((s) => !client.scopes.has(s));
-  if (refused.length > 0) {
-    const names = refused.map((s) => quote(s)).join(', ');
-    throw new InvalidScopeError(`scope ${names} is not allowed for client ${quote(client.name)}`);
-  }
-  return scopes;
+  return normalizeScopes(raw as string[]);
 };
 
 const parseMinTtl = (raw: unknown): number => {
@@ -58,20 +53,51 @@ const parseMinTtl = (raw: unknown): number => {
   return raw;
 };
 
-/** Validates an untrusted invoke event. Throws InvalidRequestError / InvalidScopeError; does no I/O. */
-export const parseTokenRequest = (event: unknown, config: BrokerConfig): TokenRequest => {
+/** Reads an untrusted invoke event or URL body. Throws InvalidRequestError; knows nothing of the configuration. */
+export const readTokenRequest = (event: unknown): TokenRequestInput => {
   if (!isRecord(event)) throw new InvalidRequestError('the event must be a JSON object');
   for (const field of Object.keys(event)) {
     if (!FIELDS.has(field)) {
       throw new InvalidRequestError(`unknown field ${quote(field)}; expected ${[...FIELDS].join(', ')}`);
     }
   }
-  const client = resolveClient(config, event.client);
-  const scopes = parseScopes(client, event.scopes);
+  const name = event.client;
+  if (name !== undefined && (typeof name !== 'string' || !CLIENT_NAME.test(name))) {
+    throw new InvalidRequestError('"client" must be a client name (letters, digits, ".", "_", "-")');
+  }
+  const scopes = readScopes(event.scopes);
   const minTtlSec = parseMinTtl(event.minTtlSeconds);
   const { forceRefresh, rejectedTokenSha256 } = parseForceRefresh(event.forceRefresh, event.rejectedTokenSha256);
+  return { clientName: name, scopes, minTtlSec, forceRefresh, rejectedTokenSha256, identityProof: event.identityProof };
+};
+
+/**
+ * The client a request is for. Without a name: the only configured client; with several configured, the caller must
+ * name one (their names are not listed: a caller learns them from its grant, not from the broker).
+ */
+export const clientNameFor = (input: TokenRequestInput, config: BrokerConfig): string => {
+  if (input.clientName !== undefined) return input.clientName;
+  if (config.clients.size === 1) return [...config.clients.keys()][0]!;
+  throw new InvalidRequestError('"client" is required: several clients are configured');
+};
+
+/** The request against the configuration: a known client and scopes it allows. Throws InvalidRequestError / InvalidScopeError. */
+export const resolveTokenRequest = (input: TokenRequestInput, config: BrokerConfig): TokenRequest => {
+  const name = clientNameFor(input, config);
+  const client = config.clients.get(name);
+  if (!client) throw new InvalidRequestError(`unknown client ${quote(name)}`, 'unknown_client');
+  const refused = input.scopes.filter((s) => !client.scopes.has(s));
+  if (refused.length > 0) {
+    const names = refused.map((s) => quote(s)).join(', ');
+    throw new InvalidScopeError(`scope ${names} is not allowed for client ${quote(client.name)}`);
+  }
+  const { scopes, minTtlSec, forceRefresh, rejectedTokenSha256 } = input;
   return { client, scopes, minTtlSec, forceRefresh, rejectedTokenSha256 };
 };
+
+/** Validates an untrusted invoke event against the configuration (both steps above); does no I/O. */
+export const parseTokenRequest = (event: unknown, config: BrokerConfig): TokenRequest =>
+  resolveTokenRequest(readTokenRequest(event), config);
 
 const parseForceRefresh = (force: unknown, sha: unknown) => {
   if (force !== undefined && typeof force !== 'boolean') throw new InvalidRequestError('"forceRefresh" must be a boolean');

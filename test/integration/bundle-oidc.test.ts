@@ -33,6 +33,7 @@ beforeAll(async () => {
   });
   env = {
     ...awsEnv(moto.endpoint),
+    CALLER_AUTH: 'invoke-permission', // the token path against another OAuth server; identity.test.ts proves callers
     TOKEN_TABLE_NAME: 'tokens-oidc',
     TOKEN_KMS_KEY_ID: kmsKeyId,
     BROKER_CLIENTS: JSON.stringify({ oidc: { secretId: 'oidc/client', tokenUrl: oidc.tokenUrl, scopes: oidc.scopes } }),

@@ -51,6 +51,10 @@ export const startBrokerStack = async (
   });
   const env = {
     ...awsEnv(moto.endpoint),
+    // These stacks prove the token path (cache, lease, failures), where who is calling does not matter: the older
+    // authorization model lets them invoke without identity proofs. test/integration/identity.test.ts and
+    // url-auth.test.ts prove the default, grants, where every caller signs a proof.
+    CALLER_AUTH: 'invoke-permission',
     TOKEN_TABLE_NAME: tableName,
     TOKEN_KMS_KEY_ID: kmsKeyId,
     BROKER_CLIENTS: JSON.stringify({

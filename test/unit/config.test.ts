@@ -3,6 +3,7 @@ import { loadConfig } from '../../functions/lib/config';
 import { BrokerError } from '../../functions/lib/errors';
 
 const base = {
+  CALLER_PROOF_AUDIENCE: 'limitrail-token-broker-test-token',
   TOKEN_TABLE_NAME: 'tokens',
   TOKEN_KMS_KEY_ID: 'alias/broker',
   BROKER_CLIENTS: JSON.stringify({

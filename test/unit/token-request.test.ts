@@ -4,6 +4,7 @@ import { BrokerError } from '../../functions/lib/errors';
 import { parseTokenRequest } from '../../functions/lib/token-request';
 
 const config = loadConfig({
+  CALLER_PROOF_AUDIENCE: 'broker',
   TOKEN_TABLE_NAME: 't',
   TOKEN_KMS_KEY_ID: 'k',
   BROKER_CLIENTS: JSON.stringify({
@@ -11,6 +12,7 @@ const config = loadConfig({
   }),
 });
 const twoClients = loadConfig({
+  CALLER_PROOF_AUDIENCE: 'broker',
   TOKEN_TABLE_NAME: 't',
   TOKEN_KMS_KEY_ID: 'k',
   BROKER_CLIENTS: JSON.stringify({

@@ -1,0 +1,211 @@
+/**
+ * The caller's identity proof, checked before anything is sent anywhere (pure; the STS call is in
+ * identity-verifier.ts). A proof is an STS GetCallerIdentity request the caller SigV4-signed with its own
+ * credentials: `{ url, headers, body }`. Replayed to STS, it tells the broker who signed it; it cannot be made
+ * without the caller's credentials (HashiCorp Vault's AWS IAM auth and aws-iam-authenticator work this way).
+ *
+ * What is checked here, so that the broker never sends a request to a host the caller chose and never replays a
+ * proof meant for someone else:
+ *   - the URL is an STS endpoint of an AWS partition (https, path `/`, no query), or exactly the origin of
+ *     AWS_ENDPOINT_URL_STS when that is set (local runs, tests);
+ *   - the body is exactly GetCallerIdentity, version 2011-06-15;
+ *   - the signature is SigV4 for service `sts`, and its SignedHeaders include the audience header, whose value
+ *     is this broker's audience (CALLER_PROOF_AUDIENCE);
+ *   - X-Amz-Date is at most 5 minutes old and at most 1 minute in the future.
+ * A proof is a credential for its 5 minutes: no message built here contains any part of it.
+ */
+import { sha256Hex } from './cache-key';
+import { AccessDeniedError, InvalidRequestError, UnavailableError } from './errors';
+import { isRecord } from './json';
+
+export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
+/** How long a proof is accepted after it was signed, and how far ahead of our clock it may be dated. */
+export const PROOF_MAX_AGE_MS = 5 * 60_000;
+export const PROOF_MAX_FUTURE_MS = 60_000;
+
+const MAX_URL_CHARS = 512;
+const MAX_HEADERS = 24;
+const MAX_HEADER_BYTES = 16 * 1024;
+const BODIES = new Set(['Action=GetCallerIdentity&Version=2011-06-15', 'Version=2011-06-15&Action=GetCallerIdentity']);
+const HEADER_NAME = /^[a-z0-9-]{1,64}$/;
+const HEADER_VALUE = /^[\x20-\x7E]*$/;
+/** Set by the broker itself on the replayed request, or meaningless for one: never taken from the caller. */
+const NOT_FROM_CALLER = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'proxy-connection']);
+const AUTHORIZATION =
+  /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]{16,128})\/(\d{8})\/([a-z0-9-]{1,32})\/([a-z0-9-]{1,32})\/aws4_request, ?SignedHeaders=([a-z0-9;-]{1,1024}), ?Signature=([0-9a-f]{64})$/;
+const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+const REGION = '[a-z]{2}(?:-[a-z]+)+-\\d{1,2}';
+/** STS endpoints of the AWS partitions: global, regional, FIPS, China. */
+const STS_HOST = new RegExp(`^(?:sts\\.amazonaws\\.com|sts(?:-fips)?\\.${REGION}\\.amazonaws\\.com|sts\\.${REGION}\\.amazonaws\\.com\\.cn)$`);
+
+/** Where proofs may be sent and who they must be made for. */
+export interface ProofPolicy {
+  /** This broker's audience: the value the signed audience header must have. */
+  readonly audience: string;
+  /** The origin of AWS_ENDPOINT_URL_STS when set: then the only place a proof may go. */
+  readonly stsOrigin: string | undefined;
+}
+
+/** A proof that passed every local check: safe to send to STS. */
+export interface CheckedProof {
+  readonly url: string;
+  /** Header names lowercased. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+  /** Until when a verified identity may be reused: the end of the proof's freshness window. */
+  readonly validUntilMs: number;
+  /** Hash of the whole signed request, signature included: the key of the verified-identity cache. */
+  readonly key: string;
+}
+
+const refuse = (description: string, reason: string): never => {
+  throw new AccessDeniedError(`identity proof refused: ${description}`, reason);
+};
+const malformed = (description: string): never => {
+  throw new InvalidRequestError(`"identityProof" ${description}`, 'proof_malformed');
+};
+
+/** The origin a proof must go to when AWS_ENDPOINT_URL_STS is set; undefined when unset or unusable. */
+export const stsOriginFrom = (endpointUrl: string | undefined): string | undefined => {
+  if (endpointUrl === undefined || endpointUrl.trim() === '') return undefined;
+  try {
+    return new URL(endpointUrl.trim()).origin;
+  } catch {
+    return undefined;
+  }
+};
+
+const checkUrl = (raw: unknown, policy: ProofPolicy): string => {
+  if (typeof raw !== 'string' || raw.length > MAX_URL_CHARS) return malformed(`"url" must be a string of at most ${MAX_URL_CHARS} characters`);
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return malformed('"url" is not an absolute URL');
+  }
+  const plain = url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
+  const allowed = policy.stsOrigin !== undefined
+    ? url.origin === policy.stsOrigin
+    : url.protocol === 'https:' && url.port === '' && STS_HOST.test(url.hostname);
+  if (!plain || !allowed) refuse('its URL is not an AWS STS endpoint (https://sts.<region>.amazonaws.com/)', 'proof_not_sts');
+  return url.toString();
+};
+
+const checkHeaders = (raw: unknown): Record<string, string> => {
+  if (!isRecord(raw)) return malformed('"headers" must be an object of header name -> string');
+  const entries = Object.entries(raw);
+  if (entries.length > MAX_HEADERS) malformed(`"headers" has more than ${MAX_HEADERS} entries`);
+  const headers: Record<string, string> = {};
+  let bytes = 0;
+  for (const [name, value] of entries) {
+    const lower = name.toLowerCase();
+    if (!HEADER_NAME.test(lower) || lower in headers) malformed('"headers" has an invalid or repeated header name');
+    if (typeof value !== 'string' || !HEADER_VALUE.test(value)) return malformed(`"headers" value of ${JSON.stringify(lower)} must be printable ASCII`);
+    bytes += lower.length + value.length;
+    if (NOT_FROM_CALLER.has(lower)) continue;
+    headers[lower] = value;
+  }
+  if (bytes > MAX_HEADER_BYTES) malformed(`"headers" are larger than ${MAX_HEADER_BYTES} bytes`);
+  return headers;
+};
+
+const parseAmzDate = (value: string | undefined): number | undefined => {
+  const m = value === undefined ? null : AMZ_DATE.exec(value);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+  const ms = Date.UTC(y, mo - 1, d, h, mi, s);
+  return Number.isNaN(ms) ? undefined : ms;
+};
+
+/**
+ * Checks a proof as the caller sent it. Throws InvalidRequestError for a malformed one (400) and
+ * AccessDeniedError (403) for one that is well formed but not acceptable; sends nothing.
+ */
+export const checkIdentityProof = (raw: unknown, policy: ProofPolicy, nowMs: number): CheckedProof => {
+  if (!isRecord(raw)) return malformed('must be an object with "url", "headers" and "body"');
+  const extra = Object.keys(raw).find((k) => k !== 'url' && k !== 'headers' && k !== 'body');
+  if (extra !== undefined) malformed('may only have "url", "headers" and "body"');
+  const url = checkUrl(raw.url, policy);
+  const headers = checkHeaders(raw.headers);
+  if (typeof raw.body !== 'string' || !BODIES.has(raw.body)) {
+    refuse('its body must be exactly Action=GetCallerIdentity&Version=2011-06-15', 'proof_not_get_caller_identity');
+  }
+  const auth = AUTHORIZATION.exec(headers.authorization ?? '');
+  if (!auth) return refuse('it has no SigV4 Authorization header', 'proof_unsigned');
+  const [, , credentialDate, , service, signedHeaderList, signature] = auth as unknown as string[];
+  if (service !== 'sts') refuse('it is not signed for the sts service', 'proof_not_sts');
+  const signed = new Set(signedHeaderList!.split(';'));
+  if (headers[PROOF_AUDIENCE_HEADER] !== policy.audience) {
+    refuse(`its ${PROOF_AUDIENCE_HEADER} header does not name this broker`, 'proof_wrong_audience');
+  }
+  if (!signed.has(PROOF_AUDIENCE_HEADER)) refuse(`its ${PROOF_AUDIENCE_HEADER} header is not signed`, 'proof_audience_unsigned');
+  if (!signed.has('host') || !signed.has('x-amz-date')) refuse('host and x-amz-date must be signed', 'proof_unsigned');
+  if (headers.host !== undefined && headers.host !== new URL(url).host) refuse('its host header does not match its URL', 'proof_not_sts');
+  const signedAtMs = parseAmzDate(headers['x-amz-date']);
+  if (signedAtMs === undefined || headers['x-amz-date']!.slice(0, 8) !== credentialDate) {
+    return refuse('it has no valid x-amz-date', 'proof_unsigned');
+  }
+  if (signedAtMs < nowMs - PROOF_MAX_AGE_MS) refuse('it was signed more than 5 minutes ago; sign a new one', 'proof_expired');
+  if (signedAtMs > nowMs + PROOF_MAX_FUTURE_MS) refuse('it is dated more than 1 minute in the future', 'proof_from_future');
+  const body = raw.body as string;
+  const canonical = JSON.stringify([url, Object.entries(headers).sort(([a], [b]) => (a < b ? -1 : 1)), body, signature]);
+  return { url, headers, body, validUntilMs: signedAtMs + PROOF_MAX_AGE_MS, key: sha256Hex(canonical) };
+};
+
+/** What STS said, read as untrusted text. */
+export interface StsAnswer {
+  status: number;
+  bodyText: string;
+}
+
+export interface ProvenIdentity {
+  /** `arn:aws:sts::123456789012:assumed-role/billing/session`, `arn:aws:iam::123456789012:user/ci`, ... */
+  arn: string;
+  accountId: string;
+}
+
+const PROVEN_ARN = /^arn:(aws|aws-cn|aws-us-gov):(sts|iam)::(\d{12}):[\x21-\x7E]{1,1900}$/;
+const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException', 'ServiceUnavailable', 'InternalFailure']);
+
+const unavailable = (description: string, reason: string) => new UnavailableError(description, reason);
+
+const xmlField = (text: string, name: string): string | undefined => new RegExp(`<${name}>([^<]{1,2048})</${name}>`).exec(text)?.[1]?.trim();
+
+const jsonField = (text: string, path: string[]): string | undefined => {
+  try {
+    let value: unknown = JSON.parse(text);
+    for (const key of path) value = isRecord(value) ? value[key] : undefined;
+    return typeof value === 'string' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/** STS's error code (`SignatureDoesNotMatch`, `ExpiredToken`, ...), when it gave a well-formed one. */
+const errorCode = (bodyText: string): string | undefined => {
+  const code = xmlField(bodyText, 'Code') ?? jsonField(bodyText, ['Error', 'Code']) ?? jsonField(bodyText, ['__type']);
+  return code !== undefined && /^[A-Za-z0-9.:_-]{1,64}$/.test(code) ? code : undefined;
+};
+
+/**
+ * Reads STS's answer to a replayed proof: the proven identity, or why not. STS refusing the proof (a bad or
+ * expired signature, unknown credentials) is access_denied 403; STS failing or throttling is temporarily_unavailable
+ * 503 (never a 403 for an outage, never a token without a verified identity). Only STS's error code is kept.
+ */
+export const interpretStsAnswer = (answer: StsAnswer): ProvenIdentity => {
+  const { status, bodyText } = answer;
+  if (status >= 200 && status < 300) {
+    const result = ['GetCallerIdentityResponse', 'GetCallerIdentityResult'];
+    const arn = xmlField(bodyText, 'Arn') ?? jsonField(bodyText, [...result, 'Arn']);
+    const accountId = xmlField(bodyText, 'Account') ?? jsonField(bodyText, [...result, 'Account']);
+    const m = arn === undefined ? null : PROVEN_ARN.exec(arn);
+    if (!m || m[3] !== accountId) throw unavailable('STS answered without a usable identity', 'sts_malformed_answer');
+    return { arn: arn!, accountId: accountId! };
+  }
+  const code = errorCode(bodyText);
+  const said = `HTTP ${status}${code ? `, ${code}` : ''}`;
+  if (status >= 500 || status === 429 || (code !== undefined && THROTTLED.has(code)) || status < 400) {
+    throw unavailable(`STS could not verify the identity proof (${said})`, 'sts_unavailable');
+  }
+  throw new AccessDeniedError(`identity proof refused by STS (${said})`, 'proof_refused_by_sts');
+};

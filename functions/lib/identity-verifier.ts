@@ -1,0 +1,105 @@
+/**
+ * Verifies checked identity proofs with STS (the I/O half of identity-proof.ts): sends exactly the caller's
+ * signed GetCallerIdentity request, within the invocation's deadline, and reads who signed it. A verified
+ * identity is kept per container until its proof's freshness window ends, keyed by a hash of the whole signed
+ * request: one STS call per proof per container, however many requests reuse it; concurrent requests with one
+ * proof share one call. Failures are not kept.
+ */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Clock } from './clock';
+import { UnavailableError } from './errors';
+import { type CheckedProof, type ProvenIdentity, type StsAnswer, interpretStsAnswer } from './identity-proof';
+import { SingleFlight } from './single-flight';
+
+/** Sends one request to STS and reads the answer (bounded); rejects on network errors and timeouts. */
+export type StsTransport = (proof: CheckedProof, timeoutMs: number) => Promise<StsAnswer>;
+
+export interface VerifiedCaller {
+  identity: ProvenIdentity;
+  /** `verified`: STS was asked for this request; `cached`: an earlier request with the same proof asked it. */
+  source: 'verified' | 'cached';
+}
+
+export interface CallerVerifier {
+  verify(proof: CheckedProof, deadlineMs: number): Promise<VerifiedCaller>;
+}
+
+/** Longest wait for STS; the invocation's deadline may cut it shorter. */
+export const STS_TIMEOUT_MS = 3_000;
+const MAX_ANSWER_BYTES = 16 * 1024;
+const MAX_CACHED_PROOFS = 1_000;
+
+export class IdentityVerifier implements CallerVerifier {
+  readonly #verified = new Map<string, { identity: ProvenIdentity; validUntilMs: number }>();
+  readonly #inFlight = new SingleFlight<string, ProvenIdentity>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly transport: StsTransport = sendToSts,
+  ) {}
+
+  async verify(proof: CheckedProof, deadlineMs: number): Promise<VerifiedCaller> {
+    const nowMs = this.clock.nowMs();
+    const cached = this.#verified.get(proof.key);
+    if (cached && cached.validUntilMs > nowMs) return { identity: cached.identity, source: 'cached' };
+    if (this.#inFlight.has(proof.key)) return { identity: await this.#inFlight.run(proof.key, never), source: 'cached' };
+    const identity = await this.#inFlight.run(proof.key, async () => {
+      const timeoutMs = Math.min(STS_TIMEOUT_MS, deadlineMs - this.clock.nowMs());
+      if (timeoutMs <= 0) throw new UnavailableError('no time left to verify the identity proof with STS', 'sts_unavailable');
+      const answer = await this.transport(proof, timeoutMs);
+      const proven = interpretStsAnswer(answer);
+      this.#remember(proof, proven);
+      return proven;
+    });
+    return { identity, source: 'verified' };
+  }
+
+  #remember(proof: CheckedProof, identity: ProvenIdentity): void {
+    const nowMs = this.clock.nowMs();
+    if (this.#verified.size >= MAX_CACHED_PROOFS) {
+      for (const [key, entry] of this.#verified) if (entry.validUntilMs <= nowMs) this.#verified.delete(key);
+      if (this.#verified.size >= MAX_CACHED_PROOFS) this.#verified.delete(this.#verified.keys().next().value!);
+    }
+    this.#verified.set(proof.key, { identity, validUntilMs: proof.validUntilMs });
+  }
+}
+
+const never = (): Promise<ProvenIdentity> => Promise.reject(new Error('unreachable: joined an in-flight verification'));
+
+/** The real transport: node:https (node:http only for a local AWS_ENDPOINT_URL_STS), no redirects, bounded. */
+export const sendToSts: StsTransport = (proof, timeoutMs) =>
+  new Promise<StsAnswer>((resolve, reject) => {
+    const url = new URL(proof.url);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const body = Buffer.from(proof.body);
+    const fail = (description: string) => new UnavailableError(description, 'sts_unavailable');
+    const req = send(
+      url,
+      {
+        method: 'POST',
+        headers: { ...proof.headers, host: url.host, 'content-length': String(body.length) },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes > MAX_ANSWER_BYTES) {
+            req.destroy();
+            reject(fail('STS answered more than 16 KiB'));
+          } else chunks.push(chunk);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bodyText: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', () => reject(fail('STS closed the connection mid-answer')));
+      },
+    );
+    const timer = setTimeout(() => req.destroy(new Error('timeout')), timeoutMs);
+    req.on('close', () => clearTimeout(timer));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      reject(fail(err.message === 'timeout' ? `STS did not answer within ${timeoutMs} ms` : `STS could not be reached${/^E[A-Z]+$/.test(err.code ?? '') ? ` (${err.code})` : ''}`)),
+    );
+    req.end(body);
+  });
