@@ -10,10 +10,18 @@
  *     res = await fetch(url, { headers: { authorization: `Bearer ${fresh}` } }); // once; do not loop
  *   }
  *
- * Two transports: direct Lambda Invoke (`lambda:InvokeFunction`), or the Function URL with SigV4-signed
- * requests (`lambda:InvokeFunctionUrl`; scopes limited by the broker's BROKER_CALLERS grants).
+ * Every request proves who is calling: the transports attach `identityProof`, an STS GetCallerIdentity request
+ * signed with the caller's own AWS credentials (`signIdentityProof`, below), which the broker replays to STS. The
+ * proven principal's grants (the broker's BROKER_CALLERS) decide which scopes it gets, on either way in:
+ *   - direct Lambda Invoke (`lambda:InvokeFunction`): `invokeTransport(functionName, lambda?, { credentials?,
+ *     region?, audience? })`; the audience defaults to the function's name, the credentials to the default chain;
+ *   - the Function URL (`lambda:InvokeFunctionUrl`, and `lambda:InvokeFunction` via the URL), a SigV4-signed POST:
+ *     `urlTransport(functionUrl, region, { audience, credentials? })`; the URL does not name the function, so
+ *     the audience (the stage's `callerProofAudience`, by default the token function's name) is required.
+ * A fresh proof is signed for each request: the client asks the broker only when its own cache misses, and
+ * signing costs no request. A proof is a credential for its 5 minutes: never log it or keep it.
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { Hash } from '@smithy/core/serde';
@@ -50,53 +58,6 @@ export class TokenBrokerError extends Error {
     this.name = 'TokenBrokerError';
   }
 }
-
-/** Direct Lambda Invoke. `lambda` may point elsewhere (the local stack: `npm start` prints its endpoint). */
-export const invokeTransport = (functionName: string, lambda = new LambdaClient({})): Transport => async (request) => {
-  const out = await lambda.send(new InvokeCommand({ FunctionName: functionName, Payload: JSON.stringify(request) }));
-  // The broker returns its errors; FunctionError means the function itself failed (a bug, or a timeout).
-  if (out.FunctionError) throw new TokenBrokerError('server_error', 500, `token broker invocation failed (${out.FunctionError})`);
-  return JSON.parse(Buffer.from(out.Payload ?? new Uint8Array()).toString('utf8')) as TokenAnswer | BrokerError;
-};
-
-/** SHA-256 for the SigV4 signer, from node:crypto. */
-class Sha256 {
-  #hash: ReturnType<typeof createHash>;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined ? createHash('sha256') : (createHmac('sha256', toBuffer(secret)) as unknown as ReturnType<typeof createHash>);
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.#hash.update(toBuffer(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.#hash.digest());
-  }
-}
-const toBuffer = (data: string | ArrayBuffer | ArrayBufferView): Buffer =>
-  typeof data === 'string'
-    ? Buffer.from(data)
-    : ArrayBuffer.isView(data)
-      ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-      : Buffer.from(data);
-
-/** The Function URL (AuthType AWS_IAM): a SigV4-signed POST with the caller's own AWS credentials. */
-export const urlTransport = (functionUrl: string, region: string): Transport => {
-  const signer = new SignatureV4({ service: 'lambda', region, credentials: defaultProvider(), sha256: Sha256 });
-  const url = new URL(functionUrl);
-  return async (request) => {
-    const body = JSON.stringify(request);
-    const signed = await signer.sign({
-      method: 'POST',
-      protocol: url.protocol,
-      hostname: url.hostname,
-      path: url.pathname,
-      headers: { host: url.hostname, 'content-type': 'application/json' },
-      body,
-    });
-    const res = await fetch(url, { method: 'POST', headers: signed.headers, body });
-    return (await res.json()) as TokenAnswer | BrokerError;
-  };
-};
 
 /**
  * The identity proof the broker asks for on every request: an STS GetCallerIdentity request signed (SigV4, service
@@ -156,6 +117,79 @@ export const signIdentityProof = async (options: ProofOptions): Promise<Identity
     options.signingDate ? { signingDate: options.signingDate } : {},
   );
   return { url: url.toString(), headers: { ...(signed.headers as Record<string, string>) }, body: GET_CALLER_IDENTITY };
+};
+
+/** Credentials or a provider of them; the transports default to the SDK's default chain, made once per transport. */
+type Credentials = ProofOptions['credentials'];
+
+/** The function's name from any form Lambda accepts: name, `name:qualifier`, full or partial ARN. */
+const functionNameOf = (nameOrArn: string): string =>
+  /(?:^|:)function:([^:]+)/.exec(nameOrArn)?.[1] ?? nameOrArn.split(':')[0] ?? nameOrArn;
+
+export interface InvokeProofOptions {
+  /** Who the proof says is calling. Default: the SDK's default chain (not the Lambda client's credentials). */
+  credentials?: Credentials;
+  /** Region of the STS endpoint the proof is signed for. Default: the Lambda client's region. */
+  region?: string;
+  /** Default: the function's name (the broker's default audience). */
+  audience?: string;
+  /** Default: `stsUrlFor(region)` (honours AWS_ENDPOINT_URL_STS). */
+  stsUrl?: string;
+}
+
+/** Direct Lambda Invoke. `lambda` may point elsewhere (the local stack: `npm start` prints its endpoint). */
+export const invokeTransport = (
+  functionName: string,
+  lambda = new LambdaClient({}),
+  options: InvokeProofOptions = {},
+): Transport => {
+  const credentials = options.credentials ?? defaultProvider();
+  const audience = options.audience ?? functionNameOf(functionName);
+  return async (request) => {
+    const region = options.region ?? (await lambda.config.region());
+    const identityProof = await signIdentityProof({ credentials, region, audience, stsUrl: options.stsUrl });
+    const out = await lambda.send(
+      new InvokeCommand({ FunctionName: functionName, Payload: JSON.stringify({ ...request, identityProof }) }),
+    );
+    // The broker returns its errors; FunctionError means the function itself failed (a bug, or a timeout).
+    if (out.FunctionError) throw new TokenBrokerError('server_error', 500, `token broker invocation failed (${out.FunctionError})`);
+    return JSON.parse(Buffer.from(out.Payload ?? new Uint8Array()).toString('utf8')) as TokenAnswer | BrokerError;
+  };
+};
+
+export interface UrlProofOptions {
+  /** The broker's audience: the stage's `callerProofAudience`, by default its token function's name. */
+  audience: string;
+  /** Signs both the URL request and the proof. Default: the SDK's default chain. */
+  credentials?: Credentials;
+  /** Default: `stsUrlFor(region)` (honours AWS_ENDPOINT_URL_STS). */
+  stsUrl?: string;
+}
+
+/** The Function URL (AuthType AWS_IAM): a SigV4-signed POST with the caller's own AWS credentials. */
+export const urlTransport = (functionUrl: string, region: string, options: UrlProofOptions): Transport => {
+  const credentials = options.credentials ?? defaultProvider();
+  const signer = new SignatureV4({ service: 'lambda', region, credentials, sha256: Hash.bind(null, 'sha256') });
+  const url = new URL(functionUrl);
+  return async (request) => {
+    const identityProof = await signIdentityProof({ credentials, region, audience: options.audience, stsUrl: options.stsUrl });
+    const body = JSON.stringify({ ...request, identityProof });
+    const signed = await signer.sign({
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      path: url.pathname,
+      headers: { host: url.hostname, 'content-type': 'application/json' },
+      body,
+    });
+    const res = await fetch(url, { method: 'POST', headers: signed.headers, body });
+    const answer = (await res.json().catch(() => undefined)) as TokenAnswer | BrokerError | undefined;
+    // AWS itself refuses an unsigned or unpermitted call before the broker runs, with its own body ({"Message": ...}).
+    if (!answer || typeof answer !== 'object' || !('error' in answer || 'access_token' in answer)) {
+      throw new TokenBrokerError(res.status === 403 ? 'access_denied' : 'server_error', res.status, `Function URL answered HTTP ${res.status}`);
+    }
+    return answer;
+  };
 };
 
 const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');

@@ -2,10 +2,12 @@
  * `npm start`: the whole broker on this machine, on loopback, with nothing to configure.
  *
  *   1. builds dist/ (scripts/build.mjs)
- *   2. starts moto_server (DynamoDB, Secrets Manager, KMS) and the LimitRail sandbox (token endpoint)
- *   3. creates the table, the client secret and the KMS key in moto (local/aws-setup.ts)
- *   4. runs serverless-offline (osls, --stage local): the Lambda Invoke API on 127.0.0.1
- *   5. asks the token function for a token once, like a real caller, and prints the exchange
+ *   2. starts moto_server (DynamoDB, Secrets Manager, KMS, IAM, STS) and the LimitRail sandbox (token endpoint)
+ *   3. creates the table, the client secret and the KMS key in moto (local/aws-setup.ts), and two caller
+ *      roles in moto's IAM, one granted scopes in BROKER_CALLERS and one not (local/demo-callers.ts)
+ *   4. runs serverless-offline (osls, --stage local, callerAuth=grants): the Lambda Invoke API on 127.0.0.1
+ *   5. asks the token function for a token once, like a real caller: as a session of the granted role
+ *      (AssumeRole in moto), with an identity proof signed by it; prints the exchange, never the proof
  *
  * Writes the endpoints to .local/stack.json (for `npm run token`) and stays up until Ctrl-C, then stops
  * every child it started, by PID, and checks that none is left.
@@ -16,7 +18,8 @@
  * then IS_OFFLINE=true. Nothing else from process.env reaches it (unless --localEnvironment). So the
  * broker's own settings go in as `--param` values of the `local` stage, which serverless.yml turns
  * into TOKEN_TABLE_NAME / BROKER_CLIENTS / TOKEN_KMS_KEY_ID, and the AWS endpoint and dummy
- * credentials go in as AWS_* variables of the osls process.
+ * credentials go in as AWS_* variables of the osls process; AWS_ENDPOINT_URL_STS (moto) is also the only STS
+ * origin the broker replays identity proofs to.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -25,17 +28,17 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { setupLocalAws } from './aws-setup';
+import { DEMO_ROLES, demoBrokerCallers, ensureDemoCallers } from './demo-callers';
 import { freePort, startMoto, type MotoServer } from './moto';
 import { type Offline, spawned, startOffline, stopProcess } from './offline';
 import { startSandbox, type Sandbox } from './sandbox';
 import {
   isAlive,
   STACK_FILE,
-  invokeFunction,
   isOAuthError,
-  lambdaClientFor,
   readStack,
   redactAnswer,
+  requestAs,
   type LocalStack,
 } from './token-cli';
 
@@ -62,6 +65,7 @@ const awsEnv = (motoEndpoint: string): NodeJS.ProcessEnv => {
   return {
     ...env,
     AWS_ENDPOINT_URL: motoEndpoint,
+    AWS_ENDPOINT_URL_STS: motoEndpoint,
     AWS_REGION: REGION,
     AWS_DEFAULT_REGION: REGION,
     AWS_ACCESS_KEY_ID: 'test',
@@ -230,15 +234,19 @@ const main = async (): Promise<void> => {
     const client = sandbox.clients[0];
     if (!client) throw new Error('the sandbox has no client');
 
-    const aws = await setupLocalAws({
-      endpoint: moto.endpoint,
-      region: REGION,
-      tableName: TABLE_NAME,
-      secretId: SECRET_ID,
-      secretValue: { client_id: client.clientId, client_secret: client.clientSecret },
-      kmsKeyAlias: KMS_ALIAS,
-    });
+    const [aws, callers] = await Promise.all([
+      setupLocalAws({
+        endpoint: moto.endpoint,
+        region: REGION,
+        tableName: TABLE_NAME,
+        secretId: SECRET_ID,
+        secretValue: { client_id: client.clientId, client_secret: client.clientSecret },
+        kmsKeyAlias: KMS_ALIAS,
+      }),
+      ensureDemoCallers(moto.endpoint, REGION),
+    ]);
     step(`created table ${aws.tableName}, secret ${SECRET_ID} and KMS key ${KMS_ALIAS} in moto`);
+    step(`created caller roles ${DEMO_ROLES.granted} (granted) and ${DEMO_ROLES.nogrant} (no grant) in moto's IAM`);
 
     const lambdaPort = await freePort();
     offline = await startOffline(lambdaPort, {
@@ -251,6 +259,8 @@ const main = async (): Promise<void> => {
         limitrailSecret: SECRET_ID,
         limitrailTokenUrl: sandbox.tokenUrl,
         limitrailClientId: client.clientId,
+        callerAuth: 'grants',
+        brokerCallers: demoBrokerCallers(callers),
       },
       env: awsEnv(moto.endpoint),
       onLine: (line) => say(`  λ │ ${line}`),
@@ -266,6 +276,10 @@ const main = async (): Promise<void> => {
       lambdaEndpoint,
       functions: { token: TOKEN_FUNCTION },
       motoEndpoint: moto.endpoint,
+      callerAuth: 'grants',
+      stsEndpoint: moto.endpoint,
+      proofAudience: TOKEN_FUNCTION,
+      callers,
       sandbox: { url: sandbox.url, tokenUrl: sandbox.tokenUrl, clientId: client.clientId },
       tableName: aws.tableName,
       secretId: SECRET_ID,
@@ -277,18 +291,23 @@ const main = async (): Promise<void> => {
     step(`ready in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; endpoints in .local/stack.json`);
 
     say();
-    say(`→ Invoke ${TOKEN_FUNCTION}  ${JSON.stringify(DEMO_EVENT)}`);
-    const lambda = lambdaClientFor(stack);
-    try {
-      const { answer, functionError } = await invokeFunction(lambda, TOKEN_FUNCTION, DEMO_EVENT);
-      const body = JSON.stringify(redactAnswer(answer), null, 2).replaceAll('\n', '\n  ');
-      say(`← ${functionError ? `function error (${functionError}) ` : ''}${body}`);
-      if (functionError || isOAuthError(answer)) say('  (the function answered an error: see the λ lines above)');
-    } finally {
-      lambda.destroy();
-    }
+    const { answer, functionError } = await requestAs(stack, {
+      as: 'granted',
+      event: DEMO_EVENT,
+      sessionName: 'npm-start',
+      onSigned: (arn) => {
+        say(`→ Invoke ${TOKEN_FUNCTION}  ${JSON.stringify({ ...DEMO_EVENT, identityProof: '…' })}`);
+        say(`  identityProof: STS GetCallerIdentity signed as ${arn}`);
+        say(`                 for audience ${TOKEN_FUNCTION} (a credential for 5 minutes: not shown)`);
+      },
+    });
+    const body = JSON.stringify(redactAnswer(answer), null, 2).replaceAll('\n', '\n  ');
+    say(`← ${functionError ? `function error (${functionError}) ` : ''}${body}`);
+    if (functionError || isOAuthError(answer)) say('  (the function answered an error: see the λ lines above)');
+    else say(`  proven: the broker replayed the proof to STS (moto) and found ${DEMO_ROLES.granted}'s grant`);
     say();
     say('Ask for another:  npm run token -- --scopes limitrail.usage.read,limitrail.usage.write');
+    say('See a refusal:    npm run token -- --scopes limitrail.usage.read --as nogrant');
     say('Stop with Ctrl-C.');
   } catch (err) {
     if (stopping) return;

@@ -1,10 +1,15 @@
 /**
- * Asks the local stack (`npm start`) for a token, the way a real caller does: Lambda Invoke.
+ * Asks the local stack (`npm start`) for a token, the way a real caller does: Lambda Invoke, with an identity
+ * proof signed as one of the stack's demo caller roles (local/demo-callers.ts).
  *
- *   npm run token -- --scopes limitrail.usage.read,limitrail.usage.write [--client NAME] [--min-ttl SEC] [--show-token]
+ *   npm run token -- --scopes limitrail.usage.read,limitrail.usage.write [--as granted|nogrant] [--client NAME]
+ *                    [--min-ttl SEC] [--show-token]
  *
- * Prints the function's JSON answer with the access token redacted (prefix + sha256 fingerprint)
- * unless --show-token. Exits 1 on an OAuth error answer, 2 on usage errors or when no stack runs.
+ * Each run assumes the role in moto (AssumeRole) and signs a fresh proof with the session's credentials; the
+ * broker replays it to moto's STS and checks the proven role against BROKER_CALLERS. `--as nogrant` signs as the
+ * role without a grant, to see the refusal. Prints the function's JSON answer with the access token redacted
+ * (prefix + sha256 fingerprint) unless --show-token; never the proof. Exits 1 on an OAuth error answer, 2 on
+ * usage errors or when no stack runs.
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { createHash } from 'node:crypto';
@@ -12,6 +17,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { type DemoCaller, DEMO_ROLES, isDemoCaller, signAsDemoCaller } from './demo-callers';
 
 /** What local/start.ts writes to .local/stack.json while the stack runs. */
 export interface LocalStack {
@@ -25,6 +32,13 @@ export interface LocalStack {
   /** Function key -> deployed-style function name, e.g. token -> limitrail-token-broker-local-token. */
   functions: Record<string, string>;
   motoEndpoint: string;
+  /** How the broker authorizes callers (CALLER_AUTH); `npm start` runs `grants`. */
+  callerAuth: 'grants' | 'invoke-permission';
+  /** Where proofs go (the broker's AWS_ENDPOINT_URL_STS: moto) and the audience they must name. */
+  stsEndpoint: string;
+  proofAudience: string;
+  /** The demo caller roles' ARNs (never credentials: a tool assumes the role when it needs them). */
+  callers: Record<DemoCaller, string>;
   sandbox: { url: string; tokenUrl: string; clientId: string };
   tableName: string;
   secretId: string;
@@ -83,6 +97,41 @@ export const invokeFunction = async (client: LambdaClient, functionName: string,
   return { answer, functionError: out.FunctionError };
 };
 
+export interface RequestAsOptions {
+  as: DemoCaller;
+  event: TokenEvent;
+  /** The AssumeRole session name: the last part of the proven ARN (and of the broker's audit line). */
+  sessionName: string;
+  /** Called with the session's ARN once the proof is signed, before the request is sent. */
+  onSigned?: (arn: string) => void;
+}
+
+/**
+ * One token request as a demo caller: assume its role in moto, sign a fresh identity proof with the session's
+ * credentials, invoke the token function with it. Neither the credentials nor the proof leave this function.
+ */
+export const requestAs = async (stack: LocalStack, options: RequestAsOptions): Promise<InvokeResult> => {
+  const functionName = stack.functions.token;
+  const roleArn = stack.callers?.[options.as];
+  if (!functionName || !roleArn || !stack.stsEndpoint || !stack.proofAudience) {
+    throw new Error(`${STACK_FILE} names no token function or demo caller roles (an older npm start wrote it?): restart npm start`);
+  }
+  const { arn, identityProof } = await signAsDemoCaller({
+    stsEndpoint: stack.stsEndpoint,
+    region: stack.region,
+    roleArn,
+    sessionName: options.sessionName,
+    audience: stack.proofAudience,
+  });
+  options.onSigned?.(arn);
+  const client = lambdaClientFor(stack);
+  try {
+    return await invokeFunction(client, functionName, { ...options.event, identityProof });
+  } finally {
+    client.destroy();
+  }
+};
+
 /** True for the broker's OAuth-shaped error answer ({ error, error_description, status }). */
 export const isOAuthError = (answer: unknown): answer is { error: string; error_description?: string; status?: number } =>
   !!answer && typeof answer === 'object' && typeof (answer as { error?: unknown }).error === 'string';
@@ -107,12 +156,22 @@ export const isAlive = (pid: number): boolean => {
 };
 
 const USAGE =
-  'usage: npm run token -- --scopes a,b [--client NAME] [--min-ttl SEC] [--show-token]\n' +
-  '  e.g. npm run token -- --scopes limitrail.usage.read,limitrail.usage.write';
+  'usage: npm run token -- --scopes a,b [--as granted|nogrant] [--client NAME] [--min-ttl SEC] [--show-token]\n' +
+  `  --as   the demo role whose proof is sent: granted (default, ${DEMO_ROLES.granted}: limitrail.usage.read and\n` +
+  `         limitrail.usage.write) or nogrant (${DEMO_ROLES.nogrant}: no grant, refused with access_denied)\n` +
+  '  e.g. npm run token -- --scopes limitrail.usage.read,limitrail.usage.write\n' +
+  '       npm run token -- --scopes limitrail.usage.read --as nogrant';
 
 class UsageError extends Error {}
 
-const parseCli = (argv: string[]): { event: TokenEvent; showToken: boolean; help: boolean } => {
+interface Cli {
+  event: TokenEvent;
+  as: DemoCaller;
+  showToken: boolean;
+  help: boolean;
+}
+
+const parseCli = (argv: string[]): Cli => {
   let values;
   try {
     ({ values } = parseArgs({
@@ -120,6 +179,7 @@ const parseCli = (argv: string[]): { event: TokenEvent; showToken: boolean; help
       options: {
         scopes: { type: 'string' },
         client: { type: 'string' },
+        as: { type: 'string', default: 'granted' },
         'min-ttl': { type: 'string' },
         'show-token': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -130,7 +190,9 @@ const parseCli = (argv: string[]): { event: TokenEvent; showToken: boolean; help
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (values.help) return { event: { scopes: [] }, showToken: false, help: true };
+  if (values.help) return { event: { scopes: [] }, as: 'granted', showToken: false, help: true };
+  const as = values.as ?? 'granted';
+  if (!isDemoCaller(as)) throw new UsageError(`--as must be ${Object.keys(DEMO_ROLES).join(' or ')}`);
   const scopes = (values.scopes ?? '')
     .split(/[,\s]+/)
     .map((s) => s.trim())
@@ -142,7 +204,7 @@ const parseCli = (argv: string[]): { event: TokenEvent; showToken: boolean; help
     if (!/^\d+$/.test(values['min-ttl'])) throw new UsageError('--min-ttl must be a whole number of seconds');
     event.minTtlSeconds = Number(values['min-ttl']);
   }
-  return { event, showToken: values['show-token'] ?? false, help: false };
+  return { event, as, showToken: values['show-token'] ?? false, help: false };
 };
 
 const main = async (): Promise<number> => {
@@ -164,11 +226,13 @@ const main = async (): Promise<number> => {
     console.error(NOT_RUNNING);
     return 2;
   }
-  const functionName = stack.functions.token;
-  if (!functionName) throw new Error(`${STACK_FILE} names no token function`);
-  const client = lambdaClientFor(stack);
   try {
-    const { answer, functionError } = await invokeFunction(client, functionName, cli.event);
+    const { answer, functionError } = await requestAs(stack, {
+      as: cli.as,
+      event: cli.event,
+      sessionName: 'npm-run-token',
+      onSigned: (arn) => console.error(`as ${arn} (identity proof for ${stack.proofAudience}, not shown)`),
+    });
     const shown = cli.showToken ? answer : redactAnswer(answer);
     if (functionError || isOAuthError(answer)) {
       console.error(JSON.stringify(shown, null, 2));
@@ -183,8 +247,6 @@ const main = async (): Promise<number> => {
       return 2;
     }
     throw err;
-  } finally {
-    client.destroy();
   }
 };
 
