@@ -30,6 +30,11 @@ export interface Sandbox {
    * endpoint's grace period), `[new]` once the old one is revoked.
    */
   setClientSecrets(clientId: string, secrets: string[]): void;
+  /**
+   * Scopes granted on top of what each request asks (some servers add a client's default scopes): the endpoint
+   * answers a broader `scope` than requested. Empty (the default) grants exactly what was asked.
+   */
+  setExtraGrantedScopes(scopes: string[]): void;
   stop(): Promise<void>;
 }
 
@@ -160,6 +165,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const defaultLifetimeSec = options.tokenLifetimeSec ?? DEFAULT_TOKEN_LIFETIME_SEC;
   const log = options.log ?? (() => {});
   const faults: SandboxFault[] = [];
+  let extraGranted: string[] = [];
   const timers = new Set<NodeJS.Timeout>();
   let delayMs = 0;
   let url = '';
@@ -207,7 +213,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     }
 
     // Granted scope in canonical form (deduplicated, sorted); also the byScope key.
-    const scope = [...new Set(requested)].sort().join(' ');
+    const scope = [...new Set([...requested, ...extraGranted])].sort().join(' ');
     const lifetimeSec = client.tokenLifetimeSec ?? defaultLifetimeSec;
     const iat = Math.floor(Date.now() / 1000);
     const accessToken = signJwt({ iss: url, sub: client.clientId, client_id: client.clientId, scope, iat, exp: iat + lifetimeSec, jti: randomUUID() });
@@ -318,6 +324,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       if (!clientsById.has(clientId)) throw new Error(`unknown sandbox client ${clientId}`);
       if (secrets.length === 0 || secrets.some((secret) => !secret)) throw new Error('at least one non-empty secret is needed');
       acceptedSecrets.set(clientId, [...secrets]);
+    },
+    setExtraGrantedScopes: (scopes) => {
+      if (!scopes.every((s) => SCOPE_TOKEN.test(s))) throw new Error('extra scopes must be scope tokens');
+      extraGranted = [...scopes];
     },
     stop: () => {
       stopped ??= new Promise<void>((resolve, reject) => {

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inProcessContainer, startBrokerStack, type BrokerStack } from '../support/broker-stack';
+import { type Iam, roleSession, urlEvent } from '../support/url-event';
 
 /**
  * The token function behind its Function URL (AuthType AWS_IAM), with BROKER_CALLERS grants, against real
@@ -11,45 +12,11 @@ const GRANTS = [
   { principal: `arn:aws:iam::${ACCOUNT}:role/billing`, client: 'limitrail', scopes: ['limitrail.usage.write', 'limitrail.usage.read'] },
   { principal: '222222222222', client: 'limitrail', scopes: ['limitrail.accounts.read', 'limitrail.runtime.read'] },
 ];
+const role = (name: string, account = ACCOUNT): Iam => roleSession(name, account);
 let stack: BrokerStack;
 const logLines: string[] = [];
 const issued: { requestId: string; token: string }[] = [];
 const refused: string[] = [];
-
-interface Iam {
-  userArn: string;
-  accountId: string;
-  principalOrgId?: string | null;
-}
-const role = (name: string, account = ACCOUNT): Iam => ({ userArn: `arn:aws:sts::${account}:assumed-role/${name}/i-0abc`, accountId: account, principalOrgId: null });
-
-const urlEvent = (body: unknown, options: { iam?: Iam; method?: string; base64?: boolean } = {}) => {
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
-  return {
-    version: '2.0',
-    routeKey: '$default',
-    rawPath: '/',
-    rawQueryString: '',
-    headers: { 'content-type': 'application/json', host: 'abc.lambda-url.eu-central-1.on.aws' },
-    requestContext: {
-      accountId: 'anonymous',
-      apiId: 'abc',
-      domainName: 'abc.lambda-url.eu-central-1.on.aws',
-      domainPrefix: 'abc',
-      http: { method: options.method ?? 'POST', path: '/', protocol: 'HTTP/1.1', sourceIp: '10.0.0.1', userAgent: 'test' },
-      requestId: randomUUID(),
-      routeKey: '$default',
-      stage: '$default',
-      time: '29/Nov/2026:06:00:00 +0000',
-      timeEpoch: Date.now(),
-      ...(options.iam
-        ? { authorizer: { iam: { accessKey: 'ASIA', callerId: 'AROA:i-0abc', cognitoIdentity: null, userId: 'AROA:i-0abc', ...options.iam } } }
-        : {}),
-    },
-    body: options.base64 ? Buffer.from(text).toString('base64') : text,
-    isBase64Encoded: options.base64 ?? false,
-  };
-};
 
 interface HttpAnswer {
   statusCode: number;
