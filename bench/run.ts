@@ -17,6 +17,8 @@ import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
 import { cacheKeyFor } from '../functions/lib/cache-key';
 import { TABLE_PARTITION_KEY } from '../functions/lib/table-schema';
 import { startBrokerStack } from '../test/support/broker-stack';
+import { STS_REGION, startStsStack } from '../test/support/sts-stack';
+import { signIdentityProof } from '../examples/caller';
 
 const percentile = (values: number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -60,9 +62,9 @@ const latencies = async () => {
   const stack = await startBrokerStack();
   Object.assign(process.env, stack.env);
   const silent = () => undefined;
-  const container = () =>
+  const container = (env: Record<string, string> = {}) =>
     createTokenHandler(
-      () => createRuntime(process.env, { logSink: silent }),
+      () => createRuntime({ ...process.env, ...env }, { logSink: silent }),
       () => loggerFromEnv(process.env, silent),
     );
   const timed = async (handler: ReturnType<typeof container>, event: unknown) => {
@@ -90,6 +92,35 @@ const latencies = async () => {
     const memoryHit: number[] = [];
     for (let i = 0; i < 2000; i++) memoryHit.push(await timed(warm, { scopes }));
 
+    // Proven callers (CALLER_AUTH=grants): the same warm hit with an identity proof, verified with STS (moto with
+    // signature checking) once per proof and container; and with a new proof on every request (one STS call each).
+    const sts = await startStsStack(['billing']);
+    const proven = container({
+      CALLER_AUTH: 'grants',
+      CALLER_PROOF_AUDIENCE: 'bench',
+      AWS_ENDPOINT_URL_STS: sts.endpoint,
+      BROKER_CALLERS: JSON.stringify([{ principal: sts.roleArn('billing'), client: 'limitrail', scopes }]),
+    });
+    // SigV4 is deterministic: proofs signed within one second are the same proof. Date each one a second apart.
+    let signed = 0;
+    const signedFrom = Date.now();
+    const sign = () =>
+      signIdentityProof({
+        credentials: sts.credentials('billing'),
+        region: STS_REGION,
+        audience: 'bench',
+        stsUrl: sts.endpoint,
+        signingDate: new Date(signedFrom - 1000 * signed++),
+      });
+    const proof = await sign();
+    await proven({ scopes, identityProof: proof });
+    const provenHit: number[] = [];
+    for (let i = 0; i < 2000; i++) provenHit.push(await timed(proven, { scopes, identityProof: proof }));
+    const freshProofHit: number[] = [];
+    for (let i = 0; i < 100; i++) freshProofHit.push(await timed(proven, { scopes, identityProof: await sign() }));
+    const stsCalls = sts.calls();
+    await sts.stop();
+
     const before = stack.sandbox.stats().tokenRequests;
     const sequential = container();
     for (let i = 0; i < 100; i++) await sequential({ scopes: ['limitrail.usage.read', 'limitrail.runtime.read'] });
@@ -104,9 +135,12 @@ const latencies = async () => {
           ['miss: token endpoint (cold container)', miss],
           ['hit: table (cold container)', tableHit],
           ['hit: memory (warm container)', memoryHit],
+          ['hit: memory, proven caller, identity cached (grants)', provenHit],
+          ['hit: memory, proven caller, new proof each time (grants)', freshProofHit],
         ] as const
       ).map(([name, v]) => [name, String(v.length), fmt(percentile(v, 50)), fmt(percentile(v, 95)), fmt(Math.max(...v))]),
     ]);
+    console.log(`STS calls for the ${provenHit.length + freshProofHit.length + 1} proven requests: ${stsCalls}\n`);
     console.log('## Upstream token requests for 100 sequential requests of one scope set');
     table([['requests', 'upstream token requests'], ['100', String(upstream)]]);
     const rssMiB = process.memoryUsage().rss / 1024 / 1024;
