@@ -79,10 +79,20 @@ const integerSetting = (env: NodeJS.ProcessEnv, name: string, fallback: number, 
     : fail(`${name} must be an integer from ${min} to ${max}`);
 };
 
+const booleanSetting = (env: NodeJS.ProcessEnv, name: string): boolean => {
+  const raw = env[name]?.trim() ?? '';
+  if (raw === '' || raw === 'false') return false;
+  return raw === 'true' ? true : fail(`${name} must be "true" or "false"`);
+};
+
 const isLoopback = (hostname: string): boolean => LOOPBACK_HOSTS.has(hostname) || /^127(\.\d{1,3}){3}$/.test(hostname);
 
-/** https, or plain http to a loopback host for local runs; no credentials or fragment in the URL. */
-const checkTokenUrl = (where: string, value: unknown): string => {
+/**
+ * https; plain http only to a loopback host and only where ALLOW_LOOPBACK_TOKEN_URL=true (the local stage, tests).
+ * Inside Lambda, 127.0.0.1:9001 is the Runtime API: a loopback token URL there would hand the client secret, in
+ * clear, to whatever listens locally. No credentials or fragment in the URL.
+ */
+const checkTokenUrl = (where: string, value: unknown, allowLoopback: boolean): string => {
   if (typeof value !== 'string') return fail(`${where} must be a string`);
   let url: URL;
   try {
@@ -92,11 +102,14 @@ const checkTokenUrl = (where: string, value: unknown): string => {
   }
   if (url.username || url.password) return fail(`${where} must not contain credentials`);
   if (url.hash) return fail(`${where} must not have a fragment`);
-  const ok = url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname));
-  return ok ? url.toString() : fail(`${where} must be https (plain http only to a loopback host)`);
+  if (url.protocol === 'https:') return url.toString();
+  if (url.protocol !== 'http:' || !isLoopback(url.hostname)) return fail(`${where} must be https`);
+  return allowLoopback
+    ? url.toString()
+    : fail(`${where} is plain http to a loopback host, allowed only with ${ENV.allowLoopbackTokenUrl}=true (local runs and tests)`);
 };
 
-const parseClient = (name: string, raw: unknown): ClientConfig => {
+const parseClient = (name: string, raw: unknown, allowLoopback: boolean): ClientConfig => {
   const where = `${ENV.clients}.${name}`;
   if (!CLIENT_NAME.test(name)) fail(`client name ${JSON.stringify(name.slice(0, 64))} must match ${CLIENT_NAME}`);
   if (!isRecord(raw)) return fail(`${where} must be an object`);
@@ -116,7 +129,7 @@ const parseClient = (name: string, raw: unknown): ClientConfig => {
   return {
     name,
     secretId: secretId as string,
-    tokenUrl: checkTokenUrl(`${where}.tokenUrl`, raw.tokenUrl),
+    tokenUrl: checkTokenUrl(`${where}.tokenUrl`, raw.tokenUrl, allowLoopback),
     clientId: clientId as string | undefined,
     scopes: allowed,
     prewarm: parsePrewarm(`${where}.prewarm`, raw.prewarm, allowed),
@@ -137,7 +150,7 @@ const parsePrewarm = (where: string, raw: unknown, allowed: ReadonlySet<string>)
   return [...new Map(sets.map((set) => [set.join(' '), set])).values()];
 };
 
-const parseClients = (text: string): Map<string, ClientConfig> => {
+const parseClients = (text: string, allowLoopback: boolean): Map<string, ClientConfig> => {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -148,7 +161,7 @@ const parseClients = (text: string): Map<string, ClientConfig> => {
   if (!isRecord(raw)) return fail(`${ENV.clients} must be a JSON object of client name -> client settings`);
   const names = Object.keys(raw);
   if (names.length === 0) fail(`${ENV.clients} configures no client`);
-  return new Map(names.map((name) => [name, parseClient(name, raw[name])]));
+  return new Map(names.map((name) => [name, parseClient(name, raw[name], allowLoopback)]));
 };
 
 /** Reads and validates the whole configuration. Throws ConfigurationError naming the first problem. */
@@ -171,7 +184,8 @@ const parseProofPolicy = (env: NodeJS.ProcessEnv, mode: CallerAuthMode): ProofPo
 };
 
 export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => {
-  const clients = parseClients(requiredString(env, ENV.clients));
+  const allowLoopback = booleanSetting(env, ENV.allowLoopbackTokenUrl);
+  const clients = parseClients(requiredString(env, ENV.clients), allowLoopback);
   const clientScopes = new Map([...clients].map(([name, client]) => [name, client.scopes]));
   const tokenEndpointTimeoutMs = integerSetting(env, ENV.tokenEndpointTimeoutMs, 5_000, 100, 60_000);
   const callerAuth = parseCallerAuth(env);

@@ -14,6 +14,7 @@ export const ENV = {
   tokenEndpointMaxAttempts: 'TOKEN_ENDPOINT_MAX_ATTEMPTS',
   staleTokenMinTtlSec: 'STALE_TOKEN_MIN_TTL_SEC',
   forceRefreshMinIntervalSec: 'FORCE_REFRESH_MIN_INTERVAL_SEC',
+  allowLoopbackTokenUrl: 'ALLOW_LOOPBACK_TOKEN_URL',
 } as const;
 
 /** Variables the broker cannot start without; the others have defaults. */

@@ -22,7 +22,8 @@ export const deadlineFor = (nowMs: number, context: InvocationContext | undefine
 
 /**
  * Builds the container's runtime on the first invocation and keeps it. If the configuration is invalid, every
- * invocation gets `onConfigError`'s answer (and the problem is logged each time).
+ * invocation is answered `server_error` 500 "the broker is misconfigured" with its request id, before any
+ * authorization: the detail (which setting, which client) goes to the log only, each time, never to a caller.
  */
 export const lazyRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
   let built: { runtime: Runtime } | { error: unknown } | undefined;
@@ -35,11 +36,16 @@ export const lazyRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logge
       }
     }
     if ('runtime' in built) return built;
-    const body = toOAuthError(built.error);
     fallbackLog().error('broker configuration invalid', { requestId, ...errorLogFields(built.error) });
-    return { error: body };
+    return { error: misconfigured(requestId) };
   };
 };
+
+const misconfigured = (requestId: string | undefined): OAuthErrorBody => ({
+  error: 'server_error',
+  error_description: `the broker is misconfigured; the platform team can find the cause in its logs${requestId ? ` (request id ${requestId})` : ''}`,
+  status: 500,
+});
 
 /** Who asked, for audit lines when nothing proved it: a direct invoke in invoke-permission mode. */
 const DIRECT_INVOKE = 'direct invoke';

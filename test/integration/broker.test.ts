@@ -25,8 +25,8 @@ const container = (envOverrides: Record<string, string> = {}, overrides: Runtime
     () => createRuntime(env, { logSink: sink, ...overrides }),
     () => loggerFromEnv(env, sink),
   );
-  return async (event: unknown): Promise<Answer> => {
-    const answer = (await handler(event, { awsRequestId: 'test-request' })) as unknown as Answer;
+  return async (event: unknown, context: { awsRequestId: string } = { awsRequestId: 'test-request' }): Promise<Answer> => {
+    const answer = (await handler(event, context)) as unknown as Answer;
     if (typeof answer.access_token === 'string') handedOut.push(answer.access_token);
     return answer;
   };
@@ -290,16 +290,17 @@ describe('token function: dependency and configuration failures', () => {
     expect(await tokenItems()).toEqual(tokensBefore);
   });
 
-  it('answers every invocation with server_error naming the problem when the configuration is invalid', async () => {
+  it('answers every invocation of a misconfigured broker with a bare server_error and its request id, the detail only in the log', async () => {
     const invoke = container({ TOKEN_TABLE_NAME: '' });
-    for (let i = 0; i < 2; i++) {
-      expect(await invoke({ scopes: ['limitrail.usage.read'] })).toEqual({
+    for (const requestId of ['req-1', 'req-2']) {
+      expect(await invoke({ scopes: ['limitrail.usage.read'] }, { awsRequestId: requestId })).toEqual({
         error: 'server_error',
-        error_description: 'invalid configuration: TOKEN_TABLE_NAME is not set',
+        error_description: `the broker is misconfigured; the platform team can find the cause in its logs (request id ${requestId})`,
         status: 500,
       });
+      const logged = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.requestId === requestId);
+      expect(logged).toContainEqual(expect.objectContaining({ message: 'broker configuration invalid', detail: 'invalid configuration: TOKEN_TABLE_NAME is not set' }));
     }
-    expect(logLines.filter((l) => l.includes('TOKEN_TABLE_NAME is not set')).length).toBeGreaterThanOrEqual(2);
   });
 
   it('answers temporarily_unavailable, not a crash, when DynamoDB and the endpoint are both down', async () => {

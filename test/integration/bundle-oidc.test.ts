@@ -34,6 +34,7 @@ beforeAll(async () => {
   env = {
     ...awsEnv(moto.endpoint),
     CALLER_AUTH: 'invoke-permission', // the token path against another OAuth server; identity.test.ts proves callers
+    ALLOW_LOOPBACK_TOKEN_URL: 'true', // oidc-provider listens on 127.0.0.1
     TOKEN_TABLE_NAME: 'tokens-oidc',
     TOKEN_KMS_KEY_ID: kmsKeyId,
     BROKER_CLIENTS: JSON.stringify({ oidc: { secretId: 'oidc/client', tokenUrl: oidc.tokenUrl, scopes: oidc.scopes } }),

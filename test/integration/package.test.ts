@@ -211,6 +211,8 @@ describe('osls package --stage ci', () => {
     expect(names).toEqual(expect.arrayContaining([ENV.tableName, ENV.clients, ENV.kmsKeyId]));
     expect(env[ENV.tableName]).toEqual({ Ref: 'TokenTable' });
     expect(JSON.stringify(env[ENV.kmsKeyId])).toContain('TokenKmsKey');
+    // A deployed stage never accepts a plain-http loopback token URL (the Lambda Runtime API listens there).
+    expect(env[ENV.allowLoopbackTokenUrl]).toBe('false');
   });
 
   it('configures only https token endpoints in BROKER_CLIENTS', () => {

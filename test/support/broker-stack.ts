@@ -55,6 +55,7 @@ export const startBrokerStack = async (
     // authorization model lets them invoke without identity proofs. test/integration/identity.test.ts and
     // url-auth.test.ts prove the default, grants, where every caller signs a proof.
     CALLER_AUTH: 'invoke-permission',
+    ALLOW_LOOPBACK_TOKEN_URL: 'true', // the sandbox listens on 127.0.0.1
     TOKEN_TABLE_NAME: tableName,
     TOKEN_KMS_KEY_ID: kmsKeyId,
     BROKER_CLIENTS: JSON.stringify({

@@ -57,11 +57,23 @@ describe('loadConfig', () => {
     expect(description).toBe('invalid configuration: BROKER_CLIENTS is not valid JSON');
   });
 
-  it('accepts http only for loopback token URLs', () => {
-    expect(loadConfig(clients({ ...good, tokenUrl: 'http://127.0.0.1:4010/connect/token' })).clients.size).toBe(1);
-    expect(loadConfig(clients({ ...good, tokenUrl: 'http://localhost:4010/connect/token' })).clients.size).toBe(1);
-    expect(problem(clients({ ...good, tokenUrl: 'http://auth.example.com/connect/token' }))).toContain('must be https');
-    expect(problem(clients({ ...good, tokenUrl: 'http://127.0.0.1.example.com/t' }))).toContain('must be https');
+  it('accepts http only for loopback token URLs, and only where ALLOW_LOOPBACK_TOKEN_URL=true', () => {
+    const local = { ALLOW_LOOPBACK_TOKEN_URL: 'true' };
+    expect(loadConfig({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1:4010/connect/token' }), ...local }).clients.size).toBe(1);
+    expect(loadConfig({ ...clients({ ...good, tokenUrl: 'http://localhost:4010/connect/token' }), ...local }).clients.size).toBe(1);
+    expect(problem({ ...clients({ ...good, tokenUrl: 'http://auth.example.com/connect/token' }), ...local })).toContain('must be https');
+    expect(problem({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1.example.com/t' }), ...local })).toContain('must be https');
+  });
+
+  it('refuses a loopback token URL in a deployed stage (inside Lambda, 127.0.0.1:9001 is the Runtime API), naming the client', () => {
+    for (const flag of [undefined, 'false']) {
+      const description = problem({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1:9001/connect/token' }), ALLOW_LOOPBACK_TOKEN_URL: flag });
+      expect(description).toBe(
+        'invalid configuration: BROKER_CLIENTS.limitrail.tokenUrl is plain http to a loopback host, allowed only with ALLOW_LOOPBACK_TOKEN_URL=true (local runs and tests)',
+      );
+    }
+    expect(problem({ ...base, ALLOW_LOOPBACK_TOKEN_URL: 'yes' })).toContain('ALLOW_LOOPBACK_TOKEN_URL must be "true" or "false"');
+    expect(loadConfig(clients(good)).clients.size).toBe(1); // https needs no flag
   });
 
   it('refuses token URLs with credentials without echoing them', () => {
