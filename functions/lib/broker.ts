@@ -2,6 +2,8 @@ import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache-key';
 import type { Clock } from './clock';
 import type { BrokerConfig, ClientConfig } from './config';
 import { AccessDeniedError, BrokerError, errorLogFields } from './errors';
+import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
+import { forcedFetchBlockedUntilMs } from './lease-rules';
 import type { Logger } from './logger';
 import type { MemoryTokenCache } from './memory-cache';
 import { DEGRADED_METRIC, type DegradedKind, type MetricName, type Metrics } from './metrics';
@@ -55,6 +57,8 @@ export class TokenBroker {
   readonly #reads = new Map<string, Promise<CachedToken | undefined>>();
   readonly #misses = new Map<string, Promise<Outcome>>();
   readonly #refreshes = new Map<string, Promise<Outcome>>();
+  /** Per key: when a forced refresh last fetched, for while the table (where this is kept) is down. */
+  readonly #forcedFetchAtMs = new Map<string, number>();
 
   constructor(private readonly deps: BrokerDeps) {}
 
@@ -90,7 +94,7 @@ export class TokenBroker {
     }
     options.metrics?.count('Misses');
     try {
-      return served(await this.#once(this.#misses, req.cacheKey, () => this.#miss(req)));
+      return served(await this.#once(this.#misses, missFlightKey(req), () => this.#miss(req)));
     } catch (err) {
       const fallback = this.#staleFallback(req, err, [inMemory, stored]);
       if (!fallback) throw err;
@@ -117,6 +121,7 @@ export class TokenBroker {
       scopes,
       minTtlSec,
       cacheKey,
+      forceRefresh: request.forceRefresh,
       rejectedTokenSha256: request.rejectedTokenSha256,
       accept: this.#acceptance(request),
       deadlineMs: options.deadlineMs,
@@ -131,23 +136,22 @@ export class TokenBroker {
   }
 
   /**
-   * Which cached token answers the request. A forced refresh with the rejected token's fingerprint accepts any
-   * other token; without it, only one fetched within the last FORCE_REFRESH_MIN_INTERVAL_SEC (so a herd of
-   * callers hitting 401 at once causes one upstream request).
+   * Which cached token answers the request at once. A forced refresh with the rejected token's fingerprint accepts
+   * any other token; without one, none: whether the current token answers it depends on the key's last forced
+   * fetch, decided with the item (forced-refresh.ts).
    */
   #acceptance(request: TokenRequest): KeyedRequest['accept'] {
     const { minTtlSec, forceRefresh, rejectedTokenSha256 } = request;
-    const intervalSec = this.deps.config.forceRefreshMinIntervalSec;
     if (!forceRefresh) return (token, nowMs) => isServable(token, nowMs, minTtlSec);
     if (rejectedTokenSha256 !== undefined) {
       return (token, nowMs) => isServable(token, nowMs, minTtlSec) && sha256Hex(token.accessToken) !== rejectedTokenSha256;
     }
-    return (token, nowMs) => isServable(token, nowMs, minTtlSec) && token.issuedAtEpochSec >= nowMs / 1000 - intervalSec;
+    return () => false;
   }
 
   /** A still-valid token to answer with when fetching failed: at least STALE_TOKEN_MIN_TTL_SEC left, not rejected. */
   #staleFallback(req: KeyedRequest, err: unknown, candidates: (CachedToken | undefined)[]): Outcome | undefined {
-    if (!(err instanceof BrokerError) || err.status < 500) return undefined;
+    if (!(err instanceof BrokerError) || err.status < 500 || err.reason === FORCE_REFRESH_LIMITED) return undefined;
     const nowMs = this.deps.clock.nowMs();
     const floorSec = this.deps.config.staleTokenMinTtlSec;
     const usable = candidates.filter(
@@ -164,6 +168,7 @@ export class TokenBroker {
     try {
       const entry = await this.deps.store.read(req.cacheKey);
       if (entry.unusable) {
+        req.metrics?.count('UnusableItems');
         if (entry.unusable.startsWith('decrypt_failed')) req.metrics?.count('DecryptFailures');
         req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason: entry.unusable });
       }
@@ -184,14 +189,39 @@ export class TokenBroker {
 
   async #miss(req: KeyedRequest): Promise<Outcome> {
     const { lease } = this.deps;
-    if (!lease) return this.#fetchDirectly(req, true);
+    if (!lease) return this.#withoutLease(req, true);
     try {
       return await lease.obtain(req);
     } catch (err) {
       if (!(err instanceof BrokerError && err.reason === 'table_unavailable')) throw err;
       req.degraded('table_bypass', err.reason);
-      return this.#fetchDirectly(req, false);
+      return this.#withoutLease(req, false);
     }
+  }
+
+  /**
+   * A miss without the lease (table down, or the lease-less baseline): fetch directly. A forced refresh is bounded
+   * as with the table, by this container's memory of the key's last forced fetch.
+   */
+  #withoutLease(req: KeyedRequest, store: boolean): Promise<Outcome> | Outcome {
+    if (!req.forceRefresh) return this.#fetchDirectly(req, store);
+    const nowMs = this.deps.clock.nowMs();
+    const intervalMs = this.deps.config.forceRefreshMinIntervalSec * 1000;
+    const next = decideForcedRefresh({
+      token: this.deps.memory.get(req.cacheKey, nowMs),
+      leaseHeld: false,
+      blockedUntilMs: forcedFetchBlockedUntilMs(this.#forcedFetchAtMs.get(req.cacheKey), nowMs, intervalMs),
+      rejectedTokenSha256: req.rejectedTokenSha256,
+      minTtlSec: req.minTtlSec,
+      nowMs,
+    });
+    if (next.step === 'serve') return { token: next.token, source: 'memory' };
+    if (next.step === 'refuse') throw forcedRefreshLimited(next.retryAfterSec, this.deps.config.forceRefreshMinIntervalSec);
+    if (next.step === 'fetch' && next.claim) {
+      for (const [key, atMs] of this.#forcedFetchAtMs) if (atMs <= nowMs - intervalMs) this.#forcedFetchAtMs.delete(key);
+      this.#forcedFetchAtMs.set(req.cacheKey, nowMs);
+    }
+    return this.#fetchDirectly(req, store);
   }
 
   async #fetchDirectly(req: KeyedRequest, store: boolean): Promise<Outcome> {
@@ -215,6 +245,10 @@ export class TokenBroker {
     return pending;
   }
 }
+
+/** Concurrent misses share one flight; a forced refresh only with forced refreshes that reported the same token. */
+const missFlightKey = (req: KeyedRequest): string =>
+  req.forceRefresh ? `${req.cacheKey}|forced|${req.rejectedTokenSha256 ?? ''}` : req.cacheKey;
 
 /** Whether the caller reported this very token rejected (a forced refresh with its fingerprint). */
 const isRejectedByCaller = (req: KeyedRequest, token: CachedToken): boolean =>

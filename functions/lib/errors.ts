@@ -14,6 +14,8 @@ export interface OAuthErrorBody {
   error: OAuthErrorCode;
   error_description: string;
   status: number;
+  /** With temporarily_unavailable, when it says: retry no earlier than this many seconds from now. */
+  retryAfterSeconds?: number;
 }
 
 export class BrokerError extends Error {
@@ -73,14 +75,22 @@ export class UnavailableError extends BrokerError {
   constructor(
     description: string,
     reason: string,
-    options?: { cause?: unknown; retryAfterMs?: number },
+    options?: { cause?: unknown; retryAfterMs?: number; retryAfterSeconds?: number },
   ) {
     super('temporarily_unavailable', 503, reason, description, options);
     this.retryAfterMs = options?.retryAfterMs;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   /** How long the service asked us to wait (Retry-After), when it said. */
   readonly retryAfterMs: number | undefined;
+  /** When the caller may retry with a chance of success, if the broker knows (told the caller in the answer). */
+  readonly retryAfterSeconds: number | undefined;
+
+  override toOAuth(): OAuthErrorBody {
+    const body = super.toOAuth();
+    return this.retryAfterSeconds === undefined ? body : { ...body, retryAfterSeconds: this.retryAfterSeconds };
+  }
 }
 
 /**

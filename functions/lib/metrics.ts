@@ -17,6 +17,7 @@ export type MetricName =
   | `UpstreamError.${string}`
   | 'LeaseWaits'
   | 'DecryptFailures'
+  | 'UnusableItems'
   | 'StaleAnswers'
   | 'TableBypass'
   | 'SecretFallback'

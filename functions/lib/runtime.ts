@@ -68,7 +68,14 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   const lease =
     overrides.leases === false
       ? undefined
-      : new RefreshLease({ store, fetcher, memory, clock, leaseDurationMs: config.refreshLeaseMs });
+      : new RefreshLease({
+          store,
+          fetcher,
+          memory,
+          clock,
+          leaseDurationMs: config.refreshLeaseMs,
+          forceRefreshIntervalMs: config.forceRefreshMinIntervalSec * 1000,
+        });
   const broker = new TokenBroker({ config, clock, log, secrets, store, memory, fetcher, lease });
   if (config.callerAuth === 'invoke-permission') {
     log.warn('CALLER_AUTH=invoke-permission: a direct invoke without an identity proof may get every configured scope', {

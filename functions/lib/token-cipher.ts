@@ -7,8 +7,10 @@ import { UnavailableError } from './errors';
 /**
  * Envelope encryption of cached tokens: AES-256-GCM under a data key from KMS `GenerateDataKey`. The wrapped
  * data key is stored with the item; plaintext data keys live in memory per container for at most
- * `dataKeyMaxAgeSec`. The caller binds the item's identity (cache key, expiry) in as additional authenticated
- * data, so ciphertext moved onto another item does not decrypt.
+ * `dataKeyMaxAgeSec`. Data keys are generated and unwrapped under an encryption context naming the table the item
+ * lives in, so an item copied into another stage's table (sharing the key) does not decrypt there, and IAM
+ * conditions on the context hold each role to its own table. The caller binds the item's fields in as additional
+ * authenticated data, so an item with a field changed, or ciphertext moved onto another item, does not decrypt.
  */
 export interface SealedToken {
   /** version (1 byte) | IV (12 bytes) | ciphertext | GCM tag (16 bytes) */
@@ -27,7 +29,11 @@ export class TokenDecryptError extends Error {
 const FORMAT_VERSION = 1;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const ENCRYPTION_CONTEXT = { purpose: 'limitrail-token-broker/token-cache' };
+/** The KMS encryption context of a table's data keys: infra/iam.yml and infra/kms.yml condition on each entry. */
+export const encryptionContextFor = (tableName: string): Record<string, string> => ({
+  purpose: 'limitrail-token-broker/token-cache',
+  tokenTable: tableName,
+});
 const MAX_UNWRAPPED_KEYS = 64;
 
 interface DataKey {
@@ -37,8 +43,10 @@ interface DataKey {
 }
 
 export class TokenCipher {
-  #encryptionKey: DataKey | undefined;
-  #generating: Promise<DataKey> | undefined;
+  /** Per table: the data key for sealing, and its generation in flight. */
+  readonly #encryptionKeys = new Map<string, DataKey>();
+  readonly #generating = new Map<string, Promise<DataKey>>();
+  /** Unwrapped data keys by table and wrapped key: a key unwrapped for one table never opens another's item. */
   readonly #unwrapped = new Map<string, DataKey>();
 
   constructor(
@@ -48,8 +56,9 @@ export class TokenCipher {
     private readonly dataKeyMaxAgeSec: number,
   ) {}
 
-  async seal(plaintext: string, aad: string): Promise<SealedToken> {
-    const key = await this.#currentEncryptionKey();
+  /** Seals a token for an item of `tableName` (the encryption context), bound to `aad`. */
+  async seal(plaintext: string, aad: string, tableName: string): Promise<SealedToken> {
+    const key = await this.#currentEncryptionKey(tableName);
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', key.plaintext, iv);
     cipher.setAAD(Buffer.from(aad, 'utf8'));
@@ -60,12 +69,12 @@ export class TokenCipher {
     };
   }
 
-  async open(sealed: SealedToken, aad: string): Promise<string> {
+  async open(sealed: SealedToken, aad: string, tableName: string): Promise<string> {
     const { ciphertext } = sealed;
     if (ciphertext.length < 1 + IV_BYTES + TAG_BYTES || ciphertext[0] !== FORMAT_VERSION) {
       throw new TokenDecryptError('unknown format');
     }
-    const key = await this.#unwrap(sealed.wrappedDataKey);
+    const key = await this.#unwrap(sealed.wrappedDataKey, tableName);
     const bytes = Buffer.from(ciphertext);
     try {
       const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(1, 1 + IV_BYTES));
@@ -83,23 +92,30 @@ export class TokenCipher {
   }
 
   /** The current data key for sealing; renewed after `dataKeyMaxAgeSec`, one GenerateDataKey at a time. */
-  #currentEncryptionKey(): Promise<DataKey> {
-    const key = this.#encryptionKey;
+  #currentEncryptionKey(tableName: string): Promise<DataKey> {
+    const key = this.#encryptionKeys.get(tableName);
     if (key && this.#isFresh(key)) return Promise.resolve(key);
-    this.#generating ??= this.#generate()
-      .then((fresh) => (this.#encryptionKey = fresh))
-      .finally(() => (this.#generating = undefined)); // failures are not cached
-    return this.#generating;
+    let generating = this.#generating.get(tableName);
+    if (!generating) {
+      generating = this.#generate(tableName)
+        .then((fresh) => {
+          this.#encryptionKeys.set(tableName, fresh);
+          return fresh;
+        })
+        .finally(() => this.#generating.delete(tableName)); // failures are not cached
+      this.#generating.set(tableName, generating);
+    }
+    return generating;
   }
 
-  async #generate(): Promise<DataKey> {
+  async #generate(tableName: string): Promise<DataKey> {
     try {
       const out = await this.kms.send(
-        new GenerateDataKeyCommand({ KeyId: this.keyId, KeySpec: 'AES_256', EncryptionContext: ENCRYPTION_CONTEXT }),
+        new GenerateDataKeyCommand({ KeyId: this.keyId, KeySpec: 'AES_256', EncryptionContext: encryptionContextFor(tableName) }),
       );
       if (!out.Plaintext || !out.CiphertextBlob) throw new Error('GenerateDataKey returned no key');
       const key = { plaintext: Buffer.from(out.Plaintext), wrapped: out.CiphertextBlob, createdAtMs: this.clock.nowMs() };
-      this.#remember(key);
+      this.#remember(key, tableName);
       return key;
     } catch (err) {
       throw new UnavailableError(`KMS could not generate a data key: ${describeAwsError(err)}`, 'kms_unavailable', {
@@ -108,26 +124,28 @@ export class TokenCipher {
     }
   }
 
-  #remember(key: DataKey): void {
-    const id = Buffer.from(key.wrapped).toString('base64');
+  #remember(key: DataKey, tableName: string): void {
+    const id = unwrappedId(key.wrapped, tableName);
     this.#unwrapped.delete(id);
     this.#unwrapped.set(id, key);
     while (this.#unwrapped.size > MAX_UNWRAPPED_KEYS) this.#unwrapped.delete(this.#unwrapped.keys().next().value as string);
   }
 
-  async #unwrap(wrapped: Uint8Array): Promise<Buffer> {
-    const known = this.#unwrapped.get(Buffer.from(wrapped).toString('base64'));
+  async #unwrap(wrapped: Uint8Array, tableName: string): Promise<Buffer> {
+    const known = this.#unwrapped.get(unwrappedId(wrapped, tableName));
     if (known && this.#isFresh(known)) return known.plaintext;
     try {
       const out = await this.kms.send(
-        new DecryptCommand({ KeyId: this.keyId, CiphertextBlob: wrapped, EncryptionContext: ENCRYPTION_CONTEXT }),
+        new DecryptCommand({ KeyId: this.keyId, CiphertextBlob: wrapped, EncryptionContext: encryptionContextFor(tableName) }),
       );
       if (!out.Plaintext) throw new Error('Decrypt returned no key');
       const key = { plaintext: Buffer.from(out.Plaintext), wrapped, createdAtMs: this.clock.nowMs() };
-      this.#remember(key);
+      this.#remember(key, tableName);
       return key.plaintext;
     } catch (err) {
       throw new TokenDecryptError(`data key not unwrapped: ${describeAwsError(err)}`, { cause: err });
     }
   }
 }
+
+const unwrappedId = (wrapped: Uint8Array, tableName: string): string => `${tableName}\n${Buffer.from(wrapped).toString('base64')}`;

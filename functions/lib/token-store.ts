@@ -2,16 +2,19 @@ import { GetItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBCl
 import { describeAwsError } from './aws-errors';
 import { tokenFingerprint } from './cache-key';
 import { UnavailableError } from './errors';
+import { CLOCK_SKEW_MS, latestLeaseEndMs } from './lease-rules';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
 import type { TokenCipher } from './token-cipher';
 import type { CachedToken } from './token-lifetime';
 
 /**
  * The shared token cache in DynamoDB: one item per cache key holding the token (access token envelope-encrypted,
- * `expiresAtEpochSec` as the table's TTL attribute) and, while a container refreshes it, the refresh lease
- * (`leaseOwner`, `leaseUntilEpochMs`). Token and lease share the item, so one consistent read shows both and a
- * token write releases the lease atomically. Items are untrusted on the way back: anything malformed, tampered
- * or moved is a miss, never a crash.
+ * `expiresAtEpochSec` as the table's TTL attribute), while a container refreshes it the refresh lease
+ * (`leaseOwner`, `leaseUntilEpochMs`), and the time of the last forced fetch (`forcedFetchAtEpochMs`). Token and
+ * lease share the item, so one consistent read shows both and a token write releases the lease atomically. Items
+ * are untrusted on the way back: every token field is bound to the sealed token (itemAad), and anything malformed,
+ * edited, moved or in the previous format is a miss, never a crash. The lease and forced-fetch times are bounded
+ * instead (lease-rules.ts).
  */
 export interface Lease {
   owner: string;
@@ -22,14 +25,51 @@ export interface StoredEntry {
   token?: CachedToken;
   /** Why an item that holds a token could not be used (it is treated as a miss). */
   unusable?: string;
+  /** The sealed token of an unusable item: a token write may replace exactly this (see writeToken). */
+  unusableCiphertext?: Uint8Array;
   lease?: Lease;
+  /** When a forced refresh last took the lease to fetch (epoch ms), as written; see lease-rules.ts. */
+  forcedFetchAtEpochMs?: number;
 }
 
 export type LeaseAttempt = { acquired: true; entry: StoredEntry } | { acquired: false; entry: StoredEntry };
 
-/** Binds a sealed token to its item: moved onto another key or given another expiry, it fails to decrypt. */
-export const itemAad = (cacheKey: string, expiresAtEpochSec: number): string =>
-  `limitrail-token-broker/v1|${cacheKey}|${expiresAtEpochSec}`;
+/** Items this version writes and reads. Items without it (the previous format) are misses, then replaced. */
+export const ITEM_FORMAT = 2;
+
+/** The item fields the broker decides on or answers with, as stored. */
+export interface SealedFields {
+  client: string;
+  /** Granted scopes, space-separated. */
+  scope: string;
+  issuedAtEpochSec: number;
+  expiresAtEpochSec: number;
+  refreshAtEpochSec: number;
+  reissued: boolean;
+}
+
+/**
+ * The additional authenticated data of a sealed token: the item format, its cache key and every field the broker
+ * decides on or answers with. Moved onto another key, or with any field edited, the token fails to decrypt.
+ */
+export const itemAad = (cacheKey: string, f: SealedFields): string =>
+  JSON.stringify([
+    `limitrail-token-broker/item-v${ITEM_FORMAT}`,
+    cacheKey,
+    f.client,
+    f.scope,
+    f.issuedAtEpochSec,
+    f.expiresAtEpochSec,
+    f.refreshAtEpochSec,
+    f.reissued,
+  ]);
+
+export interface LeaseRequest {
+  nowMs: number;
+  leaseDurationMs: number;
+  /** Also claim the key's forced fetch (forced-refresh.ts), allowed once per this interval. */
+  forceRefreshIntervalMs?: number;
+}
 
 /** A lease-only item (no token yet) lives this long past its lease before DynamoDB's TTL removes it. */
 const LEASE_ITEM_GRACE_SEC = 300;
@@ -67,23 +107,39 @@ export class TokenStore {
   }
 
   /**
-   * Takes the refresh lease unless another owner holds an unexpired one. Either way the answer carries the item
-   * as it now is (strongly consistent): a token another holder has just written is seen without another read.
+   * Takes the refresh lease unless another owner holds it (lease-rules.ts isLeaseHeld: a lease ending further out
+   * than any holder could set it counts as expired, so it cannot be pinned). With `forceRefreshIntervalMs`, also
+   * records this as the interval's forced fetch, only if none was made within the interval (forcedFetchBlockedUntilMs).
+   * Either way the answer carries the item as it now is (strongly consistent): a token another holder has just
+   * written is seen without another read.
    */
-  async tryAcquireLease(cacheKey: string, owner: string, nowMs: number, leaseUntilEpochMs: number): Promise<LeaseAttempt> {
+  async tryAcquireLease(cacheKey: string, owner: string, request: LeaseRequest): Promise<LeaseAttempt> {
+    const { nowMs, leaseDurationMs, forceRefreshIntervalMs } = request;
+    const leaseUntilEpochMs = nowMs + leaseDurationMs;
+    const forced = forceRefreshIntervalMs !== undefined;
     try {
       const out = await this.ddb.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: this.#key(cacheKey),
-          UpdateExpression: 'SET leaseOwner = :owner, leaseUntilEpochMs = :until, #expires = if_not_exists(#expires, :leaseTtl)',
-          ConditionExpression: 'attribute_not_exists(leaseUntilEpochMs) OR leaseUntilEpochMs < :now',
+          UpdateExpression:
+            'SET leaseOwner = :owner, leaseUntilEpochMs = :until, #expires = if_not_exists(#expires, :leaseTtl)' +
+            (forced ? ', forcedFetchAtEpochMs = :now' : ''),
+          ConditionExpression:
+            '(attribute_not_exists(leaseUntilEpochMs) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :latestLeaseEnd)' +
+            (forced
+              ? ' AND (attribute_not_exists(forcedFetchAtEpochMs) OR forcedFetchAtEpochMs <= :quietSince OR forcedFetchAtEpochMs > :latestForced)'
+              : ''),
           ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE },
           ExpressionAttributeValues: {
             ':owner': { S: owner },
             ':until': { N: String(leaseUntilEpochMs) },
             ':now': { N: String(nowMs) },
+            ':latestLeaseEnd': { N: String(latestLeaseEndMs(nowMs, leaseDurationMs)) },
             ':leaseTtl': { N: String(Math.ceil(leaseUntilEpochMs / 1000) + LEASE_ITEM_GRACE_SEC) },
+            ...(forced
+              ? { ':quietSince': { N: String(nowMs - forceRefreshIntervalMs) }, ':latestForced': { N: String(nowMs + CLOCK_SKEW_MS) } }
+              : {}),
           },
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -102,34 +158,45 @@ export class TokenStore {
   /**
    * Writes a token and releases `owner`'s lease in one conditional update. Skipped (false) when the table holds a
    * token that lives longer — the cache never goes back in time — or another owner holds the lease (its write
-   * will follow). `owner` undefined writes without a lease (degraded or lease-less mode).
+   * will follow). `owner` undefined writes without a lease (degraded or lease-less mode). `replaces`: the sealed
+   * token of an item found unusable; it is overwritten whatever expiry it claims (an edited one cannot block writes).
    */
-  async writeToken(cacheKey: string, token: CachedToken, clientName: string, owner?: string): Promise<boolean> {
-    const sealed = await this.cipher.seal(token.accessToken, itemAad(cacheKey, token.expiresAtEpochSec));
+  async writeToken(cacheKey: string, token: CachedToken, clientName: string, owner?: string, replaces?: Uint8Array): Promise<boolean> {
+    const fields: SealedFields = {
+      client: clientName,
+      scope: token.scopes.join(' '),
+      issuedAtEpochSec: token.issuedAtEpochSec,
+      expiresAtEpochSec: token.expiresAtEpochSec,
+      refreshAtEpochSec: token.refreshAtEpochSec,
+      reissued: token.reissued === true,
+    };
+    const sealed = await this.cipher.seal(token.accessToken, itemAad(cacheKey, fields), this.tableName);
     const values: Record<string, AttributeValue> = {
-      ':expires': { N: String(token.expiresAtEpochSec) },
-      ':issued': { N: String(token.issuedAtEpochSec) },
-      ':refresh': { N: String(token.refreshAtEpochSec) },
-      ':reissued': { BOOL: token.reissued === true },
-      ':client': { S: clientName },
-      ':scope': { S: token.scopes.join(' ') },
+      ':format': { N: String(ITEM_FORMAT) },
+      ':expires': { N: String(fields.expiresAtEpochSec) },
+      ':issued': { N: String(fields.issuedAtEpochSec) },
+      ':refresh': { N: String(fields.refreshAtEpochSec) },
+      ':reissued': { BOOL: fields.reissued },
+      ':client': { S: fields.client },
+      ':scope': { S: fields.scope },
       ':fingerprint': { S: tokenFingerprint(token.accessToken) },
       ':ciphertext': { B: sealed.ciphertext },
       ':wrappedKey': { B: sealed.wrappedDataKey },
     };
     if (owner !== undefined) values[':owner'] = { S: owner };
+    if (replaces !== undefined) values[':replaces'] = { B: replaces };
     try {
       await this.ddb.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: this.#key(cacheKey),
           UpdateExpression:
-            'SET #expires = :expires, issuedAtEpochSec = :issued, refreshAtEpochSec = :refresh, reissued = :reissued, ' +
-            'client = :client, #scope = :scope, tokenFingerprint = :fingerprint, tokenCiphertext = :ciphertext, ' +
-            'wrappedDataKey = :wrappedKey' +
+            'SET itemFormat = :format, #expires = :expires, issuedAtEpochSec = :issued, refreshAtEpochSec = :refresh, ' +
+            'reissued = :reissued, client = :client, #scope = :scope, tokenFingerprint = :fingerprint, ' +
+            'tokenCiphertext = :ciphertext, wrappedDataKey = :wrappedKey' +
             (owner === undefined ? '' : ' REMOVE leaseOwner, leaseUntilEpochMs'),
           ConditionExpression:
-            '(attribute_not_exists(tokenCiphertext) OR #expires <= :expires) AND ' +
+            `(attribute_not_exists(tokenCiphertext) OR #expires <= :expires${replaces === undefined ? '' : ' OR tokenCiphertext = :replaces'}) AND ` +
             (owner === undefined ? 'attribute_not_exists(leaseOwner)' : '(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)'),
           ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE, '#scope': 'scope' },
           ExpressionAttributeValues: values,
@@ -188,33 +255,34 @@ export class TokenStore {
     const leaseOwner = item.leaseOwner?.S;
     const leaseUntil = num(item.leaseUntilEpochMs);
     if (leaseOwner !== undefined && leaseUntil !== undefined) entry.lease = { owner: leaseOwner, untilEpochMs: leaseUntil };
+    const forcedFetchAt = num(item.forcedFetchAtEpochMs);
+    if (forcedFetchAt !== undefined) entry.forcedFetchAtEpochMs = forcedFetchAt;
     if (!item.tokenCiphertext) return entry; // a lease-only item: no token yet
-    const expiresAtEpochSec = num(item[TABLE_TTL_ATTRIBUTE]);
-    const issuedAtEpochSec = num(item.issuedAtEpochSec);
-    const refreshAtEpochSec = num(item.refreshAtEpochSec);
-    const scope = item.scope?.S;
     const ciphertext = item.tokenCiphertext.B;
+    const unusable = (reason: string): StoredEntry => ({ ...entry, unusable: reason, ...(ciphertext ? { unusableCiphertext: ciphertext } : {}) });
+    if (num(item.itemFormat) !== ITEM_FORMAT) return unusable('previous_item_format');
+    const fields = {
+      client: item.client?.S,
+      scope: item.scope?.S,
+      issuedAtEpochSec: num(item.issuedAtEpochSec),
+      expiresAtEpochSec: num(item[TABLE_TTL_ATTRIBUTE]),
+      refreshAtEpochSec: num(item.refreshAtEpochSec),
+      reissued: item.reissued?.BOOL,
+    };
     const wrappedDataKey = item.wrappedDataKey?.B;
-    if (
-      expiresAtEpochSec === undefined ||
-      issuedAtEpochSec === undefined ||
-      refreshAtEpochSec === undefined ||
-      scope === undefined ||
-      !ciphertext ||
-      !wrappedDataKey
-    ) {
-      entry.unusable = 'malformed_item';
-      return entry;
-    }
+    if (!ciphertext || !wrappedDataKey || !isComplete(fields)) return unusable('malformed_item');
     try {
-      const accessToken = await this.cipher.open({ ciphertext, wrappedDataKey }, itemAad(cacheKey, expiresAtEpochSec));
-      const scopes = scope.split(' ').filter((s) => s !== '');
-      const reissued = item.reissued?.BOOL === true;
+      const accessToken = await this.cipher.open({ ciphertext, wrappedDataKey }, itemAad(cacheKey, fields), this.tableName);
+      const { issuedAtEpochSec, expiresAtEpochSec, refreshAtEpochSec, reissued } = fields;
+      const scopes = fields.scope.split(' ').filter((s) => s !== '');
       entry.token = { accessToken, scopes, issuedAtEpochSec, expiresAtEpochSec, refreshAtEpochSec, ...(reissued ? { reissued } : {}) };
+      return entry;
     } catch (err) {
       const reason = (err as { reason?: unknown }).reason;
-      entry.unusable = `decrypt_failed: ${typeof reason === 'string' ? reason : 'unknown'}`;
+      return unusable(`decrypt_failed: ${typeof reason === 'string' ? reason : 'unknown'}`);
     }
-    return entry;
   }
 }
+
+const isComplete = (f: { [K in keyof SealedFields]: SealedFields[K] | undefined }): f is SealedFields =>
+  Object.values(f).every((v) => v !== undefined);

@@ -241,6 +241,56 @@ describe('forced refresh after a 401', () => {
     await invoke({ scopes, forceRefresh: true });
     expect(upstream() - before).toBe(1);
   });
+
+  it('makes one upstream request per interval however often the current token is reported rejected, across containers', async () => {
+    const scopes = ['limitrail.accounts.read'];
+    const rejecting = (token: unknown) => ({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(token as string) });
+    const first = await invoke({ scopes });
+    const before = upstream();
+    const second = await invoke(rejecting(first.access_token));
+    expect(second.access_token).not.toBe(first.access_token);
+    expect(upstream() - before).toBe(1);
+    // Every call a new container: the bound lives on the table item, not in a container's memory.
+    for (let i = 0; i < 5; i++) {
+      const refused = await invoke(rejecting(second.access_token));
+      expect(refused).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+      expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+      expect(refused.retryAfterSeconds).toBeLessThanOrEqual(30);
+    }
+    // A fingerprint that is not the current token still gets the current token.
+    expect((await invoke(rejecting(first.access_token))).access_token).toBe(second.access_token);
+    expect(upstream() - before).toBe(1);
+    // Once the interval has passed, the next forced refresh fetches again.
+    const later = inProcessContainer(stack.env, logLines, { clock: { nowMs: () => Date.now() + 31_000 } });
+    const third = track(await later(rejecting(second.access_token)));
+    expect(third.access_token).not.toBe(second.access_token);
+    expect(upstream() - before).toBe(2);
+  });
+
+  it('fetches at once for the first forced refresh after a quiet interval, even when the token is seconds old', async () => {
+    const scopes = ['limitrail.accounts.read', 'limitrail.usage.read'];
+    const fresh = await invoke({ scopes });
+    const before = upstream();
+    const forced = await invoke({ scopes, forceRefresh: true });
+    expect(forced.access_token).not.toBe(fresh.access_token);
+    expect(upstream() - before).toBe(1);
+    expect((await invoke({ scopes, forceRefresh: true })).access_token).toBe(forced.access_token);
+    expect(upstream() - before).toBe(1);
+  });
+
+  it('bounds forced refreshes in the container\'s memory while the table is down', async () => {
+    const deadTable = new DynamoDBClient({ endpoint: 'http://127.0.0.1:9', region: REGION, maxAttempts: 1 });
+    const container = inProcessContainer(stack.env, logLines, { dynamodb: deadTable });
+    const scopes = ['limitrail.runtime.read', 'limitrail.usage.read'];
+    const first = track(await container({ scopes }));
+    const before = upstream();
+    const second = track(await container({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(first.access_token as string) }));
+    expect(second.access_token).not.toBe(first.access_token);
+    const refused = await container({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(second.access_token as string) });
+    expect(refused).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(upstream() - before).toBe(1);
+  });
 });
 
 describe('secret rotation', () => {

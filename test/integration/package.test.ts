@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ENV } from '../../functions/lib/env-names';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/table-schema';
+import { encryptionContextFor } from '../../functions/lib/token-cipher';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const OSLS = join(ROOT, 'node_modules', 'osls', 'bin', 'serverless.js');
@@ -82,6 +83,12 @@ const zipEntries = (zip: Buffer): string[] => {
 };
 
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** The IAM condition keys on the broker's KMS encryption context (token-cipher.ts), for the stack's own table. */
+const encryptionContextCondition = (): Json =>
+  Object.fromEntries(
+    Object.entries(encryptionContextFor('<table>')).map(([k, v]) => [`kms:EncryptionContext:${k}`, v === '<table>' ? { Ref: 'TokenTable' } : v]),
+  );
 
 /** Offline-only environment for osls: no credentials of the developer, no reachable AWS endpoint. */
 const offlineEnv = (): NodeJS.ProcessEnv => {
@@ -278,7 +285,7 @@ describe('osls package --stage ci', () => {
     for (const s of kms) {
       expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('kms'));
       expect(JSON.stringify(s.Resource)).toContain('"TokenKmsKey","Arn"');
-      expect(s.Condition).toEqual({ StringEquals: { 'kms:EncryptionContext:purpose': 'limitrail-token-broker/token-cache' } });
+      expect(s.Condition).toEqual({ StringEquals: encryptionContextCondition() });
     }
   });
 
@@ -292,7 +299,7 @@ describe('osls package --stage ci', () => {
     expect(users).toHaveLength(1);
     const condition = users[0]!.Condition as { ArnEquals: Record<string, { 'Fn::Sub': string }[]>; StringEquals: Json };
     expect(condition.ArnEquals['aws:PrincipalArn']!.map((a) => a['Fn::Sub'].split(':role/')[1]).sort()).toEqual(roleNames.sort());
-    expect(condition.StringEquals).toEqual({ 'kms:EncryptionContext:purpose': 'limitrail-token-broker/token-cache' });
+    expect(condition.StringEquals).toEqual(encryptionContextCondition());
     for (const s of statements) {
       expect(JSON.stringify(s.Principal)).not.toBe('"*"');
       for (const action of asArray(s.Action)) expect(action).not.toMatch(/^\*$|^kms:\*$/);

@@ -1,0 +1,203 @@
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { PutItemCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cacheKeyFor } from '../../functions/lib/cache-key';
+import { TABLE_PARTITION_KEY } from '../../functions/lib/table-schema';
+import { setupLocalAws } from '../../local/aws-setup';
+import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, type BrokerStack } from '../support/broker-stack';
+
+/**
+ * What someone who can write the token table can and cannot do, against real moto_server (DynamoDB, KMS) and the
+ * LimitRail sandbox: a lease they set delays others at most REFRESH_LEASE_MS; a field they edit, an item in the
+ * previous format, or an item copied from another stage's table is a miss (logged with its reason, counted), never
+ * served; and the next token fetched replaces it.
+ */
+const LEASE_MS = 1500;
+const logLines: string[] = [];
+const handedOut = new Set<string>();
+let stack: BrokerStack;
+
+type Answer = Record<string, unknown>;
+const upstream = () => stack.sandbox.stats().tokenRequests;
+const keyOf = (scopes: string[]) => cacheKeyFor(stack.sandbox.tokenUrl, stack.sandbox.clients[0]!.clientId, [...scopes].sort());
+const itemOf = async (scopes: string[]) => (await stack.scanTable()).find((i) => i[TABLE_PARTITION_KEY]?.S === keyOf(scopes));
+
+/** A cold container; what it logged during the call is returned beside the answer. */
+const coldCall = async (event: unknown, env: Record<string, string> = {}, context = {}) => {
+  const from = logLines.length;
+  const answer: Answer = await inProcessContainer({ ...stack.env, ...env }, logLines, {}, context)(event);
+  if (typeof answer.access_token === 'string') handedOut.add(answer.access_token);
+  const lines = logLines.slice(from).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { answer, lines, metrics: lines.find((l) => l._aws) ?? {} };
+};
+
+const edit = (scopes: string[], set: string, values: Record<string, AttributeValue>) =>
+  stack.dynamodb.send(
+    new UpdateItemCommand({
+      TableName: stack.tableName,
+      Key: { [TABLE_PARTITION_KEY]: { S: keyOf(scopes) } },
+      UpdateExpression: `SET ${set}`,
+      ExpressionAttributeNames: set.includes('#scope') ? { '#scope': 'scope' } : undefined,
+      ExpressionAttributeValues: values,
+    }),
+  );
+
+beforeAll(async () => {
+  stack = await startBrokerStack({ env: { REFRESH_LEASE_MS: String(LEASE_MS) }, tableName: 'tokens-table-writer' });
+  Object.assign(process.env, stack.env);
+});
+afterAll(async () => stack?.stop());
+
+describe('a lease cannot be pinned', () => {
+  const pin = (scopes: string[]) =>
+    edit(scopes, 'leaseOwner = :owner, leaseUntilEpochMs = :until, expiresAtEpochSec = if_not_exists(expiresAtEpochSec, :ttl)', {
+      ':owner': { S: 'pinned-by-a-table-writer' },
+      ':until': { N: String(Date.now() + 86_400_000) },
+      ':ttl': { N: String(Math.floor(Date.now() / 1000) + 86_400) },
+    });
+
+  it('takes over a lease that ends beyond REFRESH_LEASE_MS at once, instead of waiting until its own deadline', async () => {
+    const scopes = ['limitrail.usage.write'];
+    await pin(scopes);
+    const before = upstream();
+    const { answer } = await coldCall({ scopes }, {}, { getRemainingTimeInMillis: () => 3_000 });
+    expect(answer.error).toBeUndefined();
+    expect(answer.token_type).toBe('Bearer');
+    expect(upstream() - before).toBe(1);
+    expect((await itemOf(scopes))?.leaseOwner).toBeUndefined();
+  });
+
+  it('refreshes ahead past a pinned lease instead of staying quiet for as long as it says', async () => {
+    const scopes = ['limitrail.accounts.read', 'limitrail.usage.write'];
+    const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-past-refresh-point-pinned', ageSec: 3000, lifetimeSec: 3600 });
+    await pin(scopes);
+    const before = upstream();
+    const { answer } = await coldCall({ scopes });
+    expect(answer.access_token).not.toBe(seeded.accessToken);
+    expect(upstream() - before).toBe(1);
+  });
+
+  it('waits out a dead holder\'s lease of REFRESH_LEASE_MS, then takes over and answers', async () => {
+    const scopes = ['limitrail.runtime.read', 'limitrail.usage.write'];
+    await edit(scopes, 'leaseOwner = :owner, leaseUntilEpochMs = :until', {
+      ':owner': { S: 'a-holder-that-died' },
+      ':until': { N: String(Date.now() + LEASE_MS) },
+    });
+    const before = upstream();
+    const { answer, metrics } = await coldCall({ scopes }, {}, { getRemainingTimeInMillis: () => LEASE_MS + 3_000 });
+    expect(answer.token_type).toBe('Bearer');
+    expect(metrics).toMatchObject({ LeaseWaits: 1 });
+    expect(upstream() - before).toBe(1);
+  });
+});
+
+describe('every item field the broker decides on is authenticated', () => {
+  const fieldEdits: [string, string[], string, Record<string, AttributeValue>][] = [
+    ['a bumped issue time', ['limitrail.usage.read'], 'issuedAtEpochSec = issuedAtEpochSec + :n', { ':n': { N: '1800' } }],
+    ['a later refresh point', ['limitrail.accounts.read'], 'refreshAtEpochSec = refreshAtEpochSec + :n', { ':n': { N: '100000' } }],
+    ['reissued set', ['limitrail.runtime.read'], 'reissued = :t', { ':t': { BOOL: true } }],
+    ['a widened scope', ['limitrail.accounts.read', 'limitrail.runtime.read'], '#scope = :s', { ':s': { S: 'limitrail.accounts.read limitrail.admin limitrail.runtime.read' } }],
+    ['another client name', ['limitrail.accounts.read', 'limitrail.usage.read'], 'client = :c', { ':c': { S: 'billing' } }],
+    ['a later expiry', ['limitrail.runtime.read', 'limitrail.usage.read'], 'expiresAtEpochSec = expiresAtEpochSec + :n', { ':n': { N: '86400' } }],
+  ];
+
+  it.each(fieldEdits)('treats an item with %s as a miss, logged and counted, and replaces it', async (_name, scopes, set, values) => {
+    const { answer: original } = await coldCall({ scopes });
+    await edit(scopes, set, values);
+    const before = upstream();
+    const { answer, lines, metrics } = await coldCall({ scopes });
+    expect(answer.token_type).toBe('Bearer');
+    expect(answer.access_token).not.toBe(original.access_token);
+    expect(answer.scope).toBe(scopes.join(' '));
+    expect(upstream() - before).toBe(1);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ message: 'cached item unusable, treated as a miss', reason: expect.stringMatching(/^decrypt_failed/) }),
+    );
+    expect(metrics).toMatchObject({ UnusableItems: 1 });
+    // The fresh token replaced the edited item: the next cold container is a table hit.
+    const next = await coldCall({ scopes });
+    expect(next.answer.access_token).toBe(answer.access_token);
+    expect(upstream() - before).toBe(1);
+  });
+
+  it('treats an item in the previous format as a miss, never a crash, and replaces it', async () => {
+    const scopes = ['limitrail.accounts.read', 'limitrail.runtime.read', 'limitrail.usage.read'];
+    await putPreviousFormatItem(scopes, 'token-written-by-the-previous-version');
+    const before = upstream();
+    const { answer, lines, metrics } = await coldCall({ scopes });
+    expect(answer.access_token).not.toBe('token-written-by-the-previous-version');
+    expect(upstream() - before).toBe(1);
+    expect(lines).toContainEqual(expect.objectContaining({ message: 'cached item unusable, treated as a miss', reason: 'previous_item_format' }));
+    expect(metrics).toMatchObject({ UnusableItems: 1 });
+    expect((await coldCall({ scopes })).answer.access_token).toBe(answer.access_token);
+    expect(upstream() - before).toBe(1);
+  });
+
+  it('does not decrypt an item copied into another stage\'s table that shares the key', async () => {
+    const scopes = ['limitrail.usage.read', 'limitrail.usage.write'];
+    const { answer: original } = await coldCall({ scopes });
+    const otherTable = 'tokens-table-writer-other-stage';
+    const client = stack.sandbox.clients[0]!;
+    await setupLocalAws({
+      endpoint: stack.moto.endpoint,
+      region: REGION,
+      tableName: otherTable,
+      secretId: SECRET_ID,
+      secretValue: { client_id: client.clientId, client_secret: client.clientSecret },
+    });
+    await stack.dynamodb.send(new PutItemCommand({ TableName: otherTable, Item: (await itemOf(scopes))! }));
+    const before = upstream();
+    const { answer, lines, metrics } = await coldCall({ scopes }, { TOKEN_TABLE_NAME: otherTable });
+    expect(answer.access_token).not.toBe(original.access_token);
+    expect(upstream() - before).toBe(1);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ message: 'cached item unusable, treated as a miss', reason: expect.stringMatching(/^decrypt_failed: data key not unwrapped/) }),
+    );
+    expect(metrics).toMatchObject({ UnusableItems: 1, DecryptFailures: 1 });
+  });
+});
+
+describe('logs of the whole run', () => {
+  it('contain no handed-out token', () => {
+    expect(handedOut.size).toBeGreaterThan(5);
+    const all = logLines.join('\n');
+    for (const token of handedOut) expect(all).not.toContain(token);
+  });
+});
+
+/**
+ * An item exactly as the previous version wrote it: no item format attribute, a data key under the encryption
+ * context without the table, and only the cache key and expiry as additional data.
+ */
+const putPreviousFormatItem = async (scopes: string[], accessToken: string) => {
+  const kms = new KMSClient({ endpoint: stack.moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const dataKey = await kms.send(
+    new GenerateDataKeyCommand({ KeyId: stack.kmsKeyId, KeySpec: 'AES_256', EncryptionContext: { purpose: 'limitrail-token-broker/token-cache' } }),
+  );
+  kms.destroy();
+  const cacheKey = keyOf(scopes);
+  const issuedAtEpochSec = Math.floor(Date.now() / 1000) - 60;
+  const expiresAtEpochSec = issuedAtEpochSec + 3600;
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', Buffer.from(dataKey.Plaintext!), iv);
+  cipher.setAAD(Buffer.from(`limitrail-token-broker/v1|${cacheKey}|${expiresAtEpochSec}`, 'utf8'));
+  const body = Buffer.concat([cipher.update(accessToken, 'utf8'), cipher.final()]);
+  await stack.dynamodb.send(
+    new PutItemCommand({
+      TableName: stack.tableName,
+      Item: {
+        [TABLE_PARTITION_KEY]: { S: cacheKey },
+        expiresAtEpochSec: { N: String(expiresAtEpochSec) },
+        issuedAtEpochSec: { N: String(issuedAtEpochSec) },
+        refreshAtEpochSec: { N: String(issuedAtEpochSec + 2700) },
+        reissued: { BOOL: false },
+        client: { S: 'limitrail' },
+        scope: { S: [...scopes].sort().join(' ') },
+        tokenFingerprint: { S: 'aaaaaaaaaaaa' },
+        tokenCiphertext: { B: Buffer.concat([Buffer.of(1), iv, body, cipher.getAuthTag()]) },
+        wrappedDataKey: { B: dataKey.CiphertextBlob! },
+      },
+    }),
+  );
+};
