@@ -306,6 +306,29 @@ describe('osls package --stage ci', () => {
     }
   });
 
+  it('lets no administrator hand itself the key: named actions, no grants, one statement for key policy changes', () => {
+    const [, key] = resourcesOfType('AWS::KMS::Key')[0]!;
+    const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
+    const accountRoot = { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } };
+    const actions = statements.flatMap((s) => asArray(s.Action));
+    // Named actions: kms:Create* would include kms:CreateGrant, kms:Put* kms:PutKeyPolicy.
+    for (const action of actions) expect(action).toMatch(/^kms:[A-Za-z]+$/);
+    expect(actions).not.toContain('kms:CreateGrant');
+    // Only the functions' statement (checked above) uses the key.
+    const uses = /^kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey|GenerateMac|VerifyMac|Sign|Verify|DeriveSharedSecret)/;
+    expect(statements.filter((s) => asArray(s.Action).some((a) => uses.test(a))).map((s) => s.Sid)).toEqual(['BrokerFunctionsUseKey']);
+    // Key policy changes: one statement, the account root (AWS's lockout safety check needs whoever deploys to be
+    // allowed), held to the deploy role when the stage names one; no Deny anywhere that could lock it out.
+    const policyChanges = statements.filter((s) => asArray(s.Action).includes('kms:PutKeyPolicy'));
+    expect(policyChanges).toHaveLength(1);
+    expect(policyChanges[0]).toMatchObject({ Effect: 'Allow', Action: 'kms:PutKeyPolicy', Principal: accountRoot, Resource: '*' });
+    expect(policyChanges[0]!.Condition).toEqual({
+      'Fn::If': ['TokenKeyAdminRoleGiven', { ArnEquals: { 'aws:PrincipalArn': '' } }, { Ref: 'AWS::NoValue' }],
+    });
+    expect(template.Conditions!.TokenKeyAdminRoleGiven).toEqual({ 'Fn::Not': [{ 'Fn::Equals': ['', ''] }] });
+    for (const s of statements) expect(s).toMatchObject({ Effect: 'Allow', Principal: accountRoot });
+  });
+
   it('serves the token function on a Function URL with AuthType AWS_IAM', () => {
     const urls = resourcesOfType('AWS::Lambda::Url');
     expect(urls).toHaveLength(1);
