@@ -1,6 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // tsconfig.json "paths": the caller package (@limitrail/token-broker-client) from its sources, no build needed.
+  resolve: { tsconfigPaths: true },
   test: {
     include: ['test/**/*.test.ts'],
     // Integration tests start real processes on loopback (moto_server, the sandbox, osls).

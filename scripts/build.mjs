@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Bundles every functions/<name>/handler.ts into dist/<name>/handler.js for Lambda (`npm run build`).
+// Bundles every functions/<name>/handler.ts into dist/<name>/handler.js for Lambda (`npm run build`), and builds
+// the caller package clients/node into clients/node/dist/ (scripts/build-node-client.mjs).
 //
 // - CommonJS, platform node, target node20: the same bundle runs on the nodejs22.x runtime and on the
 //   Node 20 used locally (serverless-offline loads dist/, not the sources).
@@ -14,6 +15,8 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { buildNodeClient } from './build-node-client.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const functionsDir = join(root, 'functions');
@@ -64,14 +67,15 @@ const main = async () => {
   const names = findFunctions();
   if (names.length === 0) throw new Error('no functions/<name>/handler.ts found');
   const started = Date.now();
-  const rows = await Promise.all(names.map(bundle));
+  const [rows, clientFiles] = await Promise.all([Promise.all(names.map(bundle)), buildNodeClient(root)]);
   // A removed function's stale bundle must never be packaged. (dist/ itself is not wiped first, so
   // tests reading dist/ while someone rebuilds never find it missing.)
   for (const entry of readdirSync(distDir, { withFileTypes: true })) {
     if (!names.includes(entry.name)) rmSync(join(distDir, entry.name), { recursive: true, force: true });
   }
-  printSizes(rows);
-  console.log(`built ${rows.length} function(s) in ${Date.now() - started} ms`);
+  const clientRows = clientFiles.map((file) => ({ file, bytes: statSync(join(root, file)).size }));
+  printSizes([...rows, ...clientRows]);
+  console.log(`built ${rows.length} function(s) and the Node client package in ${Date.now() - started} ms`);
 };
 
 main().catch((err) => {

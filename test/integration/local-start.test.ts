@@ -9,13 +9,13 @@ import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TokenBrokerClient, invokeTransport } from '../../examples/caller';
+import { TokenBrokerClient, invokeTransport } from '@limitrail/token-broker-client';
 import type { LocalStack } from '../../local/token-cli';
 
 /**
  * The README's first command, `npm start`, as a new user runs it: the whole local stack (moto_server with IAM and
  * STS, the LimitRail sandbox, serverless-offline through osls) in `grants` mode, a real token request proven by a
- * demo caller role, and a clean stop on Ctrl-C. The caller example (examples/caller.ts) and `npm run token` then
+ * demo caller role, and a clean stop on Ctrl-C. The client package (@limitrail/token-broker-client) and `npm run token` then
  * get tokens from it over the Lambda Invoke API with proofs signed by session credentials from moto's AssumeRole;
  * a role without a grant, and a request without a proof, are refused.
  */
@@ -116,7 +116,7 @@ describe('npm start', () => {
 
   it('answers the caller example with proofs of the granted role, including a forced refresh after a 401', async () => {
     const credentials = await sessionOf(stack, stack.callers.granted, 'local-start-test');
-    const transport = invokeTransport(stack.functions.token!, lambda, { credentials, stsUrl: stack.stsEndpoint });
+    const transport = invokeTransport(stack.functions.token!, { lambda, credentials, stsUrl: stack.stsEndpoint });
     const broker = new TokenBrokerClient(transport);
     const token = await broker.token(['limitrail.usage.read']);
     expect(token).toMatch(/^eyJ/);
@@ -129,7 +129,7 @@ describe('npm start', () => {
 
   it('refuses a role without a grant, and a request without a proof, with access_denied 403', async () => {
     const credentials = await sessionOf(stack, stack.callers.nogrant, 'local-start-test');
-    const broker = new TokenBrokerClient(invokeTransport(stack.functions.token!, lambda, { credentials, stsUrl: stack.stsEndpoint }));
+    const broker = new TokenBrokerClient(invokeTransport(stack.functions.token!, { lambda, credentials, stsUrl: stack.stsEndpoint }));
     await expect(broker.token(['limitrail.usage.read'])).rejects.toMatchObject({ error: 'access_denied', status: 403 });
 
     const out = await lambda.send(
