@@ -3,31 +3,17 @@
  * that would be deployed. Runs fully offline: dummy credentials, and every AWS endpoint pointed at a closed
  * loopback port, so any call to AWS fails the packaging (and this test) instead of leaving the machine.
  */
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { promisify } from 'node:util';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ENV } from '../../functions/lib/env-names';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/table-schema';
 import { encryptionContextFor } from '../../functions/lib/token-cipher';
+import { packageStage, ROOT, type CfnResource as Resource, type Json, type PackagedStage } from '../support/packaged-stack';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const OSLS = join(ROOT, 'node_modules', 'osls', 'bin', 'serverless.js');
-const run = promisify(execFile);
-
-type Json = Record<string, unknown>;
-interface Resource {
-  Type: string;
-  Properties: Json;
-  DeletionPolicy?: string;
-  Condition?: string;
-}
 interface Statement {
   Sid?: string;
   Effect: string;
@@ -90,29 +76,9 @@ const encryptionContextCondition = (): Json =>
     Object.entries(encryptionContextFor('<table>')).map(([k, v]) => [`kms:EncryptionContext:${k}`, v === '<table>' ? { Ref: 'TokenTable' } : v]),
   );
 
-/** Offline-only environment for osls: no credentials of the developer, no reachable AWS endpoint. */
-const offlineEnv = (): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('AWS_') && !key.startsWith('SLS_') && !key.startsWith('SERVERLESS_')) env[key] = value;
-  }
-  return {
-    ...env,
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
-    AWS_REGION: 'eu-west-1',
-    AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_MAX_ATTEMPTS: '1',
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    SLS_TELEMETRY_DISABLED: '1',
-    SLS_NOTIFICATIONS_MODE: 'off',
-  };
-};
-
 describe('osls package --stage ci', () => {
-  let packageDir: string;
-  let template: { Resources: Record<string, Resource>; Conditions?: Json };
+  let packaged: PackagedStage | undefined;
+  let template: PackagedStage['template'];
   let zipNames: string[];
   let prewarmZipNames: string[];
 
@@ -131,32 +97,17 @@ describe('osls package --stage ci', () => {
     );
 
   beforeAll(async () => {
-    if (!['token', 'prewarm'].every((fn) => existsSync(join(ROOT, 'dist', fn, 'handler.js')))) {
-      await run(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
-    }
-    // A private output directory: parallel runs never clash, and nothing is written into the repo.
-    packageDir = await mkdtemp(join(tmpdir(), 'token-broker-package-'));
-    try {
-      await run(process.execPath, [OSLS, 'package', '--stage', 'ci', '--package', packageDir], {
-        cwd: ROOT,
-        env: offlineEnv(),
-        timeout: 110_000,
-      });
-    } catch (err) {
-      const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string };
-      throw new Error(`osls package failed:\n${stdout}\n${stderr}`);
-    }
-    template = JSON.parse(await readFile(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8'));
-    const state = JSON.parse(await readFile(join(packageDir, 'serverless-state.json'), 'utf8'));
-    // The state records where `osls deploy` will look for the zip (.serverless/); it is in packageDir now.
-    const zipOf = async (fn: string) =>
-      zipEntries(await readFile(join(packageDir, basename(state.service.functions[fn].package.artifact as string))));
+    packaged = await packageStage('ci');
+    template = packaged.template;
+    const { dir, state } = packaged;
+    // The state records where `osls deploy` will look for the zip (.serverless/); it is in the package dir now.
+    const zipOf = async (fn: string) => zipEntries(await readFile(join(dir, basename(state.service.functions[fn]!.package.artifact))));
     zipNames = await zipOf('token');
     prewarmZipNames = await zipOf('prewarm');
   }, 120_000);
 
   afterAll(async () => {
-    if (packageDir) await rm(packageDir, { recursive: true, force: true });
+    await packaged?.remove();
   });
 
   it('points the token function at the bundled handler, on nodejs22.x and arm64', () => {
