@@ -19,6 +19,7 @@ import { TABLE_PARTITION_KEY } from '../functions/lib/table-schema';
 import { startBrokerStack } from '../test/support/broker-stack';
 import { STS_REGION, startStsStack } from '../test/support/sts-stack';
 import { signIdentityProof } from '../examples/caller';
+import { NaiveCache } from './naive-cache';
 
 const percentile = (values: number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -165,7 +166,7 @@ const stampede = async () => {
   const run = async (containers: number, leases: boolean) => {
     await stack.dynamodb.send(new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }));
     const fleet = Array.from({ length: containers }, () =>
-      createTokenHandler(() => createRuntime(process.env, { logSink: silent, leases }), () => loggerFromEnv(process.env, silent)),
+      createTokenHandler(() => createRuntime(process.env, { logSink: silent, ...(leases ? {} : { lease: (deps) => new NaiveCache(deps) }) }), () => loggerFromEnv(process.env, silent)),
     );
     const before = stack.sandbox.stats().tokenRequests;
     const answers = await Promise.all(fleet.map((invoke) => invoke({ scopes })));

@@ -8,23 +8,26 @@ import type { Logger } from './logger';
 import type { MemoryTokenCache } from './memory-cache';
 import { DEGRADED_METRIC, type DegradedKind, type MetricName, type Metrics } from './metrics';
 import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLease, TokenSource } from './refresh-lease';
-import type { SecretSource } from './secret-source';
-import type { TokenFetcher } from './token-fetcher';
+import type { CredentialSource } from './secret-source';
+import { SingleFlight } from './single-flight';
+import type { TokenProvider } from './token-fetcher';
 import { type CachedToken, type TokenAnswer, isRefreshDue, isServable, remainingSec, toTokenAnswer } from './token-lifetime';
 import type { TokenRequest } from './token-request';
-import type { TokenStore } from './token-store';
+import type { TokenTable } from './token-store';
 
 export type { TokenSource } from './refresh-lease';
+
+/** Single flight across containers (RefreshLease; the benchmark's naive baseline implements it without a lease). */
+export type LeaseProtocol = Pick<RefreshLease, 'obtain' | 'refreshAhead' | 'refreshIfDue'>;
 
 export interface BrokerDeps {
   config: BrokerConfig;
   clock: Clock;
-  secrets: SecretSource;
-  store: TokenStore;
+  secrets: CredentialSource;
+  store: TokenTable;
   memory: MemoryTokenCache;
-  fetcher: TokenFetcher;
-  /** Cross-container single flight. Absent: a plain two-layer cache (only the benchmark's naive baseline). */
-  lease: RefreshLease | undefined;
+  fetcher: TokenProvider;
+  lease: LeaseProtocol;
   log: Logger;
 }
 
@@ -54,9 +57,9 @@ const SOURCE_METRIC: Record<TokenSource, MetricName> = { memory: 'MemoryHits', t
  */
 export class TokenBroker {
   /** In this container: the one table read, miss and refresh ahead in flight per key. */
-  readonly #reads = new Map<string, Promise<CachedToken | undefined>>();
-  readonly #misses = new Map<string, Promise<Outcome>>();
-  readonly #refreshes = new Map<string, Promise<Outcome>>();
+  readonly #reads = new SingleFlight<string, CachedToken | undefined>();
+  readonly #misses = new SingleFlight<string, Outcome>();
+  readonly #refreshes = new SingleFlight<string, Outcome>();
   /** Per key: when a forced refresh last fetched, for while the table (where this is kept) is down. */
   readonly #forcedFetchAtMs = new Map<string, number>();
 
@@ -87,14 +90,14 @@ export class TokenBroker {
       return served(await this.#maybeRefreshAhead(req, { token: inMemory, source: 'memory' }));
     }
     // A burst of requests for a key this container does not hold makes one table read, not one each.
-    const stored = await this.#once(this.#reads, req.cacheKey, () => this.#readTable(req));
+    const stored = await this.#reads.run(req.cacheKey, () => this.#readTable(req));
     if (stored && req.accept(stored, clock.nowMs())) {
       memory.set(req.cacheKey, stored);
       return served(await this.#maybeRefreshAhead(req, { token: stored, source: 'table' }));
     }
     options.metrics?.count('Misses');
     try {
-      return served(await this.#once(this.#misses, missFlightKey(req), () => this.#miss(req)));
+      return served(await this.#misses.run(missFlightKey(req), () => this.#miss(req)));
     } catch (err) {
       const fallback = this.#staleFallback(req, err, [inMemory, stored]);
       if (!fallback) throw err;
@@ -105,7 +108,6 @@ export class TokenBroker {
 
   /** Prewarm: refresh one scope set if it is missing or past its refresh point. */
   async prewarm(client: ClientConfig, scopes: readonly string[], options: CallOptions): Promise<PrewarmOutcome> {
-    if (!this.deps.lease) throw new Error('prewarming needs the refresh lease');
     const req = await this.#keyed({ client, scopes, minTtlSec: 0, forceRefresh: false, rejectedTokenSha256: undefined }, options);
     return this.deps.lease.refreshIfDue(req);
   }
@@ -180,31 +182,28 @@ export class TokenBroker {
   }
 
   #maybeRefreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> | Outcome {
-    const { lease } = this.deps;
-    if (!lease || !isRefreshDue(current.token, this.deps.clock.nowMs())) return current;
+    if (!isRefreshDue(current.token, this.deps.clock.nowMs())) return current;
     // One refresh per key in this container; other requests meanwhile get the current token at once.
     if (this.#refreshes.has(req.cacheKey)) return current;
-    return this.#once(this.#refreshes, req.cacheKey, () => lease.refreshAhead(req, current));
+    return this.#refreshes.run(req.cacheKey, () => this.deps.lease.refreshAhead(req, current));
   }
 
   async #miss(req: KeyedRequest): Promise<Outcome> {
-    const { lease } = this.deps;
-    if (!lease) return this.#withoutLease(req, true);
     try {
-      return await lease.obtain(req);
+      return await this.deps.lease.obtain(req);
     } catch (err) {
       if (!(err instanceof BrokerError && err.reason === 'table_unavailable')) throw err;
       req.degraded('table_bypass', err.reason);
-      return this.#withoutLease(req, false);
+      return this.#withoutTable(req);
     }
   }
 
   /**
-   * A miss without the lease (table down, or the lease-less baseline): fetch directly. A forced refresh is bounded
-   * as with the table, by this container's memory of the key's last forced fetch.
+   * A miss while the table is down: fetch directly (single flight within the container). A forced refresh is
+   * bounded as with the table, by this container's memory of the key's last forced fetch.
    */
-  #withoutLease(req: KeyedRequest, store: boolean): Promise<Outcome> | Outcome {
-    if (!req.forceRefresh) return this.#fetchDirectly(req, store);
+  #withoutTable(req: KeyedRequest): Promise<Outcome> | Outcome {
+    if (!req.forceRefresh) return this.#fetchDirectly(req);
     const nowMs = this.deps.clock.nowMs();
     const intervalMs = this.deps.config.forceRefreshMinIntervalSec * 1000;
     const next = decideForcedRefresh({
@@ -221,28 +220,13 @@ export class TokenBroker {
       for (const [key, atMs] of this.#forcedFetchAtMs) if (atMs <= nowMs - intervalMs) this.#forcedFetchAtMs.delete(key);
       this.#forcedFetchAtMs.set(req.cacheKey, nowMs);
     }
-    return this.#fetchDirectly(req, store);
+    return this.#fetchDirectly(req);
   }
 
-  async #fetchDirectly(req: KeyedRequest, store: boolean): Promise<Outcome> {
+  async #fetchDirectly(req: KeyedRequest): Promise<Outcome> {
     const token = await this.deps.fetcher.fetch(req);
     this.deps.memory.set(req.cacheKey, token);
-    if (store) {
-      await this.deps.store
-        .writeToken(req.cacheKey, token, req.client.name)
-        .catch((err: unknown) => req.log.warn('token not written to the table', { ...req.keyFields, ...errorLogFields(err) }));
-    }
     return { token, source: 'endpoint' };
-  }
-
-  /** Runs `work` once per key at a time; concurrent callers share its promise, and failures are not kept. */
-  #once<T>(inFlight: Map<string, Promise<T>>, key: string, work: () => Promise<T>): Promise<T> {
-    let pending = inFlight.get(key);
-    if (!pending) {
-      pending = work().finally(() => inFlight.delete(key));
-      inFlight.set(key, pending);
-    }
-    return pending;
   }
 }
 

@@ -1,25 +1,35 @@
+/**
+ * Single flight across containers: the refresh lease on a key's DynamoDB item. The protocol is written once, as a
+ * loop (`#run`) that performs one pure decision at a time:
+ *
+ *   look at the item -> decide: serve a token / wait for the holder / take the lease / give up
+ *   took the lease   -> decide again on the item as it now is (the double check): serve it, or fetch and write
+ *
+ * Waiting polls the item (consistent reads, backoff with full jitter), bounded by the lease and the invocation's
+ * deadline; a holder that dies blocks others only until its lease expires, and a lease nobody could have taken
+ * (pinned far out) counts as expired (lease-rules.ts). The four ways in are thin policies over that loop, each a
+ * decision function (`decide*`, exported for unit tests):
+ *   - obtain (a miss): serve a token someone wrote, else fetch under the lease;
+ *   - a forced refresh (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval;
+ *   - refreshAhead (past a token's refresh point): refresh if this request gets the lease, else serve the current
+ *     token at once and leave the key alone while the lease is held;
+ *   - refreshIfDue (prewarm): refresh a missing or due token through the lease.
+ */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fullJitterDelayMs } from './backoff';
 import type { Clock } from './clock';
 import type { ClientConfig } from './config';
-import { UnavailableError, errorLogFields } from './errors';
+import { type BrokerError, UnavailableError, errorLogFields } from './errors';
 import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
 import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';
 import type { Logger } from './logger';
 import type { MemoryTokenCache } from './memory-cache';
 import type { Metrics } from './metrics';
-import type { FetchContext, TokenFetcher } from './token-fetcher';
+import type { FetchContext, TokenProvider } from './token-fetcher';
 import { type CachedToken, isRefreshDue } from './token-lifetime';
-import type { StoredEntry, TokenStore } from './token-store';
+import type { StoredEntry, TokenTable } from './token-store';
 
-/**
- * Single flight across containers: before calling the token endpoint a container takes a refresh lease on the
- * key in DynamoDB (conditional write). Others wait for the token it writes — consistent reads, backoff with full
- * jitter — bounded by the lease and their own deadline; a holder that dies blocks them only until its lease
- * expires, and a lease nobody could have taken (pinned far out) counts as expired (lease-rules.ts). Past a token's
- * refresh point, the request that gets the lease refreshes and everyone else is served the still-valid token
- * without waiting. Forced refreshes take the lease too, and fetch at most once per interval (forced-refresh.ts).
- */
 export type TokenSource = 'memory' | 'table' | 'endpoint';
 
 export interface Outcome {
@@ -52,20 +62,112 @@ export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';
 
 /** After a failed refresh ahead, this container leaves the key alone this long: no hot retry. */
 export const REFRESH_RETRY_AFTER_MS = 5_000;
-const BACKOFF_BASE_MS = 25;
-const BACKOFF_CAP_MS = 400;
-const BACKOFF_FLOOR_MS = 5;
+/** Polling a held lease: 25 ms doubling to 400 ms, full jitter, at least 5 ms. */
+const POLL = { baseMs: 25, capMs: 400, floorMs: 5 } as const;
 
-/** Capped exponential backoff with full jitter (`random` in [0, 1)). */
-export const backoffDelayMs = (attempt: number, random: number): number =>
-  Math.max(BACKOFF_FLOOR_MS, Math.floor(random * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt)));
+/** The table as the lease protocol uses it. */
+export type LeaseStore = TokenTable;
 
-/** The table as the lease protocol uses it (a small interface, so tests can give a fake). */
-export type LeaseStore = Pick<TokenStore, 'read' | 'tryAcquireLease' | 'writeToken' | 'renewLease' | 'releaseLease'>;
+/** What a decision sees: the item as last read (undefined before any read) and whether this request holds the lease. */
+export interface LeaseView {
+  entry: StoredEntry | undefined;
+  nowMs: number;
+  /** Another container's lease holds this one off (lease-rules.ts isLeaseHeld). */
+  heldByOther: boolean;
+  /** This request has just taken the lease: the double check. */
+  owned: boolean;
+  /** This request's last attempt to take the lease failed (`entry` is the item as that attempt saw it). */
+  lost: boolean;
+}
+
+export type LeaseStep<Y> =
+  /** Answer with this token (releasing the lease when this request holds it). */
+  | { step: 'serve'; token: CachedToken }
+  /** Another container is fetching: poll the item, then decide again. */
+  | { step: 'wait' }
+  /** Try to take the lease; `claimForced`: as the interval's forced fetch. */
+  | { step: 'take'; claimForced?: boolean }
+  /** This request holds the lease: fetch, write the token, release the lease. */
+  | { step: 'fetch' }
+  /** Stop without a token of this request's own; the policy's result. */
+  | { step: 'yield'; value: Y }
+  /** Refuse the request. */
+  | { step: 'refuse'; error: BrokerError };
+
+export type LeaseDecision<Y> = (view: LeaseView) => LeaseStep<Y>;
+
+type RunResult<Y> = { kind: 'served'; token: CachedToken } | { kind: 'fetched'; token: CachedToken } | { kind: 'yielded'; value: Y };
+
+interface Policy<Y> {
+  decide: LeaseDecision<Y>;
+  /** How the item is read before the first decision; 'none' when the caller has just read it (a miss). */
+  firstRead: 'none' | 'eventual' | 'consistent';
+  /** The token a fetch replaces (to recognize a re-issued token); default the item's. */
+  previous?: (entry: StoredEntry) => CachedToken | undefined;
+}
+
+/** A miss: serve a token that answers the request, else wait for the holder or take the lease and fetch. */
+export const decideMiss =
+  (accept: KeyedRequest['accept']): LeaseDecision<never> =>
+  ({ entry, nowMs, heldByOther, owned }) => {
+    const token = entry?.token;
+    if (owned) return token && accept(token, nowMs) && !isRefreshDue(token, nowMs) ? { step: 'serve', token } : { step: 'fetch' };
+    if (token && accept(token, nowMs)) return { step: 'serve', token };
+    return heldByOther ? { step: 'wait' } : { step: 'take' };
+  };
+
+/** A forced refresh: forced-refresh.ts decides before the lease; with it, serve what answers the request or fetch. */
+export const decideForced =
+  (req: KeyedRequest, forceRefreshIntervalMs: number): LeaseDecision<never> =>
+  ({ entry, nowMs, heldByOther, owned }) => {
+    if (owned) return entry?.token && req.accept(entry.token, nowMs) ? { step: 'serve', token: entry.token } : { step: 'fetch' };
+    const next = decideForcedRefresh({
+      token: entry?.token,
+      leaseHeld: heldByOther,
+      blockedUntilMs: forcedFetchBlockedUntilMs(entry?.forcedFetchAtEpochMs, nowMs, forceRefreshIntervalMs),
+      rejectedTokenSha256: req.rejectedTokenSha256,
+      minTtlSec: req.minTtlSec,
+      nowMs,
+    });
+    switch (next.step) {
+      case 'serve':
+        return { step: 'serve', token: next.token };
+      case 'wait':
+        return { step: 'wait' };
+      case 'fetch':
+        return { step: 'take', claimForced: next.claim };
+      case 'refuse':
+        return { step: 'refuse', error: forcedRefreshLimited(next.retryAfterSec, Math.round(forceRefreshIntervalMs / 1000)) };
+    }
+  };
+
+/**
+ * Refresh ahead of `current`: a newer token someone wrote is served; if another container has the lease this one
+ * gives up (serving `current`) and stays quiet until that lease ends, never longer than a lease can last. It does
+ * not wait: every caller meanwhile is served the current token.
+ */
+export const decideRefreshAhead =
+  (current: CachedToken, leaseDurationMs: number): LeaseDecision<{ quietUntilMs: number }> =>
+  ({ entry, nowMs, owned, lost }) => {
+    const token = entry?.token;
+    if (token && token.expiresAtEpochSec > current.expiresAtEpochSec && !isRefreshDue(token, nowMs)) return { step: 'serve', token };
+    if (owned) return { step: 'fetch' };
+    if (!lost) return { step: 'take' };
+    const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + REFRESH_RETRY_AFTER_MS;
+    return { step: 'yield', value: { quietUntilMs: Math.min(leaseUntilMs, nowMs + leaseDurationMs) } };
+  };
+
+/** Prewarm: a token not yet due is fresh; a lease someone else has means another container is at it; else refresh. */
+export const decidePrewarm: LeaseDecision<PrewarmOutcome> = ({ entry, nowMs, owned, lost }) => {
+  const token = entry?.token;
+  if (token && !isRefreshDue(token, nowMs)) return owned ? { step: 'serve', token } : { step: 'yield', value: 'fresh' };
+  if (owned) return { step: 'fetch' };
+  return lost ? { step: 'yield', value: 'in_progress' } : { step: 'take' };
+};
 
 export interface RefreshLeaseDeps {
   store: LeaseStore;
-  fetcher: Pick<TokenFetcher, 'fetch'>;
+  fetcher: TokenProvider;
   memory: MemoryTokenCache;
   clock: Clock;
   leaseDurationMs: number;
@@ -90,71 +192,12 @@ export class RefreshLease {
 
   /** A miss: the token someone fetched under the lease — this container or another one. */
   async obtain(req: KeyedRequest): Promise<Outcome> {
-    if (req.forceRefresh) return this.#obtainForced(req);
-    const { clock, store } = this.deps;
-    const accepted = (entry: StoredEntry, nowMs: number) => entry.token !== undefined && req.accept(entry.token, nowMs);
-    for (;;) {
-      const nowMs = clock.nowMs();
-      if (nowMs >= req.deadlineMs) {
-        throw new UnavailableError('no time left in this invocation to wait for or take the refresh lease', 'lease_wait_timeout');
-      }
-      const owner = this.#newOwner();
-      const attempt = await store.tryAcquireLease(req.cacheKey, owner, this.#leaseRequest(nowMs));
-      if (attempt.acquired) {
-        const current = attempt.entry.token;
-        if (current && req.accept(current, nowMs) && !isRefreshDue(current, nowMs)) {
-          await store.releaseLease(req.cacheKey, owner); // another holder wrote it just before
-          return this.#remember(req, current, 'table');
-        }
-        return { token: await this.#refreshUnderLease(req, owner, attempt.entry), source: 'endpoint' };
-      }
-      const entry = await this.#waitWhileHeld(req, attempt.entry, accepted);
-      if (accepted(entry, clock.nowMs())) return this.#remember(req, entry.token!, 'table');
-      // The lease expired or was released without a token: try to take it.
-    }
-  }
-
-  /**
-   * A forced refresh: decided by forced-refresh.ts on the item as it is, then served, refused, waited for, or
-   * fetched under the lease — claiming the interval's forced fetch in the same conditional write, so across all
-   * containers one forced refresh per interval reaches the endpoint. A lost race shows the item as it now is.
-   */
-  async #obtainForced(req: KeyedRequest): Promise<Outcome> {
-    const { clock, store, leaseDurationMs, forceRefreshIntervalMs } = this.deps;
-    const accepted = (entry: StoredEntry, nowMs: number) => entry.token !== undefined && req.accept(entry.token, nowMs);
-    let entry = await store.read(req.cacheKey, true);
-    for (;;) {
-      const nowMs = clock.nowMs();
-      if (nowMs >= req.deadlineMs) {
-        throw new UnavailableError('no time left in this invocation to wait for or take the refresh lease', 'lease_wait_timeout');
-      }
-      const next = decideForcedRefresh({
-        token: entry.token,
-        leaseHeld: isLeaseHeld(entry.lease?.untilEpochMs, nowMs, leaseDurationMs),
-        blockedUntilMs: forcedFetchBlockedUntilMs(entry.forcedFetchAtEpochMs, nowMs, forceRefreshIntervalMs),
-        rejectedTokenSha256: req.rejectedTokenSha256,
-        minTtlSec: req.minTtlSec,
-        nowMs,
-      });
-      if (next.step === 'serve') return this.#remember(req, next.token, 'table');
-      if (next.step === 'refuse') throw forcedRefreshLimited(next.retryAfterSec, Math.round(forceRefreshIntervalMs / 1000));
-      if (next.step === 'wait') {
-        entry = await this.#waitWhileHeld(req, entry, accepted);
-        continue;
-      }
-      const owner = this.#newOwner();
-      const claim = next.claim ? { forceRefreshIntervalMs } : {};
-      const attempt = await store.tryAcquireLease(req.cacheKey, owner, { ...this.#leaseRequest(nowMs), ...claim });
-      if (!attempt.acquired) {
-        entry = attempt.entry;
-        continue;
-      }
-      if (accepted(attempt.entry, nowMs)) {
-        await store.releaseLease(req.cacheKey, owner); // a token that answers this one was written just before
-        return this.#remember(req, attempt.entry.token!, 'table');
-      }
-      return { token: await this.#refreshUnderLease(req, owner, attempt.entry), source: 'endpoint' };
-    }
+    const policy: Policy<never> = req.forceRefresh
+      ? { decide: decideForced(req, this.deps.forceRefreshIntervalMs), firstRead: 'consistent' }
+      : { decide: decideMiss(req.accept), firstRead: 'none' };
+    const result = await this.#run(req, policy);
+    if (result.kind === 'yielded') throw new Error('unreachable: a miss never yields');
+    return { token: result.token, source: result.kind === 'fetched' ? 'endpoint' : 'table' };
   }
 
   /**
@@ -163,37 +206,25 @@ export class RefreshLease {
    * current token is served and the key is left alone for REFRESH_RETRY_AFTER_MS.
    */
   async refreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> {
-    const { clock, store } = this.deps;
-    const nowMs = clock.nowMs();
+    const nowMs = this.deps.clock.nowMs();
     const quietUntilMs = this.#quietUntilMs.get(req.cacheKey);
     if (quietUntilMs !== undefined) {
       if (quietUntilMs > nowMs) return current;
       this.#quietUntilMs.delete(req.cacheKey);
     }
-    const newer = (entry: StoredEntry) =>
-      entry.token && entry.token.expiresAtEpochSec > current.token.expiresAtEpochSec && !isRefreshDue(entry.token, nowMs)
-        ? entry.token
-        : undefined;
     try {
-      const stored = await store.read(req.cacheKey);
-      const already = newer(stored);
-      if (already) return this.#remember(req, already, 'table');
-      const owner = this.#newOwner();
-      const attempt = await store.tryAcquireLease(req.cacheKey, owner, this.#leaseRequest(nowMs));
-      const seen = newer(attempt.entry);
-      if (!attempt.acquired) {
-        // Quiet while the lease is held, but never longer than a lease can last, whatever the item says.
-        const leaseUntilMs = attempt.entry.lease?.untilEpochMs ?? nowMs + REFRESH_RETRY_AFTER_MS;
-        this.#quietUntilMs.set(req.cacheKey, Math.min(leaseUntilMs, nowMs + this.deps.leaseDurationMs));
-        return seen ? this.#remember(req, seen, 'table') : current;
+      const result = await this.#run(req, {
+        decide: decideRefreshAhead(current.token, this.deps.leaseDurationMs),
+        firstRead: 'eventual',
+        previous: (entry) => entry.token ?? current.token,
+      });
+      if (result.kind === 'yielded') {
+        this.#quietUntilMs.set(req.cacheKey, result.value.quietUntilMs);
+        return current;
       }
-      if (seen) {
-        await store.releaseLease(req.cacheKey, owner);
-        return this.#remember(req, seen, 'table');
-      }
-      return { token: await this.#refreshUnderLease(req, owner, attempt.entry, attempt.entry.token ?? current.token), source: 'endpoint' };
+      return { token: result.token, source: result.kind === 'fetched' ? 'endpoint' : 'table' };
     } catch (err) {
-      this.#quietUntilMs.set(req.cacheKey, clock.nowMs() + REFRESH_RETRY_AFTER_MS);
+      this.#quietUntilMs.set(req.cacheKey, this.deps.clock.nowMs() + REFRESH_RETRY_AFTER_MS);
       req.log.warn('refresh ahead failed; serving the current token', { ...req.keyFields, ...errorLogFields(err) });
       return current;
     }
@@ -201,57 +232,69 @@ export class RefreshLease {
 
   /** For the prewarm function: refresh when the token is missing or past its refresh point, through the lease. */
   async refreshIfDue(req: KeyedRequest): Promise<PrewarmOutcome> {
-    const { clock, store } = this.deps;
-    const nowMs = clock.nowMs();
-    const stored = await store.read(req.cacheKey, true);
-    if (stored.token && !isRefreshDue(stored.token, nowMs)) return 'fresh';
-    const owner = this.#newOwner();
-    const attempt = await store.tryAcquireLease(req.cacheKey, owner, this.#leaseRequest(nowMs));
-    if (!attempt.acquired) return 'in_progress';
-    const current = attempt.entry.token;
-    if (current && !isRefreshDue(current, nowMs)) {
-      await store.releaseLease(req.cacheKey, owner);
-      return 'fresh';
-    }
-    await this.#refreshUnderLease(req, owner, attempt.entry);
-    return 'refreshed';
+    const result = await this.#run(req, { decide: decidePrewarm, firstRead: 'consistent' });
+    return result.kind === 'yielded' ? result.value : result.kind === 'fetched' ? 'refreshed' : 'fresh';
   }
 
-  /**
-   * Polls the item (consistent reads, backoff with full jitter) while another container holds the lease, until
-   * `done` or the lease is no longer held (expired, released, or never a lease a holder could set). Returns the
-   * item as last read.
-   */
-  async #waitWhileHeld(req: KeyedRequest, first: StoredEntry, done: (entry: StoredEntry, nowMs: number) => boolean): Promise<StoredEntry> {
-    const { clock, store, leaseDurationMs } = this.deps;
-    const { deadlineMs } = req;
-    let entry = first;
-    for (let attempt = 0; ; attempt++) {
+  /** The protocol: decide, act, decide again, until a token is served or fetched, or the policy gives up. */
+  async #run<Y>(req: KeyedRequest, policy: Policy<Y>): Promise<RunResult<Y>> {
+    const { clock, store, leaseDurationMs, forceRefreshIntervalMs } = this.deps;
+    let entry = policy.firstRead === 'none' ? undefined : await store.read(req.cacheKey, policy.firstRead === 'consistent');
+    let waits = 0;
+    let lost = false;
+    for (;;) {
       const nowMs = clock.nowMs();
-      const leaseUntilMs = entry.lease?.untilEpochMs;
-      if (done(entry, nowMs) || leaseUntilMs === undefined || !isLeaseHeld(leaseUntilMs, nowMs, leaseDurationMs)) return entry;
-      if (nowMs >= deadlineMs) {
+      const heldByOther = isLeaseHeld(entry?.lease?.untilEpochMs, nowMs, leaseDurationMs);
+      const next = policy.decide({ entry, nowMs, heldByOther, owned: false, lost });
+      if (next.step === 'serve') return { kind: 'served', token: this.#remember(req, next.token) };
+      if (next.step === 'yield') return { kind: 'yielded', value: next.value };
+      if (next.step === 'refuse') throw next.error;
+      if (nowMs >= req.deadlineMs) {
         throw new UnavailableError(
-          'another container is fetching this token and it did not arrive before this invocation ran out of time',
+          waits > 0
+            ? 'another container is fetching this token and it did not arrive before this invocation ran out of time'
+            : 'no time left in this invocation to wait for or take the refresh lease',
           'lease_wait_timeout',
         );
       }
-      if (attempt === 0) {
-        req.metrics?.count('LeaseWaits');
-        req.log.debug('waiting for the refresh lease holder', req.keyFields);
+      if (next.step === 'wait') {
+        if (waits === 0) {
+          req.metrics?.count('LeaseWaits');
+          req.log.debug('waiting for the refresh lease holder', req.keyFields);
+        }
+        const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + POLL.capMs;
+        await this.#sleep(Math.min(fullJitterDelayMs(waits, this.#random(), POLL), leaseUntilMs - nowMs, req.deadlineMs - nowMs));
+        waits += 1;
+        lost = false;
+        entry = await store.read(req.cacheKey, true);
+        continue;
       }
-      await this.#sleep(Math.min(backoffDelayMs(attempt, this.#random()), leaseUntilMs - nowMs, deadlineMs - nowMs));
-      entry = await store.read(req.cacheKey, true);
+      if (next.step === 'fetch') throw new Error('unreachable: fetch without the lease');
+      waits = 0;
+      const owner = this.#newOwner();
+      const claim = next.claimForced ? { forceRefreshIntervalMs } : {};
+      const attempt = await store.tryAcquireLease(req.cacheKey, owner, { nowMs, leaseDurationMs, ...claim });
+      entry = attempt.entry;
+      lost = !attempt.acquired;
+      if (lost) continue;
+      const again = policy.decide({ entry, nowMs, heldByOther: false, owned: true, lost });
+      if (again.step === 'fetch') {
+        const previous = policy.previous ? policy.previous(entry) : entry.token;
+        return { kind: 'fetched', token: await this.#fetchUnderLease(req, owner, entry, previous) };
+      }
+      await store.releaseLease(req.cacheKey, owner); // what answers the request was written just before
+      if (again.step === 'serve') return { kind: 'served', token: this.#remember(req, again.token) };
+      if (again.step === 'yield') return { kind: 'yielded', value: again.value };
+      if (again.step === 'refuse') throw again.error;
     }
   }
 
   /** Fetches while holding the lease, then writes the token (replacing `seen` if it was unusable) and releases it. */
-  async #refreshUnderLease(req: KeyedRequest, owner: string, seen: StoredEntry, previous = seen.token): Promise<CachedToken> {
+  async #fetchUnderLease(req: KeyedRequest, owner: string, seen: StoredEntry, previous: CachedToken | undefined): Promise<CachedToken> {
     const { clock, fetcher, store } = this.deps;
     // Retries may outlast the lease: renew it before each one, so no other container starts a second fetch.
     const beforeRetry = async () => {
-      const nowMs = clock.nowMs();
-      await store.renewLease(req.cacheKey, owner, nowMs + this.deps.leaseDurationMs).catch(() => undefined);
+      await store.renewLease(req.cacheKey, owner, clock.nowMs() + this.deps.leaseDurationMs).catch(() => undefined);
     };
     let token: CachedToken;
     try {
@@ -271,13 +314,9 @@ export class RefreshLease {
     return token;
   }
 
-  #leaseRequest(nowMs: number) {
-    return { nowMs, leaseDurationMs: this.deps.leaseDurationMs };
-  }
-
-  #remember(req: KeyedRequest, token: CachedToken, source: TokenSource): Outcome {
+  #remember(req: KeyedRequest, token: CachedToken): CachedToken {
     this.deps.memory.set(req.cacheKey, token);
-    return { token, source };
+    return token;
   }
 
   #newOwner(): string {

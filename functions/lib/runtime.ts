@@ -1,7 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { TokenBroker } from './broker';
+import { type LeaseProtocol, TokenBroker } from './broker';
 import { type Clock, systemClock } from './clock';
 import { type BrokerConfig, loadConfig } from './config';
 import { Logger, type LogSink, parseLogLevel, stdoutSink } from './logger';
@@ -9,7 +9,7 @@ import { MemoryTokenCache } from './memory-cache';
 import { Metrics } from './metrics';
 import { SecretSource } from './secret-source';
 import { TokenCipher } from './token-cipher';
-import { RefreshLease } from './refresh-lease';
+import { RefreshLease, type RefreshLeaseDeps } from './refresh-lease';
 import { TokenFetcher } from './token-fetcher';
 import { TokenStore } from './token-store';
 import { type CallerVerifier, IdentityVerifier } from './identity-verifier';
@@ -36,8 +36,8 @@ export interface RuntimeOverrides {
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
   callers?: CallerVerifier;
-  /** false: no cross-container lease (the benchmark's naive baseline only). */
-  leases?: boolean;
+  /** Another single flight across containers than the refresh lease (the benchmark's naive baseline, bench/). */
+  lease?: (deps: RefreshLeaseDeps) => LeaseProtocol;
 }
 
 /** AWS calls are on the request path: fail fast and let the broker degrade instead of hanging. */
@@ -65,17 +65,15 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
     timeoutMs: config.tokenEndpointTimeoutMs,
     maxAttempts: config.tokenEndpointMaxAttempts,
   });
-  const lease =
-    overrides.leases === false
-      ? undefined
-      : new RefreshLease({
-          store,
-          fetcher,
-          memory,
-          clock,
-          leaseDurationMs: config.refreshLeaseMs,
-          forceRefreshIntervalMs: config.forceRefreshMinIntervalSec * 1000,
-        });
+  const leaseDeps: RefreshLeaseDeps = {
+    store,
+    fetcher,
+    memory,
+    clock,
+    leaseDurationMs: config.refreshLeaseMs,
+    forceRefreshIntervalMs: config.forceRefreshMinIntervalSec * 1000,
+  };
+  const lease = overrides.lease ? overrides.lease(leaseDeps) : new RefreshLease(leaseDeps);
   const broker = new TokenBroker({ config, clock, log, secrets, store, memory, fetcher, lease });
   if (config.callerAuth === 'invoke-permission') {
     log.warn('CALLER_AUTH=invoke-permission: a direct invoke without an identity proof may get every configured scope', {

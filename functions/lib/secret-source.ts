@@ -2,6 +2,7 @@ import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/clien
 import { describeAwsError, isUnavailable } from './aws-errors';
 import type { Clock } from './clock';
 import { BrokerError, ConfigurationError, UnavailableError, quote } from './errors';
+import { SingleFlight } from './single-flight';
 
 /**
  * OAuth client credentials read from a secret. The secret is held in a private field, so it does not show in
@@ -52,14 +53,23 @@ export interface SecretReadOptions {
   onFallback?: (reason: string) => void;
 }
 
+/** Where the broker gets an upstream client's credentials (SecretSource; a fake in unit tests). */
+export interface CredentialSource {
+  get(secretId: string, options?: SecretReadOptions): Promise<ClientCredentials>;
+  /** The previous version, if the secret has one (after a rotation). */
+  previous(secretId: string): Promise<ClientCredentials | undefined>;
+  /** Keeps `credentials` as the secret's (a previous version the endpoint still accepts). */
+  remember(credentials: ClientCredentials): void;
+}
+
 /**
  * Client credentials from Secrets Manager, cached in memory per container for at most `maxAgeSec`. Concurrent
  * reads of one secret share one request; a failed read is not cached. If Secrets Manager is unavailable, the last
  * credentials read are used, whatever their age.
  */
-export class SecretSource {
+export class SecretSource implements CredentialSource {
   readonly #cache = new Map<string, { credentials: ClientCredentials; fetchedAtMs: number }>();
-  readonly #inFlight = new Map<string, Promise<ClientCredentials>>();
+  readonly #inFlight = new SingleFlight<string, ClientCredentials>();
 
   constructor(
     private readonly client: SecretsManagerClient,
@@ -72,13 +82,8 @@ export class SecretSource {
     if (cached && !options.fresh && this.clock.nowMs() - cached.fetchedAtMs < this.maxAgeSec * 1000) {
       return cached.credentials;
     }
-    let pending = this.#inFlight.get(secretId);
-    if (!pending) {
-      pending = this.#read(secretId, 'AWSCURRENT').finally(() => this.#inFlight.delete(secretId));
-      this.#inFlight.set(secretId, pending);
-    }
     try {
-      const credentials = await pending;
+      const credentials = await this.#inFlight.run(secretId, () => this.#read(secretId, 'AWSCURRENT'));
       this.#cache.set(secretId, { credentials, fetchedAtMs: this.clock.nowMs() });
       return credentials;
     } catch (err) {

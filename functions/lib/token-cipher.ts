@@ -3,6 +3,7 @@ import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk
 import { describeAwsError } from './aws-errors';
 import type { Clock } from './clock';
 import { UnavailableError } from './errors';
+import { SingleFlight } from './single-flight';
 
 /**
  * Envelope encryption of cached tokens: AES-256-GCM under a data key from KMS `GenerateDataKey`. The wrapped
@@ -45,7 +46,7 @@ interface DataKey {
 export class TokenCipher {
   /** Per table: the data key for sealing, and its generation in flight. */
   readonly #encryptionKeys = new Map<string, DataKey>();
-  readonly #generating = new Map<string, Promise<DataKey>>();
+  readonly #generating = new SingleFlight<string, DataKey>();
   /** Unwrapped data keys by table and wrapped key: a key unwrapped for one table never opens another's item. */
   readonly #unwrapped = new Map<string, DataKey>();
 
@@ -95,17 +96,11 @@ export class TokenCipher {
   #currentEncryptionKey(tableName: string): Promise<DataKey> {
     const key = this.#encryptionKeys.get(tableName);
     if (key && this.#isFresh(key)) return Promise.resolve(key);
-    let generating = this.#generating.get(tableName);
-    if (!generating) {
-      generating = this.#generate(tableName)
-        .then((fresh) => {
-          this.#encryptionKeys.set(tableName, fresh);
-          return fresh;
-        })
-        .finally(() => this.#generating.delete(tableName)); // failures are not cached
-      this.#generating.set(tableName, generating);
-    }
-    return generating;
+    return this.#generating.run(tableName, async () => {
+      const fresh = await this.#generate(tableName);
+      this.#encryptionKeys.set(tableName, fresh);
+      return fresh;
+    });
   }
 
   async #generate(tableName: string): Promise<DataKey> {

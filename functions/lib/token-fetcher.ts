@@ -1,18 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fullJitterDelayMs } from './backoff';
 import { tokenFingerprint } from './cache-key';
 import type { Clock } from './clock';
 import type { ClientConfig } from './config';
 import { BrokerError, ConfigurationError, UnavailableError, UpstreamError, quote } from './errors';
 import type { Logger } from './logger';
 import type { DegradedKind, Metrics } from './metrics';
-import type { ClientCredentials, SecretSource } from './secret-source';
+import type { ClientCredentials, CredentialSource } from './secret-source';
 import { type TokenGrant, requestToken as httpRequestToken } from './token-endpoint';
 import { type CachedToken, lifetimeOf } from './token-lifetime';
 
 /** Below this much time left before the deadline, no token request is started. */
 export const MIN_REQUEST_BUDGET_MS = 100;
-const RETRY_BASE_MS = 100;
-const RETRY_CAP_MS = 2_000;
+/** Token request retries: 100 ms doubling to 2 s, full jitter. */
+const RETRY = { baseMs: 100, capMs: 2_000 } as const;
 
 /** Failures worth another attempt: network errors, timeouts, 429 and 5xx. Never another 4xx. */
 const RETRYABLE = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable']);
@@ -20,7 +21,7 @@ export const isRetryable = (err: unknown): boolean => err instanceof BrokerError
 
 /** Capped exponential backoff with full jitter, but never shorter than the server's Retry-After. */
 export const retryDelayMs = (attempt: number, random: number, retryAfterMs?: number): number =>
-  Math.max(retryAfterMs ?? 0, Math.floor(random * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1))));
+  Math.max(retryAfterMs ?? 0, fullJitterDelayMs(attempt - 1, random, RETRY));
 
 export interface FetchContext {
   client: ClientConfig;
@@ -46,17 +47,22 @@ export interface TokenFetcherOptions {
   random?: () => number;
 }
 
+/** Where the broker gets a new token: the token endpoint (TokenFetcher) or, in unit tests, a fake. */
+export interface TokenProvider {
+  fetch(ctx: FetchContext): Promise<CachedToken>;
+}
+
 /**
  * Fetches one token from the token endpoint: the client's credentials (following a secret rotation), the
  * request with retries inside the time left, and the token's lifetime. A refresh that gets back the token it was
  * meant to replace marks it re-issued.
  */
-export class TokenFetcher {
+export class TokenFetcher implements TokenProvider {
   readonly #request: typeof httpRequestToken;
   readonly #random: () => number;
 
   constructor(
-    private readonly secrets: SecretSource,
+    private readonly secrets: CredentialSource,
     private readonly clock: Clock,
     private readonly options: TokenFetcherOptions,
   ) {

@@ -85,7 +85,22 @@ const isConditionFailure = (err: unknown): boolean =>
 const unavailable = (what: string, err: unknown) =>
   new UnavailableError(`DynamoDB ${what} failed: ${describeAwsError(err)}`, 'table_unavailable', { cause: err });
 
-export class TokenStore {
+/**
+ * The token table as the broker and the lease protocol use it (TokenStore is the DynamoDB one; unit tests use an
+ * in-memory one with the same conditions).
+ */
+export interface TokenTable {
+  /** The item, parsed and authenticated; `consistent` for lease coordination. */
+  read(cacheKey: string, consistent?: boolean): Promise<StoredEntry>;
+  /** Takes the refresh lease unless another owner holds it; the answer carries the item as it now is. */
+  tryAcquireLease(cacheKey: string, owner: string, request: LeaseRequest): Promise<LeaseAttempt>;
+  /** Writes a token unless a longer-lived one is stored, releasing `owner`'s lease; false when it was not written. */
+  writeToken(cacheKey: string, token: CachedToken, clientName: string, owner?: string, replaces?: Uint8Array): Promise<boolean>;
+  renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
+  releaseLease(cacheKey: string, owner: string): Promise<void>;
+}
+
+export class TokenStore implements TokenTable {
   constructor(
     private readonly ddb: DynamoDBClient,
     private readonly tableName: string,

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { UnavailableError, UpstreamError } from '../../functions/lib/errors';
-import { backoffDelayMs } from '../../functions/lib/refresh-lease';
+import { fullJitterDelayMs } from '../../functions/lib/backoff';
+
+const backoffDelayMs = (attempt: number, random: number) => fullJitterDelayMs(attempt, random, { baseMs: 25, capMs: 400, floorMs: 5 });
 import { parseRetryAfterMs } from '../../functions/lib/token-endpoint';
 import { isRetryable, retryDelayMs } from '../../functions/lib/token-fetcher';
 
