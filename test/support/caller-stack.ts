@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -151,8 +152,15 @@ const startFunctionUrl = async (
       if (service !== 'lambda' || !date) return refuse(res, 'The request signature we calculated does not match the signature you provided.');
       const headers: Record<string, string> = {};
       for (const name of signedHeaders!.split(';')) headers[name] = String(req.headers[name] ?? '');
+      // A signed payload hash must be the body's (the signer trusts the header when it is there).
+      const payloadHash = headers['x-amz-content-sha256'];
+      if (payloadHash !== undefined && payloadHash !== createHash('sha256').update(body).digest('hex')) {
+        return refuse(res, 'The provided x-amz-content-sha256 header does not match what was computed.');
+      }
       const url = new URL(req.url ?? '/', 'http://placeholder');
-      const expected = await new SignatureV4({ service: 'lambda', region: region!, credentials: signer.credentials, sha256: Hash.bind(null, 'sha256') }).sign(
+      // applyChecksum false: x-amz-content-sha256 is signed only if the caller signed it (the Node SDK does, botocore not).
+      const verifier = new SignatureV4({ service: 'lambda', region: region!, credentials: signer.credentials, sha256: Hash.bind(null, 'sha256'), applyChecksum: false });
+      const expected = await verifier.sign(
         { method: req.method ?? 'POST', protocol: 'http:', hostname: '127.0.0.1', path: url.pathname, headers, body: body.toString('utf8') },
         { signingDate: new Date(Date.UTC(+date[1]!, +date[2]! - 1, +date[3]!, +date[4]!, +date[5]!, +date[6]!)) },
       );

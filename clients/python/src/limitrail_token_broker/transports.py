@@ -1,0 +1,172 @@
+"""The two ways to reach the broker, each attaching a fresh identity proof to every request:
+
+- ``invoke_transport``: the Lambda Invoke API (``lambda:InvokeFunction``);
+- ``url_transport``: the Function URL (AuthType AWS_IAM), a SigV4-signed POST (service ``lambda``).
+
+A transport is called with the token request (a dict) and returns the broker's JSON answer as it came
+(``TokenBrokerClient`` checks it). It raises ``TokenBrokerError`` for what kept the answer from coming: a Lambda
+function error is ``server_error``, an unreachable or throttling API ``temporarily_unavailable`` (retried), a refused
+invoke ``access_denied``. Their reprs name the function or URL and the audience, never credentials."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable, Mapping, Optional
+
+import boto3
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.httpsession import URLLib3Session
+
+from .errors import ACCESS_DENIED, INVALID_REQUEST, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, TokenBrokerError
+from .proof import quiet, sign, sign_identity_proof
+
+Transport = Callable[[Mapping[str, Any]], Any]
+
+#: A call that gets no answer within this long is given up (the broker's own limit is 15 s).
+REQUEST_TIMEOUT_SEC = 20
+
+
+def function_name_of(name_or_arn: str) -> str:
+    """The function's name from any form Lambda accepts: name, ``name:qualifier``, full or partial ARN."""
+    match = re.search(r"(?:^|:)function:([^:]+)", name_or_arn)
+    return match.group(1) if match else name_or_arn.split(":")[0]
+
+
+def _unavailable(description: str) -> TokenBrokerError:
+    return TokenBrokerError(TEMPORARILY_UNAVAILABLE, 503, description)
+
+
+def _frozen_credentials(session: boto3.session.Session):
+    """The session's current credentials (a refreshing provider refreshes them here as they near expiry)."""
+    credentials = session.get_credentials()
+    return None if credentials is None else credentials.get_frozen_credentials()
+
+
+def invoke_failure(err: ClientError) -> TokenBrokerError:
+    """What a refused Invoke call means for the caller. Lambda's errors name the caller and the function, never the payload."""
+    code = err.response.get("Error", {}).get("Code", "Error")
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    what = f"{code}: {err.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+    if status == 429 or status >= 500:
+        return _unavailable(f"the Lambda API is unavailable ({what})")
+    if status in (401, 403):
+        return TokenBrokerError(
+            ACCESS_DENIED, 403, f"Lambda refused the invoke ({what}); the caller's role needs lambda:InvokeFunction on the token function"
+        )
+    return TokenBrokerError(INVALID_REQUEST, status, f"Lambda refused the invoke ({what})")
+
+
+class _InvokeTransport:
+    def __init__(self, function_name: str, lambda_client: Any, session: boto3.session.Session, audience: str, region: Optional[str]):
+        self._function_name = function_name
+        self._lambda = lambda_client
+        self._session = session
+        self._audience = audience
+        self._region = region
+
+    def __call__(self, request: Mapping[str, Any]) -> Any:
+        region = self._region or self._lambda.meta.region_name
+        proof = sign_identity_proof(_frozen_credentials(self._session), region, self._audience)
+        payload = json.dumps({**request, "identityProof": proof}).encode("utf-8")
+        try:
+            with quiet():
+                out = self._lambda.invoke(FunctionName=self._function_name, Payload=payload)
+                body = out["Payload"].read()
+        except ClientError as err:
+            raise invoke_failure(err) from None
+        except HTTPClientError as err:
+            raise _unavailable(f"the Lambda API is unreachable ({type(err).__name__})") from None
+        # The broker returns its errors as answers; FunctionError means the function itself failed (a bug, a
+        # timeout). Its payload (Lambda's errorMessage) is not repeated here.
+        if out.get("FunctionError"):
+            raise TokenBrokerError(SERVER_ERROR, 500, f"the token broker failed (Lambda function error: {out['FunctionError']})")
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise TokenBrokerError(SERVER_ERROR, 502, "the token broker answered something that is not JSON") from None
+
+    def __repr__(self) -> str:
+        return f"invoke_transport({self._function_name!r}, audience={self._audience!r})"
+
+
+def invoke_transport(
+    function_name: str,
+    lambda_client: Any = None,
+    session: Optional[boto3.session.Session] = None,
+    audience: Optional[str] = None,
+) -> Transport:
+    """Direct Lambda Invoke of the broker's token function (name, ``name:alias`` or ARN).
+
+    ``session``: whose credentials sign the proofs (default: a new boto3 Session: the default credential chain,
+    refreshed as it expires). ``lambda_client``: default ``session.client("lambda")``. ``audience``: default the
+    function's name (the broker's default audience). Proofs go to ``AWS_ENDPOINT_URL_STS`` when set, else to the STS
+    endpoint of the Lambda client's region."""
+    if not function_name:
+        raise ValueError('"function_name" must name the token function')
+    session = session or boto3.session.Session()
+    if lambda_client is None:
+        lambda_client = session.client(
+            "lambda", config=Config(connect_timeout=5, read_timeout=REQUEST_TIMEOUT_SEC, retries={"mode": "standard"})
+        )
+    return _InvokeTransport(function_name, lambda_client, session, audience or function_name_of(function_name), None)
+
+
+class _UrlTransport:
+    def __init__(self, function_url: str, region: str, audience: str, session: boto3.session.Session):
+        self._url = function_url
+        self._region = region
+        self._audience = audience
+        self._session = session
+        self._http = URLLib3Session(timeout=REQUEST_TIMEOUT_SEC)
+
+    def __call__(self, request: Mapping[str, Any]) -> Any:
+        credentials = _frozen_credentials(self._session)
+        proof = sign_identity_proof(credentials, self._region, self._audience)
+        body = json.dumps({**request, "identityProof": proof}).encode("utf-8")
+        call = AWSRequest(method="POST", url=self._url, data=body, headers={"Content-Type": "application/json"})
+        sign(call, credentials, "lambda", self._region)
+        try:
+            with quiet():
+                response = self._http.send(call.prepare())
+        except HTTPClientError as err:
+            raise _unavailable(f"the Function URL is unreachable ({type(err).__name__})") from None
+        try:
+            answer: Any = json.loads(response.content)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and ("error" in answer or "access_token" in answer):
+            return answer
+        # AWS itself answered (an unsigned or unpermitted call, throttling) before the broker ran: {"Message": ...}.
+        status = response.status_code
+        if status in (401, 403):
+            raise TokenBrokerError(
+                ACCESS_DENIED,
+                403,
+                f"the Function URL refused the call (HTTP {status}); the caller's role needs lambda:InvokeFunctionUrl and lambda:InvokeFunction via the URL",
+            )
+        if status == 429 or status >= 500:
+            raise _unavailable(f"the Function URL answered HTTP {status}")
+        raise TokenBrokerError(SERVER_ERROR, 502, f"the Function URL answered HTTP {status} without a broker answer")
+
+    def __repr__(self) -> str:
+        return f"url_transport({self._url!r}, region={self._region!r}, audience={self._audience!r})"
+
+
+def url_transport(function_url: str, region: str, audience: str, session: Optional[boto3.session.Session] = None) -> Transport:
+    """The broker's Function URL (AuthType AWS_IAM): a SigV4-signed POST with the caller's own credentials.
+
+    ``audience``: the broker's audience (the stage's ``callerProofAudience``, by default its token function's name);
+    the URL does not name the function, so it is required. ``session``: whose credentials sign the call and the proof
+    (default: a new boto3 Session, the default credential chain)."""
+    if not function_url:
+        raise ValueError('"function_url" must be the broker\'s Function URL')
+    if not region:
+        raise ValueError('"region" must be the Function URL\'s region')
+    if not audience:
+        raise ValueError('"audience" must be the broker\'s audience (the URL does not name the function)')
+    return _UrlTransport(function_url, region, audience, session or boto3.session.Session())
+
+

@@ -1,0 +1,110 @@
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CALLER_REGION, FUNCTION_NAME, UNGRANTED_SCOPE, startCallerStack, type CallerStack } from '../support/caller-stack';
+
+/**
+ * The Python caller package (clients/python, module limitrail_token_broker) against the real local stack: this file
+ * starts it (test/support/caller-stack.ts) and runs the package's pytest suite with the machine's python3 (boto3 and
+ * pytest; nothing is installed). clients/python/tests/test_stack.py reads the endpoints from LIMITRAIL_TEST_*
+ * variables, and counts and injects through a small control server here: broker invocations as counted by the proxy
+ * in front of the Invoke API, upstream requests at the sandbox, STS calls at the STS proxy.
+ */
+let stack: CallerStack;
+let control: Server;
+let controlUrl: string;
+
+const readJson = (req: import('node:http').IncomingMessage): Promise<Record<string, number>> =>
+  new Promise((resolve, reject) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (text += chunk));
+    req.on('end', () => resolve(text ? (JSON.parse(text) as Record<string, number>) : {}));
+    req.on('error', reject);
+  });
+
+const startControl = async (): Promise<void> => {
+  control = createServer((req, res) => {
+    void readJson(req).then((body) => {
+      if (req.method === 'GET' && req.url === '/stats') {
+        const { total, forced, url } = stack.invocations();
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ invocations: total, forced, url, upstream: stack.upstream(), sts: stack.sts.calls() }));
+      }
+      if (req.method === 'POST' && req.url === '/endpoint-faults') {
+        const status = body.status ?? 503;
+        stack.broker.sandbox.queueFaults(...Array.from({ length: body.count ?? 1 }, () => ({ status, body: '{"title":"down"}' })));
+      } else if (req.method === 'POST' && req.url === '/function-errors') {
+        stack.queueFunctionErrors(body.count ?? 1);
+      } else {
+        res.writeHead(404);
+        return void res.end();
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    }).catch(() => res.destroy());
+  });
+  await new Promise<void>((ready) => control.listen(0, '127.0.0.1', ready));
+  controlUrl = `http://127.0.0.1:${(control.address() as AddressInfo).port}`;
+};
+
+/** pytest's exit code and output. Its environment: no inherited AWS settings; the granted role as the default chain. */
+const pytest = (): Promise<{ code: number | null; output: string }> => {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('AWS_')) env[key] = value;
+  const granted = stack.credentials('billing');
+  const nogrant = stack.credentials('nogrant');
+  Object.assign(env, {
+    AWS_ACCESS_KEY_ID: granted.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: granted.secretAccessKey,
+    AWS_SESSION_TOKEN: granted.sessionToken,
+    AWS_DEFAULT_REGION: CALLER_REGION,
+    AWS_ENDPOINT_URL_STS: stack.sts.endpoint,
+    AWS_CONFIG_FILE: '/nonexistent/aws-config',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    LIMITRAIL_TEST_NOGRANT_ACCESS_KEY_ID: nogrant.accessKeyId,
+    LIMITRAIL_TEST_NOGRANT_SECRET_ACCESS_KEY: nogrant.secretAccessKey,
+    LIMITRAIL_TEST_NOGRANT_SESSION_TOKEN: nogrant.sessionToken,
+    LIMITRAIL_TEST_LAMBDA_ENDPOINT: stack.lambdaEndpoint,
+    LIMITRAIL_TEST_FUNCTION_URL: stack.functionUrl,
+    LIMITRAIL_TEST_FUNCTION_NAME: FUNCTION_NAME,
+    LIMITRAIL_TEST_REGION: CALLER_REGION,
+    LIMITRAIL_TEST_UNGRANTED_SCOPE: UNGRANTED_SCOPE,
+    LIMITRAIL_TEST_CONTROL_URL: controlUrl,
+    PYTHONDONTWRITEBYTECODE: '1',
+  });
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', ['-m', 'pytest', 'clients/python/tests', '-q', '-rs', '-p', 'no:cacheprovider'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, output }));
+  });
+};
+
+beforeAll(async () => {
+  stack = await startCallerStack();
+  await startControl();
+}, 90_000);
+afterAll(async () => {
+  await new Promise<void>((done) => (control ? control.close(() => done()) : done()));
+  await stack?.stop();
+}, 30_000);
+
+describe('the Python client (clients/python)', () => {
+  it('passes its pytest suite against the local stack: 20 threads -> 1 invoke, one forced refresh per 401, 503 retried, refusals raised', async () => {
+    const { code, output } = await pytest();
+    expect(code, `python3 -m pytest clients/python/tests failed:\n${output}`).toBe(0);
+    // The stack tests ran (they skip themselves without the stack).
+    expect(output).toMatch(/\b2\d passed\b/);
+    expect(output).not.toMatch(/skipped/);
+    expect(stack.invocations().total).toBeGreaterThanOrEqual(10);
+    // The broker audited the proven principal; its logs hold no session credentials.
+    const logs = stack.logs().join('\n');
+    expect(logs).toContain(stack.sessionArn('billing'));
+    expect(logs).not.toContain(stack.credentials('billing').sessionToken);
+  }, 60_000);
+});
