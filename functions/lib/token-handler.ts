@@ -156,8 +156,32 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
     }
   };
 
-  return async (event: unknown, context?: InvocationContext): Promise<TokenResponse | LambdaFunctionURLResult> =>
-    isFunctionUrlEvent(event)
-      ? toUrlResponse(await handle({ ...readUrlEvent(event), url: true }, context))
-      : handle({ payload: event, url: false }, context);
+  /**
+   * The way in. Never rejects: a rejection is a function error (retried on async invokes) with no answer and no
+   * audit line. Whatever escapes `handle` (a bug: every input problem is a refusal inside it) is answered
+   * server_error 500 and logged as a refusal on the fallback logger (the runtime may be what failed).
+   */
+  return async (event: unknown, context?: InvocationContext): Promise<TokenResponse | LambdaFunctionURLResult> => {
+    let url = false;
+    try {
+      if (!isFunctionUrlEvent(event)) return await handle({ payload: event, url: false }, context);
+      url = true;
+      return toUrlResponse(await handle({ ...readUrlEvent(event), url: true }, context));
+    } catch (err) {
+      const body = toOAuthError(err);
+      try {
+        fallbackLog().error('token request refused', {
+          audit: 'refused',
+          requestId: context?.awsRequestId,
+          caller: url ? 'unverified' : DIRECT_INVOKE,
+          error: body.error,
+          status: body.status,
+          ...errorLogFields(err),
+        });
+      } catch {
+        // Nothing left to log with; the answer still goes out.
+      }
+      return url ? toUrlResponse(body) : body;
+    }
+  };
 };

@@ -1,4 +1,4 @@
-import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
+import type { LambdaFunctionURLResult } from 'aws-lambda';
 import type { CallerIdentity } from './caller-grants';
 import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from './errors';
 import { isRecord } from './json';
@@ -17,13 +17,24 @@ export interface UrlInput {
   refusal?: BrokerError;
 }
 
-/** A Function URL (payload format 2.0) event, as opposed to a direct invoke's token request. */
-export const isFunctionUrlEvent = (event: unknown): event is LambdaFunctionURLEvent =>
+/**
+ * An event with the envelope of a Function URL (payload format 2.0) event, as opposed to a direct invoke's token
+ * request. Only the envelope is checked: a direct invoker can send this shape by hand with anything inside, so
+ * every other field is `unknown` here and readUrlEvent checks each one it reads (LambdaFunctionURLEvent's types
+ * would claim what nothing checked, such as a string body).
+ */
+export type UrlEventShape = Record<string, unknown> & {
+  version: '2.0';
+  requestContext: Record<string, unknown> & { http: Record<string, unknown> };
+};
+
+export const isFunctionUrlEvent = (event: unknown): event is UrlEventShape =>
   isRecord(event) && event.version === '2.0' && isRecord(event.requestContext) && isRecord(event.requestContext.http);
 
 /** requestContext.authorizer.iam, present only when AWS verified a SigV4 signature (AuthType AWS_IAM). */
-const verifiedCaller = (event: LambdaFunctionURLEvent): CallerIdentity | undefined => {
-  const iam = (event.requestContext as { authorizer?: { iam?: Record<string, unknown> } }).authorizer?.iam;
+const verifiedCaller = (event: UrlEventShape): CallerIdentity | undefined => {
+  const { authorizer } = event.requestContext;
+  const iam = isRecord(authorizer) && isRecord(authorizer.iam) ? authorizer.iam : undefined;
   if (!iam || typeof iam.userArn !== 'string' || typeof iam.accountId !== 'string' || !/^\d{12}$/.test(iam.accountId)) {
     return undefined;
   }
@@ -31,7 +42,12 @@ const verifiedCaller = (event: LambdaFunctionURLEvent): CallerIdentity | undefin
   return { userArn: iam.userArn, accountId: iam.accountId, principalOrgId: typeof org === 'string' && org !== '' ? org : undefined };
 };
 
-export const readUrlEvent = (event: LambdaFunctionURLEvent): UrlInput => {
+/** Lambda sends a string body (or none) and a boolean isBase64Encoded: anything else was written by hand. */
+const malformedEnvelope = (what: string) =>
+  new InvalidRequestError(`malformed Function URL event: ${what}`, 'url_event_malformed');
+
+/** Reads a URL-shaped event. Never throws: every way it can be wrong is a refusal, answered and audited. */
+export const readUrlEvent = (event: UrlEventShape): UrlInput => {
   const caller = verifiedCaller(event);
   if (!caller) {
     return {
@@ -41,8 +57,15 @@ export const readUrlEvent = (event: LambdaFunctionURLEvent): UrlInput => {
   if (event.requestContext.http.method !== 'POST') {
     return { caller, refusal: new BrokerError('invalid_request', 405, 'method_not_allowed', 'only POST is allowed') };
   }
-  const raw = event.body ?? '';
-  const text = event.isBase64Encoded ? Buffer.from(raw, 'base64').toString('utf8') : raw;
+  const { body, isBase64Encoded } = event;
+  if (body !== undefined && body !== null && typeof body !== 'string') {
+    return { caller, refusal: malformedEnvelope('"body" must be a string') };
+  }
+  if (isBase64Encoded !== undefined && typeof isBase64Encoded !== 'boolean') {
+    return { caller, refusal: malformedEnvelope('"isBase64Encoded" must be a boolean') };
+  }
+  const raw = body ?? '';
+  const text = isBase64Encoded === true ? Buffer.from(raw, 'base64').toString('utf8') : raw;
   if (Buffer.byteLength(text) > MAX_URL_BODY_BYTES) {
     return { caller, refusal: new InvalidRequestError(`the body is larger than ${MAX_URL_BODY_BYTES} bytes`) };
   }
