@@ -15,4 +15,4 @@ process.on('message', async (msg) => {
     process.send({ id: msg.id, thrown: String(err && err.name) });
   }
 });
-process.send({ ready: true });
+process.send({ ready: true, version: process.version });

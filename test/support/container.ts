@@ -11,13 +11,21 @@ export interface Container {
   /** SIGKILL: the container dies mid-invocation, as a Lambda sandbox can. */
   kill(): Promise<void>;
   readonly pid: number;
+  /** process.version inside the container, as it reported when ready. */
+  readonly nodeVersion: string;
 }
 
-export const startContainer = async (fn: string, env: Record<string, string>): Promise<Container> => {
+export interface ContainerOptions {
+  /** The node binary to run the bundle on (node-runtimes.ts); this process's by default. */
+  execPath?: string;
+}
+
+export const startContainer = async (fn: string, env: Record<string, string>, options: ContainerOptions = {}): Promise<Container> => {
   const bundle = resolve('dist', fn, 'handler.js');
   const child: ChildProcess = fork(resolve('test/support/container-main.cjs'), [bundle], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    ...(options.execPath ? { execPath: options.execPath } : {}),
   });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
@@ -33,11 +41,15 @@ export const startContainer = async (fn: string, env: Record<string, string>): P
     for (const settle of pending.values()) settle({ thrown: 'container died' });
     pending.clear();
   });
+  let nodeVersion = '';
   await new Promise<void>((ready, failed) => {
     child.once('error', failed);
     child.once('exit', (code) => failed(new Error(`container exited with ${code}: ${output}`)));
-    child.on('message', (msg: { ready?: boolean; id?: string; result?: unknown; thrown?: string }) => {
-      if (msg.ready) return ready();
+    child.on('message', (msg: { ready?: boolean; version?: string; id?: string; result?: unknown; thrown?: string }) => {
+      if (msg.ready) {
+        nodeVersion = msg.version ?? '';
+        return ready();
+      }
       const settle = msg.id ? pending.get(msg.id) : undefined;
       if (settle) {
         pending.delete(msg.id!);
@@ -53,6 +65,7 @@ export const startContainer = async (fn: string, env: Record<string, string>): P
         child.send({ id, event });
       }),
     pid: child.pid!,
+    nodeVersion,
     logs: () => output,
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),
