@@ -99,7 +99,7 @@ const checkHeaders = (raw: unknown): Record<string, string> => {
   let bytes = 0;
   for (const [name, value] of entries) {
     const lower = name.toLowerCase();
-    if (!HEADER_NAME.test(lower) || lower in headers) malformed('"headers" has an invalid or repeated header name');
+    if (!HEADER_NAME.test(lower) || Object.hasOwn(headers, lower)) malformed('"headers" has an invalid or repeated header name');
     if (typeof value !== 'string' || !HEADER_VALUE.test(value)) return malformed(`"headers" value of ${JSON.stringify(lower)} must be printable ASCII`);
     bytes += lower.length + value.length;
     if (NOT_FROM_CALLER.has(lower)) continue;
