@@ -171,8 +171,9 @@ export class TokenBroker {
       const entry = await this.deps.store.read(req.cacheKey);
       if (entry.unusable) {
         req.metrics?.count('UnusableItems');
-        if (entry.unusable.startsWith('decrypt_failed')) req.metrics?.count('DecryptFailures');
-        req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason: entry.unusable });
+        if (entry.unusable === 'decrypt_failed') req.metrics?.count('DecryptFailures');
+        const reason = entry.unusableDetail === undefined ? entry.unusable : `${entry.unusable}: ${entry.unusableDetail}`;
+        req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason });
       }
       return entry.token;
     } catch (err) {

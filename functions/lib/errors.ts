@@ -10,6 +10,71 @@ export type OAuthErrorCode =
   | 'server_error'
   | 'temporarily_unavailable';
 
+/**
+ * Every `reason` a BrokerError carries: the stable codes of logs (`reason`), refusal audit lines and the
+ * `IdentityFailure.<reason>` and `UpstreamError.<reason>` metrics. Listed in the README; compare reasons only
+ * against this union, so a typo does not compile.
+ */
+export const REASONS = [
+  // The caller's request (400 / 405)
+  'invalid_request',
+  'unknown_client',
+  'url_event_malformed',
+  'method_not_allowed',
+  'scope_not_allowed',
+  // Who is calling (identity proofs, grants): 400 for a malformed proof, else 403; STS failing is 503
+  'proof_missing',
+  'proof_malformed',
+  'proof_unsigned',
+  'proof_not_sts',
+  'proof_not_get_caller_identity',
+  'proof_wrong_audience',
+  'proof_audience_unsigned',
+  'proof_expired',
+  'proof_from_future',
+  'proof_unverifiable',
+  'proof_refused_by_sts',
+  'proof_caller_mismatch',
+  'sts_unavailable',
+  'sts_malformed_answer',
+  'caller_unverified',
+  'caller_not_granted',
+  'token_scope_beyond_grant',
+  'access_denied',
+  // Our configuration and secret (500)
+  'config_invalid',
+  'secret_not_found',
+  'secret_unreadable',
+  'secret_malformed',
+  'secret_client_mismatch',
+  // The token endpoint (502 / 400 / 503)
+  'upstream_invalid_client',
+  'upstream_invalid_scope',
+  'upstream_scope_narrowed',
+  'upstream_refused',
+  'upstream_redirect',
+  'upstream_malformed_response',
+  'upstream_response_too_large',
+  'upstream_unreachable',
+  'upstream_timeout',
+  'upstream_rate_limited',
+  'upstream_unavailable',
+  // AWS dependencies, time and forced refreshes (503)
+  'table_unavailable',
+  'secrets_unavailable',
+  'kms_unavailable',
+  'lease_wait_timeout',
+  'deadline_exceeded',
+  'force_refresh_limited',
+] as const;
+export type Reason = (typeof REASONS)[number];
+/** Why a table item holding a token was treated as a miss (logged, counted as UnusableItems). */
+export const UNUSABLE_ITEM_REASONS = ['previous_item_format', 'malformed_item', 'decrypt_failed'] as const;
+export type UnusableItemReason = (typeof UNUSABLE_ITEM_REASONS)[number];
+
+/** A log line's reason: a broker error's, or `unexpected` for anything else (logged by name only). */
+export type LogReason = Reason | 'unexpected';
+
 export interface OAuthErrorBody {
   error: OAuthErrorCode;
   error_description: string;
@@ -22,7 +87,7 @@ export class BrokerError extends Error {
   constructor(
     readonly error: OAuthErrorCode,
     readonly status: number,
-    readonly reason: string,
+    readonly reason: Reason,
     description: string,
     options?: { cause?: unknown },
   ) {
@@ -37,35 +102,35 @@ export class BrokerError extends Error {
 
 /** The caller's event is malformed (400). */
 export class InvalidRequestError extends BrokerError {
-  constructor(description: string, reason = 'invalid_request') {
+  constructor(description: string, reason: Reason = 'invalid_request') {
     super('invalid_request', 400, reason, description);
   }
 }
 
 /** A scope is not allowed for the client, or the token endpoint refused it (400). */
 export class InvalidScopeError extends BrokerError {
-  constructor(description: string, reason = 'scope_not_allowed') {
+  constructor(description: string, reason: Reason = 'scope_not_allowed') {
     super('invalid_scope', 400, reason, description);
   }
 }
 
 /** The caller may not have this token (403). */
 export class AccessDeniedError extends BrokerError {
-  constructor(description: string, reason = 'access_denied') {
+  constructor(description: string, reason: Reason = 'access_denied') {
     super('access_denied', 403, reason, description);
   }
 }
 
 /** Our side is wrong: bad configuration or a bad secret (500). */
 export class ConfigurationError extends BrokerError {
-  constructor(description: string, reason: string, options?: { cause?: unknown }) {
+  constructor(description: string, reason: Reason, options?: { cause?: unknown }) {
     super('server_error', 500, reason, description, options);
   }
 }
 
 /** The token endpoint rejected our credentials or answered something unusable (502). */
 export class UpstreamError extends BrokerError {
-  constructor(description: string, reason: string, options?: { cause?: unknown }) {
+  constructor(description: string, reason: Reason, options?: { cause?: unknown }) {
     super('server_error', 502, reason, description, options);
   }
 }
@@ -74,7 +139,7 @@ export class UpstreamError extends BrokerError {
 export class UnavailableError extends BrokerError {
   constructor(
     description: string,
-    reason: string,
+    reason: Reason,
     options?: { cause?: unknown; retryAfterMs?: number; retryAfterSeconds?: number },
   ) {
     super('temporarily_unavailable', 503, reason, description, options);
@@ -113,7 +178,7 @@ export const quote = (value: unknown, maxChars = 64): string => {
  * Log fields for an error: a broker error's stable reason and its description (built to be safe); anything else
  * only by its name, since its message may quote a request, a body or a secret.
  */
-export const errorLogFields = (err: unknown): { reason: string; detail: string } =>
+export const errorLogFields = (err: unknown): { reason: LogReason; detail: string } =>
   err instanceof BrokerError
     ? { reason: err.reason, detail: err.message }
     : { reason: 'unexpected', detail: (err as { name?: unknown } | undefined)?.name === undefined ? typeof err : String((err as Error).name) };

@@ -1,5 +1,5 @@
 import { sha256Hex } from './cache-key';
-import { UnavailableError } from './errors';
+import { type Reason, UnavailableError } from './errors';
 import { type CachedToken, isServable } from './token-lifetime';
 
 /**
@@ -9,7 +9,7 @@ import { type CachedToken, isServable } from './token-lifetime';
  * item, claimed together with the refresh lease in one conditional write (token-store.ts), or in the container's
  * memory while the table is down. This module only decides; refresh-lease.ts and broker.ts do the I/O.
  */
-export const FORCE_REFRESH_LIMITED = 'force_refresh_limited';
+export const FORCE_REFRESH_LIMITED: Reason = 'force_refresh_limited';
 
 export interface ForcedRefreshState {
   /** The current token of the key (authenticated), if any. */

@@ -15,7 +15,7 @@
  * A proof is a credential for its 5 minutes: no message built here contains any part of it.
  */
 import { sha256Hex } from './cache-key';
-import { AccessDeniedError, InvalidRequestError, UnavailableError } from './errors';
+import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from './errors';
 import { isRecord } from './json';
 
 export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
@@ -58,7 +58,7 @@ export interface CheckedProof {
   readonly key: string;
 }
 
-const refuse = (description: string, reason: string): never => {
+const refuse = (description: string, reason: Reason): never => {
   throw new AccessDeniedError(`identity proof refused: ${description}`, reason);
 };
 const malformed = (description: string): never => {
@@ -167,7 +167,7 @@ export interface ProvenIdentity {
 const PROVEN_ARN = /^arn:(aws|aws-cn|aws-us-gov):(sts|iam)::(\d{12}):[\x21-\x7E]{1,1900}$/;
 const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException', 'ServiceUnavailable', 'InternalFailure']);
 
-const unavailable = (description: string, reason: string) => new UnavailableError(description, reason);
+const unavailable = (description: string, reason: Reason) => new UnavailableError(description, reason);
 
 const xmlField = (text: string, name: string): string | undefined => new RegExp(`<${name}>([^<]{1,2048})</${name}>`).exec(text)?.[1]?.trim();
 

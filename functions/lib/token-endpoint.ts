@@ -1,3 +1,4 @@
+import type { Clock } from './clock';
 import type { ClientCredentials } from './secret-source';
 import { InvalidScopeError, UnavailableError, UpstreamError, quote } from './errors';
 import { missingScopes, parseScopeString, scopeString } from './scopes';
@@ -98,7 +99,7 @@ const upstreamDetails = (status: number, body: Record<string, unknown> | undefin
  * (`error`, `error_description`) and LimitRail's ProblemDetails (`errorCode`, `resourceKey`, `traceId`, `field`).
  * Only codes and ids are kept from them, never free text.
  */
-export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestContext, nowMs = Date.now()): TokenGrant => {
+export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestContext, nowMs: number): TokenGrant => {
   const body = parseJsonObject(res.bodyText);
   if (res.status >= 200 && res.status < 300) return interpretSuccess(body, ctx);
   if (res.status >= 300 && res.status < 400) {
@@ -178,12 +179,16 @@ const describeFetchFailure = (err: unknown, timeoutMs: number): UnavailableError
   );
 };
 
-/** POSTs a client_credentials request. Whole exchange bounded by `timeoutMs`; redirects are not followed. */
+/**
+ * POSTs a client_credentials request. Whole exchange bounded by `timeoutMs`; redirects are not followed. `clock`
+ * dates the answer (a Retry-After given as an HTTP date).
+ */
 export const requestToken = async (
   tokenUrl: string,
   credentials: ClientCredentials,
   ctx: TokenRequestContext,
   timeoutMs: number,
+  clock: Clock,
 ): Promise<TokenGrant> => {
   let raw: RawTokenResponse;
   try {
@@ -199,5 +204,5 @@ export const requestToken = async (
     if (err instanceof UpstreamError) throw err;
     throw describeFetchFailure(err, timeoutMs);
   }
-  return interpretTokenResponse(raw, ctx);
+  return interpretTokenResponse(raw, ctx, clock.nowMs());
 };

@@ -141,7 +141,7 @@ export class TokenFetcher implements TokenProvider {
       const startedMs = this.clock.nowMs();
       ctx.metrics?.count('UpstreamRequests');
       try {
-        const grant = await this.#request(client.tokenUrl, credentials, { clientName: client.name, secretId: client.secretId, scopes }, budgetMs);
+        const grant = await this.#request(client.tokenUrl, credentials, { clientName: client.name, secretId: client.secretId, scopes }, budgetMs, this.clock);
         ctx.metrics?.record('UpstreamLatency', this.clock.nowMs() - startedMs, 'Milliseconds');
         return grant;
       } catch (err) {

@@ -1,7 +1,7 @@
 import { GetItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { describeAwsError } from './aws-errors';
 import { tokenFingerprint } from './cache-key';
-import { UnavailableError } from './errors';
+import { UnavailableError, type UnusableItemReason } from './errors';
 import { CLOCK_SKEW_MS, latestLeaseEndMs } from './lease-rules';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
 import type { TokenCipher } from './token-cipher';
@@ -24,7 +24,9 @@ export interface Lease {
 export interface StoredEntry {
   token?: CachedToken;
   /** Why an item that holds a token could not be used (it is treated as a miss). */
-  unusable?: string;
+  unusable?: UnusableItemReason;
+  /** For decrypt_failed: what failed (the cipher's words: no secret, no token). */
+  unusableDetail?: string;
   /** The sealed token of an unusable item: a token write may replace exactly this (see writeToken). */
   unusableCiphertext?: Uint8Array;
   lease?: Lease;
@@ -274,7 +276,12 @@ export class TokenStore implements TokenTable {
     if (forcedFetchAt !== undefined) entry.forcedFetchAtEpochMs = forcedFetchAt;
     if (!item.tokenCiphertext) return entry; // a lease-only item: no token yet
     const ciphertext = item.tokenCiphertext.B;
-    const unusable = (reason: string): StoredEntry => ({ ...entry, unusable: reason, ...(ciphertext ? { unusableCiphertext: ciphertext } : {}) });
+    const unusable = (reason: UnusableItemReason, detail?: string): StoredEntry => ({
+      ...entry,
+      unusable: reason,
+      ...(detail === undefined ? {} : { unusableDetail: detail }),
+      ...(ciphertext ? { unusableCiphertext: ciphertext } : {}),
+    });
     if (num(item.itemFormat) !== ITEM_FORMAT) return unusable('previous_item_format');
     const fields = {
       client: item.client?.S,
@@ -294,7 +301,7 @@ export class TokenStore implements TokenTable {
       return entry;
     } catch (err) {
       const reason = (err as { reason?: unknown }).reason;
-      return unusable(`decrypt_failed: ${typeof reason === 'string' ? reason : 'unknown'}`);
+      return unusable('decrypt_failed', typeof reason === 'string' ? reason : 'unknown');
     }
   }
 }

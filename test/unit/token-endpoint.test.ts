@@ -4,6 +4,7 @@ import { ClientCredentials, parseClientSecret } from '../../functions/lib/secret
 import { interpretTokenResponse, tokenRequestBody, type RawTokenResponse } from '../../functions/lib/token-endpoint';
 
 const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] };
+const NOW = Date.parse('2026-11-29T06:00:00Z');
 const response = (status: number, body: unknown, headers: Record<string, string> = {}): RawTokenResponse => ({
   status,
   headers: new Headers(headers),
@@ -11,7 +12,7 @@ const response = (status: number, body: unknown, headers: Record<string, string>
 });
 const refusal = (res: RawTokenResponse) => {
   try {
-    interpretTokenResponse(res, ctx);
+    interpretTokenResponse(res, ctx, NOW);
   } catch (err) {
     expect(err).toBeInstanceOf(BrokerError);
     return (err as BrokerError).toOAuth();
@@ -22,16 +23,16 @@ const ok = { access_token: 'eyJ.abc.def', token_type: 'Bearer', expires_in: 3600
 
 describe('interpretTokenResponse: success', () => {
   it('accepts a valid answer and canonicalizes the granted scope', () => {
-    expect(interpretTokenResponse(response(200, ok), ctx)).toEqual({ accessToken: 'eyJ.abc.def', expiresInSec: 3600, scopes: ['a', 'b'] });
+    expect(interpretTokenResponse(response(200, ok), ctx, NOW)).toEqual({ accessToken: 'eyJ.abc.def', expiresInSec: 3600, scopes: ['a', 'b'] });
   });
 
   it('accepts token_type in any case, a numeric string expires_in and an absent scope', () => {
-    const grant = interpretTokenResponse(response(200, { access_token: 't', token_type: 'bearer', expires_in: '3599' }), ctx);
+    const grant = interpretTokenResponse(response(200, { access_token: 't', token_type: 'bearer', expires_in: '3599' }), ctx, NOW);
     expect(grant).toEqual({ accessToken: 't', expiresInSec: 3599, scopes: ['a', 'b'] });
   });
 
   it('accepts a granted superset', () => {
-    expect(interpretTokenResponse(response(200, { ...ok, scope: 'a b c' }), ctx).scopes).toEqual(['a', 'b', 'c']);
+    expect(interpretTokenResponse(response(200, { ...ok, scope: 'a b c' }), ctx, NOW).scopes).toEqual(['a', 'b', 'c']);
   });
 
   it('does not hand out a token whose granted scope does not cover the request', () => {
