@@ -1,32 +1,43 @@
-import type { LogSink } from './logger';
-
 /**
- * Counters in CloudWatch Embedded Metric Format: one JSON line per invocation on stdout, which CloudWatch Logs
- * turns into metrics (namespace LimitrailTokenBroker, dimension FunctionName). No API call, no dependency.
+ * The broker's metrics, in CloudWatch Embedded Metric Format through Powertools for AWS Lambda (Metrics): one JSON
+ * line per invocation on stdout, which CloudWatch Logs turns into metrics. No API call. Namespace
+ * LimitrailTokenBroker, one dimension, FunctionName (Powertools' default `service` dimension is cleared): the
+ * alarms (infra/alarms.yml) and the dashboard (infra/dashboard.cjs) select on exactly that, and plot only the
+ * names listed here (the package test checks both).
  */
-export const METRICS_NAMESPACE = 'LimitrailTokenBroker';
+import { Metrics as PowertoolsMetrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 
-export type MetricName =
-  | 'MemoryHits'
-  | 'TableHits'
-  | 'EndpointFetches'
-  | 'Misses'
-  | 'UpstreamRequests'
-  | 'UpstreamLatency'
-  | 'UpstreamErrors'
-  | `UpstreamError.${string}`
-  | 'LeaseWaits'
-  | 'DecryptFailures'
-  | 'UnusableItems'
-  | 'StaleAnswers'
-  | 'TableBypass'
-  | 'SecretFallback'
-  | 'RetriesExhausted'
-  | 'Refusals'
-  | 'IdentityVerifications'
-  | 'IdentityCacheHits'
-  | 'IdentityFailures'
-  | `IdentityFailure.${string}`;
+export const METRICS_NAMESPACE = 'LimitrailTokenBroker';
+export const METRICS_DIMENSION = 'FunctionName';
+
+/** Every metric the broker emits under a fixed name. */
+export const METRIC_NAMES = [
+  'MemoryHits',
+  'TableHits',
+  'EndpointFetches',
+  'Misses',
+  'UpstreamRequests',
+  'UpstreamLatency',
+  'UpstreamErrors',
+  'LeaseWaits',
+  'DecryptFailures',
+  'UnusableItems',
+  'StaleAnswers',
+  'TableBypass',
+  'SecretFallback',
+  'RetriesExhausted',
+  'Refusals',
+  'IdentityVerifications',
+  'IdentityCacheHits',
+  'IdentityFailures',
+  /** 1 on the first invocation of an on-demand container (Powertools' name for it). */
+  'ColdStart',
+] as const;
+
+/** Metrics emitted per reason, named `<family>.<reason>` (UpstreamError.upstream_timeout): errors by kind. */
+export const METRIC_FAMILIES = ['UpstreamError', 'IdentityFailure'] as const;
+
+export type MetricName = (typeof METRIC_NAMES)[number] | `${(typeof METRIC_FAMILIES)[number]}.${string}`;
 
 /** The degraded paths: each logs one structured line and counts its metric. */
 export type DegradedKind = 'stale_answer' | 'table_bypass' | 'secret_fallback' | 'retries_exhausted';
@@ -38,16 +49,25 @@ export const DEGRADED_METRIC: Record<DegradedKind, MetricName> = {
 };
 
 type Unit = 'Count' | 'Milliseconds';
+const UNITS: Record<Unit, (typeof MetricUnit)[keyof typeof MetricUnit]> = { Count: MetricUnit.Count, Milliseconds: MetricUnit.Milliseconds };
 
+/** The metrics of one container: counted during an invocation, written as one EMF line when it ends (`flush`). */
 export class Metrics {
   readonly #counts = new Map<MetricName, number>();
   readonly #samples = new Map<MetricName, { unit: Unit; values: number[] }>();
+  readonly #emf = new PowertoolsMetrics({ namespace: METRICS_NAMESPACE });
+  #coldStart: boolean;
 
-  /** `functionName`: the Lambda function (AWS_LAMBDA_FUNCTION_NAME), the dimension alarms select on. */
-  constructor(
-    private readonly sink: LogSink,
-    private readonly functionName = 'local',
-  ) {}
+  /**
+   * `functionName`: the Lambda function (AWS_LAMBDA_FUNCTION_NAME), the dimension alarms select on. `coldStart`:
+   * whether this container's first invocation is a cold start (AWS_LAMBDA_INITIALIZATION_TYPE on-demand, the rule
+   * Powertools applies to the logs' cold_start key): its EMF line then carries ColdStart 1.
+   */
+  constructor(functionName = 'local', coldStart = false) {
+    this.#emf.clearDefaultDimensions();
+    this.#emf.setDefaultDimensions({ [METRICS_DIMENSION]: functionName });
+    this.#coldStart = coldStart;
+  }
 
   count(name: MetricName, n = 1): void {
     this.#counts.set(name, (this.#counts.get(name) ?? 0) + n);
@@ -60,30 +80,16 @@ export class Metrics {
     this.#samples.set(name, entry);
   }
 
-  /** Writes the metrics of this invocation (nothing when there are none) and starts over. */
+  /** Writes the metrics of this invocation, stamped `nowMs` (nothing when there are none), and starts over. */
   flush(nowMs: number): void {
+    if (this.#coldStart) this.count('ColdStart');
+    this.#coldStart = false;
     if (this.#counts.size === 0 && this.#samples.size === 0) return;
-    const units: Record<string, Unit> = {};
-    const values: Record<string, number | number[]> = {};
-    for (const [name, n] of this.#counts) [units[name], values[name]] = ['Count', n];
-    for (const [name, { unit, values: v }] of this.#samples) [units[name], values[name]] = [unit, v.length === 1 ? v[0]! : v];
+    for (const [name, n] of this.#counts) this.#emf.addMetric(name, MetricUnit.Count, n);
+    for (const [name, { unit, values }] of this.#samples) for (const value of values) this.#emf.addMetric(name, UNITS[unit], value);
     this.#counts.clear();
     this.#samples.clear();
-    this.sink(
-      JSON.stringify({
-        _aws: {
-          Timestamp: nowMs,
-          CloudWatchMetrics: [
-            {
-              Namespace: METRICS_NAMESPACE,
-              Dimensions: [['FunctionName']],
-              Metrics: Object.keys(values).map((Name) => ({ Name, Unit: units[Name] })),
-            },
-          ],
-        },
-        FunctionName: this.functionName,
-        ...values,
-      }),
-    );
+    this.#emf.setTimestamp(Math.round(nowMs));
+    this.#emf.publishStoredMetrics();
   }
 }

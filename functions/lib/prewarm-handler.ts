@@ -78,6 +78,7 @@ export const createPrewarmHandler = (makeRuntime: () => Runtime, fallbackLog: ()
     const built = runtimeFor(context?.awsRequestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
+    runtime.log.addContext(context);
     const log = runtime.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
     try {
       return await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, runtime.metrics);

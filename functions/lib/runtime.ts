@@ -4,7 +4,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { type LeaseProtocol, TokenBroker } from './broker';
 import { type Clock, systemClock } from './clock';
 import { type BrokerConfig, loadConfig } from './config';
-import { Logger, type LogSink, parseLogLevel, stdoutSink } from './logger';
+import { createPowertoolsLogger, Logger } from './logger';
 import { MemoryTokenCache } from './memory-cache';
 import { Metrics } from './metrics';
 import { SecretSource } from './secret-source';
@@ -31,7 +31,6 @@ export interface Runtime {
 
 export interface RuntimeOverrides {
   clock?: Clock;
-  logSink?: LogSink;
   dynamodb?: DynamoDBClient;
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
@@ -46,13 +45,13 @@ const AWS_CLIENT_SETTINGS = {
   requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
 } as const;
 
-export const loggerFromEnv = (env: NodeJS.ProcessEnv, sink: LogSink = stdoutSink): Logger =>
-  new Logger(sink, parseLogLevel(env.LOG_LEVEL ?? env.AWS_LAMBDA_LOG_LEVEL), { service: 'limitrail-token-broker' });
+/** Powertools logs on stdout and stderr; level and service from the POWERTOOLS_* variables (functions/lib/logger.ts). */
+export const loggerFromEnv = (env: NodeJS.ProcessEnv): Logger => new Logger(createPowertoolsLogger(env));
 
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
 export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
-  const log = loggerFromEnv(env, overrides.logSink);
-  const metrics = new Metrics(overrides.logSink ?? stdoutSink, env.AWS_LAMBDA_FUNCTION_NAME ?? 'local');
+  const log = loggerFromEnv(env);
+  const metrics = new Metrics(env.AWS_LAMBDA_FUNCTION_NAME ?? 'local', env.AWS_LAMBDA_INITIALIZATION_TYPE === 'on-demand');
   const config = loadConfig(env);
   const clock = overrides.clock ?? systemClock;
   const dynamodb = overrides.dynamodb ?? new DynamoDBClient(AWS_CLIENT_SETTINGS);

@@ -118,6 +118,7 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
     const built = runtimeFor(requestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
+    runtime.log.addContext(context);
     const { config } = runtime;
     const audit: AuditCaller = { caller: input.url ? (input.caller?.userArn ?? 'unverified') : DIRECT_INVOKE };
     const log = runtime.log.child({ requestId });

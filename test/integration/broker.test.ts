@@ -6,6 +6,7 @@ import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../funct
 import { createTokenHandler } from '../../functions/lib/token-handler';
 import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/table-schema';
 import { SECRET_ID, startBrokerStack, type BrokerStack } from '../support/broker-stack';
+import { captureLogLines } from '../support/log-capture';
 
 /**
  * The token function end to end, in-process, against real components: moto_server for DynamoDB, Secrets Manager
@@ -20,10 +21,10 @@ type Answer = Record<string, unknown>;
 /** A fresh "container": its own runtime, memory cache and AWS clients. */
 const container = (envOverrides: Record<string, string> = {}, overrides: RuntimeOverrides = {}) => {
   const env = { ...stack.env, ...envOverrides };
-  const sink = (line: string) => logLines.push(line);
+  captureLogLines(logLines);
   const handler = createTokenHandler(
-    () => createRuntime(env, { logSink: sink, ...overrides }),
-    () => loggerFromEnv(env, sink),
+    () => createRuntime(env, overrides),
+    () => loggerFromEnv(env),
   );
   return async (event: unknown, context: { awsRequestId: string } = { awsRequestId: 'test-request' }): Promise<Answer> => {
     const answer = (await handler(event, context)) as unknown as Answer;

@@ -261,7 +261,7 @@ describe('configuration and logs', () => {
     expect(open.token_type).toBe('Bearer');
     const held = await ask({ scopes: ['limitrail.accounts.read'], identityProof: await proofFor('billing') }, invoke);
     expect(held).toMatchObject({ error: 'access_denied', status: 403 });
-    const warnings = lines().slice(before).filter((l) => l.level === 'warn' && String(l.message).startsWith('CALLER_AUTH=invoke-permission'));
+    const warnings = lines().slice(before).filter((l) => l.level === 'WARN' && String(l.message).startsWith('CALLER_AUTH=invoke-permission'));
     expect(warnings).toHaveLength(1);
   });
 

@@ -7,6 +7,7 @@ import { type CachedToken, lifetimeOf } from '../../functions/lib/token-lifetime
 import { TokenStore } from '../../functions/lib/token-store';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
 import { createTokenHandler, type InvocationContext } from '../../functions/lib/token-handler';
+import { captureLogLines } from './log-capture';
 import { setupLocalAws } from '../../local/aws-setup';
 import { startMoto, type MotoServer } from '../../local/moto';
 import { startSandbox, type Sandbox } from '../../local/sandbox';
@@ -107,17 +108,20 @@ export const seedToken = async (
   return token;
 };
 
-/** A fresh in-process "container": its own runtime, memory cache and AWS clients; logs go to `logLines`. */
+/**
+ * A fresh in-process "container": its own runtime, memory cache and AWS clients. Its log lines (with every other
+ * JSON line this process writes to stdout and stderr from now on: see log-capture.ts) go to `logLines`.
+ */
 export const inProcessContainer = (
   env: Record<string, string>,
   logLines: string[],
   overrides: RuntimeOverrides = {},
   context: InvocationContext = {},
 ) => {
-  const sink = (line: string) => logLines.push(line);
+  captureLogLines(logLines);
   const handler = createTokenHandler(
-    () => createRuntime(env, { logSink: sink, ...overrides }),
-    () => loggerFromEnv(env, sink),
+    () => createRuntime(env, overrides),
+    () => loggerFromEnv(env),
   );
   return async (event: unknown, ctx: InvocationContext = context): Promise<Record<string, unknown>> =>
     (await handler(event, { awsRequestId: 'test', ...ctx })) as unknown as Record<string, unknown>;

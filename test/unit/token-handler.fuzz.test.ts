@@ -3,11 +3,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
 import type { TokenBroker } from '../../functions/lib/broker';
 import type { CallerVerifier } from '../../functions/lib/identity-verifier';
-import { isRecord } from '../../functions/lib/json';
-import { createRuntime, loggerFromEnv } from '../../functions/lib/runtime';
+import { isRecord } from '../../functions/lib/assert';
+import { createRuntime, loggerFromEnv, type Runtime } from '../../functions/lib/runtime';
 import { createTokenHandler } from '../../functions/lib/token-handler';
 import type { TokenRequest } from '../../functions/lib/token-request';
 import { ABSENT, isOAuthErrorBody, junk, mostly, proofVariants, runs, shaped } from '../support/fuzz';
+import { captureLogLines, stopCapturing } from '../support/log-capture';
 import { roleSession, urlEvent } from '../support/url-event';
 
 /**
@@ -29,13 +30,15 @@ const env = {
   BROKER_CALLERS: JSON.stringify([{ principal: `arn:aws:iam::${ACCOUNT}:role/billing`, client: 'limitrail', scopes: ['a'] }]),
 };
 
-/** The handler with faked STS and broker, and what it did: log lines, STS verifications, broker calls. */
-const harness = (options: { failingLine?: (line: string) => boolean } = {}) => {
-  const seen = { lines: [] as string[], verifications: 0, brokerCalls: 0 };
-  const sink = (line: string) => {
-    if (options.failingLine?.(line)) throw new Error('log sink failed');
-    seen.lines.push(line);
-  };
+/**
+ * The handler with faked STS and broker, and what it did: log lines (Powertools writes them to stdout and stderr,
+ * captured), STS verifications, broker calls. `failing`: what throws, to reach the paths outside the refusal path
+ * (a failing stream write cannot: Powertools' Console ignores write errors).
+ */
+let capturing: string[] = [];
+const harness = (options: { failing?: { metrics?: boolean; fallbackLog?: boolean } } = {}) => {
+  stopCapturing(capturing);
+  const seen = { lines: (capturing = captureLogLines([])), verifications: 0, brokerCalls: 0 };
   const callers: CallerVerifier = {
     verify: async () => {
       seen.verifications += 1;
@@ -51,9 +54,22 @@ const harness = (options: { failingLine?: (line: string) => boolean } = {}) => {
       };
     },
   } as unknown as TokenBroker;
+  const failingMetrics = {
+    count: () => undefined,
+    record: () => undefined,
+    flush: () => {
+      throw new Error('metrics failed');
+    },
+  } as unknown as Runtime['metrics'];
   const handler = createTokenHandler(
-    () => ({ ...createRuntime(env, { logSink: sink, clock: { nowMs: () => NOW }, callers }), broker }),
-    () => loggerFromEnv(env, sink),
+    () => {
+      const runtime = createRuntime(env, { clock: { nowMs: () => NOW }, callers });
+      return { ...runtime, broker, ...(options.failing?.metrics ? { metrics: failingMetrics } : {}) };
+    },
+    () => {
+      if (options.failing?.fallbackLog) throw new Error('fallback log failed');
+      return loggerFromEnv(env);
+    },
   );
   return { seen, handler };
 };
@@ -210,7 +226,7 @@ describe('the token handler on random events', () => {
   });
 
   it('answers server_error 500 with a refusal line when something fails outside the refusal path (here: writing metrics)', async () => {
-    const { handler, seen } = harness({ failingLine: (line) => line.includes('"_aws"') });
+    const { handler, seen } = harness({ failing: { metrics: true } });
     const request = { scopes: ['a'], identityProof: valid };
     const refusal = { error: 'server_error', error_description: 'internal error in the token broker', status: 500 };
     expect(await handler(request, { awsRequestId: 'r-1' })).toEqual(refusal);
@@ -227,7 +243,7 @@ describe('the token handler on random events', () => {
   });
 
   it('still answers when even the fallback log fails', async () => {
-    const { handler } = harness({ failingLine: (line) => line.includes('"_aws"') || line.includes('refused') });
+    const { handler } = harness({ failing: { metrics: true, fallbackLog: true } });
     await expect(handler({ scopes: ['a'], identityProof: valid }, {})).resolves.toMatchObject({ error: 'server_error', status: 500 });
   });
 
