@@ -1,5 +1,8 @@
-import { AccessDeniedError, ConfigurationError, quote } from './errors';
-import { isScopeToken, normalizeScopes } from './scopes';
+import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens } from './assert';
+import { AccessDeniedError, invalidConfiguration as fail, quote } from './errors';
+import { normalizeScopes } from './scopes';
+
+const GRANT_FIELDS = new Set(['principal', 'client', 'scopes']);
 
 /**
  * Who may get which tokens through the Function URL. A grant names a principal, a client and the scopes that
@@ -108,9 +111,6 @@ export const parseGrants = (
   envName: string,
   options: { organizations: boolean } = { organizations: true },
 ): Grant[] => {
-  const fail = (what: string): never => {
-    throw new ConfigurationError(`invalid configuration: ${what}`, 'config_invalid');
-  };
   if (text === undefined || text.trim() === '') return [];
   let raw: unknown;
   try {
@@ -118,13 +118,12 @@ export const parseGrants = (
   } catch {
     return fail(`${envName} is not valid JSON`);
   }
-  if (!Array.isArray(raw)) return fail(`${envName} must be a JSON array of grants`);
+  assertArray(raw, envName, fail, 'a JSON array of grants', 0);
   return raw.map((entry, i) => {
     const where = `${envName}[${i}]`;
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return fail(`${where} must be an object`);
-    const { principal, client, scopes, ...rest } = entry as Record<string, unknown>;
-    const unknown = Object.keys(rest)[0];
-    if (unknown !== undefined) fail(`${where} has unknown field ${JSON.stringify(unknown.slice(0, 64))}`);
+    assertRecord(entry, where, fail);
+    assertKnownKeys(entry, GRANT_FIELDS, where, fail);
+    const { principal, client, scopes } = entry;
     const parsed = typeof principal === 'string' ? parsePrincipal(principal) : undefined;
     if (!parsed) fail(`${where}.principal must be an IAM role or user ARN, an account id or an organization id`);
     if (parsed!.kind === 'organization' && !options.organizations) {
@@ -135,10 +134,8 @@ export const parseGrants = (
     }
     const allowed = typeof client === 'string' ? clientScopes.get(client) : undefined;
     if (!allowed) return fail(`${where}.client must name a client in BROKER_CLIENTS`);
-    if (!Array.isArray(scopes) || scopes.length === 0) return fail(`${where}.scopes must be a non-empty array`);
-    scopes.forEach((s, j) => {
-      if (!isScopeToken(s) || !allowed.has(s)) fail(`${where}.scopes[${j}] must be one of the client's scopes`);
-    });
-    return { principal: parsed!, principalText: principal as string, client: client as string, scopes: new Set(normalizeScopes(scopes as string[])) };
+    assertArray(scopes, `${where}.scopes`, fail);
+    assertScopeTokens(scopes, (j) => `${where}.scopes[${j}]`, fail, "one of the client's scopes", allowed);
+    return { principal: parsed!, principalText: principal as string, client: client as string, scopes: new Set(normalizeScopes(scopes)) };
   });
 };

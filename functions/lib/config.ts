@@ -1,8 +1,8 @@
 import { type Grant, parseGrants } from './caller-grants';
-import { ConfigurationError } from './errors';
+import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertString } from './assert';
+import { invalidConfiguration as fail } from './errors';
 import { ENV } from './env-names';
-import { isScopeToken, normalizeScopes } from './scopes';
-import { isRecord } from './json';
+import { normalizeScopes } from './scopes';
 import { type ProofPolicy, stsOriginFrom } from './identity-proof';
 
 /**
@@ -61,10 +61,6 @@ const CLIENT_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const CLIENT_FIELDS = new Set(['secretId', 'tokenUrl', 'clientId', 'scopes', 'prewarm']);
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]']);
 
-const fail = (what: string): never => {
-  throw new ConfigurationError(`invalid configuration: ${what}`, 'config_invalid');
-};
-
 const requiredString = (env: NodeJS.ProcessEnv, name: string): string => {
   const value = env[name]?.trim();
   return value ? value : fail(`${name} is not set`);
@@ -93,7 +89,7 @@ const isLoopback = (hostname: string): boolean => LOOPBACK_HOSTS.has(hostname) |
  * clear, to whatever listens locally. No credentials or fragment in the URL.
  */
 const checkTokenUrl = (where: string, value: unknown, allowLoopback: boolean): string => {
-  if (typeof value !== 'string') return fail(`${where} must be a string`);
+  assertString(value, where, fail, 'a string', () => true);
   let url: URL;
   try {
     url = new URL(value);
@@ -112,25 +108,21 @@ const checkTokenUrl = (where: string, value: unknown, allowLoopback: boolean): s
 const parseClient = (name: string, raw: unknown, allowLoopback: boolean): ClientConfig => {
   const where = `${ENV.clients}.${name}`;
   if (!CLIENT_NAME.test(name)) fail(`client name ${JSON.stringify(name.slice(0, 64))} must match ${CLIENT_NAME}`);
-  if (!isRecord(raw)) return fail(`${where} must be an object`);
-  for (const field of Object.keys(raw)) {
-    if (!CLIENT_FIELDS.has(field)) fail(`${where} has unknown field ${JSON.stringify(field.slice(0, 64))}`);
-  }
+  assertRecord(raw, where, fail);
+  assertKnownKeys(raw, CLIENT_FIELDS, where, fail);
   const { secretId, clientId, scopes } = raw;
-  if (typeof secretId !== 'string' || secretId.trim() === '' || secretId.length > 2048) {
-    fail(`${where}.secretId must be a non-empty secret name or ARN`);
+  assertString(secretId, `${where}.secretId`, fail, 'a non-empty secret name or ARN', (s) => s.trim() !== '' && s.length <= 2048);
+  if (clientId !== undefined) {
+    assertString(clientId, `${where}.clientId`, fail, 'a non-empty string without spaces', (s) => /^[\x21-\x7E]{1,256}$/.test(s));
   }
-  if (clientId !== undefined && !(typeof clientId === 'string' && /^[\x21-\x7E]{1,256}$/.test(clientId))) {
-    fail(`${where}.clientId must be a non-empty string without spaces`);
-  }
-  if (!Array.isArray(scopes) || scopes.length === 0) return fail(`${where}.scopes must be a non-empty array`);
-  scopes.forEach((s, i) => isScopeToken(s) || fail(`${where}.scopes[${i}] must be an RFC 6749 scope token`));
-  const allowed = new Set(normalizeScopes(scopes as string[]));
+  assertArray(scopes, `${where}.scopes`, fail);
+  assertScopeTokens(scopes, (i) => `${where}.scopes[${i}]`, fail, 'an RFC 6749 scope token');
+  const allowed = new Set(normalizeScopes(scopes));
   return {
     name,
-    secretId: secretId as string,
+    secretId,
     tokenUrl: checkTokenUrl(`${where}.tokenUrl`, raw.tokenUrl, allowLoopback),
-    clientId: clientId as string | undefined,
+    clientId,
     scopes: allowed,
     prewarm: parsePrewarm(`${where}.prewarm`, raw.prewarm, allowed),
   };
@@ -139,13 +131,11 @@ const parseClient = (name: string, raw: unknown, allowLoopback: boolean): Client
 /** `"prewarm": [["a"], ["a", "b"]]`: scope sets, each non-empty and allowed for the client. */
 const parsePrewarm = (where: string, raw: unknown, allowed: ReadonlySet<string>): string[][] => {
   if (raw === undefined) return [];
-  if (!Array.isArray(raw)) return fail(`${where} must be an array of scope arrays`);
+  assertArray(raw, where, fail, 'an array of scope arrays', 0);
   const sets = raw.map((set, i) => {
-    if (!Array.isArray(set) || set.length === 0) return fail(`${where}[${i}] must be a non-empty array of scopes`);
-    set.forEach((s, j) => {
-      if (!isScopeToken(s) || !allowed.has(s)) fail(`${where}[${i}][${j}] must be one of the client's scopes`);
-    });
-    return normalizeScopes(set as string[]);
+    assertArray(set, `${where}[${i}]`, fail, 'a non-empty array of scopes');
+    assertScopeTokens(set, (j) => `${where}[${i}][${j}]`, fail, "one of the client's scopes", allowed);
+    return normalizeScopes(set);
   });
   return [...new Map(sets.map((set) => [set.join(' '), set])).values()];
 };
@@ -158,7 +148,7 @@ const parseClients = (text: string, allowLoopback: boolean): Map<string, ClientC
     // The parser's message quotes the input: never pass it on.
     return fail(`${ENV.clients} is not valid JSON`);
   }
-  if (!isRecord(raw)) return fail(`${ENV.clients} must be a JSON object of client name -> client settings`);
+  assertRecord(raw, ENV.clients, fail, 'a JSON object of client name -> client settings');
   const names = Object.keys(raw);
   if (names.length === 0) fail(`${ENV.clients} configures no client`);
   return new Map(names.map((name) => [name, parseClient(name, raw[name], allowLoopback)]));

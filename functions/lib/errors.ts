@@ -128,6 +128,11 @@ export class ConfigurationError extends BrokerError {
   }
 }
 
+/** Raises the configuration error for a setting that fails a check (`Fail` of assert.ts). */
+export const invalidConfiguration = (what: string): never => {
+  throw new ConfigurationError(`invalid configuration: ${what}`, 'config_invalid');
+};
+
 /** The token endpoint rejected our credentials or answered something unusable (502). */
 export class UpstreamError extends BrokerError {
   constructor(description: string, reason: Reason, options?: { cause?: unknown }) {

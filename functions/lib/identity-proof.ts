@@ -16,7 +16,7 @@
  */
 import { sha256Hex } from './cache-key';
 import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from './errors';
-import { isRecord } from './json';
+import { isRecord } from './assert';
 
 export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
 /** How long a proof is accepted after it was signed, and how far ahead of our clock it may be dated. */

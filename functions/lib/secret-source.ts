@@ -1,4 +1,5 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { isRecord } from './assert';
 import { describeAwsError, isUnavailable } from './aws-errors';
 import type { Clock } from './clock';
 import { BrokerError, ConfigurationError, UnavailableError, quote } from './errors';
@@ -39,8 +40,8 @@ export const parseClientSecret = (secretId: string, value: string | undefined, v
   } catch {
     throw bad('is not valid JSON'); // the parser's message quotes the value: not passed on
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad('is not a JSON object');
-  const { client_id: clientId, client_secret: clientSecret } = parsed as Record<string, unknown>;
+  if (!isRecord(parsed)) throw bad('is not a JSON object');
+  const { client_id: clientId, client_secret: clientSecret } = parsed;
   if (typeof clientId !== 'string' || clientId === '') throw bad('has no non-empty string "client_id"');
   if (typeof clientSecret !== 'string' || clientSecret === '') throw bad('has no non-empty string "client_secret"');
   return new ClientCredentials(secretId, clientId, clientSecret, versionId);

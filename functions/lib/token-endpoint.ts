@@ -1,3 +1,4 @@
+import { isRecord } from './assert';
 import type { Clock } from './clock';
 import type { ClientCredentials } from './secret-source';
 import { InvalidScopeError, UnavailableError, UpstreamError, quote } from './errors';
@@ -43,9 +44,7 @@ const safeDetail = (value: unknown): string | undefined =>
 const parseJsonObject = (text: string): Record<string, unknown> | undefined => {
   try {
     const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
+    return isRecord(value) ? value : undefined;
   } catch {
     return undefined;
   }

@@ -1,8 +1,8 @@
 import type { BrokerConfig, ClientConfig } from './config';
 import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from './config';
 import { InvalidRequestError, InvalidScopeError, quote } from './errors';
-import { isScopeToken, normalizeScopes } from './scopes';
-import { isRecord } from './json';
+import { type Fail, assertArray, assertRecord, assertScopeTokens, assertString } from './assert';
+import { normalizeScopes } from './scopes';
 
 /** A validated token request: the client, its canonical scope set and the least lifetime the caller accepts. */
 export interface TokenRequest {
@@ -33,16 +33,16 @@ export const MAX_SCOPES_PER_REQUEST = 32;
 const FIELDS = new Set(['client', 'scopes', 'minTtlSeconds', 'forceRefresh', 'rejectedTokenSha256', 'identityProof']);
 const CLIENT_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
+const badRequest: Fail = (message) => {
+  throw new InvalidRequestError(message);
+};
+
 const readScopes = (raw: unknown): string[] => {
-  if (!Array.isArray(raw)) throw new InvalidRequestError('"scopes" must be an array of scope strings');
-  if (raw.length === 0) throw new InvalidRequestError('"scopes" must not be empty');
-  if (raw.length > MAX_SCOPES_PER_REQUEST) {
-    throw new InvalidRequestError(`"scopes" has ${raw.length} entries; at most ${MAX_SCOPES_PER_REQUEST} are allowed`);
-  }
-  raw.forEach((s, i) => {
-    if (!isScopeToken(s)) throw new InvalidRequestError(`"scopes[${i}]" must be an RFC 6749 scope token`);
-  });
-  return normalizeScopes(raw as string[]);
+  assertArray(raw, '"scopes"', badRequest, 'an array of scope strings', 0);
+  if (raw.length === 0) badRequest('"scopes" must not be empty');
+  if (raw.length > MAX_SCOPES_PER_REQUEST) badRequest(`"scopes" has ${raw.length} entries; at most ${MAX_SCOPES_PER_REQUEST} are allowed`);
+  assertScopeTokens(raw, (i) => `"scopes[${i}]"`, badRequest, 'an RFC 6749 scope token');
+  return normalizeScopes(raw);
 };
 
 const parseMinTtl = (raw: unknown): number => {
@@ -55,16 +55,14 @@ const parseMinTtl = (raw: unknown): number => {
 
 /** Reads an untrusted invoke event or URL body. Throws InvalidRequestError; knows nothing of the configuration. */
 export const readTokenRequest = (event: unknown): TokenRequestInput => {
-  if (!isRecord(event)) throw new InvalidRequestError('the event must be a JSON object');
+  assertRecord(event, 'the event', badRequest, 'a JSON object');
   for (const field of Object.keys(event)) {
     if (!FIELDS.has(field)) {
       throw new InvalidRequestError(`unknown field ${quote(field)}; expected ${[...FIELDS].join(', ')}`);
     }
   }
   const name = event.client;
-  if (name !== undefined && (typeof name !== 'string' || !CLIENT_NAME.test(name))) {
-    throw new InvalidRequestError('"client" must be a client name (letters, digits, ".", "_", "-")');
-  }
+  if (name !== undefined) assertString(name, '"client"', badRequest, 'a client name (letters, digits, ".", "_", "-")', (s) => CLIENT_NAME.test(s));
   const scopes = readScopes(event.scopes);
   const minTtlSec = parseMinTtl(event.minTtlSeconds);
   const { forceRefresh, rejectedTokenSha256 } = parseForceRefresh(event.forceRefresh, event.rejectedTokenSha256);

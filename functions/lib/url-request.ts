@@ -1,7 +1,7 @@
 import type { LambdaFunctionURLResult } from 'aws-lambda';
 import type { CallerIdentity } from './caller-grants';
 import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from './errors';
-import { isRecord } from './json';
+import { isRecord } from './assert';
 
 /**
  * The token function behind its Function URL (AuthType AWS_IAM): the same JSON body as a direct invoke, the

@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import type { IdentityProof } from '../../examples/caller';
 import { BrokerError } from '../../functions/lib/errors';
-import { isRecord } from '../../functions/lib/json';
+import { isRecord } from '../../functions/lib/assert';
 
 const seedFromEnv = (raw: string | undefined): number | undefined => {
   if (raw === undefined || raw.trim() === '') return 1129;
