@@ -10,8 +10,10 @@ import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ENV } from '../../functions/lib/env-names';
+import { METRIC_FAMILIES, METRIC_NAMES, METRICS_DIMENSION, METRICS_NAMESPACE, type MetricName, Metrics } from '../../functions/lib/metrics';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/table-schema';
 import { encryptionContextFor } from '../../functions/lib/token-cipher';
+import { captureLogLines, stopCapturing } from '../support/log-capture';
 import { packageStage, ROOT, type CfnResource as Resource, type Json, type PackagedStage } from '../support/packaged-stack';
 
 interface Statement {
@@ -69,6 +71,48 @@ const zipEntries = (zip: Buffer): string[] => {
 };
 
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** The EMF line the broker's Metrics writes for one count of `name` in function `fn` (Powertools, on stdout). */
+const emfOf = (name: MetricName, fn: string): { _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] } } & Json => {
+  const lines = captureLogLines([]);
+  try {
+    const metrics = new Metrics(fn);
+    metrics.count(name);
+    metrics.flush(Date.now());
+  } finally {
+    stopCapturing(lines);
+  }
+  expect(lines).toHaveLength(1);
+  return JSON.parse(lines[0]!);
+};
+
+/** Checks that the code's EMF for `name` in `fn` is the metric CloudWatch will have: namespace, name, dimension. */
+const expectEmitted = (namespace: string, name: string, dimensions: Json, where: string) => {
+  expect(namespace, where).toBe(METRICS_NAMESPACE);
+  const [family] = name.split('.');
+  const listed = (METRIC_NAMES as readonly string[]).includes(name) || (name.includes('.') && (METRIC_FAMILIES as readonly string[]).includes(family!));
+  expect(listed, `${where}: ${name} is not a metric the code emits (functions/lib/metrics.ts)`).toBe(true);
+  expect(Object.keys(dimensions), where).toEqual([METRICS_DIMENSION]);
+  const fn = dimensions[METRICS_DIMENSION] as string;
+  const emf = emfOf(name as MetricName, fn);
+  const [directive] = emf._aws.CloudWatchMetrics;
+  expect(directive!.Namespace, where).toBe(namespace);
+  expect(directive!.Dimensions, where).toEqual([[METRICS_DIMENSION]]);
+  expect(directive!.Metrics.map((m) => m.Name), where).toContain(name);
+  expect(emf[METRICS_DIMENSION], where).toBe(fn);
+};
+
+interface Widget {
+  type: string;
+  properties: { title?: string; metrics?: (unknown[] | { expression: string })[]; alarms?: string[]; query?: string };
+}
+/** The dashboard's widgets, with the Fn::Sub placeholders filled in (region, alarm logical ids for their ARNs). */
+const dashboardWidgets = (dashboard: Resource): Widget[] => {
+  const body = (dashboard.Properties.DashboardBody as { 'Fn::Sub': string })['Fn::Sub'];
+  const filled = body.replace(/\$\{AWS::Region\}/g, 'eu-west-1').replace(/\$\{(\w+)\.Arn\}/g, 'arn-of:$1');
+  expect(filled).not.toContain('${');
+  return (JSON.parse(filled) as { widgets: Widget[] }).widgets;
+};
 
 /** The IAM condition keys on the broker's KMS encryption context (token-cipher.ts), for the stack's own table. */
 const encryptionContextCondition = (): Json =>
@@ -337,9 +381,87 @@ describe('osls package --stage ci', () => {
     }
     const own = alarms.filter((a) => a.Namespace === 'LimitrailTokenBroker').map((a) => a.MetricName);
     expect(own.sort()).toEqual(['RetriesExhausted', 'StaleAnswers']);
+    // Every alarm on the broker's own metrics watches one the code emits, with the dimensions its EMF lines carry.
+    const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
+    for (const a of alarms.filter((alarm) => alarm.Namespace !== 'AWS/Lambda')) {
+      const dimensions = Object.fromEntries((a.Dimensions as { Name: string; Value: string }[]).map((d) => [d.Name, d.Value]));
+      expect(functionNames).toContain(dimensions[METRICS_DIMENSION]);
+      expectEmitted(a.Namespace as string, a.MetricName as string, dimensions, `alarm ${a.AlarmDescription as string}`);
+    }
     const duration = alarms.find((a) => a.MetricName === 'Duration')!;
     expect(duration.Threshold).toBeLessThan((tokenFunction().Properties.Timeout as number) * 1000);
     for (const a of alarms) expect(JSON.stringify(a.AlarmActions)).toContain('arn:aws:sns:eu-west-1:111111111111:platform-alarms');
+  });
+
+  it('has one dashboard for the stage, with a widget for each thing the runbook looks at', () => {
+    const dashboards = resourcesOfType('AWS::CloudWatch::Dashboard');
+    expect(dashboards).toHaveLength(1);
+    const [, dashboard] = dashboards[0]!;
+    expect(dashboard.Properties.DashboardName).toBe('limitrail-token-broker-ci');
+    const titles = dashboardWidgets(dashboard).map((w) => w.properties.title);
+    expect(titles).toEqual(
+      expect.arrayContaining([
+        'Alarms',
+        'Hits by layer',
+        'Endpoint fetches and upstream requests',
+        'Upstream latency',
+        'Upstream errors by kind',
+        'Lease waits',
+        'Stale answers and degraded paths',
+        'Refusals',
+        'Refusals by reason',
+        'Identity verifications',
+        'Unusable items',
+        'Function errors',
+        'Function throttles',
+        'Function duration',
+      ]),
+    );
+  });
+
+  it('shows every alarm of the stack on the dashboard', () => {
+    const widgets = dashboardWidgets(resourcesOfType('AWS::CloudWatch::Dashboard')[0]![1]);
+    const shown = widgets.filter((w) => w.type === 'alarm').flatMap((w) => w.properties.alarms ?? []);
+    expect(shown.sort()).toEqual(resourcesOfType('AWS::CloudWatch::Alarm').map(([id]) => `arn-of:${id}`).sort());
+  });
+
+  it('plots only metrics the code emits, with the dimensions its EMF lines carry, and the functions\' own', () => {
+    const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
+    const widgets = dashboardWidgets(resourcesOfType('AWS::CloudWatch::Dashboard')[0]![1]);
+    const plotted = new Set<string>();
+    for (const widget of widgets.filter((w) => w.type === 'metric')) {
+      const where = `widget "${widget.properties.title}"`;
+      expect(widget.properties.metrics?.length, where).toBeGreaterThan(0);
+      for (const entry of widget.properties.metrics!) {
+        if (!Array.isArray(entry)) {
+          // A search for every <family>.<reason> metric of one function, without the family's total.
+          const search = /^SEARCH\('\{(\w+),(\w+)\} FunctionName="([\w-]+)" MetricName=(\w+) NOT MetricName="(\w+)"', 'Sum', 300\)$/.exec(entry.expression);
+          expect(search, `${where}: ${entry.expression}`).not.toBeNull();
+          const [, namespace, dimension, fn, familyName, total] = search!;
+          expect(functionNames, where).toContain(fn);
+          expect(total, where).toBe(`${familyName}s`);
+          expectEmitted(namespace!, total!, { [dimension!]: fn }, where);
+          expectEmitted(namespace!, `${familyName}.some_reason`, { [dimension!]: fn }, where);
+          plotted.add(`${familyName}.*`);
+          continue;
+        }
+        const [namespace, name, dimension, fn, ...rest] = entry as string[];
+        expect(rest.every((r) => typeof r === 'object'), `${where}: ${JSON.stringify(entry)} has one dimension`).toBe(true);
+        expect(functionNames, where).toContain(fn);
+        if (namespace === 'AWS/Lambda') expect(['Errors', 'Throttles', 'Duration'], where).toContain(name);
+        else expectEmitted(namespace!, name!, { [dimension!]: fn }, where);
+        plotted.add(name!);
+      }
+    }
+    expect([...plotted]).toEqual(
+      expect.arrayContaining(['MemoryHits', 'TableHits', 'EndpointFetches', 'UpstreamRequests', 'UpstreamLatency', 'UpstreamErrors', 'UpstreamError.*']),
+    );
+    expect([...plotted]).toEqual(expect.arrayContaining(['LeaseWaits', 'StaleAnswers', 'Refusals', 'IdentityVerifications', 'IdentityCacheHits', 'IdentityFailures']));
+    expect([...plotted]).toEqual(expect.arrayContaining(['UnusableItems', 'Errors', 'Throttles', 'Duration']));
+    // Logs Insights widgets read the functions' own log groups.
+    for (const widget of widgets.filter((w) => w.type === 'log')) {
+      expect(widget.properties.query).toMatch(/^SOURCE '\/aws\/lambda\/limitrail-token-broker-ci-(token|prewarm)' \| /);
+    }
   });
 
   it('keeps function logs for a limited time', () => {

@@ -28,9 +28,10 @@ describe('the packaged template against the CloudFormation resource specificatio
     expect(await specProblems(resources)).toEqual([]);
   });
 
-  it('checks every resource type of the stack: functions, URL, permissions, roles, table, key, alias, rule, alarms, logs', () => {
+  it('checks every resource type of the stack: functions, URL, permissions, roles, table, key, alias, rule, alarms, dashboard, logs', () => {
     expect([...new Set(Object.values(resources).map((r) => r.Type))].sort()).toEqual([
       'AWS::CloudWatch::Alarm',
+      'AWS::CloudWatch::Dashboard',
       'AWS::DynamoDB::Table',
       'AWS::Events::Rule',
       'AWS::IAM::Role',

@@ -95,6 +95,8 @@ export const resolveTemplate = (template: CfnTemplate, sample: SampleEnvironment
         return `arn:${partition}:events:${region}:${accountId}:rule/${name(id, 'Name')}`;
       case 'AWS::S3::Bucket':
         return `arn:${partition}:s3:::${ref(id)}`;
+      case 'AWS::CloudWatch::Alarm':
+        return `arn:${partition}:cloudwatch:${region}:${accountId}:alarm:${name(id, 'AlarmName')}`;
       default:
         throw new Error(`no sample Arn for ${id} (${Type})`);
     }
