@@ -4,7 +4,7 @@ import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { PrewarmOutcome } from './refresh-lease';
 import type { Runtime } from './runtime';
-import { type InvocationContext, deadlineFor, lazyRuntime } from './token-handler';
+import { type InvocationContext, deadlineFor, initRuntime } from './invocation';
 
 /** What one prewarm run did for one scope set. */
 export interface PrewarmResult {
@@ -73,7 +73,7 @@ export const runPrewarm = async (runtime: Runtime, deadlineMs: number, log: Logg
 
 /** The prewarm function, triggered by an EventBridge schedule. Returns (and logs) its summary; never throws. */
 export const createPrewarmHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
-  const runtimeFor = lazyRuntime(makeRuntime, fallbackLog);
+  const runtimeFor = initRuntime(makeRuntime, fallbackLog);
   return async (_event: unknown, context?: InvocationContext): Promise<PrewarmSummary | OAuthErrorBody> => {
     const built = runtimeFor(context?.awsRequestId);
     if ('error' in built) return built.error;

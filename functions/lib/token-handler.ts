@@ -1,7 +1,8 @@
-import type { Context, LambdaFunctionURLResult } from 'aws-lambda';
+import type { LambdaFunctionURLResult } from 'aws-lambda';
 import { type CallerIdentity, authorize, callerFromProof, samePrincipal } from './caller-grants';
 import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from './errors';
 import { checkIdentityProof } from './identity-proof';
+import { type InvocationContext, deadlineFor, initRuntime } from './invocation';
 import type { Logger } from './logger';
 import type { Runtime } from './runtime';
 import type { TokenAnswer } from './token-lifetime';
@@ -9,43 +10,7 @@ import { clientNameFor, readTokenRequest, resolveTokenRequest } from './token-re
 import { type UrlInput, isFunctionUrlEvent, readUrlEvent, toUrlResponse } from './url-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
-export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;
-
-/** Kept free at the end of an invocation to answer cleanly instead of timing out. */
-export const DEADLINE_MARGIN_MS = 500;
-/** Time budget when the caller gives no Lambda context (tests, local tools). */
-const DEFAULT_BUDGET_MS = 10_000;
-
-/** Epoch ms by which the answer must be ready: the Lambda's remaining time less a safety margin. */
-export const deadlineFor = (nowMs: number, context: InvocationContext | undefined): number =>
-  nowMs + (context?.getRemainingTimeInMillis?.() ?? DEFAULT_BUDGET_MS) - DEADLINE_MARGIN_MS;
-
-/**
- * Builds the container's runtime on the first invocation and keeps it. If the configuration is invalid, every
- * invocation is answered `server_error` 500 "the broker is misconfigured" with its request id, before any
- * authorization: the detail (which setting, which client) goes to the log only, each time, never to a caller.
- */
-export const lazyRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
-  let built: { runtime: Runtime } | { error: unknown } | undefined;
-  return (requestId: string | undefined): { runtime: Runtime } | { error: OAuthErrorBody } => {
-    if (!built) {
-      try {
-        built = { runtime: makeRuntime() };
-      } catch (error) {
-        built = { error };
-      }
-    }
-    if ('runtime' in built) return built;
-    fallbackLog().error('broker configuration invalid', { requestId, ...errorLogFields(built.error) });
-    return { error: misconfigured(requestId) };
-  };
-};
-
-const misconfigured = (requestId: string | undefined): OAuthErrorBody => ({
-  error: 'server_error',
-  error_description: `the broker is misconfigured; the platform team can find the cause in its logs${requestId ? ` (request id ${requestId})` : ''}`,
-  status: 500,
-});
+export type { InvocationContext } from './invocation';
 
 /** Who asked, for audit lines when nothing proved it: a direct invoke in invoke-permission mode. */
 const DIRECT_INVOKE = 'direct invoke';
@@ -111,7 +76,7 @@ const identify = async (
  * is one the caller may hold. Every token handed out and every refusal gets one audit line.
  */
 export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
-  const runtimeFor = lazyRuntime(makeRuntime, fallbackLog);
+  const runtimeFor = initRuntime(makeRuntime, fallbackLog);
 
   const handle = async (input: UrlInput & { url: boolean }, context?: InvocationContext): Promise<TokenResponse> => {
     const requestId = context?.awsRequestId;

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { UnavailableError, UpstreamError } from '../../functions/lib/errors';
 import { fullJitterDelayMs } from '../../functions/lib/backoff';
-
-const backoffDelayMs = (attempt: number, random: number) => fullJitterDelayMs(attempt, random, { baseMs: 25, capMs: 400, floorMs: 5 });
+import { type Reason, UnavailableError, UpstreamError } from '../../functions/lib/errors';
 import { parseRetryAfterMs } from '../../functions/lib/token-endpoint';
 import { isRetryable, retryDelayMs } from '../../functions/lib/token-fetcher';
 
+const backoffDelayMs = (attempt: number, random: number) => fullJitterDelayMs(attempt, random, { baseMs: 25, capMs: 400, floorMs: 5 });
+
 describe('retry decisions', () => {
   it('retries network errors, timeouts, 429 and 5xx only', () => {
-    for (const reason of ['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable']) {
+    for (const reason of ['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable'] as const satisfies readonly Reason[]) {
       expect(isRetryable(new UnavailableError('x', reason))).toBe(true);
     }
     expect(isRetryable(new UpstreamError('x', 'upstream_refused'))).toBe(false);

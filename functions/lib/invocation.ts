@@ -1,0 +1,46 @@
+/**
+ * What the two Lambda handlers (token-handler.ts, prewarm-handler.ts) share about an invocation: the container's
+ * runtime, built once in the init phase (when the handler module loads, before the first invocation), with the
+ * answer every invocation gets when the configuration is invalid; and the invocation's deadline.
+ */
+import type { Context } from 'aws-lambda';
+import { type OAuthErrorBody, errorLogFields } from './errors';
+import type { Logger } from './logger';
+import type { Runtime } from './runtime';
+
+export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;
+
+/** Kept free at the end of an invocation to answer cleanly instead of timing out. */
+export const DEADLINE_MARGIN_MS = 500;
+/** Time budget when the caller gives no Lambda context (tests, local tools). */
+const DEFAULT_BUDGET_MS = 10_000;
+
+/** Epoch ms by which the answer must be ready: the Lambda's remaining time less a safety margin. */
+export const deadlineFor = (nowMs: number, context: InvocationContext | undefined): number =>
+  nowMs + (context?.getRemainingTimeInMillis?.() ?? DEFAULT_BUDGET_MS) - DEADLINE_MARGIN_MS;
+
+const misconfigured = (requestId: string | undefined): OAuthErrorBody => ({
+  error: 'server_error',
+  error_description: `the broker is misconfigured; the platform team can find the cause in its logs${requestId ? ` (request id ${requestId})` : ''}`,
+  status: 500,
+});
+
+/**
+ * Builds the container's runtime now (the handler module's load: Lambda's init phase, so the first invocation does
+ * not pay for it) and returns its accessor. If the configuration is invalid, every invocation is answered
+ * `server_error` 500 "the broker is misconfigured" with its request id, before any authorization: the detail
+ * (which setting, which client) goes to the log only, each time, never to a caller.
+ */
+export const initRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
+  let built: { runtime: Runtime } | { error: unknown };
+  try {
+    built = { runtime: makeRuntime() };
+  } catch (error) {
+    built = { error };
+  }
+  return (requestId: string | undefined): { runtime: Runtime } | { error: OAuthErrorBody } => {
+    if ('runtime' in built) return built;
+    fallbackLog().error('broker configuration invalid', { requestId, ...errorLogFields(built.error) });
+    return { error: misconfigured(requestId) };
+  };
+};
