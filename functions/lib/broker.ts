@@ -1,3 +1,9 @@
+/**
+ * The token path, in one place: memory, then the table, then the token endpoint under the refresh lease
+ * (refresh-lease.ts), with refresh ahead, forced refreshes after a 401, stale answers while the endpoint fails, and
+ * the table bypassed while it is down. It hands a token only to a caller entitled to every scope it carries. It
+ * decides; the adapters it is given (TokenTable, CredentialSource, TokenProvider) do the I/O.
+ */
 import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache-key';
 import type { Clock } from './clock';
 import type { BrokerConfig, ClientConfig } from './config';

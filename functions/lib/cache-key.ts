@@ -1,3 +1,7 @@
+/**
+ * Cache keys and fingerprints: what makes two tokens interchangeable, hashed; and the short fingerprint audit lines
+ * and logs name a token by.
+ */
 import { createHash } from 'node:crypto';
 import { normalizeScopes } from './scopes';
 

@@ -1,12 +1,7 @@
-import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens } from './assert';
-import { AccessDeniedError, invalidConfiguration as fail, quote } from './errors';
-import { normalizeScopes } from './scopes';
-
-const GRANT_FIELDS = new Set(['principal', 'client', 'scopes']);
-
 /**
- * Who may get which tokens through the Function URL. A grant names a principal, a client and the scopes that
- * principal may request with it. Principals:
+ * Who may get which tokens (BROKER_CALLERS), on either way in: a caller proven by its identity proof (or, in
+ * invoke-permission mode, a Function URL caller AWS verified). A grant names a principal, a client and the scopes
+ * that principal may request with it. Principals:
  *   - an IAM role ARN `arn:aws:iam::123456789012:role/billing` (any path): the role itself and every session of
  *     it, `arn:aws:sts::123456789012:assumed-role/billing/<session>`;
  *   - an IAM user ARN `arn:aws:iam::123456789012:user/ci`: that user;
@@ -17,6 +12,12 @@ const GRANT_FIELDS = new Set(['principal', 'client', 'scopes']);
  *     grant is refused when the configuration is loaded.
  * The scopes a caller may request with a client are the union of its matching grants for that client.
  */
+import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens } from './assert';
+import { AccessDeniedError, invalidConfiguration as fail, quote } from './errors';
+import { normalizeScopes } from './scopes';
+
+const GRANT_FIELDS = new Set(['principal', 'client', 'scopes']);
+
 export type Principal =
   | { kind: 'account'; accountId: string }
   | { kind: 'organization'; orgId: string }

@@ -1,3 +1,7 @@
+/**
+ * The broker's configuration: read from the environment once per container, validated, typed (BrokerConfig). Any
+ * problem is a ConfigurationError naming the setting (and the client), never quoting a value that could be a secret.
+ */
 import { type Grant, parseGrants } from './caller-grants';
 import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertString } from './assert';
 import { invalidConfiguration as fail } from './errors';

@@ -1,7 +1,3 @@
-import { sha256Hex } from './cache-key';
-import { type Reason, UnavailableError } from './errors';
-import { type CachedToken, isServable } from './token-lifetime';
-
 /**
  * Forced refreshes (a caller's token was rejected with 401) each cost an upstream request, and any caller can ask
  * for one, while LimitRail rate-limits the shared client. So across all containers, forced refreshes of one key
@@ -9,6 +5,10 @@ import { type CachedToken, isServable } from './token-lifetime';
  * item, claimed together with the refresh lease in one conditional write (token-store.ts), or in the container's
  * memory while the table is down. This module only decides; refresh-lease.ts and broker.ts do the I/O.
  */
+import { sha256Hex } from './cache-key';
+import { type Reason, UnavailableError } from './errors';
+import { type CachedToken, isServable } from './token-lifetime';
+
 export const FORCE_REFRESH_LIMITED: Reason = 'force_refresh_limited';
 
 export interface ForcedRefreshState {

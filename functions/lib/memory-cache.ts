@@ -1,3 +1,6 @@
+/**
+ * The per-container memory cache of tokens, the first layer of the token path.
+ */
 import type { CachedToken } from './token-lifetime';
 import { remainingSec } from './token-lifetime';
 

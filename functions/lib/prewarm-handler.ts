@@ -1,3 +1,8 @@
+/**
+ * The prewarm function: on a schedule, refreshes every configured scope set that is missing or past its refresh
+ * point, through the same lease as the token function, a few at a time, within the invocation; returns and logs a
+ * summary without tokens.
+ */
 import type { BrokerConfig, ClientConfig } from './config';
 import { errorLogFields, type OAuthErrorBody } from './errors';
 import type { Logger } from './logger';

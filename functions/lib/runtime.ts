@@ -1,3 +1,7 @@
+/**
+ * Everything one container needs, built once: typed config, AWS clients, caches and the broker. AWS endpoints
+ * come from the SDK's standard variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...), never from ours.
+ */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -14,10 +18,6 @@ import { TokenFetcher } from './token-fetcher';
 import { TokenStore } from './token-store';
 import { type CallerVerifier, IdentityVerifier } from './identity-verifier';
 
-/**
- * Everything one container needs, built once: typed config, AWS clients, caches and the broker. AWS endpoints
- * come from the SDK's standard variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...), never from ours.
- */
 export interface Runtime {
   config: BrokerConfig;
   broker: TokenBroker;

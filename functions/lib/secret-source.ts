@@ -1,3 +1,8 @@
+/**
+ * The upstream client's credentials from Secrets Manager (the way out): parsing the secret value as untrusted,
+ * caching it per container, following a rotation (AWSPREVIOUS), and falling back to the last value read while
+ * Secrets Manager is down.
+ */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { isRecord } from './assert';
 import { describeAwsError, isUnavailable } from './aws-errors';

@@ -1,10 +1,3 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { describeAwsError } from './aws-errors';
-import type { Clock } from './clock';
-import { UnavailableError } from './errors';
-import { SingleFlight } from './single-flight';
-
 /**
  * Envelope encryption of cached tokens: AES-256-GCM under a data key from KMS `GenerateDataKey`. The wrapped
  * data key is stored with the item; plaintext data keys live in memory per container for at most
@@ -13,6 +6,13 @@ import { SingleFlight } from './single-flight';
  * conditions on the context hold each role to its own table. The caller binds the item's fields in as additional
  * authenticated data, so an item with a field changed, or ciphertext moved onto another item, does not decrypt.
  */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { describeAwsError } from './aws-errors';
+import type { Clock } from './clock';
+import { UnavailableError } from './errors';
+import { SingleFlight } from './single-flight';
+
 export interface SealedToken {
   /** version (1 byte) | IV (12 bytes) | ciphertext | GCM tag (16 bytes) */
   ciphertext: Uint8Array;

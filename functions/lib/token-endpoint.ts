@@ -1,13 +1,12 @@
+/**
+ * The LimitRail token endpoint client (RFC 6749 section 4.4, client_credentials): send, then validate the answer
+ * as untrusted. `interpretTokenResponse` is pure; `requestToken` does the HTTP.
+ */
 import { isRecord } from './assert';
 import type { Clock } from './clock';
 import type { ClientCredentials } from './secret-source';
 import { InvalidScopeError, UnavailableError, UpstreamError, quote } from './errors';
 import { missingScopes, parseScopeString, scopeString } from './scopes';
-
-/**
- * The LimitRail token endpoint client (RFC 6749 section 4.4, client_credentials): send, then validate the answer
- * as untrusted. `interpretTokenResponse` is pure; `requestToken` does the HTTP.
- */
 
 /** What the endpoint granted, validated. */
 export interface TokenGrant {

@@ -1,3 +1,7 @@
+/**
+ * One token fetch from the token endpoint (the way out): the credentials (following a secret rotation), the request
+ * with retries inside the invocation's time, the token's lifetime, and recognizing a re-issued token.
+ */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fullJitterDelayMs } from './backoff';
 import { tokenFingerprint } from './cache-key';

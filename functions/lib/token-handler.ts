@@ -1,3 +1,8 @@
+/**
+ * The token function's handler (the way in), for direct Lambda Invoke and its Function URL: reads the event, finds
+ * out who is calling (identity proofs) and what it may have (grants), asks the broker, and answers OAuth-shaped,
+ * with one audit line per token handed out or refused.
+ */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
 import { type CallerIdentity, authorize, callerFromProof, samePrincipal } from './caller-grants';
 import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from './errors';

@@ -1,3 +1,7 @@
+/**
+ * The caller's token request (the way in): checked for shape first (readTokenRequest, nothing about the
+ * configuration, so it can run before authorization), then against the configuration (resolveTokenRequest).
+ */
 import type { BrokerConfig, ClientConfig } from './config';
 import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from './config';
 import { InvalidRequestError, InvalidScopeError, quote } from './errors';

@@ -1,12 +1,3 @@
-import { GetItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { describeAwsError } from './aws-errors';
-import { tokenFingerprint } from './cache-key';
-import { UnavailableError, type UnusableItemReason } from './errors';
-import { CLOCK_SKEW_MS, latestLeaseEndMs } from './lease-rules';
-import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
-import type { TokenCipher } from './token-cipher';
-import type { CachedToken } from './token-lifetime';
-
 /**
  * The shared token cache in DynamoDB: one item per cache key holding the token (access token envelope-encrypted,
  * `expiresAtEpochSec` as the table's TTL attribute), while a container refreshes it the refresh lease
@@ -16,6 +7,15 @@ import type { CachedToken } from './token-lifetime';
  * edited, moved or in the previous format is a miss, never a crash. The lease and forced-fetch times are bounded
  * instead (lease-rules.ts).
  */
+import { GetItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { describeAwsError } from './aws-errors';
+import { tokenFingerprint } from './cache-key';
+import { UnavailableError, type UnusableItemReason } from './errors';
+import { CLOCK_SKEW_MS, latestLeaseEndMs } from './lease-rules';
+import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
+import type { TokenCipher } from './token-cipher';
+import type { CachedToken } from './token-lifetime';
+
 export interface Lease {
   owner: string;
   untilEpochMs: number;

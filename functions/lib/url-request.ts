@@ -1,13 +1,13 @@
-import type { LambdaFunctionURLResult } from 'aws-lambda';
-import type { CallerIdentity } from './caller-grants';
-import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from './errors';
-import { isRecord } from './assert';
-
 /**
  * The token function behind its Function URL (AuthType AWS_IAM): the same JSON body as a direct invoke, the
  * same JSON answer, the error's `status` as the HTTP status. The caller is the identity AWS verified; an event
  * without one is refused, so a URL misconfigured with AuthType NONE is not an open token faucet.
  */
+import type { LambdaFunctionURLResult } from 'aws-lambda';
+import type { CallerIdentity } from './caller-grants';
+import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from './errors';
+import { isRecord } from './assert';
+
 export const MAX_URL_BODY_BYTES = 16 * 1024;
 
 export interface UrlInput {
