@@ -4,8 +4,8 @@
  * It implements the broker's LeaseProtocol, so the same TokenBroker runs over it (createRuntime's `lease` override).
  */
 import type { LeaseProtocol } from '../functions/lib/broker';
-import { errorLogFields } from '../functions/lib/errors';
-import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLeaseDeps } from '../functions/lib/refresh-lease';
+import { errorLogFields } from '../functions/lib/shared/errors';
+import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLeaseDeps } from '../functions/lib/cache/refresh-lease';
 
 export class NaiveCache implements LeaseProtocol {
   constructor(private readonly deps: RefreshLeaseDeps) {}

@@ -5,7 +5,7 @@
 //     lease waits, stale answers and the other degraded paths, refusals (and by reason, from the audit lines),
 //     identity verifications, unusable cached items, cold starts;
 //   - the functions: errors, throttles and duration (with the duration alarm's threshold).
-// The broker's own metrics are EMF (functions/lib/metrics.ts): namespace LimitrailTokenBroker, dimension
+// The broker's own metrics are EMF (functions/lib/shared/metrics.ts): namespace LimitrailTokenBroker, dimension
 // FunctionName only. The package test checks that every metric plotted here is one the code emits, with exactly
 // that dimension, and that every alarm of the stack is on the alarm widget.
 'use strict';

@@ -21,7 +21,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../functions/lib/table-schema';
+import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../functions/lib/cache/table-schema';
 
 export interface LocalAwsOptions {
   /** moto (or any AWS-compatible) endpoint, e.g. http://127.0.0.1:PORT. */

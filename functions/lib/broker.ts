@@ -4,24 +4,24 @@
  * the table bypassed while it is down. It hands a token only to a caller entitled to every scope it carries. It
  * decides; the adapters it is given (TokenTable, CredentialSource, TokenProvider) do the I/O.
  */
-import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache-key';
-import type { Clock } from './clock';
-import type { BrokerConfig, ClientConfig } from './config';
-import { AccessDeniedError, BrokerError, errorLogFields } from './errors';
-import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
-import { forcedFetchBlockedUntilMs } from './lease-rules';
-import type { Logger } from './logger';
-import type { MemoryTokenCache } from './memory-cache';
-import { DEGRADED_METRIC, type DegradedKind, type MetricName, type Metrics } from './metrics';
-import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLease, TokenSource } from './refresh-lease';
-import type { CredentialSource } from './secret-source';
-import { SingleFlight } from './single-flight';
-import type { TokenProvider } from './token-fetcher';
-import { type CachedToken, type TokenAnswer, isRefreshDue, isServable, remainingSec, toTokenAnswer } from './token-lifetime';
-import type { TokenRequest } from './token-request';
-import type { TokenTable } from './token-store';
+import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache/cache-key';
+import type { Clock } from './shared/clock';
+import type { BrokerConfig, ClientConfig } from './shared/config';
+import { AccessDeniedError, BrokerError, errorLogFields } from './shared/errors';
+import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited } from './cache/forced-refresh';
+import { forcedFetchBlockedUntilMs } from './cache/lease-rules';
+import type { Logger } from './shared/logger';
+import type { MemoryTokenCache } from './cache/memory-cache';
+import { DEGRADED_METRIC, type DegradedKind, type MetricName, type Metrics } from './shared/metrics';
+import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLease, TokenSource } from './cache/refresh-lease';
+import type { CredentialSource } from './way-out/secret-source';
+import { SingleFlight } from './shared/single-flight';
+import type { TokenProvider } from './way-out/token-fetcher';
+import { type CachedToken, type TokenAnswer, isRefreshDue, isServable, remainingSec, toTokenAnswer } from './cache/token-lifetime';
+import type { TokenRequest } from './way-in/token-request';
+import type { TokenTable } from './cache/token-store';
 
-export type { TokenSource } from './refresh-lease';
+export type { TokenSource } from './cache/refresh-lease';
 
 /** Single flight across containers (RefreshLease; the benchmark's naive baseline implements it without a lease). */
 export type LeaseProtocol = Pick<RefreshLease, 'obtain' | 'refreshAhead' | 'refreshIfDue'>;

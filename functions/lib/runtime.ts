@@ -6,17 +6,17 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { type LeaseProtocol, TokenBroker } from './broker';
-import { type Clock, systemClock } from './clock';
-import { type BrokerConfig, loadConfig } from './config';
-import { createPowertoolsLogger, Logger } from './logger';
-import { MemoryTokenCache } from './memory-cache';
-import { Metrics } from './metrics';
-import { SecretSource } from './secret-source';
-import { TokenCipher } from './token-cipher';
-import { RefreshLease, type RefreshLeaseDeps } from './refresh-lease';
-import { TokenFetcher } from './token-fetcher';
-import { TokenStore } from './token-store';
-import { type CallerVerifier, IdentityVerifier } from './identity-verifier';
+import { type Clock, systemClock } from './shared/clock';
+import { type BrokerConfig, loadConfig } from './shared/config';
+import { createPowertoolsLogger, Logger } from './shared/logger';
+import { MemoryTokenCache } from './cache/memory-cache';
+import { Metrics } from './shared/metrics';
+import { SecretSource } from './way-out/secret-source';
+import { TokenCipher } from './cache/token-cipher';
+import { RefreshLease, type RefreshLeaseDeps } from './cache/refresh-lease';
+import { TokenFetcher } from './way-out/token-fetcher';
+import { TokenStore } from './cache/token-store';
+import { type CallerVerifier, IdentityVerifier } from './way-in/identity-verifier';
 
 export interface Runtime {
   config: BrokerConfig;
@@ -45,7 +45,7 @@ const AWS_CLIENT_SETTINGS = {
   requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
 } as const;
 
-/** Powertools logs on stdout and stderr; level and service from the POWERTOOLS_* variables (functions/lib/logger.ts). */
+/** Powertools logs on stdout and stderr; level and service from the POWERTOOLS_* variables (functions/lib/shared/logger.ts). */
 export const loggerFromEnv = (env: NodeJS.ProcessEnv): Logger => new Logger(createPowertoolsLogger(env));
 
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */

@@ -3,8 +3,8 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
-import { createTokenHandler } from '../../functions/lib/token-handler';
-import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/table-schema';
+import { createTokenHandler } from '../../functions/lib/way-in/token-handler';
+import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table-schema';
 import { SECRET_ID, startBrokerStack, type BrokerStack } from '../support/broker-stack';
 import { captureLogLines } from '../support/log-capture';
 

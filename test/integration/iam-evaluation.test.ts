@@ -19,7 +19,7 @@ import { runSimulation } from '@cloud-copilot/iam-simulate';
 import { createValidatedPolicy, validateResourcePolicy } from '@cloud-copilot/iam-policy';
 import { describe, expect, it } from 'vitest';
 
-import { encryptionContextFor } from '../../functions/lib/token-cipher';
+import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
 import { resolveTemplate } from '../support/cfn-resolve';
 import { recordCodeCalls } from '../support/code-calls';
 import { brokerIamOf } from '../support/iam-model';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { METRICS_NAMESPACE } from '../../functions/lib/metrics';
+import { METRICS_NAMESPACE } from '../../functions/lib/shared/metrics';
 import { startBrokerStack, type BrokerStack } from '../support/broker-stack';
 import { startContainer, type Container } from '../support/container';
 

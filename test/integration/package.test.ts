@@ -9,10 +9,10 @@ import { basename, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { ENV } from '../../functions/lib/env-names';
-import { METRIC_FAMILIES, METRIC_NAMES, METRICS_DIMENSION, METRICS_NAMESPACE, type MetricName, Metrics } from '../../functions/lib/metrics';
-import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/table-schema';
-import { encryptionContextFor } from '../../functions/lib/token-cipher';
+import { ENV } from '../../functions/lib/shared/env-names';
+import { METRIC_FAMILIES, METRIC_NAMES, METRICS_DIMENSION, METRICS_NAMESPACE, type MetricName, Metrics } from '../../functions/lib/shared/metrics';
+import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table-schema';
+import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
 import { captureLogLines, stopCapturing } from '../support/log-capture';
 import { packageStage, ROOT, type CfnResource as Resource, type Json, type PackagedStage } from '../support/packaged-stack';
 
@@ -91,7 +91,7 @@ const expectEmitted = (namespace: string, name: string, dimensions: Json, where:
   expect(namespace, where).toBe(METRICS_NAMESPACE);
   const [family] = name.split('.');
   const listed = (METRIC_NAMES as readonly string[]).includes(name) || (name.includes('.') && (METRIC_FAMILIES as readonly string[]).includes(family!));
-  expect(listed, `${where}: ${name} is not a metric the code emits (functions/lib/metrics.ts)`).toBe(true);
+  expect(listed, `${where}: ${name} is not a metric the code emits (functions/lib/shared/metrics.ts)`).toBe(true);
   expect(Object.keys(dimensions), where).toEqual([METRICS_DIMENSION]);
   const fn = dimensions[METRICS_DIMENSION] as string;
   const emf = emfOf(name as MetricName, fn);
@@ -187,7 +187,7 @@ describe('osls package --stage ci', () => {
   });
 
   it('configures prewarm sets the config loader accepts', async () => {
-    const { loadConfig } = await import('../../functions/lib/config');
+    const { loadConfig } = await import('../../functions/lib/shared/config');
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const config = loadConfig({ ...env, [ENV.tableName]: 'table', [ENV.kmsKeyId]: 'key' } as Record<string, string>);
     expect(config.clients.get('limitrail')!.prewarm).toEqual([['limitrail.usage.write'], ['limitrail.usage.read', 'limitrail.usage.write']]);

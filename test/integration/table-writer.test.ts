@@ -2,8 +2,8 @@ import { createCipheriv, randomBytes } from 'node:crypto';
 import { PutItemCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheKeyFor } from '../../functions/lib/cache-key';
-import { TABLE_PARTITION_KEY } from '../../functions/lib/table-schema';
+import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
+import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
 import { setupLocalAws } from '../../local/aws-setup';
 import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, type BrokerStack } from '../support/broker-stack';
 

@@ -1,12 +1,12 @@
 import { DynamoDBClient, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { cacheKeyFor } from '../../functions/lib/cache-key';
-import { systemClock } from '../../functions/lib/clock';
-import { TokenCipher } from '../../functions/lib/token-cipher';
-import { type CachedToken, lifetimeOf } from '../../functions/lib/token-lifetime';
-import { TokenStore } from '../../functions/lib/token-store';
+import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
+import { systemClock } from '../../functions/lib/shared/clock';
+import { TokenCipher } from '../../functions/lib/cache/token-cipher';
+import { type CachedToken, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
+import { TokenStore } from '../../functions/lib/cache/token-store';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
-import { createTokenHandler, type InvocationContext } from '../../functions/lib/token-handler';
+import { createTokenHandler, type InvocationContext } from '../../functions/lib/way-in/token-handler';
 import { captureLogLines } from './log-capture';
 import { setupLocalAws } from '../../local/aws-setup';
 import { startMoto, type MotoServer } from '../../local/moto';

@@ -8,8 +8,8 @@
  */
 import fc from 'fast-check';
 import type { IdentityProof } from '../../examples/caller';
-import { BrokerError } from '../../functions/lib/errors';
-import { isRecord } from '../../functions/lib/assert';
+import { BrokerError } from '../../functions/lib/shared/errors';
+import { isRecord } from '../../functions/lib/shared/assert';
 
 const seedFromEnv = (raw: string | undefined): number | undefined => {
   if (raw === undefined || raw.trim() === '') return 1129;

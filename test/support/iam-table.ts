@@ -15,7 +15,7 @@
 import { createValidatedPolicy, validateResourcePolicy } from '@cloud-copilot/iam-policy';
 import { runSimulation, runUnsafeSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 
-import { encryptionContextFor } from '../../functions/lib/token-cipher';
+import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
 import { type BrokerIam, type Caller, type NamedPolicy, callerRole } from './iam-model';
 
 export type Decision = 'Allowed' | 'Denied';

@@ -1,15 +1,15 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { expect } from 'vitest';
-import { sha256Hex } from '../../functions/lib/cache-key';
-import type { ClientConfig } from '../../functions/lib/config';
-import { UnavailableError } from '../../functions/lib/errors';
-import { FORCE_REFRESH_LIMITED } from '../../functions/lib/forced-refresh';
-import type { Logger } from '../../functions/lib/logger';
-import { MemoryTokenCache } from '../../functions/lib/memory-cache';
-import { type KeyedRequest, RefreshLease } from '../../functions/lib/refresh-lease';
-import type { TokenProvider } from '../../functions/lib/token-fetcher';
-import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/token-lifetime';
-import type { Lease, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/token-store';
+import { sha256Hex } from '../../functions/lib/cache/cache-key';
+import type { ClientConfig } from '../../functions/lib/shared/config';
+import { UnavailableError } from '../../functions/lib/shared/errors';
+import { FORCE_REFRESH_LIMITED } from '../../functions/lib/cache/forced-refresh';
+import type { Logger } from '../../functions/lib/shared/logger';
+import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
+import { type KeyedRequest, RefreshLease } from '../../functions/lib/cache/refresh-lease';
+import type { TokenProvider } from '../../functions/lib/way-out/token-fetcher';
+import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
+import type { Lease, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/cache/token-store';
 
 /** A logger that writes nothing, for unit tests of decisions. */
 export const silentLog: Logger = {

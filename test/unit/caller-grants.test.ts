@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { authorize, parseGrants, parsePrincipal, principalMatches, type CallerIdentity } from '../../functions/lib/caller-grants';
-import { BrokerError } from '../../functions/lib/errors';
+import { authorize, parseGrants, parsePrincipal, principalMatches, type CallerIdentity } from '../../functions/lib/way-in/caller-grants';
+import { BrokerError } from '../../functions/lib/shared/errors';
 
 const clientScopes = new Map([['limitrail', new Set(['a', 'b', 'c'])]]);
 const grants = parseGrants(

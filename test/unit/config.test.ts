@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../functions/lib/config';
-import { BrokerError } from '../../functions/lib/errors';
+import { loadConfig } from '../../functions/lib/shared/config';
+import { BrokerError } from '../../functions/lib/shared/errors';
 
 const base = {
   CALLER_PROOF_AUDIENCE: 'limitrail-token-broker-test-token',

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../functions/lib/cache-key';
-import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited, type ForcedRefreshState } from '../../functions/lib/forced-refresh';
-import { CLOCK_SKEW_MS, forcedFetchBlockedUntilMs, isLeaseHeld } from '../../functions/lib/lease-rules';
-import { type CachedToken, lifetimeOf } from '../../functions/lib/token-lifetime';
+import { sha256Hex } from '../../functions/lib/cache/cache-key';
+import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited, type ForcedRefreshState } from '../../functions/lib/cache/forced-refresh';
+import { CLOCK_SKEW_MS, forcedFetchBlockedUntilMs, isLeaseHeld } from '../../functions/lib/cache/lease-rules';
+import { type CachedToken, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
 
 const NOW_MS = Date.parse('2026-11-29T06:00:00Z');
 const INTERVAL_MS = 30_000;

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { encryptionContextFor } from '../../functions/lib/token-cipher';
+import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
 import { resolveTemplate } from '../support/cfn-resolve';
 import { brokerIamOf } from '../support/iam-model';
 import { type CodeCall, brokerRows, evaluateTable, failures, kmsContext } from '../support/iam-table';

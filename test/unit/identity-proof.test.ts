@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { signIdentityProof } from '../../examples/caller';
-import { BrokerError } from '../../functions/lib/errors';
-import { type CheckedProof, type ProofPolicy, checkIdentityProof, interpretStsAnswer } from '../../functions/lib/identity-proof';
-import { IdentityVerifier, type StsTransport } from '../../functions/lib/identity-verifier';
+import { BrokerError } from '../../functions/lib/shared/errors';
+import { type CheckedProof, type ProofPolicy, checkIdentityProof, interpretStsAnswer } from '../../functions/lib/way-in/identity-proof';
+import { IdentityVerifier, type StsTransport } from '../../functions/lib/way-in/identity-verifier';
 
 /** The decisions on identity proofs, with a fixed clock and, for the verifier, a fake STS transport. */
 const NOW = Date.parse('2026-11-29T08:00:00Z');

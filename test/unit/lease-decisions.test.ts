@@ -5,9 +5,9 @@ import {
   decideMiss,
   decidePrewarm,
   decideRefreshAhead,
-} from '../../functions/lib/refresh-lease';
-import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/token-lifetime';
-import type { StoredEntry } from '../../functions/lib/token-store';
+} from '../../functions/lib/cache/refresh-lease';
+import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
+import type { StoredEntry } from '../../functions/lib/cache/token-store';
 import { KEY, LEASE_MS, world } from '../support/lease-world';
 
 /**

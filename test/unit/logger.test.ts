@@ -1,6 +1,6 @@
 import type { Context } from 'aws-lambda';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createPowertoolsLogger, DEFAULT_SERVICE_NAME, Logger, logLevelFromEnv, REDACTED } from '../../functions/lib/logger';
+import { createPowertoolsLogger, DEFAULT_SERVICE_NAME, Logger, logLevelFromEnv, REDACTED } from '../../functions/lib/shared/logger';
 import { captureLogLines, stopCapturing } from '../support/log-capture';
 
 /** Powertools reads the cold start and the trace id from the process environment, as in Lambda. */

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { METRIC_NAMES, Metrics } from '../../functions/lib/metrics';
+import { METRIC_NAMES, Metrics } from '../../functions/lib/shared/metrics';
 import { captureLogLines, stopCapturing } from '../support/log-capture';
 
 /** Powertools Metrics writes its EMF lines on stdout: capture them. */

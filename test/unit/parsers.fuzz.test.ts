@@ -1,12 +1,12 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
-import { BrokerError } from '../../functions/lib/errors';
-import { type ProofPolicy, checkIdentityProof, interpretStsAnswer } from '../../functions/lib/identity-proof';
-import { parseClientSecret } from '../../functions/lib/secret-source';
-import { MAX_TOKEN_LIFETIME_SEC, interpretTokenResponse } from '../../functions/lib/token-endpoint';
-import { readTokenRequest } from '../../functions/lib/token-request';
-import { isFunctionUrlEvent, readUrlEvent } from '../../functions/lib/url-request';
+import { BrokerError } from '../../functions/lib/shared/errors';
+import { type ProofPolicy, checkIdentityProof, interpretStsAnswer } from '../../functions/lib/way-in/identity-proof';
+import { parseClientSecret } from '../../functions/lib/way-out/secret-source';
+import { MAX_TOKEN_LIFETIME_SEC, interpretTokenResponse } from '../../functions/lib/way-out/token-endpoint';
+import { readTokenRequest } from '../../functions/lib/way-in/token-request';
+import { isFunctionUrlEvent, readUrlEvent } from '../../functions/lib/way-in/url-request';
 import { ABSENT, junk, outcomeOf, proofVariants, runs, shaped } from '../support/fuzz';
 
 /**

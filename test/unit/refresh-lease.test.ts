@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CLOCK_SKEW_MS } from '../../functions/lib/lease-rules';
+import { CLOCK_SKEW_MS } from '../../functions/lib/cache/lease-rules';
 import { INTERVAL_MS, KEY, LEASE_MS, world } from '../support/lease-world';
 
 /**

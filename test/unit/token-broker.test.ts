@@ -1,15 +1,15 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { TokenBroker } from '../../functions/lib/broker';
-import { loadConfig } from '../../functions/lib/config';
-import { UnavailableError } from '../../functions/lib/errors';
-import { MemoryTokenCache } from '../../functions/lib/memory-cache';
-import { RefreshLease } from '../../functions/lib/refresh-lease';
-import { ClientCredentials, type CredentialSource } from '../../functions/lib/secret-source';
-import type { FetchContext, TokenProvider } from '../../functions/lib/token-fetcher';
-import { lifetimeOf } from '../../functions/lib/token-lifetime';
-import { parseTokenRequest } from '../../functions/lib/token-request';
-import type { TokenTable } from '../../functions/lib/token-store';
+import { loadConfig } from '../../functions/lib/shared/config';
+import { UnavailableError } from '../../functions/lib/shared/errors';
+import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
+import { RefreshLease } from '../../functions/lib/cache/refresh-lease';
+import { ClientCredentials, type CredentialSource } from '../../functions/lib/way-out/secret-source';
+import type { FetchContext, TokenProvider } from '../../functions/lib/way-out/token-fetcher';
+import { lifetimeOf } from '../../functions/lib/cache/token-lifetime';
+import { parseTokenRequest } from '../../functions/lib/way-in/token-request';
+import type { TokenTable } from '../../functions/lib/cache/token-store';
 import { FakeTable, silentLog } from '../support/lease-world';
 
 /**

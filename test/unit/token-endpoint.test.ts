@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BrokerError } from '../../functions/lib/errors';
-import { ClientCredentials, parseClientSecret } from '../../functions/lib/secret-source';
-import { interpretTokenResponse, tokenRequestBody, type RawTokenResponse } from '../../functions/lib/token-endpoint';
+import { BrokerError } from '../../functions/lib/shared/errors';
+import { ClientCredentials, parseClientSecret } from '../../functions/lib/way-out/secret-source';
+import { interpretTokenResponse, tokenRequestBody, type RawTokenResponse } from '../../functions/lib/way-out/token-endpoint';
 
 const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] };
 const NOW = Date.parse('2026-11-29T06:00:00Z');

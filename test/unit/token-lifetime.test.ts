@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { cacheKeyFor } from '../../functions/lib/cache-key';
-import { MemoryTokenCache } from '../../functions/lib/memory-cache';
-import { isRefreshDue, isServable, lifetimeOf, toTokenAnswer, type CachedToken } from '../../functions/lib/token-lifetime';
+import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
+import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
+import { isRefreshDue, isServable, lifetimeOf, toTokenAnswer, type CachedToken } from '../../functions/lib/cache/token-lifetime';
 
 /** A fake clock: tests move time, they do not stub decisions. */
 const clockAt = (iso: string) => {

@@ -2,10 +2,10 @@ import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCom
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { TABLE_PARTITION_KEY } from '../../functions/lib/table-schema';
-import { TokenCipher } from '../../functions/lib/token-cipher';
-import type { CachedToken } from '../../functions/lib/token-lifetime';
-import { type StoredEntry, TokenStore } from '../../functions/lib/token-store';
+import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
+import { TokenCipher } from '../../functions/lib/cache/token-cipher';
+import type { CachedToken } from '../../functions/lib/cache/token-lifetime';
+import { type StoredEntry, TokenStore } from '../../functions/lib/cache/token-store';
 import { runs } from '../support/fuzz';
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ITEM_FORMAT, type SealedFields, itemAad } from '../../functions/lib/token-store';
+import { ITEM_FORMAT, type SealedFields, itemAad } from '../../functions/lib/cache/token-store';
 
 const fields: SealedFields = {
   client: 'limitrail',

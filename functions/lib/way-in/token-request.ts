@@ -2,11 +2,11 @@
  * The caller's token request (the way in): checked for shape first (readTokenRequest, nothing about the
  * configuration, so it can run before authorization), then against the configuration (resolveTokenRequest).
  */
-import type { BrokerConfig, ClientConfig } from './config';
-import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from './config';
-import { InvalidRequestError, InvalidScopeError, quote } from './errors';
-import { type Fail, assertArray, assertRecord, assertScopeTokens, assertString } from './assert';
-import { normalizeScopes } from './scopes';
+import type { BrokerConfig, ClientConfig } from '../shared/config';
+import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from '../shared/config';
+import { InvalidRequestError, InvalidScopeError, quote } from '../shared/errors';
+import { type Fail, assertArray, assertRecord, assertScopeTokens, assertString } from '../shared/assert';
+import { normalizeScopes } from '../shared/scopes';
 
 /** A validated token request: the client, its canonical scope set and the least lifetime the caller accepts. */
 export interface TokenRequest {

@@ -2,11 +2,11 @@
  * The LimitRail token endpoint client (RFC 6749 section 4.4, client_credentials): send, then validate the answer
  * as untrusted. `interpretTokenResponse` is pure; `requestToken` does the HTTP.
  */
-import { isRecord } from './assert';
-import type { Clock } from './clock';
+import { isRecord } from '../shared/assert';
+import type { Clock } from '../shared/clock';
 import type { ClientCredentials } from './secret-source';
-import { InvalidScopeError, UnavailableError, UpstreamError, quote } from './errors';
-import { missingScopes, parseScopeString, scopeString } from './scopes';
+import { InvalidScopeError, UnavailableError, UpstreamError, quote } from '../shared/errors';
+import { missingScopes, parseScopeString, scopeString } from '../shared/scopes';
 
 /** What the endpoint granted, validated. */
 export interface TokenGrant {

@@ -6,7 +6,7 @@
 import type { Context } from 'aws-lambda';
 import { type OAuthErrorBody, errorLogFields } from './errors';
 import type { Logger } from './logger';
-import type { Runtime } from './runtime';
+import type { Runtime } from '../runtime';
 
 export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;
 

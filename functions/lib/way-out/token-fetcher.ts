@@ -3,16 +3,16 @@
  * with retries inside the invocation's time, the token's lifetime, and recognizing a re-issued token.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fullJitterDelayMs } from './backoff';
-import { tokenFingerprint } from './cache-key';
-import type { Clock } from './clock';
-import type { ClientConfig } from './config';
-import { BrokerError, ConfigurationError, UnavailableError, UpstreamError, quote } from './errors';
-import type { Logger } from './logger';
-import type { DegradedKind, Metrics } from './metrics';
+import { fullJitterDelayMs } from '../shared/backoff';
+import { tokenFingerprint } from '../cache/cache-key';
+import type { Clock } from '../shared/clock';
+import type { ClientConfig } from '../shared/config';
+import { BrokerError, ConfigurationError, UnavailableError, UpstreamError, quote } from '../shared/errors';
+import type { Logger } from '../shared/logger';
+import type { DegradedKind, Metrics } from '../shared/metrics';
 import type { ClientCredentials, CredentialSource } from './secret-source';
 import { type TokenGrant, requestToken as httpRequestToken } from './token-endpoint';
-import { type CachedToken, lifetimeOf } from './token-lifetime';
+import { type CachedToken, lifetimeOf } from '../cache/token-lifetime';
 
 /** Below this much time left before the deadline, no token request is started. */
 export const MIN_REQUEST_BUDGET_MS = 100;

@@ -2,7 +2,7 @@
  * Pure decisions about a token's time: its expiry and refresh point from the endpoint's answer, whether it is fresh
  * enough for a caller, and the answer built from it.
  */
-import { toEpochSec } from './clock';
+import { toEpochSec } from '../shared/clock';
 
 /** A token as the broker keeps it (in memory; in the table its access token is encrypted). */
 export interface CachedToken {

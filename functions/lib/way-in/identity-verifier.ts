@@ -7,10 +7,10 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { Clock } from './clock';
-import { UnavailableError } from './errors';
+import type { Clock } from '../shared/clock';
+import { UnavailableError } from '../shared/errors';
 import { type CheckedProof, type ProvenIdentity, type StsAnswer, interpretStsAnswer } from './identity-proof';
-import { SingleFlight } from './single-flight';
+import { SingleFlight } from '../shared/single-flight';
 
 /** Sends one request to STS and reads the answer (bounded); rejects on network errors and timeouts. */
 export type StsTransport = (proof: CheckedProof, timeoutMs: number) => Promise<StsAnswer>;

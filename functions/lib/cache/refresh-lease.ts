@@ -17,16 +17,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fullJitterDelayMs } from './backoff';
-import type { Clock } from './clock';
-import type { ClientConfig } from './config';
-import { type BrokerError, UnavailableError, errorLogFields } from './errors';
+import { fullJitterDelayMs } from '../shared/backoff';
+import type { Clock } from '../shared/clock';
+import type { ClientConfig } from '../shared/config';
+import { type BrokerError, UnavailableError, errorLogFields } from '../shared/errors';
 import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
 import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';
-import type { Logger } from './logger';
+import type { Logger } from '../shared/logger';
 import type { MemoryTokenCache } from './memory-cache';
-import type { Metrics } from './metrics';
-import type { FetchContext, TokenProvider } from './token-fetcher';
+import type { Metrics } from '../shared/metrics';
+import type { FetchContext, TokenProvider } from '../way-out/token-fetcher';
 import { type CachedToken, isRefreshDue } from './token-lifetime';
 import type { StoredEntry, TokenTable } from './token-store';
 

@@ -12,9 +12,9 @@
  *     grant is refused when the configuration is loaded.
  * The scopes a caller may request with a client are the union of its matching grants for that client.
  */
-import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens } from './assert';
-import { AccessDeniedError, invalidConfiguration as fail, quote } from './errors';
-import { normalizeScopes } from './scopes';
+import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens } from '../shared/assert';
+import { AccessDeniedError, invalidConfiguration as fail, quote } from '../shared/errors';
+import { normalizeScopes } from '../shared/scopes';
 
 const GRANT_FIELDS = new Set(['principal', 'client', 'scopes']);
 

@@ -8,9 +8,9 @@
  * instead (lease-rules.ts).
  */
 import { GetItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { describeAwsError } from './aws-errors';
+import { describeAwsError } from '../shared/aws-errors';
 import { tokenFingerprint } from './cache-key';
-import { UnavailableError, type UnusableItemReason } from './errors';
+import { UnavailableError, type UnusableItemReason } from '../shared/errors';
 import { CLOCK_SKEW_MS, latestLeaseEndMs } from './lease-rules';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
 import type { TokenCipher } from './token-cipher';

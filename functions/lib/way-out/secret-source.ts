@@ -4,11 +4,11 @@
  * Secrets Manager is down.
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { isRecord } from './assert';
-import { describeAwsError, isUnavailable } from './aws-errors';
-import type { Clock } from './clock';
-import { BrokerError, ConfigurationError, UnavailableError, quote } from './errors';
-import { SingleFlight } from './single-flight';
+import { isRecord } from '../shared/assert';
+import { describeAwsError, isUnavailable } from '../shared/aws-errors';
+import type { Clock } from '../shared/clock';
+import { BrokerError, ConfigurationError, UnavailableError, quote } from '../shared/errors';
+import { SingleFlight } from '../shared/single-flight';
 
 /**
  * OAuth client credentials read from a secret. The secret is held in a private field, so it does not show in

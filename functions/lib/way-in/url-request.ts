@@ -5,8 +5,8 @@
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
 import type { CallerIdentity } from './caller-grants';
-import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from './errors';
-import { isRecord } from './assert';
+import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from '../shared/errors';
+import { isRecord } from '../shared/assert';
 
 export const MAX_URL_BODY_BYTES = 16 * 1024;
 

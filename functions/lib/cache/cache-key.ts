@@ -3,7 +3,7 @@
  * and logs name a token by.
  */
 import { createHash } from 'node:crypto';
-import { normalizeScopes } from './scopes';
+import { normalizeScopes } from '../shared/scopes';
 
 /** Hex SHA-256 of a string (cache keys, token fingerprints, a caller's rejected-token fingerprint). */
 export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');

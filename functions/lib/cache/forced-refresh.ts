@@ -6,7 +6,7 @@
  * memory while the table is down. This module only decides; refresh-lease.ts and broker.ts do the I/O.
  */
 import { sha256Hex } from './cache-key';
-import { type Reason, UnavailableError } from './errors';
+import { type Reason, UnavailableError } from '../shared/errors';
 import { type CachedToken, isServable } from './token-lifetime';
 
 export const FORCE_REFRESH_LIMITED: Reason = 'force_refresh_limited';

@@ -14,9 +14,9 @@
  *   - X-Amz-Date is at most 5 minutes old and at most 1 minute in the future.
  * A proof is a credential for its 5 minutes: no message built here contains any part of it.
  */
-import { sha256Hex } from './cache-key';
-import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from './errors';
-import { isRecord } from './assert';
+import { sha256Hex } from '../cache/cache-key';
+import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from '../shared/errors';
+import { isRecord } from '../shared/assert';
 
 export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
 /** How long a proof is accepted after it was signed, and how far ahead of our clock it may be dated. */
