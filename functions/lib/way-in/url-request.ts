@@ -84,6 +84,7 @@ export const toUrlResponse = (body: object & Partial<OAuthErrorBody>): LambdaFun
     'cache-control': 'no-store',
     pragma: 'no-cache',
     ...(body.status === 405 ? { allow: 'POST' } : {}),
+    ...(typeof body.retryAfterSeconds === 'number' ? { 'retry-after': String(body.retryAfterSeconds) } : {}),
   },
   body: JSON.stringify(body),
 });
