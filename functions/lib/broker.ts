@@ -6,7 +6,7 @@
  */
 import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache/cache-key';
 import type { Clock } from './shared/clock';
-import type { BrokerConfig, ClientConfig } from './shared/config';
+import type { BrokerConfig, ClientConfig } from './config';
 import { AccessDeniedError, BrokerError, errorLogFields } from './shared/errors';
 import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited } from './cache/forced-refresh';
 import { forcedFetchBlockedUntilMs } from './cache/lease-rules';

@@ -3,13 +3,13 @@
  * point, through the same lease as the token function, a few at a time, within the invocation; returns and logs a
  * summary without tokens.
  */
-import type { BrokerConfig, ClientConfig } from './shared/config';
+import type { BrokerConfig, ClientConfig } from './config';
 import { errorLogFields, type OAuthErrorBody } from './shared/errors';
 import type { Logger } from './shared/logger';
 import type { Metrics } from './shared/metrics';
 import type { PrewarmOutcome } from './cache/refresh-lease';
 import type { Runtime } from './runtime';
-import { type InvocationContext, deadlineFor, initRuntime } from './shared/invocation';
+import { type InvocationContext, deadlineFor, initRuntime } from './invocation';
 
 /** What one prewarm run did for one scope set. */
 export interface PrewarmResult {

@@ -7,7 +7,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { type LeaseProtocol, TokenBroker } from './broker';
 import { type Clock, systemClock } from './shared/clock';
-import { type BrokerConfig, loadConfig } from './shared/config';
+import { type BrokerConfig, loadConfig } from './config';
 import { createPowertoolsLogger, Logger } from './shared/logger';
 import { MemoryTokenCache } from './cache/memory-cache';
 import { Metrics } from './shared/metrics';

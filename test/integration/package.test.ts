@@ -187,7 +187,7 @@ describe('osls package --stage ci', () => {
   });
 
   it('configures prewarm sets the config loader accepts', async () => {
-    const { loadConfig } = await import('../../functions/lib/shared/config');
+    const { loadConfig } = await import('../../functions/lib/config');
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const config = loadConfig({ ...env, [ENV.tableName]: 'table', [ENV.kmsKeyId]: 'key' } as Record<string, string>);
     expect(config.clients.get('limitrail')!.prewarm).toEqual([['limitrail.usage.write'], ['limitrail.usage.read', 'limitrail.usage.write']]);

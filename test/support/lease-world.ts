@@ -1,7 +1,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { expect } from 'vitest';
 import { sha256Hex } from '../../functions/lib/cache/cache-key';
-import type { ClientConfig } from '../../functions/lib/shared/config';
+import type { ClientConfig } from '../../functions/lib/config';
 import { UnavailableError } from '../../functions/lib/shared/errors';
 import { FORCE_REFRESH_LIMITED } from '../../functions/lib/cache/forced-refresh';
 import type { Logger } from '../../functions/lib/shared/logger';

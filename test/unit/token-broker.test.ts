@@ -1,7 +1,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { TokenBroker } from '../../functions/lib/broker';
-import { loadConfig } from '../../functions/lib/shared/config';
+import { loadConfig } from '../../functions/lib/config';
 import { UnavailableError } from '../../functions/lib/shared/errors';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
 import { RefreshLease } from '../../functions/lib/cache/refresh-lease';

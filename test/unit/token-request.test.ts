@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../functions/lib/shared/config';
+import { loadConfig } from '../../functions/lib/config';
 import { BrokerError } from '../../functions/lib/shared/errors';
 import { parseTokenRequest } from '../../functions/lib/way-in/token-request';
 

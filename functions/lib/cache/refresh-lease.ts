@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fullJitterDelayMs } from '../shared/backoff';
 import type { Clock } from '../shared/clock';
-import type { ClientConfig } from '../shared/config';
+import type { ClientConfig } from '../config';
 import { type BrokerError, UnavailableError, errorLogFields } from '../shared/errors';
 import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
 import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';

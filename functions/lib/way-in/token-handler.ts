@@ -7,7 +7,7 @@ import type { LambdaFunctionURLResult } from 'aws-lambda';
 import { type CallerIdentity, authorize, callerFromProof, samePrincipal } from './caller-grants';
 import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from '../shared/errors';
 import { checkIdentityProof } from './identity-proof';
-import { type InvocationContext, deadlineFor, initRuntime } from '../shared/invocation';
+import { type InvocationContext, deadlineFor, initRuntime } from '../invocation';
 import type { Logger } from '../shared/logger';
 import type { Runtime } from '../runtime';
 import type { TokenAnswer } from '../cache/token-lifetime';
@@ -15,7 +15,7 @@ import { clientNameFor, readTokenRequest, resolveTokenRequest } from './token-re
 import { type UrlInput, isFunctionUrlEvent, readUrlEvent, toUrlResponse } from './url-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
-export type { InvocationContext } from '../shared/invocation';
+export type { InvocationContext } from '../invocation';
 
 /** Who asked, for audit lines when nothing proved it: a direct invoke in invoke-permission mode. */
 const DIRECT_INVOKE = 'direct invoke';

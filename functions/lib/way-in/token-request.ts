@@ -2,8 +2,8 @@
  * The caller's token request (the way in): checked for shape first (readTokenRequest, nothing about the
  * configuration, so it can run before authorization), then against the configuration (resolveTokenRequest).
  */
-import type { BrokerConfig, ClientConfig } from '../shared/config';
-import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from '../shared/config';
+import type { BrokerConfig, ClientConfig } from '../config';
+import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from '../config';
 import { InvalidRequestError, InvalidScopeError, quote } from '../shared/errors';
 import { type Fail, assertArray, assertRecord, assertScopeTokens, assertString } from '../shared/assert';
 import { normalizeScopes } from '../shared/scopes';

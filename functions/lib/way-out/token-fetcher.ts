@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fullJitterDelayMs } from '../shared/backoff';
 import { tokenFingerprint } from '../cache/cache-key';
 import type { Clock } from '../shared/clock';
-import type { ClientConfig } from '../shared/config';
+import type { ClientConfig } from '../config';
 import { BrokerError, ConfigurationError, UnavailableError, UpstreamError, quote } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { DegradedKind, Metrics } from '../shared/metrics';

@@ -2,12 +2,12 @@
  * The broker's configuration: read from the environment once per container, validated, typed (BrokerConfig). Any
  * problem is a ConfigurationError naming the setting (and the client), never quoting a value that could be a secret.
  */
-import { type Grant, parseGrants } from '../way-in/caller-grants';
-import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertString } from './assert';
-import { invalidConfiguration as fail } from './errors';
-import { ENV } from './env-names';
-import { normalizeScopes } from './scopes';
-import { type ProofPolicy, stsOriginFrom } from '../way-in/identity-proof';
+import { type Grant, parseGrants } from './way-in/caller-grants';
+import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertString } from './shared/assert';
+import { invalidConfiguration as fail } from './shared/errors';
+import { ENV } from './shared/env-names';
+import { normalizeScopes } from './shared/scopes';
+import { type ProofPolicy, stsOriginFrom } from './way-in/identity-proof';
 
 /**
  * How callers are authorized (CALLER_AUTH). `grants`: every request, direct invoke or Function URL, carries an
