@@ -27,13 +27,18 @@ const HEIGHT = 6;
 /** One line of a metric widget: [namespace, name, FunctionName, fn, options]. */
 const line = (namespace, name, fn, options = {}) => [namespace, name, 'FunctionName', fn, options];
 const own = (name, fn, options) => line(NAMESPACE, name, fn, options);
-/** Every `<family>.<reason>` metric of one function (UpstreamError.upstream_timeout, ...), one line per reason. */
+/**
+ * Every `<family>.<reason>` metric of one function (UpstreamError.upstream_timeout, ...), one line per reason: a
+ * metric expression, which the dashboard body (an array of arrays) takes as a one-element array `[ { expression } ]`.
+ */
 const family = (name, fn, label) => [
-  {
-    expression: `SEARCH('{${NAMESPACE},FunctionName} FunctionName="${fn}" MetricName=${name} NOT MetricName="${name}s"', 'Sum', 300)`,
-    label,
-    id: `${name.toLowerCase()}${fn.endsWith('prewarm') ? 'prewarm' : 'token'}`,
-  },
+  [
+    {
+      expression: `SEARCH('{${NAMESPACE},FunctionName} FunctionName="${fn}" MetricName=${name} NOT MetricName="${name}s"', 'Sum', 300)`,
+      label,
+      id: `${name.toLowerCase()}${fn.endsWith('prewarm') ? 'prewarm' : 'token'}`,
+    },
+  ],
 ];
 
 const metricWidget = (title, metrics, properties = {}) => ({

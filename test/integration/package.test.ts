@@ -104,7 +104,7 @@ const expectEmitted = (namespace: string, name: string, dimensions: Json, where:
 
 interface Widget {
   type: string;
-  properties: { title?: string; metrics?: (unknown[] | { expression: string })[]; alarms?: string[]; query?: string };
+  properties: { title?: string; metrics?: unknown[][]; alarms?: string[]; query?: string };
 }
 /** The dashboard's widgets, with the Fn::Sub placeholders filled in (region, alarm logical ids for their ARNs). */
 const dashboardWidgets = (dashboard: Resource): Widget[] => {
@@ -433,10 +433,13 @@ describe('osls package --stage ci', () => {
       const where = `widget "${widget.properties.title}"`;
       expect(widget.properties.metrics?.length, where).toBeGreaterThan(0);
       for (const entry of widget.properties.metrics!) {
-        if (!Array.isArray(entry)) {
+        // CloudWatch's dashboard body: every entry is an array; a metric expression is a one-element array.
+        expect(Array.isArray(entry), `${where}: ${JSON.stringify(entry)} is not an array`).toBe(true);
+        if (entry.length === 1 && typeof entry[0] === 'object' && entry[0] !== null && 'expression' in entry[0]) {
+          const { expression } = entry[0] as { expression: string };
           // A search for every <family>.<reason> metric of one function, without the family's total.
-          const search = /^SEARCH\('\{(\w+),(\w+)\} FunctionName="([\w-]+)" MetricName=(\w+) NOT MetricName="(\w+)"', 'Sum', 300\)$/.exec(entry.expression);
-          expect(search, `${where}: ${entry.expression}`).not.toBeNull();
+          const search = /^SEARCH\('\{(\w+),(\w+)\} FunctionName="([\w-]+)" MetricName=(\w+) NOT MetricName="(\w+)"', 'Sum', 300\)$/.exec(expression);
+          expect(search, `${where}: ${expression}`).not.toBeNull();
           const [, namespace, dimension, fn, familyName, total] = search!;
           expect(functionNames, where).toContain(fn);
           expect(total, where).toBe(`${familyName}s`);
