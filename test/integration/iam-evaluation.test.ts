@@ -2,9 +2,11 @@
  * The IAM policies of the packaged template (`osls package --stage ci`, intrinsics resolved for a sample account
  * and region), evaluated by a real IAM policy evaluator (@cloud-copilot/iam-simulate; AGPL-3.0, tests only) rather
  * than pattern-matched: the function roles' policies, the token key's key policy and the token function's resource
- * policy, row by row (test/support/iam-table.ts). The allowed rows of the function roles are the AWS calls the code
- * made during real token requests against moto (test/support/code-calls.ts), so a call the code starts making
- * without a permission fails here, not in production.
+ * policy, row by row (test/support/iam-table.ts). The allowed rows of each function role are the AWS calls its own
+ * function's code made against moto, the token function in real token requests and the prewarm function in real
+ * prewarm runs (test/support/code-calls.ts), so a call the code starts making without a permission fails here, not
+ * in production. The KMS rows run twice: under the template's key policy, and under AWS's default key policy (a
+ * stage with `existingTokenKmsKeyArn`, and any other key), where only the role policy can deny.
  *
  * What the evaluator does not express, asserted otherwise:
  *   - Lambda builds a function's resource policy from AWS::Lambda::Permission resources: iam-model.ts translates
@@ -38,20 +40,42 @@ const rows = brokerRows(iam, calls);
 const results = new Map<string, Promise<RowResult>>();
 const evaluated = (name: string) => results.get(name) ?? results.set(name, evaluateRow(iam, rows.find((r) => r.name === name)!)).get(name)!;
 
-describe('the AWS calls the code makes', () => {
-  it('are GetItem and UpdateItem on the table, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt', () => {
-    expect(calls.map((c) => `${c.action} ${JSON.stringify(c.context['secretsmanager:VersionStage'] ?? '')}`).sort()).toEqual([
-      'dynamodb:GetItem ""',
-      'dynamodb:UpdateItem ""',
-      'kms:Decrypt ""',
-      'kms:GenerateDataKey ""',
-      'secretsmanager:GetSecretValue "AWSCURRENT"',
-      'secretsmanager:GetSecretValue "AWSPREVIOUS"',
+const described = (fn: string) => calls[fn]!.map((c) => c.what).sort();
+const KMS_CALLS = ['Decrypt', 'GenerateDataKey'].map((c) => `${c} on the token key with the code's encryption context`);
+const SECRET_CALLS = ['AWSCURRENT', 'AWSPREVIOUS'].map((stage) => `GetSecretValue of the configured secret, ${stage}`);
+
+describe('the AWS calls each function makes', () => {
+  it('token: GetItem and UpdateItem on the table, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt', () => {
+    expect(described('token')).toEqual([
+      ...KMS_CALLS,
+      'GetItem on the token table',
+      ...SECRET_CALLS,
+      'UpdateItem on the token table',
+      'UpdateItem on the token table (ReturnValues ALL_NEW)',
+    ]);
+  });
+
+  it('prewarm: a consistent GetItem, UpdateItem, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt', () => {
+    expect(described('prewarm')).toEqual([
+      ...KMS_CALLS,
+      'GetItem on the token table (consistent read)',
+      ...SECRET_CALLS,
+      'UpdateItem on the token table',
+      'UpdateItem on the token table (ReturnValues ALL_NEW)',
     ]);
   });
 
   it("carry the broker's encryption context naming the stage's table on every KMS call", () => {
-    for (const call of calls.filter((c) => c.action.startsWith('kms:'))) expect(call.context).toEqual(kmsContext(encryptionContextFor(iam.tableName)));
+    for (const call of Object.values(calls).flat().filter((c) => c.action.startsWith('kms:'))) {
+      expect(call.context).toEqual(kmsContext(encryptionContextFor(iam.tableName)));
+    }
+  });
+
+  it("are the allowed rows of that function's role, and only of it", () => {
+    for (const [fn, own] of Object.entries(calls)) {
+      const allowed = rows.filter((r) => r.name.startsWith(`${fn} role: `) && r.expect === 'Allowed' && !r.action.startsWith('logs:'));
+      expect(allowed.map((r) => `${r.action} ${JSON.stringify(r.context ?? {})}`).sort()).toEqual(own.map((c) => `${c.action} ${JSON.stringify(c.context)}`).sort());
+    }
   });
 });
 

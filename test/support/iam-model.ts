@@ -7,6 +7,10 @@
  * AWS::Lambda::Permission resources. `lambdaPolicyStatement` does that translation the way Lambda's AddPermission
  * documents it (an account id becomes `arn:aws:iam::<id>:root`; FunctionUrlAuthType, InvokedViaFunctionUrl,
  * PrincipalOrgID, SourceArn and SourceAccount become conditions). It is a model: only a deploy shows Lambda's own.
+ *
+ * Any other KMS key gets AWS's default key policy (the account root allowed kms:*, which hands the decision to
+ * IAM): a key of the account that nobody wrote a policy for, and what an `existingTokenKmsKeyArn` key usually has.
+ * Under it only the caller's identity policies decide, so the rows on such a key test the role policies' KMS scope.
  */
 import type { ResolvedTemplate } from './cfn-resolve';
 import type { Json } from './packaged-stack';
@@ -35,7 +39,10 @@ export interface BrokerIam {
   stackName: string;
   /** The function roles as callers, by function name (token, prewarm). */
   functionRoles: Record<string, Caller>;
-  /** The resource-based policy that applies to a resource ARN (the key policy, a function's policy), if any. */
+  /**
+   * The resource-based policy that applies to a resource ARN, if any: the token key's policy, AWS's default key
+   * policy for any other key, a function's policy.
+   */
   resourcePolicyFor(resourceArn: string): NamedPolicy | undefined;
   tableName: string;
   tableArn: string;
@@ -56,6 +63,18 @@ export const callerRole = (accountId: string, roleName: string, identityPolicies
   principal: `arn:aws:sts::${accountId}:assumed-role/${roleName}/caller-session`,
   principalContext: { 'aws:PrincipalArn': `arn:aws:iam::${accountId}:role/${roleName}`, 'aws:PrincipalAccount': accountId },
   identityPolicies,
+});
+
+/**
+ * AWS's default key policy (a key created without one): the account root may do kms:*, which lets IAM policies of
+ * the account grant the key's use. The key policy then denies nothing: the role policy is the only guard.
+ */
+export const defaultKeyPolicy = (accountId: string): NamedPolicy => ({
+  name: `AWS default key policy (${accountId})`,
+  policy: {
+    Version: '2012-10-17',
+    Statement: [{ Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${accountId}:root` }, Action: 'kms:*', Resource: '*' }],
+  },
 });
 
 const asArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
@@ -125,6 +144,8 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
   }
   const resourcePolicyFor = (resourceArn: string): NamedPolicy | undefined => {
     if (resourceArn === keyArn) return { name: `${keyId} key policy`, policy: resources[keyId]!.Properties.KeyPolicy as PolicyDocument };
+    const key = /^arn:aws:kms:[^:]+:(\d{12}):key\//.exec(resourceArn);
+    if (key) return defaultKeyPolicy(key[1]!);
     return functionPolicies.get(resourceArn.replace(/:(\$LATEST|\d+)$/, ''));
   };
 

@@ -16,7 +16,7 @@ import { createValidatedPolicy, validateResourcePolicy } from '@cloud-copilot/ia
 import { runSimulation, runUnsafeSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 
 import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
-import { type BrokerIam, type Caller, type NamedPolicy, callerRole } from './iam-model';
+import { type BrokerIam, type Caller, type NamedPolicy, callerRole, defaultKeyPolicy } from './iam-model';
 
 export type Decision = 'Allowed' | 'Denied';
 export type Context = Record<string, string | string[]>;
@@ -28,6 +28,8 @@ export interface IamRow {
   resource: string;
   context?: Context;
   expect: Decision;
+  /** The resource policy to evaluate with instead of the template's (`BrokerIam.resourcePolicyFor`). */
+  resourcePolicy?: NamedPolicy;
 }
 
 /** One AWS call a function's code makes (recorded from the SDK commands it sends), as IAM sees it. */
@@ -55,7 +57,7 @@ export const kmsContext = (encryptionContext: Record<string, string>): Context =
 const isEncryptionContextKey = (key: string) => /^kms:encryptioncontext:/i.test(key);
 
 export const evaluateRow = async (iam: BrokerIam, row: IamRow): Promise<RowResult> => {
-  const resourcePolicy = iam.resourcePolicyFor(row.resource);
+  const resourcePolicy = row.resourcePolicy ?? iam.resourcePolicyFor(row.resource);
   const validated = resourcePolicy && createValidatedPolicy(resourcePolicy.policy, validateResourcePolicy, { name: resourcePolicy.name });
   if (validated && validated.errors.length > 0) {
     return { row, decision: 'invalid', evaluator: 'runSimulation', detail: `${resourcePolicy!.name}: ${JSON.stringify(validated.errors)}` };
@@ -136,24 +138,36 @@ const URL_CALL: Context = { 'lambda:FunctionUrlAuthType': 'AWS_IAM' };
 const VIA_URL: Context = { 'lambda:InvokedViaFunctionUrl': 'true' };
 const DIRECT: Context = { 'lambda:InvokedViaFunctionUrl': 'false' };
 
+/** Each function's AWS calls, by function name (token, prewarm): what its own code sent (code-calls.ts). */
+export type CallsByFunction = Record<string, CodeCall[]>;
+
+/** How the rows of a role on the token key read when the key policy is AWS's default one. */
+export const EXISTING_KEY = "existing key (AWS's default key policy)";
+
 /**
- * The table: every call in `calls` allowed for each function role, and what must stay denied; then who may invoke
- * the token function and how (the ci stage's invokePrincipals and brokerCallers, serverless.yml).
+ * The table: every call in `calls[fn]` allowed for the role of function fn, and what must stay denied; the KMS rows
+ * again with the token key under AWS's default key policy (a stage's `existingTokenKmsKeyArn`), where nothing but
+ * the role policy can deny; then who may invoke the token function and how (the ci stage's invokePrincipals and
+ * brokerCallers, serverless.yml).
  */
-export const brokerRows = (iam: BrokerIam, calls: CodeCall[]): IamRow[] => {
+export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => {
   const { accountId, region, tableName, keyArn } = iam;
   const otherStack = iam.stackName.replace(/-[^-]+$/, '-prod');
   const otherTable = tableName.replace(iam.stackName, otherStack);
   const otherTableArn = iam.tableArn.replace(tableName, otherTable);
   const secretBase = iam.secretArn.slice(0, iam.secretArn.lastIndexOf('-'));
   const suffix = iam.secretArn.slice(iam.secretArn.lastIndexOf('-'));
+  // A key of the account with no policy written for it: AWS's default key policy (iam-model.ts resourcePolicyFor).
   const otherKeyArn = `arn:aws:kms:${region}:${accountId}:key/3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f`;
   const ownContext = kmsContext(encryptionContextFor(tableName));
+  const defaultPolicy = defaultKeyPolicy(accountId);
   const rows: IamRow[] = [];
   for (const [fn, role] of Object.entries(iam.functionRoles)) {
+    const own = calls[fn];
+    if (!own || own.length === 0) throw new Error(`no recorded AWS calls of the ${fn} function: its role's allowed rows come from them`);
     const row = (name: string, action: string, resource: string, expect: Decision, context?: Context) =>
       rows.push({ name: `${fn} role: ${name}`, caller: role, action, resource, expect, ...(context ? { context } : {}) });
-    for (const call of calls) row(call.what, call.action, call.resource, 'Allowed', call.context);
+    for (const call of own) row(call.what, call.action, call.resource, 'Allowed', call.context);
     const stream = `${iam.logGroupArn[fn]}:log-stream:2026/01/01/[$LATEST]0123456789abcdef`;
     row('Lambda writes its logs (CreateLogStream)', 'logs:CreateLogStream', stream, 'Allowed');
     row('Lambda writes its logs (PutLogEvents)', 'logs:PutLogEvents', stream, 'Allowed');
@@ -167,13 +181,33 @@ export const brokerRows = (iam: BrokerIam, calls: CodeCall[]): IamRow[] => {
     row('GetSecretValue of another secret', 'secretsmanager:GetSecretValue', `${secretBase.replace(/[^/]+$/, 'other-client')}${suffix}`, 'Denied');
     row("GetSecretValue of another stage's secret", 'secretsmanager:GetSecretValue', `${secretBase.replace(`/${iam.stackName.split('-').pop()}/`, '/prod/')}${suffix}`, 'Denied');
     row('GetSecretValue of a secret named like it plus a suffix', 'secretsmanager:GetSecretValue', `${secretBase}-backup${suffix}`, 'Denied');
-    row('Decrypt without an encryption context', 'kms:Decrypt', keyArn, 'Denied', { 'kms:EncryptionContextKeys': [] });
-    row('Decrypt with another purpose', 'kms:Decrypt', keyArn, 'Denied', kmsContext({ ...encryptionContextFor(tableName), purpose: 'another-application' }));
-    row("Decrypt with another stage's table in the context", 'kms:Decrypt', keyArn, 'Denied', kmsContext(encryptionContextFor(otherTable)));
-    row("GenerateDataKey with another stage's table in the context", 'kms:GenerateDataKey', keyArn, 'Denied', kmsContext(encryptionContextFor(otherTable)));
-    row("Decrypt on another key, with the broker's context", 'kms:Decrypt', otherKeyArn, 'Denied', ownContext);
-    row("Encrypt with the broker's context", 'kms:Encrypt', keyArn, 'Denied', ownContext);
-    row('CreateGrant on the token key', 'kms:CreateGrant', keyArn, 'Denied');
+    // On the token key under its own key policy, and again under AWS's default key policy (an existing key), where
+    // only the role policy stands between the role and the key.
+    const keyRows = (label: string, resourcePolicy?: NamedPolicy) => {
+      const keyRow = (name: string, action: string, expect: Decision, context?: Context) =>
+        rows.push({
+          name: `${fn} role${label}: ${name}`,
+          caller: role,
+          action,
+          resource: keyArn,
+          expect,
+          ...(context ? { context } : {}),
+          ...(resourcePolicy ? { resourcePolicy } : {}),
+        });
+      if (resourcePolicy) for (const call of own.filter((c) => c.resource === keyArn)) keyRow(call.what, call.action, 'Allowed', call.context);
+      keyRow('Decrypt without an encryption context', 'kms:Decrypt', 'Denied', { 'kms:EncryptionContextKeys': [] });
+      keyRow('Decrypt with another purpose', 'kms:Decrypt', 'Denied', kmsContext({ ...encryptionContextFor(tableName), purpose: 'another-application' }));
+      keyRow("Decrypt with another stage's table in the context", 'kms:Decrypt', 'Denied', kmsContext(encryptionContextFor(otherTable)));
+      keyRow("GenerateDataKey with another stage's table in the context", 'kms:GenerateDataKey', 'Denied', kmsContext(encryptionContextFor(otherTable)));
+      keyRow("Encrypt with the broker's context", 'kms:Encrypt', 'Denied', ownContext);
+      keyRow('CreateGrant on the token key', 'kms:CreateGrant', 'Denied');
+      keyRow('PutKeyPolicy on the token key', 'kms:PutKeyPolicy', 'Denied');
+      keyRow('ScheduleKeyDeletion of the token key', 'kms:ScheduleKeyDeletion', 'Denied');
+    };
+    keyRows('');
+    keyRows(`, ${EXISTING_KEY}`, defaultPolicy);
+    row("Decrypt on another key (AWS's default key policy), with the broker's context", 'kms:Decrypt', otherKeyArn, 'Denied', ownContext);
+    row("GenerateDataKey on another key (AWS's default key policy), with the broker's context", 'kms:GenerateDataKey', otherKeyArn, 'Denied', ownContext);
     row('invokes the token function', 'lambda:InvokeFunction', iam.functionArn.token!, 'Denied', DIRECT);
     row("calls the token function's URL", 'lambda:InvokeFunctionUrl', iam.functionArn.token!, 'Denied', URL_CALL);
     row('invokes the prewarm function', 'lambda:InvokeFunction', iam.functionArn.prewarm!, 'Denied', DIRECT);

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
 import { resolveTemplate } from '../support/cfn-resolve';
 import { brokerIamOf } from '../support/iam-model';
-import { type CodeCall, brokerRows, evaluateTable, failures, kmsContext } from '../support/iam-table';
+import { type CallsByFunction, type CodeCall, EXISTING_KEY, brokerRows, evaluateTable, failures, kmsContext } from '../support/iam-table';
 import type { CfnTemplate, Json } from '../support/packaged-stack';
 
 const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'limitrail-token-broker-ci' };
@@ -106,23 +106,27 @@ const fixture = (): CfnTemplate =>
     },
   }) as unknown as CfnTemplate;
 
-/** What test/support/code-calls.ts records from the code, written out. */
-const codeCalls = (tableArn: string, secretArn: string, keyArn: string, tableName: string): CodeCall[] => [
-  { what: 'GetItem on the token table', action: 'dynamodb:GetItem', resource: tableArn, context: {} },
-  { what: 'UpdateItem on the token table', action: 'dynamodb:UpdateItem', resource: tableArn, context: {} },
-  ...['AWSCURRENT', 'AWSPREVIOUS'].map((stage) => ({
-    what: `GetSecretValue ${stage}`,
-    action: 'secretsmanager:GetSecretValue',
-    resource: secretArn,
-    context: { 'secretsmanager:VersionStage': stage },
-  })),
-  ...['GenerateDataKey', 'Decrypt'].map((command) => ({
-    what: `${command} with the code's context`,
-    action: `kms:${command}`,
-    resource: keyArn,
-    context: kmsContext(encryptionContextFor(tableName)),
-  })),
-];
+/** What test/support/code-calls.ts records from each function's code, written out. */
+const codeCalls = (tableArn: string, secretArn: string, keyArn: string, tableName: string): CallsByFunction => {
+  const calls = (read: string): CodeCall[] => [
+    { what: read, action: 'dynamodb:GetItem', resource: tableArn, context: {} },
+    { what: 'UpdateItem on the token table', action: 'dynamodb:UpdateItem', resource: tableArn, context: {} },
+    { what: 'UpdateItem (ReturnValues ALL_NEW)', action: 'dynamodb:UpdateItem', resource: tableArn, context: { 'dynamodb:ReturnValues': 'ALL_NEW' } },
+    ...['AWSCURRENT', 'AWSPREVIOUS'].map((stage) => ({
+      what: `GetSecretValue ${stage}`,
+      action: 'secretsmanager:GetSecretValue',
+      resource: secretArn,
+      context: { 'secretsmanager:VersionStage': stage },
+    })),
+    ...['GenerateDataKey', 'Decrypt'].map((command) => ({
+      what: `${command} with the code's context`,
+      action: `kms:${command}`,
+      resource: keyArn,
+      context: kmsContext(encryptionContextFor(tableName)),
+    })),
+  ];
+  return { token: calls('GetItem on the token table'), prewarm: calls('GetItem on the token table (consistent read)') };
+};
 
 type Statement = Json & { Action: string | string[]; Condition?: { StringEquals?: Record<string, unknown> } };
 const statements = (t: CfnTemplate, id: string): Statement[] =>
@@ -140,10 +144,13 @@ describe('the IAM evaluation table', () => {
     expect(await tableFailures(fixture())).toEqual([]);
   });
 
-  it('fails exactly the UpdateItem row of a role whose policy lost dynamodb:UpdateItem', async () => {
+  it('fails exactly the UpdateItem rows of a role whose policy lost dynamodb:UpdateItem', async () => {
     const broken = fixture();
     statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'TokenCacheTable')!.Action = ['dynamodb:GetItem'];
-    expect(await tableFailures(broken)).toEqual(['token role: UpdateItem on the token table: expected Allowed, got Denied']);
+    expect(await tableFailures(broken)).toEqual([
+      'token role: UpdateItem on the token table: expected Allowed, got Denied',
+      'token role: UpdateItem (ReturnValues ALL_NEW): expected Allowed, got Denied',
+    ]);
   });
 
   it('fails the Decrypt and GenerateDataKey rows when the key policy lost its statement for the function roles', async () => {
@@ -163,10 +170,12 @@ describe('the IAM evaluation table', () => {
       for (const s of statements(broken, id)) delete s.Condition?.StringEquals?.['kms:EncryptionContext:tokenTable'];
     }
     expect(await tableFailures(broken)).toEqual(
-      ['token', 'prewarm'].flatMap((r) => [
-        `${r} role: Decrypt with another stage's table in the context: expected Denied, got Allowed`,
-        `${r} role: GenerateDataKey with another stage's table in the context: expected Denied, got Allowed`,
-      ]),
+      ['token', 'prewarm'].flatMap((r) =>
+        [`${r} role`, `${r} role, ${EXISTING_KEY}`].flatMap((label) => [
+          `${label}: Decrypt with another stage's table in the context: expected Denied, got Allowed`,
+          `${label}: GenerateDataKey with another stage's table in the context: expected Denied, got Allowed`,
+        ]),
+      ),
     );
   });
 
@@ -177,5 +186,52 @@ describe('the IAM evaluation table', () => {
       'URL grantee in another account, lambda:* on *: lambda:InvokeFunction {"lambda:InvokedViaFunctionUrl":"false"}: expected Denied, got Allowed',
       'URL grantee role of the account, no identity policy: lambda:InvokeFunction {"lambda:InvokedViaFunctionUrl":"false"}: expected Denied, got Allowed',
     ]);
+  });
+
+  it("fails the role's KMS scope rows when its key statement is kms:* on * without a condition (only the role policy guards an existing key)", async () => {
+    const broken = fixture();
+    const key = statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'TokenEnvelopeKey')!;
+    Object.assign(key, { Action: 'kms:*', Resource: '*' });
+    delete key.Condition;
+    expect(await tableFailures(broken)).toEqual([
+      ...[
+        'Decrypt without an encryption context',
+        'Decrypt with another purpose',
+        "Decrypt with another stage's table in the context",
+        "GenerateDataKey with another stage's table in the context",
+        "Encrypt with the broker's context",
+        'CreateGrant on the token key',
+        'PutKeyPolicy on the token key',
+        'ScheduleKeyDeletion of the token key',
+      ].map((row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`),
+      ...['Decrypt', 'GenerateDataKey'].map(
+        (action) => `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
+      ),
+    ]);
+  });
+
+  it('fails the context and other-key rows when the role may GenerateDataKey and Decrypt on * without a condition', async () => {
+    const broken = fixture();
+    const key = statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'TokenEnvelopeKey')!;
+    key.Resource = '*';
+    delete key.Condition;
+    expect(await tableFailures(broken)).toEqual([
+      ...['Decrypt without an encryption context', 'Decrypt with another purpose', "Decrypt with another stage's table in the context", "GenerateDataKey with another stage's table in the context"].map(
+        (row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`,
+      ),
+      ...['Decrypt', 'GenerateDataKey'].map(
+        (action) => `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
+      ),
+    ]);
+  });
+
+  it("builds each role's allowed rows from its own function's calls, and refuses a function without any", async () => {
+    const iam = brokerIamOf(resolveTemplate(fixture(), SAMPLE));
+    const { token, prewarm } = codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName);
+    const rows = brokerRows(iam, { token: token!, prewarm: prewarm!.slice(0, 1) });
+    expect(rows.filter((r) => r.name.startsWith('prewarm role: ') && r.expect === 'Allowed' && !r.action.startsWith('logs:')).map((r) => r.name)).toEqual([
+      'prewarm role: GetItem on the token table (consistent read)',
+    ]);
+    expect(() => brokerRows(iam, { token: token! })).toThrow('no recorded AWS calls of the prewarm function');
   });
 });
