@@ -317,10 +317,12 @@ describe('osls package --stage ci', () => {
     const policyChanges = statements.filter((s) => asArray(s.Action).includes('kms:PutKeyPolicy'));
     expect(policyChanges).toHaveLength(1);
     expect(policyChanges[0]).toMatchObject({ Effect: 'Allow', Action: 'kms:PutKeyPolicy', Principal: accountRoot, Resource: '*' });
+    // The ci stage names its deploy role (serverless.yml tokenKeyAdminRoleArn): only that role may change the policy.
+    const deployRole = 'arn:aws:iam::111111111111:role/platform-deploy';
     expect(policyChanges[0]!.Condition).toEqual({
-      'Fn::If': ['TokenKeyAdminRoleGiven', { ArnEquals: { 'aws:PrincipalArn': '' } }, { Ref: 'AWS::NoValue' }],
+      'Fn::If': ['TokenKeyAdminRoleGiven', { ArnEquals: { 'aws:PrincipalArn': deployRole } }, { Ref: 'AWS::NoValue' }],
     });
-    expect(template.Conditions!.TokenKeyAdminRoleGiven).toEqual({ 'Fn::Not': [{ 'Fn::Equals': ['', ''] }] });
+    expect(template.Conditions!.TokenKeyAdminRoleGiven).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [deployRole, ''] }] });
     for (const s of statements) expect(s).toMatchObject({ Effect: 'Allow', Principal: accountRoot });
   });
 

@@ -63,7 +63,8 @@ describe('Function URL with AWS_IAM', () => {
   });
 
   it.each([
-    ['another role of the account', { iam: role('reporting') }, 403, 'access_denied', 'no grant for client "limitrail"'],
+    // Without a grant and without naming a client, the caller learns no client's name.
+    ['another role of the account', { iam: role('reporting') }, 403, 'access_denied', 'has no grant'],
     ['the same role name in another account', { iam: role('billing', '999999999999') }, 403, 'access_denied', 'no grant'],
     ['a granted role asking beyond its grant', { iam: role('billing'), scopes: ['limitrail.runtime.read'] }, 403, 'access_denied', 'no grant for scope "limitrail.runtime.read"'],
     ['a request without a verified IAM identity', {}, 403, 'access_denied', 'AuthType AWS_IAM'],

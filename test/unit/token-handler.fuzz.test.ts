@@ -202,7 +202,8 @@ describe('the token handler on random events', () => {
       for (const isBase64Encoded of [false, true]) {
         const event = { ...urlEvent(request, { iam: iamCaller }), body, isBase64Encoded };
         expect(await invoke(handler, seen, event, [signature])).toEqual({ kind: 'refused', status: 400, error: 'invalid_request' });
-        expect(auditLine(seen)).toMatchObject({ caller: iamCaller.userArn, reason: 'url_event_malformed', detail: 'malformed Function URL event: "body" must be a string' });
+        // Grants mode: the URL event's identity is only what its sender wrote until a proof names the caller.
+        expect(auditLine(seen)).toMatchObject({ caller: 'unproven', urlCaller: iamCaller.userArn, reason: 'url_event_malformed', detail: 'malformed Function URL event: "body" must be a string' });
       }
     }
   });

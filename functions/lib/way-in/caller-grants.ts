@@ -71,6 +71,10 @@ export const principalMatches = (principal: Principal, caller: CallerIdentity): 
   }
 };
 
+/** The clients the caller's grants name (empty: no grant at all). */
+export const clientsGrantedTo = (grants: readonly Grant[], caller: CallerIdentity): Set<string> =>
+  new Set(grants.filter((g) => principalMatches(g.principal, caller)).map((g) => g.client));
+
 /** Every scope the caller's grants give it for the client (empty: no grant). */
 export const grantedScopes = (grants: readonly Grant[], caller: CallerIdentity, client: string): Set<string> =>
   new Set(grants.filter((g) => g.client === client && principalMatches(g.principal, caller)).flatMap((g) => [...g.scopes]));

@@ -4,11 +4,12 @@
  * with one audit line per token handed out or refused.
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
-import { type CallerIdentity, authorize, callerFromProof, samePrincipal } from './caller-grants';
-import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from '../shared/errors';
+import { type CallerIdentity, authorize, callerFromProof, clientsGrantedTo, samePrincipal } from './caller-grants';
+import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, quote, toOAuthError } from '../shared/errors';
 import { checkIdentityProof } from './identity-proof';
 import { type InvocationContext, deadlineFor, initRuntime } from '../invocation';
 import type { Logger } from '../shared/logger';
+import type { CallerAuthMode } from '../config';
 import type { Runtime } from '../runtime';
 import type { TokenAnswer } from '../cache/token-lifetime';
 import { clientNameFor, readTokenRequest, resolveTokenRequest } from './token-request';
@@ -24,9 +25,21 @@ const DIRECT_INVOKE = 'direct invoke';
 interface AuditCaller {
   caller: string;
   identity?: 'verified' | 'cached';
-  /** A Function URL caller whose identity AWS passed but whose proof named someone else. */
+  /** The identity a Function URL event names (requestContext.authorizer.iam) when it is not the proven caller. */
   urlCaller?: string;
 }
+
+/**
+ * Whom the audit lines name before anything is proven. In grants mode nobody: a URL-shaped event's identity is what
+ * its sender wrote (a direct invoker can write one), so it is kept apart as `urlCaller` until a proof names the
+ * caller. In invoke-permission mode, the identity AWS verified for a Function URL call, or "direct invoke".
+ */
+const initialAudit = (input: UrlInput & { url: boolean }, mode: CallerAuthMode): AuditCaller => {
+  if (!input.url) return { caller: DIRECT_INVOKE };
+  const claimed = input.caller?.userArn;
+  if (mode === 'grants') return { caller: 'unproven', ...(claimed ? { urlCaller: claimed } : {}) };
+  return { caller: claimed ?? 'unverified' };
+};
 
 /**
  * Who is calling. With a proof: the principal STS says signed it (and, on the Function URL, it must be the
@@ -64,6 +77,7 @@ const identify = async (
       audit.urlCaller = input.caller.userArn;
       throw new AccessDeniedError('the Function URL caller and the identity proof name different principals', 'proof_caller_mismatch');
     }
+    delete audit.urlCaller; // the URL's identity is the proven principal: the audit line names it once
     // The URL caller is the proven principal: what AWS says of its organization holds (invoke-permission grants).
     return { ...proven, principalOrgId: input.caller.principalOrgId };
   } catch (err) {
@@ -90,7 +104,7 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
     const { runtime } = built;
     runtime.log.addContext(context);
     const { config } = runtime;
-    const audit: AuditCaller = { caller: input.url ? (input.caller?.userArn ?? 'unverified') : DIRECT_INVOKE };
+    const audit = initialAudit(input, config.callerAuth);
     const log = runtime.log.child({ requestId });
     let asked: { client: string; scopes: readonly string[] } | undefined;
     try {
@@ -98,9 +112,13 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
       if (input.refusal) throw input.refusal;
       const read = readTokenRequest(input.payload);
       const caller = await identify(runtime, input, read.identityProof, deadlineMs, audit);
-      asked = { client: clientNameFor(read, config), scopes: read.scopes };
+      const clients = caller ? clientsGrantedTo(config.grants, caller) : undefined;
+      if (clients?.size === 0 && read.clientName === undefined) {
+        throw new AccessDeniedError(`caller ${quote(caller!.userArn, 256)} has no grant`, 'caller_not_granted');
+      }
+      asked = { client: clientNameFor(read, config, clients), scopes: read.scopes };
       const granted = caller ? authorize(config.grants, caller, asked.client, read.scopes) : undefined;
-      const request = resolveTokenRequest(read, config);
+      const request = resolveTokenRequest(read, config, asked.client);
       const { answer } = await runtime.broker.getToken(request, {
         deadlineMs,
         log,

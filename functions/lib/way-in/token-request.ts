@@ -74,18 +74,19 @@ export const readTokenRequest = (event: unknown): TokenRequestInput => {
 };
 
 /**
- * The client a request is for. Without a name: the only configured client; with several configured, the caller must
- * name one (their names are not listed: a caller learns them from its grant, not from the broker).
+ * The client a request is for. Without a name: for a caller held to grants, the one client its grants name (`granted`,
+ * so a caller without a grant learns no client's name); otherwise the only configured client. Where that is not one
+ * client, the caller must name it (names are never listed: a caller learns them from its grant, not from the broker).
  */
-export const clientNameFor = (input: TokenRequestInput, config: BrokerConfig): string => {
+export const clientNameFor = (input: TokenRequestInput, config: BrokerConfig, granted?: ReadonlySet<string>): string => {
   if (input.clientName !== undefined) return input.clientName;
-  if (config.clients.size === 1) return [...config.clients.keys()][0]!;
-  throw new InvalidRequestError('"client" is required: several clients are configured');
+  const candidates = granted ?? new Set(config.clients.keys());
+  if (candidates.size === 1) return [...candidates][0]!;
+  throw new InvalidRequestError(`"client" is required: ${granted ? 'your grants name' : 'the broker has'} several clients`);
 };
 
 /** The request against the configuration: a known client and scopes it allows. Throws InvalidRequestError / InvalidScopeError. */
-export const resolveTokenRequest = (input: TokenRequestInput, config: BrokerConfig): TokenRequest => {
-  const name = clientNameFor(input, config);
+export const resolveTokenRequest = (input: TokenRequestInput, config: BrokerConfig, name = clientNameFor(input, config)): TokenRequest => {
   const client = config.clients.get(name);
   if (!client) throw new InvalidRequestError(`unknown client ${quote(name)}`, 'unknown_client');
   const refused = input.scopes.filter((s) => !client.scopes.has(s));
