@@ -7,7 +7,7 @@
 import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache/cache-key';
 import type { Clock } from './shared/clock';
 import type { BrokerConfig, ClientConfig } from './config';
-import { AccessDeniedError, BrokerError, errorLogFields } from './shared/errors';
+import { AccessDeniedError, BrokerError, type LogReason, errorLogFields } from './shared/errors';
 import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited } from './cache/forced-refresh';
 import { forcedFetchBlockedUntilMs } from './cache/lease-rules';
 import type { Logger } from './shared/logger';
@@ -136,9 +136,9 @@ export class TokenBroker {
       log,
       keyFields,
       metrics: options.metrics,
-      degraded: (kind: DegradedKind, reason: string) => {
+      degraded: (kind: DegradedKind, reason: LogReason, detail?: Record<string, unknown>) => {
         options.metrics?.count(DEGRADED_METRIC[kind]);
-        log.warn(`degraded: ${kind.replace('_', ' ')}`, { ...keyFields, degraded: kind, reason });
+        log.warn(`degraded: ${kind.replace('_', ' ')}`, { ...keyFields, degraded: kind, reason, ...detail });
       },
     };
   }

@@ -56,7 +56,7 @@ export interface SecretReadOptions {
   /** Read Secrets Manager now, bypassing the memory cache (after the endpoint rejected the cached credentials). */
   fresh?: boolean;
   /** Called when Secrets Manager is unavailable and the last credentials read are used instead. */
-  onFallback?: (reason: string) => void;
+  onFallback?: (err: UnavailableError) => void;
 }
 
 /** Where the broker gets an upstream client's credentials (SecretSource; a fake in unit tests). */
@@ -94,7 +94,7 @@ export class SecretSource implements CredentialSource {
       return credentials;
     } catch (err) {
       if (!(err instanceof UnavailableError) || !cached) throw err;
-      options.onFallback?.(err.message);
+      options.onFallback?.(err);
       return cached.credentials;
     }
   }

@@ -7,7 +7,7 @@ import { fullJitterDelayMs } from '../shared/backoff';
 import { tokenFingerprint } from '../cache/cache-key';
 import type { Clock } from '../shared/clock';
 import type { ClientConfig } from '../config';
-import { BrokerError, ConfigurationError, UnavailableError, UpstreamError, quote } from '../shared/errors';
+import { BrokerError, ConfigurationError, type LogReason, type Reason, UnavailableError, UpstreamError, quote } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { DegradedKind, Metrics } from '../shared/metrics';
 import type { ClientCredentials, CredentialSource } from './secret-source';
@@ -20,7 +20,7 @@ export const MIN_REQUEST_BUDGET_MS = 100;
 const RETRY = { baseMs: 100, capMs: 2_000 } as const;
 
 /** Failures worth another attempt: network errors, timeouts, 429 and 5xx. Never another 4xx. */
-const RETRYABLE = new Set(['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable']);
+const RETRYABLE = new Set<Reason>(['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable']);
 export const isRetryable = (err: unknown): boolean => err instanceof BrokerError && RETRYABLE.has(err.reason);
 
 /** Capped exponential backoff with full jitter, but never shorter than the server's Retry-After. */
@@ -35,8 +35,8 @@ export interface FetchContext {
   log: Logger;
   /** Log fields that identify the key (client, scopes, cache key fingerprint). */
   keyFields: Record<string, unknown>;
-  /** Reports a degraded path: one structured log line and a metric. */
-  degraded: (kind: DegradedKind, reason: string) => void;
+  /** Reports a degraded path: one structured log line (a reason code, and details as their own fields) and a metric. */
+  degraded: (kind: DegradedKind, reason: LogReason, detail?: Record<string, unknown>) => void;
   /** The token this fetch replaces, if any (to recognize an endpoint that re-issues it). */
   previous?: CachedToken;
   /** Called before each retry (the lease holder renews its lease there). */
@@ -101,7 +101,7 @@ export class TokenFetcher implements TokenProvider {
    */
   async #withRotation(ctx: FetchContext): Promise<TokenGrant> {
     const { client, log, keyFields } = ctx;
-    const onFallback = (reason: string) => ctx.degraded('secret_fallback', reason);
+    const onFallback = (err: BrokerError) => ctx.degraded('secret_fallback', err.reason, { detail: err.message });
     const cached = await this.secrets.get(client.secretId, { onFallback });
     this.#checkClientId(client, cached);
     const rejected = (err: unknown) => err instanceof BrokerError && err.reason === 'upstream_invalid_client';
@@ -158,7 +158,7 @@ export class TokenFetcher implements TokenProvider {
         const outOfTime = this.clock.nowMs() + delayMs + MIN_REQUEST_BUDGET_MS > deadlineMs;
         if (attempt >= this.options.maxAttempts || outOfTime) {
           const why = outOfTime && attempt < this.options.maxAttempts ? 'no time left for another attempt' : `${attempt} attempts`;
-          ctx.degraded('retries_exhausted', `${failure.reason} after ${attempt} attempt(s)`);
+          ctx.degraded('retries_exhausted', failure.reason, { attempts: attempt });
           throw new UnavailableError(`${failure.message} (${why})`, failure.reason, { cause: err, retryAfterMs: failure.retryAfterMs });
         }
         log.info('token request failed, retrying', { ...keyFields, reason: failure.reason, attempt, delayMs });
