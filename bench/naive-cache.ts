@@ -1,14 +1,15 @@
 /**
  * The benchmark's baseline: a two-layer cache (memory, then the table) without the refresh lease, as a token
  * broker written without cross-container single flight would be. Every miss fetches and writes; no refresh ahead.
- * It implements the broker's LeaseProtocol, so the same TokenBroker runs over it (createRuntime's `lease` override).
+ * It implements the broker's LeaseProtocol: the bench assembles the same TokenBroker over it from a runtime's parts.
  */
-import type { LeaseProtocol } from '../functions/lib/broker';
+import { type BrokerDeps, type LeaseProtocol, TokenBroker } from '../functions/lib/broker';
+import type { Runtime } from '../functions/lib/runtime';
 import { errorLogFields } from '../functions/lib/shared/errors';
-import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLeaseDeps } from '../functions/lib/cache/refresh-lease';
+import type { KeyedRequest, Outcome, PrewarmOutcome } from '../functions/lib/cache/refresh-lease';
 
 export class NaiveCache implements LeaseProtocol {
-  constructor(private readonly deps: RefreshLeaseDeps) {}
+  constructor(private readonly deps: Pick<BrokerDeps, 'store' | 'fetcher' | 'memory'>) {}
 
   async obtain(req: KeyedRequest): Promise<Outcome> {
     const token = await this.deps.fetcher.fetch(req);
@@ -28,3 +29,9 @@ export class NaiveCache implements LeaseProtocol {
     return 'refreshed';
   }
 }
+
+/** The same runtime with its broker assembled over the naive cache instead of the refresh lease. */
+export const withNaiveCache = (runtime: Runtime): Runtime => ({
+  ...runtime,
+  broker: new TokenBroker({ ...runtime.parts, lease: new NaiveCache(runtime.parts) }),
+});

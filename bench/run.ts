@@ -20,7 +20,7 @@ import { startBrokerStack } from '../test/support/broker-stack';
 import { STS_REGION, startStsStack } from '../test/support/sts-stack';
 import { deployNode, machineNode } from '../test/support/node-runtimes';
 import { signIdentityProof } from '../examples/caller';
-import { NaiveCache } from './naive-cache';
+import { withNaiveCache } from './naive-cache';
 import { powertoolsCost } from './powertools-cost';
 import { captureLogLines } from '../test/support/log-capture';
 
@@ -175,7 +175,7 @@ const stampede = async () => {
   const run = async (containers: number, leases: boolean) => {
     await stack.dynamodb.send(new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }));
     const fleet = Array.from({ length: containers }, () =>
-      createTokenHandler(() => createRuntime(process.env, leases ? {} : { lease: (deps) => new NaiveCache(deps) }), () => loggerFromEnv(process.env)),
+      createTokenHandler(() => (leases ? createRuntime(process.env) : withNaiveCache(createRuntime(process.env))), () => loggerFromEnv(process.env)),
     );
     const before = stack.sandbox.stats().tokenRequests;
     const answers = await Promise.all(fleet.map((invoke) => invoke({ scopes })));

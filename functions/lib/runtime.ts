@@ -5,7 +5,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { type LeaseProtocol, TokenBroker } from './broker';
+import { type BrokerDeps, TokenBroker } from './broker';
 import { type Clock, systemClock } from './shared/clock';
 import { type BrokerConfig, loadConfig } from './config';
 import { createPowertoolsLogger, Logger } from './shared/logger';
@@ -27,6 +27,8 @@ export interface Runtime {
   metrics: Metrics;
   /** Verifies callers' identity proofs with STS (one call per proof per container). */
   callers: CallerVerifier;
+  /** What the broker is built from (its adapters and the lease protocol), for a different assembly of them. */
+  parts: BrokerDeps;
 }
 
 export interface RuntimeOverrides {
@@ -35,8 +37,6 @@ export interface RuntimeOverrides {
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
   callers?: CallerVerifier;
-  /** Another single flight across containers than the refresh lease (the benchmark's naive baseline, bench/). */
-  lease?: (deps: RefreshLeaseDeps) => LeaseProtocol;
 }
 
 /** AWS calls are on the request path: fail fast and let the broker degrade instead of hanging. */
@@ -72,8 +72,8 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
     leaseDurationMs: config.refreshLeaseMs,
     forceRefreshIntervalMs: config.forceRefreshMinIntervalSec * 1000,
   };
-  const lease = overrides.lease ? overrides.lease(leaseDeps) : new RefreshLease(leaseDeps);
-  const broker = new TokenBroker({ config, clock, log, secrets, store, memory, fetcher, lease });
+  const parts: BrokerDeps = { config, clock, log, secrets, store, memory, fetcher, lease: new RefreshLease(leaseDeps) };
+  const broker = new TokenBroker(parts);
   if (config.callerAuth === 'invoke-permission') {
     log.warn('CALLER_AUTH=invoke-permission: a direct invoke without an identity proof may get every configured scope', {
       callerAuth: config.callerAuth,
@@ -82,5 +82,5 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
     });
   }
   const callers = overrides.callers ?? new IdentityVerifier(clock);
-  return { config, broker, clock, log, metrics, callers };
+  return { config, broker, clock, log, metrics, callers, parts };
 };
