@@ -1,7 +1,10 @@
-import { loggerFromEnv, createRuntime } from '../lib/runtime';
+/**
+ * Lambda entry point of the token function (see functions/lib/way-in/token-handler.ts). Loading this module is the
+ * init phase: the container's runtime (configuration, AWS clients, caches) is built here, once.
+ */
+import { createRuntime, loggerFromEnv } from '../lib/runtime';
 import { createTokenHandler } from '../lib/way-in/token-handler';
 
-/** Lambda entry point of the token function: see functions/lib/way-in/token-handler.ts. */
 export const handler = createTokenHandler(
   () => createRuntime(process.env),
   () => loggerFromEnv(process.env),
