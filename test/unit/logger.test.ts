@@ -111,6 +111,24 @@ describe('redaction', () => {
     });
   });
 
+  it('redacts names that end like a credential, and keeps the broker\'s own fingerprints, ids and keys', () => {
+    logger().info('suffixes', {
+      bearerToken: SECRET,
+      apiKey: SECRET,
+      x_api_key: SECRET,
+      dbPassword: SECRET,
+      privateKey: SECRET,
+      requestSignature: SECRET,
+      tokenFingerprint: 'abc123',
+      cacheKey: 'v1:0123',
+      kmsKeyId: 'alias/k',
+    });
+    const [line] = parsed();
+    expect(lines.join('\n')).not.toContain(SECRET);
+    expect(line).toMatchObject({ bearerToken: REDACTED, apiKey: REDACTED, x_api_key: REDACTED, dbPassword: REDACTED, privateKey: REDACTED, requestSignature: REDACTED });
+    expect(line).toMatchObject({ tokenFingerprint: 'abc123', cacheKey: 'v1:0123', kmsKeyId: 'alias/k' });
+  });
+
   it('redacts fields set on child loggers, children of children, and Powertools persistent keys and children', () => {
     const log = logger();
     log.powertools.appendPersistentKeys({ upstream: { password: SECRET } });

@@ -38,7 +38,13 @@ const CREDENTIAL_FIELDS = new Set([
   'identityproof',
 ]);
 
-export const isCredentialField = (name: string): boolean => CREDENTIAL_FIELDS.has(name.toLowerCase().replace(/[^a-z0-9]/g, ''));
+/** And any name ending like one (`bearerToken`, `apiKey`, `x_api_key`, `dbPassword`, `privateKey`, `requestSignature`). */
+const CREDENTIAL_SUFFIX = /(token|secret|password|passphrase|apikey|privatekey|secretkey|signature)$/;
+
+export const isCredentialField = (name: string): boolean => {
+  const plain = name.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return CREDENTIAL_FIELDS.has(plain) || CREDENTIAL_SUFFIX.test(plain);
+};
 
 /** An error as it may be logged: its name, and its code when it has one (`ECONNREFUSED`, an SDK error code). */
 const errorSummary = (err: Error): { name: string; code?: string | number } => {
