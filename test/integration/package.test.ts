@@ -70,6 +70,26 @@ const zipEntries = (zip: Buffer): string[] => {
   return names;
 };
 
+/** package-lock.json's `packages`: each installed path (node_modules/...), flagged `dev` when only devDependencies need it. */
+type LockPackages = Record<string, { dev?: boolean; version?: string }>;
+
+/**
+ * The inputs of an esbuild metafile (dist/<fn>/meta.json) that must never be in a bundle: anything under
+ * node_modules/@cloud-copilot/ (the AGPL-3.0 IAM evaluator of the tests), and any file of a package the lockfile
+ * installs only for the devDependencies, or does not know at all. Each with the reason.
+ */
+const devOnlyInputs = (inputs: string[], packages: LockPackages): string[] =>
+  inputs.flatMap((input) => {
+    const at = input.lastIndexOf('node_modules/');
+    if (at < 0) return [];
+    if (input.includes('node_modules/@cloud-copilot/')) return [`${input} (the AGPL-3.0 IAM evaluator, tests only)`];
+    const [scope, name] = input.slice(at + 'node_modules/'.length).split('/');
+    const installed = `${input.slice(0, at)}node_modules/${scope!.startsWith('@') ? `${scope}/${name}` : scope}`;
+    const entry = packages[installed];
+    if (!entry) return [`${input} (${installed} is not in package-lock.json)`];
+    return entry.dev ? [`${input} (${installed} is installed only for devDependencies)`] : [];
+  });
+
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 
 /** The EMF line the broker's Metrics writes for one count of `name` in function `fn` (Powertools, on stdout). */
@@ -164,6 +184,40 @@ describe('osls package --stage ci', () => {
   it('ships only the bundle and its CommonJS marker in the token zip', () => {
     expect([...zipNames].sort()).toEqual(['dist/token/handler.js', 'dist/token/package.json']);
     expect(zipNames.filter((n) => n.startsWith('functions/') || n.includes('node_modules/'))).toEqual([]);
+  });
+
+  it('bundles no input of a devDependency-only package, @cloud-copilot/ (AGPL-3.0) above all (dist/*/meta.json)', async () => {
+    const { statSync } = await import('node:fs');
+    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages }).packages;
+    for (const fn of ['token', 'prewarm']) {
+      const meta = JSON.parse(await readFile(join(ROOT, 'dist', fn, 'meta.json'), 'utf8')) as { inputs: Json; outputs: Record<string, { bytes: number }> };
+      // The metafile is the one of the bundle that ships: written by the same build.
+      expect(meta.outputs[`dist/${fn}/handler.js`]?.bytes, fn).toBe(statSync(join(ROOT, 'dist', fn, 'handler.js')).size);
+      const inputs = Object.keys(meta.inputs);
+      expect(inputs.filter((i) => i.includes('node_modules/')).length, fn).toBeGreaterThan(100);
+      expect(devOnlyInputs(inputs, packages), fn).toEqual([]);
+    }
+  });
+
+  it('would name an evaluator or other devDependency-only file in a bundle (the check above can fail)', async () => {
+    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages }).packages;
+    expect(packages['node_modules/esbuild']?.dev).toBe(true);
+    expect(
+      devOnlyInputs(
+        [
+          'functions/lib/broker.ts',
+          'node_modules/@aws-sdk/client-kms/dist-es/index.js',
+          'node_modules/@cloud-copilot/iam-simulate/dist/esm/index.js',
+          'node_modules/esbuild/lib/main.js',
+          'node_modules/some-package-never-installed/index.js',
+        ],
+        packages,
+      ),
+    ).toEqual([
+      'node_modules/@cloud-copilot/iam-simulate/dist/esm/index.js (the AGPL-3.0 IAM evaluator, tests only)',
+      'node_modules/esbuild/lib/main.js (node_modules/esbuild is installed only for devDependencies)',
+      'node_modules/some-package-never-installed/index.js (node_modules/some-package-never-installed is not in package-lock.json)',
+    ]);
   });
 
   it('points the prewarm function at its own bundle, with the same environment as token', () => {
