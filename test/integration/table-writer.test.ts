@@ -1,9 +1,10 @@
-import { createCipheriv, randomBytes } from 'node:crypto';
-import { PutItemCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { DynamoDBClient, PutItemCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
 import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
+import type { RuntimeOverrides } from '../../functions/lib/runtime';
 import { setupLocalAws } from '../../local/aws-setup';
 import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, type BrokerStack } from '../support/broker-stack';
 
@@ -11,7 +12,9 @@ import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, typ
  * What someone who can write the token table can and cannot do, against real moto_server (DynamoDB, KMS) and the
  * LimitRail sandbox: a lease they set delays others at most REFRESH_LEASE_MS; a field they edit, an item in the
  * previous format, or an item copied from another stage's table is a miss (logged with its reason, counted), never
- * served; and the next token fetched replaces it.
+ * served; and the next token fetched replaces it. A lease or forced fetch time that is not a number counts as
+ * absent, both when the broker reads the item and in its conditional writes: it can neither pin the lease nor lift
+ * the forced-refresh limit.
  */
 const LEASE_MS = 1500;
 const logLines: string[] = [];
@@ -24,13 +27,39 @@ const keyOf = (scopes: string[]) => cacheKeyFor(stack.sandbox.tokenUrl, stack.sa
 const itemOf = async (scopes: string[]) => (await stack.scanTable()).find((i) => i[TABLE_PARTITION_KEY]?.S === keyOf(scopes));
 
 /** A cold container; what it logged during the call is returned beside the answer. */
-const coldCall = async (event: unknown, env: Record<string, string> = {}, context = {}) => {
+const coldCall = async (event: unknown, env: Record<string, string> = {}, context = {}, overrides: RuntimeOverrides = {}) => {
   const from = logLines.length;
-  const answer: Answer = await inProcessContainer({ ...stack.env, ...env }, logLines, {}, context)(event);
+  const answer: Answer = await inProcessContainer({ ...stack.env, ...env }, logLines, overrides, context)(event);
   if (typeof answer.access_token === 'string') handedOut.add(answer.access_token);
   const lines = logLines.slice(from).map((l) => JSON.parse(l) as Record<string, unknown>);
   return { answer, lines, metrics: lines.find((l) => l._aws) ?? {} };
 };
+
+/** Replaces the key's whole item with `attributes`. */
+const putItem = (scopes: string[], attributes: Record<string, AttributeValue>) =>
+  stack.dynamodb.send(
+    new PutItemCommand({ TableName: stack.tableName, Item: { [TABLE_PARTITION_KEY]: { S: keyOf(scopes) }, ...attributes } }),
+  );
+
+/** A DynamoDB client for one container that counts the UpdateItem calls (lease takes, token writes) it sends. */
+const countingDynamoDb = () => {
+  const counted = { updates: 0 };
+  const client = new DynamoDBClient({
+    endpoint: stack.moto.endpoint,
+    region: REGION,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if ((context as { commandName?: string }).commandName === 'UpdateItemCommand') counted.updates += 1;
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  return Object.assign(counted, { client });
+};
+
+const sha256 = (text: unknown) => createHash('sha256').update(String(text)).digest('hex');
 
 const edit = (scopes: string[], set: string, values: Record<string, AttributeValue>) =>
   stack.dynamodb.send(
@@ -89,6 +118,66 @@ describe('a lease cannot be pinned', () => {
     expect(answer.token_type).toBe('Bearer');
     expect(metrics).toMatchObject({ LeaseWaits: 1 });
     expect(upstream() - before).toBe(1);
+  });
+  it('treats a lease time that is not a number as no lease: concurrent misses still make one upstream request', async () => {
+    const scopes = ['limitrail.accounts.read', 'limitrail.runtime.read', 'limitrail.usage.write'];
+    await putItem(scopes, {
+      leaseOwner: { S: 'pinned-by-a-table-writer' },
+      leaseUntilEpochMs: { S: String(Date.now() + 86_400_000) },
+    });
+    const before = upstream();
+    const calls = await Promise.all(Array.from({ length: 3 }, () => coldCall({ scopes }, {}, { getRemainingTimeInMillis: () => 3_000 })));
+    for (const { answer, metrics } of calls) {
+      expect(answer.token_type).toBe('Bearer');
+      expect(metrics).not.toHaveProperty('TableBypass'); // the table was used, not treated as down
+    }
+    expect(new Set(calls.map((c) => c.answer.access_token)).size).toBe(1);
+    expect(upstream() - before).toBe(1);
+    const item = await itemOf(scopes);
+    expect(item?.leaseUntilEpochMs).toBeUndefined(); // the holder's write released the lease it took over
+    expect(item?.tokenCiphertext?.B).toBeDefined();
+  });
+
+  it('waits for a lease time without an owner, as held by someone, without retrying the take in a loop', async () => {
+    const scopes = ['limitrail.runtime.read', 'limitrail.usage.read', 'limitrail.usage.write'];
+    const leaseEndsInMs = 1_000;
+    await putItem(scopes, { leaseUntilEpochMs: { N: String(Date.now() + leaseEndsInMs) } });
+    const ddb = countingDynamoDb();
+    const before = upstream();
+    const startedAtMs = Date.now();
+    const { answer, metrics } = await coldCall({ scopes }, {}, { getRemainingTimeInMillis: () => 3_000 }, { dynamodb: ddb.client }).finally(() =>
+      ddb.client.destroy(),
+    );
+    const tookMs = Date.now() - startedAtMs;
+    // The take once the lease has ended and the token write: no take retried while the lease was held.
+    expect(ddb.updates).toBeLessThanOrEqual(3);
+    expect(answer.token_type).toBe('Bearer');
+    expect(tookMs).toBeGreaterThanOrEqual(leaseEndsInMs - 50);
+    expect(tookMs).toBeLessThan(LEASE_MS);
+    expect(metrics).toMatchObject({ LeaseWaits: 1 });
+    expect(upstream() - before).toBe(1);
+  });
+});
+
+describe('the forced-refresh limit cannot be lifted', () => {
+  it('treats a forced fetch time that is not a number as none: one forced fetch, then the limit holds', async () => {
+    const scopes = ['limitrail.accounts.read', 'limitrail.usage.read', 'limitrail.usage.write'];
+    let current = (await coldCall({ scopes })).answer.access_token;
+    await edit(scopes, 'forcedFetchAtEpochMs = :v', { ':v': { S: 'a-table-writer-was-here' } });
+    const before = upstream();
+    const answers: Answer[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { answer, metrics } = await coldCall({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(current) });
+      expect(metrics).not.toHaveProperty('TableBypass');
+      answers.push(answer);
+      if (typeof answer.access_token === 'string') current = answer.access_token;
+    }
+    expect(upstream() - before).toBe(1);
+    expect(answers[0]!.token_type).toBe('Bearer');
+    for (const refused of answers.slice(1)) {
+      expect(refused).toMatchObject({ error: 'temporarily_unavailable', retryAfterSeconds: expect.any(Number) });
+    }
+    expect((await itemOf(scopes))?.forcedFetchAtEpochMs?.N).toBeDefined();
   });
 });
 

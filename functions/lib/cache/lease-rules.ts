@@ -4,11 +4,28 @@
  * to the sealed token like the other fields; anyone who can write the table can set them. Each is bounded instead:
  * a value no broker could have written is ignored, so a written value delays others at most REFRESH_LEASE_MS
  * (lease) or FORCE_REFRESH_MIN_INTERVAL_SEC (forced fetch), plus CLOCK_SKEW_MS. token-store.ts states the same
- * rules as DynamoDB conditions; refresh-lease.ts and forced-refresh.ts decide with them.
+ * rules as DynamoDB conditions; refresh-lease.ts and forced-refresh.ts decide with them. The reading and the
+ * conditions must agree on every value, or a container decides to take a lease its condition refuses: a value that
+ * is not a number (coordinationTimeMs) counts as absent in both, and a lease time counts whoever is named as its
+ * owner (none, or a value that is not a string: held by an unknown owner).
  */
 
 /** How far apart two containers' clocks may be. Lambda hosts keep time with NTP: far below a second. */
 export const CLOCK_SKEW_MS = 1_000;
+
+/** A DynamoDB number as DynamoDB writes one (no blanks, no hex, no NaN or Infinity). */
+const NUMBER_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * A lease or forced-fetch time as stored: `numberText` is the attribute's number (undefined when it is missing or of
+ * another type). Anything that is not a finite number counts as absent, as in the conditions
+ * (`NOT attribute_type(x, :numberType)`); any number counts as written, fractional or not, as the conditions compare it.
+ */
+export const coordinationTimeMs = (numberText: string | undefined): number | undefined => {
+  if (numberText === undefined || !NUMBER_TEXT.test(numberText)) return undefined;
+  const n = Number(numberText);
+  return Number.isFinite(n) ? n : undefined;
+};
 
 /** The latest end a lease taken now can have: a holder sets now + REFRESH_LEASE_MS, on a clock up to the skew ahead. */
 export const latestLeaseEndMs = (nowMs: number, leaseDurationMs: number): number => nowMs + leaseDurationMs + CLOCK_SKEW_MS;

@@ -5,19 +5,23 @@
  * lease share the item, so one consistent read shows both and a token write releases the lease atomically. Items
  * are untrusted on the way back: every token field is bound to the sealed token (itemAad), and anything malformed,
  * edited, moved or in the previous format is a miss, never a crash. The lease and forced-fetch times are bounded
- * instead (lease-rules.ts).
+ * instead (lease-rules.ts). An attribute of another type than this code writes counts as absent both when an item is
+ * read and in the conditions of the writes (`NOT attribute_type(...)`), so a container never decides on a reading
+ * its own conditional write contradicts, and a comparison of different types never decides (DynamoDB answers false,
+ * moto fails the request).
  */
 import { GetItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { describeAwsError } from '../shared/aws-errors';
 import { tokenFingerprint } from './cache-key';
 import { UnavailableError, type UnusableItemReason } from '../shared/errors';
-import { CLOCK_SKEW_MS, latestLeaseEndMs } from './lease-rules';
+import { CLOCK_SKEW_MS, coordinationTimeMs, latestLeaseEndMs } from './lease-rules';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
 import type { TokenCipher } from './token-cipher';
 import type { CachedToken } from './token-lifetime';
 
 export interface Lease {
-  owner: string;
+  /** Undefined when the item names no owner (or not as a string): held by an unknown owner all the same. */
+  owner?: string;
   untilEpochMs: number;
 }
 
@@ -81,6 +85,9 @@ const num = (v: AttributeValue | undefined): number | undefined => {
   return Number.isSafeInteger(n) ? n : undefined;
 };
 
+/** For `attribute_type` in conditions. */
+const TYPE_VALUES = { ':numberType': { S: 'N' } } as const;
+
 const isConditionFailure = (err: unknown): boolean =>
   (err as { name?: unknown }).name === 'ConditionalCheckFailedException';
 
@@ -125,8 +132,9 @@ export class TokenStore implements TokenTable {
 
   /**
    * Takes the refresh lease unless another owner holds it (lease-rules.ts isLeaseHeld: a lease ending further out
-   * than any holder could set it counts as expired, so it cannot be pinned). With `forceRefreshIntervalMs`, also
-   * records this as the interval's forced fetch, only if none was made within the interval (forcedFetchBlockedUntilMs).
+   * than any holder could set it counts as expired, so it cannot be pinned; one that is not a number counts as
+   * none). With `forceRefreshIntervalMs`, also records this as the interval's forced fetch, only if none was made
+   * within the interval (forcedFetchBlockedUntilMs).
    * Either way the answer carries the item as it now is (strongly consistent): a token another holder has just
    * written is seen without another read.
    */
@@ -143,12 +151,14 @@ export class TokenStore implements TokenTable {
             'SET leaseOwner = :owner, leaseUntilEpochMs = :until, #expires = if_not_exists(#expires, :leaseTtl)' +
             (forced ? ', forcedFetchAtEpochMs = :now' : ''),
           ConditionExpression:
-            '(attribute_not_exists(leaseUntilEpochMs) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :latestLeaseEnd)' +
+            // Type checks first: a comparison of different types never decides (moto would fail the request).
+            '(NOT attribute_type(leaseUntilEpochMs, :numberType) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :latestLeaseEnd)' +
             (forced
-              ? ' AND (attribute_not_exists(forcedFetchAtEpochMs) OR forcedFetchAtEpochMs <= :quietSince OR forcedFetchAtEpochMs > :latestForced)'
+              ? ' AND (NOT attribute_type(forcedFetchAtEpochMs, :numberType) OR forcedFetchAtEpochMs <= :quietSince OR forcedFetchAtEpochMs > :latestForced)'
               : ''),
           ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE },
           ExpressionAttributeValues: {
+            ':numberType': TYPE_VALUES[':numberType'],
             ':owner': { S: owner },
             ':until': { N: String(leaseUntilEpochMs) },
             ':now': { N: String(nowMs) },
@@ -269,10 +279,12 @@ export class TokenStore implements TokenTable {
   async #parse(cacheKey: string, item: Record<string, AttributeValue> | undefined): Promise<StoredEntry> {
     if (!item) return {};
     const entry: StoredEntry = {};
+    // As the conditions read them (lease-rules.ts coordinationTimeMs): a time of another type is none, and a lease
+    // time holds whoever is named as owner.
     const leaseOwner = item.leaseOwner?.S;
-    const leaseUntil = num(item.leaseUntilEpochMs);
-    if (leaseOwner !== undefined && leaseUntil !== undefined) entry.lease = { owner: leaseOwner, untilEpochMs: leaseUntil };
-    const forcedFetchAt = num(item.forcedFetchAtEpochMs);
+    const leaseUntil = coordinationTimeMs(item.leaseUntilEpochMs?.N);
+    if (leaseUntil !== undefined) entry.lease = { ...(leaseOwner === undefined ? {} : { owner: leaseOwner }), untilEpochMs: leaseUntil };
+    const forcedFetchAt = coordinationTimeMs(item.forcedFetchAtEpochMs?.N);
     if (forcedFetchAt !== undefined) entry.forcedFetchAtEpochMs = forcedFetchAt;
     if (!item.tokenCiphertext) return entry; // a lease-only item: no token yet
     const ciphertext = item.tokenCiphertext.B;
