@@ -48,9 +48,10 @@ export class FakeTable implements TokenTable {
     const item = this.items.get(key) ?? {};
     const until = item.lease?.untilEpochMs;
     const forcedAt = item.forcedFetchAtEpochMs;
-    // attribute_not_exists(leaseUntilEpochMs) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :now + duration + skew
+    // NOT attribute_type(leaseUntilEpochMs, N) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :now + duration + skew
+    // (NOT attribute_type(leaseUntilEpochMs, N) is the undefined here: this table holds only numbers, and any owner.)
     const leaseFree = until === undefined || until <= nowMs || until > nowMs + leaseDurationMs + 1_000;
-    // attribute_not_exists(forcedFetchAtEpochMs) OR forcedFetchAtEpochMs <= :now - interval OR forcedFetchAtEpochMs > :now + skew
+    // NOT attribute_type(forcedFetchAtEpochMs, N) OR forcedFetchAtEpochMs <= :now - interval OR forcedFetchAtEpochMs > :now + skew
     const forcedFree =
       forceRefreshIntervalMs === undefined || forcedAt === undefined || forcedAt <= nowMs - forceRefreshIntervalMs || forcedAt > nowMs + 1_000;
     if (!leaseFree || !forcedFree) return { acquired: false, entry: this.#entry(key) };
@@ -98,10 +99,13 @@ export const world = () => {
       return { accessToken: `token-${fetchedAtMs.length}`, scopes: ['a'], ...lifetimeOf(nowMs, 3600) };
     },
   };
-  /** A container: its own lease protocol and memory; the table, clock and (unless given) endpoint are shared. */
-  const container = (ownFetcher: TokenProvider = fetcher) =>
+  /**
+   * A container: its own lease protocol and memory; the table, clock and (unless given) endpoint are shared. `store`:
+   * another view of the table (a test's wrapper around it).
+   */
+  const container = (ownFetcher: TokenProvider = fetcher, store: TokenTable = table) =>
     new RefreshLease({
-      store: table,
+      store,
       fetcher: ownFetcher,
       memory: new MemoryTokenCache(10),
       clock,

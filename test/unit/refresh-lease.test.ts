@@ -1,6 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import { CLOCK_SKEW_MS } from '../../functions/lib/cache/lease-rules';
-import { INTERVAL_MS, KEY, LEASE_MS, world } from '../support/lease-world';
+import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/cache/token-store';
+import { type FakeTable, INTERVAL_MS, KEY, LEASE_MS, world } from '../support/lease-world';
+
+/**
+ * A table that does not show the lease when read, while its conditional writes honour it: a reading that disagrees
+ * with the conditions (as TokenStore's once did for a lease time without an owner). Takes beyond a thousand fail:
+ * a loop that retries at once never moves the fake clock.
+ */
+class BlindTable implements TokenTable {
+  takes = 0;
+  constructor(private readonly table: FakeTable) {}
+  read = async (key: string) => hideLease(await this.table.read(key));
+  tryAcquireLease = async (key: string, owner: string, request: LeaseRequest): Promise<LeaseAttempt> => {
+    this.takes += 1;
+    if (this.takes > 1_000) throw new Error('a lost take retried in a loop');
+    const attempt = await this.table.tryAcquireLease(key, owner, request);
+    return attempt.acquired ? attempt : { acquired: false, entry: hideLease(attempt.entry) };
+  };
+  writeToken: TokenTable['writeToken'] = (key, token, client, owner) => this.table.writeToken(key, token, client, owner);
+  renewLease: TokenTable['renewLease'] = (key, owner, until) => this.table.renewLease(key, owner, until);
+  releaseLease: TokenTable['releaseLease'] = (key, owner) => this.table.releaseLease(key, owner);
+}
+const hideLease = ({ lease: _hidden, ...rest }: StoredEntry): StoredEntry => rest;
 
 /**
  * The lease protocol (refresh-lease.ts) against an in-memory table whose conditional writes are token-store.ts's
@@ -21,6 +43,29 @@ describe('a dead or misbehaving lease holder', () => {
     expect(delayMs).toBeLessThanOrEqual(LEASE_MS + CLOCK_SKEW_MS);
     // A lease no holder could have set (pinned) is taken over at once.
     if (offsetMs > LEASE_MS + CLOCK_SKEW_MS || offsetMs <= 0) expect(delayMs).toBe(0);
+  });
+
+  it.each([1, LEASE_MS / 2, LEASE_MS + CLOCK_SKEW_MS])('counts a lease without an owner ending %i ms after the miss sees it as held, and waits it out', async (offsetMs) => {
+    const w = world();
+    w.table.items.set(KEY, { lease: { untilEpochMs: w.nowMs() + offsetMs } });
+    const seenAtMs = w.nowMs();
+    expect((await w.container().obtain(w.request())).source).toBe('endpoint');
+    expect(w.fetchedAtMs).toEqual([seenAtMs + offsetMs]);
+    expect(w.table.acquisitions).toBe(2); // the miss's first take (lost: it shows the lease), then the one at its end
+  });
+
+  it('never retries a lost take at once when the item reads as free (a reading the condition disagrees with)', async () => {
+    const w = world();
+    const endsAtMs = w.nowMs() + LEASE_MS / 2;
+    w.table.items.set(KEY, { lease: { owner: 'unseen', untilEpochMs: endsAtMs } });
+    const blind = new BlindTable(w.table);
+    const outcome = await w.container(undefined, blind).obtain(w.request());
+    expect(outcome.source).toBe('endpoint');
+    // Lost takes back off as polls do (25 ms doubling to 400 ms, full jitter; the fake draws 0.5): 200 ms apart at
+    // most, never in a loop, and the token is fetched within one such step after the lease ends.
+    expect(w.fetchedAtMs[0]! - endsAtMs).toBeGreaterThanOrEqual(0);
+    expect(w.fetchedAtMs[0]! - endsAtMs).toBeLessThanOrEqual(200);
+    expect(blind.takes).toBeLessThanOrEqual(5 + Math.ceil(LEASE_MS / 2 / 200));
   });
 
   it('keeps refresh ahead quiet for at most REFRESH_LEASE_MS after seeing the lease held, whatever the lease says', async () => {

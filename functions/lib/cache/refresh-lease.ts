@@ -242,6 +242,7 @@ export class RefreshLease {
     let entry = policy.firstRead === 'none' ? undefined : await store.read(req.cacheKey, policy.firstRead === 'consistent');
     let waits = 0;
     let lost = false;
+    let lostTakes = 0;
     for (;;) {
       const nowMs = clock.nowMs();
       const heldByOther = isLeaseHeld(entry?.lease?.untilEpochMs, nowMs, leaseDurationMs);
@@ -270,6 +271,16 @@ export class RefreshLease {
         continue;
       }
       if (next.step === 'fetch') throw new Error('unreachable: fetch without the lease');
+      if (lost) {
+        // A take just lost, and the item as that attempt saw it says take again: the table's condition and this
+        // reading of the item disagree. Never retry at once: back off as a poll would (bounded by the deadline), read
+        // the item again and decide on that.
+        await this.#sleep(Math.min(fullJitterDelayMs(lostTakes, this.#random(), POLL), req.deadlineMs - nowMs));
+        lostTakes += 1;
+        lost = false;
+        entry = await store.read(req.cacheKey, true);
+        continue;
+      }
       waits = 0;
       const owner = this.#newOwner();
       const claim = next.claimForced ? { forceRefreshIntervalMs } : {};
