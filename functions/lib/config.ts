@@ -7,7 +7,7 @@ import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertSt
 import { invalidConfiguration as fail } from './shared/errors';
 import { ENV } from './shared/env-names';
 import { normalizeScopes } from './shared/scopes';
-import { type ProofPolicy, stsOriginFrom } from './way-in/identity-proof';
+import { type ProofPolicy, partitionOf, stsOriginFrom } from './way-in/identity-proof';
 
 /**
  * How callers are authorized (CALLER_AUTH). `grants`: every request, direct invoke or Function URL, carries an
@@ -174,7 +174,7 @@ const parseProofPolicy = (env: NodeJS.ProcessEnv, mode: CallerAuthMode): ProofPo
   const endpoint = env.AWS_ENDPOINT_URL_STS;
   const stsOrigin = stsOriginFrom(endpoint);
   if (endpoint !== undefined && endpoint.trim() !== '' && stsOrigin === undefined) fail('AWS_ENDPOINT_URL_STS is not an absolute URL');
-  return { audience, stsOrigin };
+  return { audience, stsOrigin, partition: partitionOf(env.AWS_REGION) };
 };
 
 export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => {

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { signIdentityProof } from '../../examples/caller';
 import { BrokerError } from '../../functions/lib/shared/errors';
-import { type CheckedProof, type ProofPolicy, checkIdentityProof, interpretStsAnswer } from '../../functions/lib/way-in/identity-proof';
+import { type CheckedProof, type ProofPolicy, checkIdentityProof, interpretStsAnswer, partitionOf } from '../../functions/lib/way-in/identity-proof';
 import { IdentityVerifier, type StsTransport } from '../../functions/lib/way-in/identity-verifier';
 
 /** The decisions on identity proofs, with a fixed clock and, for the verifier, a fake STS transport. */
 const NOW = Date.parse('2026-11-29T08:00:00Z');
-const AWS: ProofPolicy = { audience: 'broker-prod-token', stsOrigin: undefined };
+const AWS: ProofPolicy = { audience: 'broker-prod-token', stsOrigin: undefined, partition: 'aws' };
 const credentials = { accessKeyId: 'ASIAEXAMPLEEXAMPLE01', secretAccessKey: 'secret', sessionToken: 'session' };
 
 const proof = (stsUrl: string, region = 'eu-central-1', audience = AWS.audience) =>
@@ -25,8 +25,10 @@ describe('where a proof may be sent', () => {
   it.each([
     ['https://sts.amazonaws.com/', 'accepted'],
     ['https://sts.eu-central-1.amazonaws.com/', 'accepted'],
-    ['https://sts-fips.us-gov-west-1.amazonaws.com/', 'accepted'],
-    ['https://sts.cn-north-1.amazonaws.com.cn/', 'accepted'],
+    ['https://sts-fips.us-east-1.amazonaws.com/', 'accepted'],
+    // Another partition's STS: its account ids are another namespace, so a commercial broker never asks it.
+    ['https://sts-fips.us-gov-west-1.amazonaws.com/', '403 proof_not_sts'],
+    ['https://sts.cn-north-1.amazonaws.com.cn/', '403 proof_not_sts'],
     ['https://STS.EU-CENTRAL-1.AMAZONAWS.COM/', 'accepted'],
     ['http://sts.eu-central-1.amazonaws.com/', '403 proof_not_sts'],
     ['https://sts.eu-central-1.amazonaws.com:8443/', '403 proof_not_sts'],
@@ -46,13 +48,29 @@ describe('where a proof may be sent', () => {
   });
 
   it('accepts only the AWS_ENDPOINT_URL_STS origin when that is set, and no AWS host then', async () => {
-    const local: ProofPolicy = { audience: AWS.audience, stsOrigin: 'http://127.0.0.1:5000' };
+    const local: ProofPolicy = { audience: AWS.audience, stsOrigin: 'http://127.0.0.1:5000', partition: 'aws' };
     const raw = await proof('http://127.0.0.1:5000/');
     expect(outcome(() => checkIdentityProof(raw, local, NOW))).toBe('accepted');
     const aws = await proof('https://sts.eu-central-1.amazonaws.com/');
     expect(outcome(() => checkIdentityProof(aws, local, NOW))).toBe('403 proof_not_sts');
     const otherPort = await proof('http://127.0.0.1:5001/');
     expect(outcome(() => checkIdentityProof(otherPort, local, NOW))).toBe('403 proof_not_sts');
+  });
+});
+
+describe('partitions', () => {
+  it.each([
+    ['us-gov-west-1', 'https://sts-fips.us-gov-west-1.amazonaws.com/', 'accepted'],
+    ['us-gov-west-1', 'https://sts.us-gov-east-1.amazonaws.com/', 'accepted'],
+    ['us-gov-west-1', 'https://sts.amazonaws.com/', '403 proof_not_sts'],
+    ['cn-north-1', 'https://sts.cn-northwest-1.amazonaws.com.cn/', 'accepted'],
+    ['cn-north-1', 'https://sts.eu-central-1.amazonaws.com/', '403 proof_not_sts'],
+    ['eu-central-1', 'https://sts.cn-north-1.amazonaws.com.cn/', '403 proof_not_sts'],
+  ])('a broker in %s sends a proof for %s: %s', async (region, url, expected) => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    raw.url = url;
+    raw.headers.host = new URL(url).host;
+    expect(outcome(() => checkIdentityProof(raw, { ...AWS, partition: partitionOf(region) }, NOW))).toBe(expected);
   });
 });
 

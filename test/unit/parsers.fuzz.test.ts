@@ -122,8 +122,8 @@ describe('secret values (parseClientSecret)', () => {
 
 describe('identity proofs and STS answers', () => {
   const AUDIENCE = 'broker-fuzz-token';
-  const AWS: ProofPolicy = { audience: AUDIENCE, stsOrigin: undefined };
-  const LOCAL: ProofPolicy = { audience: AUDIENCE, stsOrigin: 'http://127.0.0.1:5000' };
+  const AWS: ProofPolicy = { audience: AUDIENCE, stsOrigin: undefined, partition: 'aws' };
+  const LOCAL: ProofPolicy = { audience: AUDIENCE, stsOrigin: 'http://127.0.0.1:5000', partition: 'aws' };
   let aws: IdentityProof;
   let local: IdentityProof;
   const credentials = { accessKeyId: 'ASIAEXAMPLEEXAMPLE01', secretAccessKey: 'secret', sessionToken: 'session-MARKER-3c3c' };

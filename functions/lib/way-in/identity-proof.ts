@@ -6,7 +6,7 @@
  *
  * What is checked here, so that the broker never sends a request to a host the caller chose and never replays a
  * proof meant for someone else:
- *   - the URL is an STS endpoint of an AWS partition (https, path `/`, no query), or exactly the origin of
+ *   - the URL is an STS endpoint of the broker's own AWS partition (https, path `/`, no query), or exactly the origin of
  *     AWS_ENDPOINT_URL_STS when that is set (local runs, tests);
  *   - the body is exactly GetCallerIdentity, version 2011-06-15;
  *   - the signature is SigV4 for service `sts`, and its SignedHeaders include the audience header, whose value
@@ -34,9 +34,18 @@ const NOT_FROM_CALLER = new Set(['content-length', 'transfer-encoding', 'connect
 const AUTHORIZATION =
   /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]{16,128})\/(\d{8})\/([a-z0-9-]{1,32})\/([a-z0-9-]{1,32})\/aws4_request, ?SignedHeaders=([a-z0-9;-]{1,1024}), ?Signature=([0-9a-f]{64})$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
-const REGION = '[a-z]{2}(?:-[a-z]+)+-\\d{1,2}';
-/** STS endpoints of the AWS partitions: global, regional, FIPS, China. */
-const STS_HOST = new RegExp(`^(?:sts\\.amazonaws\\.com|sts(?:-fips)?\\.${REGION}\\.amazonaws\\.com|sts\\.${REGION}\\.amazonaws\\.com\\.cn)$`);
+export type Partition = 'aws' | 'aws-cn' | 'aws-us-gov';
+
+/** The partition of a region: account ids are unique only within one, so proofs stay in the broker's own. */
+export const partitionOf = (region: string | undefined): Partition =>
+  region?.startsWith('cn-') ? 'aws-cn' : region?.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
+
+/** STS endpoints per partition: global, regional and FIPS (aws), GovCloud regional and FIPS, China regional. */
+const STS_HOSTS: Record<Partition, RegExp> = {
+  aws: /^(?:sts\.amazonaws\.com|sts(?:-fips)?\.(?!cn-|us-gov-)[a-z]{2}(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com)$/,
+  'aws-us-gov': /^sts(?:-fips)?\.us-gov-[a-z]+-\d{1,2}\.amazonaws\.com$/,
+  'aws-cn': /^sts\.cn-[a-z]+-\d{1,2}\.amazonaws\.com\.cn$/,
+};
 
 /** Where proofs may be sent and who they must be made for. */
 export interface ProofPolicy {
@@ -44,6 +53,8 @@ export interface ProofPolicy {
   readonly audience: string;
   /** The origin of AWS_ENDPOINT_URL_STS when set: then the only place a proof may go. */
   readonly stsOrigin: string | undefined;
+  /** The broker's partition (from AWS_REGION): only its STS endpoints are accepted. */
+  readonly partition: Partition;
 }
 
 /** A proof that passed every local check: safe to send to STS. */
@@ -86,7 +97,7 @@ const checkUrl = (raw: unknown, policy: ProofPolicy): string => {
   const plain = url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
   const allowed = policy.stsOrigin !== undefined
     ? url.origin === policy.stsOrigin
-    : url.protocol === 'https:' && url.port === '' && STS_HOST.test(url.hostname);
+    : url.protocol === 'https:' && url.port === '' && STS_HOSTS[policy.partition].test(url.hostname);
   if (!plain || !allowed) refuse('its URL is not an AWS STS endpoint (https://sts.<region>.amazonaws.com/)', 'proof_not_sts');
   return url.toString();
 };
