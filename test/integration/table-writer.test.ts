@@ -12,9 +12,10 @@ import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, typ
  * What someone who can write the token table can and cannot do, against real moto_server (DynamoDB, KMS) and the
  * LimitRail sandbox: a lease they set delays others at most REFRESH_LEASE_MS; a field they edit, an item in the
  * previous format, or an item copied from another stage's table is a miss (logged with its reason, counted), never
- * served; and the next token fetched replaces it. A lease or forced fetch time that is not a number counts as
- * absent, both when the broker reads the item and in its conditional writes: it can neither pin the lease nor lift
- * the forced-refresh limit.
+ * served; and the next token fetched replaces it. Attributes of another type than a broker writes (a lease time or
+ * forced fetch that is not a number, a ciphertext that is not binary) count as absent, both when the broker reads
+ * the item and in its conditional writes: they can neither pin the lease nor lift the forced-refresh limit, nor keep
+ * the item from being replaced.
  */
 const LEASE_MS = 1500;
 const logLines: string[] = [];
@@ -178,6 +179,31 @@ describe('the forced-refresh limit cannot be lifted', () => {
       expect(refused).toMatchObject({ error: 'temporarily_unavailable', retryAfterSeconds: expect.any(Number) });
     }
     expect((await itemOf(scopes))?.forcedFetchAtEpochMs?.N).toBeDefined();
+  });
+});
+
+describe('an unusable item is replaced whatever its attributes claim', () => {
+  const farFuture = String(Math.floor(Date.now() / 1000) + 10 * 365 * 86_400);
+  const garbage: [string, Record<string, AttributeValue>][] = [
+    ['a ciphertext that is not binary and a far-future expiry', { tokenCiphertext: { S: 'x' }, expiresAtEpochSec: { N: farFuture } }],
+    ['a garbage binary ciphertext and an expiry that is not a number', { tokenCiphertext: { B: Buffer.from('garbage') }, expiresAtEpochSec: { S: farFuture } }],
+    ['neither a binary ciphertext nor a numeric expiry', { tokenCiphertext: { S: 'x' }, expiresAtEpochSec: { S: farFuture }, itemFormat: { N: '2' } }],
+    ['a null ciphertext and a far-future expiry', { tokenCiphertext: { NULL: true }, expiresAtEpochSec: { N: farFuture } }],
+  ];
+
+  it.each(garbage)('replaces an item with %s by the next token; the next cold container is a table hit', async (_name, attributes) => {
+    const scopes = ['limitrail.accounts.read', 'limitrail.runtime.read', 'limitrail.usage.read', 'limitrail.usage.write'];
+    await putItem(scopes, attributes);
+    const before = upstream();
+    const { answer, lines } = await coldCall({ scopes });
+    expect(answer.token_type).toBe('Bearer');
+    expect(upstream() - before).toBe(1);
+    expect(lines).toContainEqual(expect.objectContaining({ message: 'cached item unusable, treated as a miss' }));
+    expect(lines).not.toContainEqual(expect.objectContaining({ message: 'token not written to the table' }));
+    expect((await itemOf(scopes))?.tokenCiphertext?.B).toBeDefined();
+    const next = await coldCall({ scopes });
+    expect(next.answer.access_token).toBe(answer.access_token);
+    expect(upstream() - before).toBe(1);
   });
 });
 

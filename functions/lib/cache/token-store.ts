@@ -31,7 +31,10 @@ export interface StoredEntry {
   unusable?: UnusableItemReason;
   /** For decrypt_failed: what failed (the cipher's words: no secret, no token). */
   unusableDetail?: string;
-  /** The sealed token of an unusable item: a token write may replace exactly this (see writeToken). */
+  /**
+   * The sealed token of an unusable item: a token write may replace exactly this (see writeToken). Undefined when it
+   * is not binary: any token write replaces that.
+   */
   unusableCiphertext?: Uint8Array;
   lease?: Lease;
   /** When a forced refresh last took the lease to fetch (epoch ms), as written; see lease-rules.ts. */
@@ -86,7 +89,7 @@ const num = (v: AttributeValue | undefined): number | undefined => {
 };
 
 /** For `attribute_type` in conditions. */
-const TYPE_VALUES = { ':numberType': { S: 'N' } } as const;
+const TYPE_VALUES = { ':numberType': { S: 'N' }, ':binaryType': { S: 'B' } } as const;
 
 const isConditionFailure = (err: unknown): boolean =>
   (err as { name?: unknown }).name === 'ConditionalCheckFailedException';
@@ -187,6 +190,8 @@ export class TokenStore implements TokenTable {
    * token that lives longer — the cache never goes back in time — or another owner holds the lease (its write
    * will follow). `owner` undefined writes without a lease (degraded or lease-less mode). `replaces`: the sealed
    * token of an item found unusable; it is overwritten whatever expiry it claims (an edited one cannot block writes).
+   * An item whose token is not binary or whose expiry is not a number was not written by a broker and can never be
+   * read as a token: it is overwritten whatever it claims, with or without `replaces`.
    */
   async writeToken(cacheKey: string, token: CachedToken, clientName: string, owner?: string, replaces?: Uint8Array): Promise<boolean> {
     const fields: SealedFields = {
@@ -199,6 +204,7 @@ export class TokenStore implements TokenTable {
     };
     const sealed = await this.cipher.seal(token.accessToken, itemAad(cacheKey, fields), this.tableName);
     const values: Record<string, AttributeValue> = {
+      ...TYPE_VALUES,
       ':format': { N: String(ITEM_FORMAT) },
       ':expires': { N: String(fields.expiresAtEpochSec) },
       ':issued': { N: String(fields.issuedAtEpochSec) },
@@ -223,7 +229,9 @@ export class TokenStore implements TokenTable {
             'tokenCiphertext = :ciphertext, wrappedDataKey = :wrappedKey' +
             (owner === undefined ? '' : ' REMOVE leaseOwner, leaseUntilEpochMs'),
           ConditionExpression:
-            `(attribute_not_exists(tokenCiphertext) OR #expires <= :expires${replaces === undefined ? '' : ' OR tokenCiphertext = :replaces'}) AND ` +
+            // NOT attribute_type is also true when the attribute is missing (no token yet); type checks come first.
+            '(NOT attribute_type(tokenCiphertext, :binaryType) OR NOT attribute_type(#expires, :numberType) OR #expires <= :expires' +
+            `${replaces === undefined ? '' : ' OR tokenCiphertext = :replaces'}) AND ` +
             (owner === undefined ? 'attribute_not_exists(leaseOwner)' : '(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)'),
           ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE, '#scope': 'scope' },
           ExpressionAttributeValues: values,
