@@ -185,6 +185,17 @@ describe('the verifier (fake STS, fake clock)', () => {
     expect(calls()).toBe(2);
   });
 
+  it('lets a request that joins a verification in flight wait only until its own deadline', async () => {
+    let release: (answer: { status: number; bodyText: string }) => void = () => undefined;
+    const { verifier, calls } = setup(() => new Promise((done) => (release = done)));
+    const first = verifier.verify(checked('d'), NOW + 60_000);
+    const joined = verifier.verify(checked('d'), NOW + 20); // the fake clock stands still: 20 ms of real time
+    await expect(joined).rejects.toMatchObject({ status: 503, reason: 'sts_unavailable' });
+    release({ status: 200, bodyText: identity });
+    await expect(first).resolves.toMatchObject({ source: 'verified' });
+    expect(calls()).toBe(1);
+  });
+
   it('does not call STS when the invocation has no time left', async () => {
     const { verifier, calls } = setup(async () => ({ status: 200, bodyText: identity }));
     await expect(verifier.verify(checked('c'), NOW)).rejects.toMatchObject({ status: 503 });

@@ -43,7 +43,10 @@ export class IdentityVerifier implements CallerVerifier {
     const nowMs = this.clock.nowMs();
     const cached = this.#verified.get(proof.key);
     if (cached && cached.validUntilMs > nowMs) return { identity: cached.identity, source: 'cached' };
-    if (this.#inFlight.has(proof.key)) return { identity: await this.#inFlight.run(proof.key, never), source: 'cached' };
+    if (this.#inFlight.has(proof.key)) {
+      // Another request with this proof is asking STS: share its answer, but only within this request's own deadline.
+      return { identity: await withinDeadline(this.#inFlight.run(proof.key, never), deadlineMs - nowMs), source: 'cached' };
+    }
     const identity = await this.#inFlight.run(proof.key, async () => {
       const timeoutMs = Math.min(STS_TIMEOUT_MS, deadlineMs - this.clock.nowMs());
       if (timeoutMs <= 0) throw new UnavailableError('no time left to verify the identity proof with STS', 'sts_unavailable');
@@ -66,6 +69,18 @@ export class IdentityVerifier implements CallerVerifier {
 }
 
 const never = (): Promise<ProvenIdentity> => Promise.reject(new Error('unreachable: joined an in-flight verification'));
+
+/** `pending`, or temporarily_unavailable once `budgetMs` has passed (it keeps running for whoever started it). */
+const withinDeadline = <T>(pending: Promise<T>, budgetMs: number): Promise<T> => {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new UnavailableError('STS did not verify the identity proof within this invocation\'s time', 'sts_unavailable')),
+      Math.max(0, budgetMs),
+    );
+  });
+  return Promise.race([pending, late]).finally(() => clearTimeout(timer));
+};
 
 /** The real transport: node:https (node:http only for a local AWS_ENDPOINT_URL_STS), no redirects, bounded. */
 export const sendToSts: StsTransport = (proof, timeoutMs) =>
