@@ -6,7 +6,9 @@
 A transport is called with the token request (a dict) and returns the broker's JSON answer as it came
 (``TokenBrokerClient`` checks it). It raises ``TokenBrokerError`` for what kept the answer from coming: a Lambda
 function error is ``server_error``, an unreachable or throttling API ``temporarily_unavailable`` (retried), a refused
-invoke ``access_denied``. Their reprs name the function or URL and the audience, never credentials."""
+invoke ``access_denied``. botocore's errors about the caller's own set-up (no or bad credentials, a region or
+parameter it refuses) are raised as they are: no retry fixes them. Their reprs name the function or URL and the
+audience, never credentials."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import Any, Callable, Mapping, Optional
 import boto3
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import CapacityNotAvailableError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.httpsession import URLLib3Session
 
 from .errors import ACCESS_DENIED, INVALID_REQUEST, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, TokenBrokerError
@@ -27,6 +30,11 @@ Transport = Callable[[Mapping[str, Any]], Any]
 
 #: A call that gets no answer within this long is given up (the broker's own limit is 15 s).
 REQUEST_TIMEOUT_SEC = 20
+
+#: botocore's errors that mean the call did not get through or its answer was lost: no connection (refused, DNS,
+#: proxy, TLS, connect timeout), a broken one, no answer in time, an incomplete answer, botocore's own retry quota.
+#: Everything else botocore raises (no or bad credentials, a region or parameter it refuses) is the caller's to fix.
+UNREACHABLE_ERRORS = (BotocoreConnectionError, HTTPClientError, IncompleteReadError, CapacityNotAvailableError)
 
 
 def function_name_of(name_or_arn: str) -> str:
@@ -77,7 +85,7 @@ class _InvokeTransport:
                 body = out["Payload"].read()
         except ClientError as err:
             raise invoke_failure(err) from None
-        except HTTPClientError as err:
+        except UNREACHABLE_ERRORS as err:
             raise _unavailable(f"the Lambda API is unreachable ({type(err).__name__})") from None
         # The broker returns its errors as answers; FunctionError means the function itself failed (a bug, a
         # timeout). Its payload (Lambda's errorMessage) is not repeated here.
@@ -131,7 +139,7 @@ class _UrlTransport:
         try:
             with quiet():
                 response = self._http.send(call.prepare())
-        except HTTPClientError as err:
+        except UNREACHABLE_ERRORS as err:
             raise _unavailable(f"the Function URL is unreachable ({type(err).__name__})") from None
         try:
             answer: Any = json.loads(response.content)

@@ -1,0 +1,147 @@
+"""The transports against loopback servers that fail as the Lambda API or a Function URL can: a closed port (nothing
+listening). No AWS: the proofs are signed with made-up credentials and never sent."""
+
+import os
+import socket
+import threading
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import NoCredentialsError
+
+import limitrail_token_broker.client as client_module
+from limitrail_token_broker import TokenBrokerClient, TokenBrokerError, invoke_transport, url_transport
+
+REGION = "eu-central-1"
+FUNCTION = "limitrail-token-broker-test-token"
+REQUEST = {"scopes": ["limitrail.usage.read"]}
+
+
+def session():
+    return boto3.session.Session(
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="not-a-secret", aws_session_token="not-a-token", region_name=REGION
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_aws_environment(monkeypatch):
+    """No credentials, endpoints or profiles from the machine: the tests pass theirs."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+
+
+def closed_port_url():
+    """A loopback URL nothing listens on: every connection is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def lambda_client_at(url, attempts=1):
+    return session().client("lambda", endpoint_url=url, config=Config(retries={"total_max_attempts": attempts}))
+
+
+def outcome_within(fn, seconds=15.0):
+    """What ``fn()`` returned or raised, run on a daemon thread; fails the test if it is still running after ``seconds``
+    (a generous bound: the test asserts that the call ends, not how fast)."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - the test inspects it
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds:g} s"
+    return box
+
+
+def unavailable_error(box):
+    err = box.get("error")
+    assert isinstance(err, TokenBrokerError), f"expected TokenBrokerError, got {box!r}"
+    assert (err.error, err.status) == ("temporarily_unavailable", 503)
+    return err
+
+
+def run_threads(count, fn):
+    barrier = threading.Barrier(count)
+    results = [None] * count
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = fn()
+        except Exception as err:  # noqa: BLE001 - the test inspects it
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+class Counting:
+    """A transport that counts its calls and passes them on."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request, **options):
+        with self.lock:
+            self.calls += 1
+        return self.inner(request, **options)
+
+
+# An unreachable Lambda API or Function URL: temporarily_unavailable, never a raw botocore exception.
+
+
+def test_an_unreachable_lambda_api_is_temporarily_unavailable():
+    transport = invoke_transport(FUNCTION, lambda_client=lambda_client_at(closed_port_url()), session=session())
+    err = unavailable_error(outcome_within(lambda: transport(REQUEST)))
+    assert "unreachable" in err.description and "EndpointConnectionError" in err.description
+
+
+def test_an_unreachable_lambda_api_through_the_default_client_is_temporarily_unavailable(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", closed_port_url())
+    transport = invoke_transport(FUNCTION, session=session())
+    unavailable_error(outcome_within(lambda: transport(REQUEST)))
+
+
+def test_an_unreachable_function_url_is_temporarily_unavailable():
+    transport = url_transport(closed_port_url() + "/", REGION, FUNCTION, session=session())
+    err = unavailable_error(outcome_within(lambda: transport(REQUEST)))
+    assert "unreachable" in err.description and "EndpointConnectionError" in err.description
+
+
+def test_an_unreachable_lambda_api_is_retried_and_its_failure_shared_with_the_waiting_threads(monkeypatch):
+    # Backoff at the top of its jitter: waits of about 0.2 s and 0.4 s, so within 0.5 s exactly 2 attempts per call.
+    monkeypatch.setattr(client_module.random, "random", lambda: 0.999)
+    transport = Counting(invoke_transport(FUNCTION, lambda_client=lambda_client_at(closed_port_url()), session=session()))
+    broker = TokenBrokerClient(transport, deadline_sec=0.5)
+    results = run_threads(20, lambda: broker.token(["limitrail.usage.read"]))
+    assert all(isinstance(r, TokenBrokerError) and r.error == "temporarily_unavailable" for r in results), results
+    assert transport.calls == 2  # one call for the 20 threads, retried once
+
+
+def test_a_lambda_client_without_credentials_raises_the_credential_error_as_it_is():
+    # The proofs are signed (the session has credentials); the Lambda client has none: no retry would fix that, and
+    # it is the caller's to fix, so it is raised as it is (as the Node client throws the SDK's), not retried.
+    client = boto3.session.Session(region_name=REGION).client("lambda", endpoint_url=closed_port_url())
+    transport = invoke_transport(FUNCTION, lambda_client=client, session=session())
+    with pytest.raises(NoCredentialsError):
+        transport(REQUEST)
+    with pytest.raises(NoCredentialsError):
+        TokenBrokerClient(transport).token(["limitrail.usage.read"])
