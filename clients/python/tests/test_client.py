@@ -148,6 +148,57 @@ def test_twenty_threads_share_one_broker_call():
     assert len(transport.requests) == 1
 
 
+def test_twenty_threads_share_one_broker_call_whose_answer_is_not_kept():
+    # A stale answer (less life than the margin) is used, not cached: the threads that waited for the call get it all
+    # the same, as the Node client's concurrent requests share its promise.
+    transport = Scripted(answer("old", 40, stale=True), delay=0.2)
+    broker = TokenBrokerClient(transport)
+    assert run_threads(20, lambda: broker.token(["a"])) == ["old"] * 20
+    assert len(transport.requests) == 1
+    assert broker.token(["a"]) == "old"
+    assert len(transport.requests) == 2  # it was not kept: a later request asks again
+
+
+def test_after_a_401_twenty_threads_share_one_forced_refresh_whose_answer_is_not_kept():
+    transport = Scripted(answer("t1"), answer("t2", 40, stale=True), delay=0.1)
+    broker = TokenBrokerClient(transport)
+    broker.token(["a"])
+    assert run_threads(20, lambda: broker.token_after_401(["a"], "t1")) == ["t2"] * 20
+    assert len(transport.requests) == 2
+    assert broker.token(["a"]) == "t2"
+    assert len(transport.requests) == 3  # not kept
+
+
+def test_a_thread_waiting_after_a_401_does_not_take_the_rejected_token_from_the_call_it_waited_for(monkeypatch):
+    # One thread's call answers the very token another thread's request was just refused with: that thread asks again.
+    started = threading.Event()
+    release = threading.Event()
+    transport = Scripted(answer("t1"), answer("t1", 40, stale=True), answer("t2"))
+    inner = transport.__call__
+
+    def slow_first_refresh(request):
+        if len(transport.requests) == 1:
+            started.set()
+            release.wait(5)
+        return inner(request)
+
+    broker = TokenBrokerClient(slow_first_refresh)
+    broker.token(["a"])
+    broker.clear()
+    first = threading.Thread(target=broker.token, args=(["a"],))
+    first.start()
+    assert started.wait(5)
+    result = {}
+    second = threading.Thread(target=lambda: result.setdefault("token", broker.token_after_401(["a"], "t1")))
+    second.start()
+    time.sleep(0.1)  # the second thread is waiting for the first one's call
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert result == {"token": "t2"}
+    assert transport.requests[2]["forceRefresh"] is True
+
+
 def test_threads_that_waited_share_the_failure_which_is_not_kept():
     transport = Scripted({"error": "access_denied", "error_description": "no grant", "status": 403}, answer("t1"), delay=0.2)
     broker = TokenBrokerClient(transport)

@@ -1,7 +1,8 @@
 """``TokenBrokerClient``: LimitRail tokens from the broker, kept in memory per client object until ``margin_sec``
 before they expire, one broker call per key however many threads ask at once (one lock per key: the first thread
-asks, the others wait for its token, or its failure), ``temporarily_unavailable`` retried with capped exponential
-backoff and full jitter within ``deadline_sec``, and one forced refresh after LimitRail rejects a token with 401."""
+asks, the others wait for its outcome, a token, cached or not, or its failure), ``temporarily_unavailable`` retried
+with capped exponential backoff and full jitter within ``deadline_sec``, and one forced refresh after LimitRail
+rejects a token with 401."""
 
 from __future__ import annotations
 
@@ -36,14 +37,16 @@ _sleep = time.sleep
 class _Slot:
     """One key's state. ``entry`` is replaced as a whole (token, refresh time), so a lock-free read sees a pair."""
 
-    __slots__ = ("lock", "entry", "generation", "failure")
+    __slots__ = ("lock", "entry", "generation", "token", "failure")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.entry: Optional[Tuple[str, float]] = None
         #: Broker calls finished for this key; a thread that waited for the lock compares it with what it saw before.
         self.generation = 0
-        #: The last call's failure, shared with the threads that waited for it.
+        #: The last call's outcome, for the threads that waited for it (those that saw an older generation): its
+        #: token, also when it is not cached (a ``stale`` answer, less than the margin left), or its failure.
+        self.token: Optional[str] = None
         self.failure: Optional[TokenBrokerError] = None
 
     def fresh(self) -> Optional[str]:
@@ -80,10 +83,9 @@ class TokenBrokerClient:
             return token
         seen = slot.generation
         with slot.lock:
-            token = slot.fresh()
+            token = slot.fresh() or self._shared_outcome(slot, seen)
             if token is not None:
                 return token
-            self._raise_shared_failure(slot, seen)
             request = {**self._base(scopes, client), "minTtlSeconds": min_ttl_seconds_for(self._margin_sec)}
             return self._ask(slot, request)
 
@@ -103,7 +105,9 @@ class TokenBrokerClient:
             token = slot.fresh()
             if token is not None and token != rejected:
                 return token
-            self._raise_shared_failure(slot, seen)
+            token = self._shared_outcome(slot, seen, rejected)
+            if token is not None:
+                return token
             slot.entry = None
             request = {**self._base(scopes, client), "forceRefresh": True, "rejectedTokenSha256": _sha256_hex(rejected)}
             return self._ask(slot, request)
@@ -129,10 +133,15 @@ class TokenBrokerClient:
         return {"scopes": scopes} if client is None else {"scopes": scopes, "client": client}
 
     @staticmethod
-    def _raise_shared_failure(slot: _Slot, seen: int) -> None:
-        """A call finished while this thread waited for the lock, and failed: its failure is this thread's too."""
-        if slot.generation != seen and slot.failure is not None:
+    def _shared_outcome(slot: _Slot, seen: int, rejected: Optional[str] = None) -> Optional[str]:
+        """When a call finished while this thread waited for the lock, its outcome is this thread's too (as concurrent
+        Node requests share one promise): its token (unless it is the token this thread's request was refused with),
+        or its failure, raised here. None: no such call, this thread asks the broker itself."""
+        if slot.generation == seen:
+            return None
+        if slot.failure is not None:
             raise slot.failure.copy()
+        return slot.token if slot.token is not None and slot.token != rejected else None
 
     def _ask(self, slot: _Slot, request: Mapping[str, Any]) -> str:
         """One broker call (the caller holds the slot's lock), retried on ``temporarily_unavailable`` while the next
@@ -140,16 +149,18 @@ class TokenBrokerClient:
         try:
             token, until = self._ask_with_retries(request)
         except TokenBrokerError as err:
-            slot.failure = err
+            slot.token, slot.failure = None, err
             slot.generation += 1
             raise
         except BaseException:
-            slot.failure = None
+            # Not the broker's answer (no credentials, a bug): the waiting threads try for themselves.
+            slot.token, slot.failure = None, None
             slot.generation += 1
             raise
-        # A token with less than the margin left (a ``stale`` answer while the endpoint fails) is used once, not kept.
+        # A token with less than the margin left (a ``stale`` answer while the endpoint fails) is not kept: it goes
+        # to this request and to those that waited for it, and the next request asks again.
         slot.entry = (token, until) if until > _now() else None
-        slot.failure = None
+        slot.token, slot.failure = token, None
         slot.generation += 1
         return token
 
