@@ -1,9 +1,11 @@
 """The transports against loopback servers that fail as the Lambda API or a Function URL can: a closed port (nothing
-listening). No AWS: the proofs are signed with made-up credentials and never sent."""
+listening), and a server that takes the connection and never answers. No AWS: the proofs are signed with made-up
+credentials and never sent."""
 
 import os
 import socket
 import threading
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -11,6 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import NoCredentialsError
 
 import limitrail_token_broker.client as client_module
+import limitrail_token_broker.transports as transports_module
 from limitrail_token_broker import TokenBrokerClient, TokenBrokerError, invoke_transport, url_transport
 
 REGION = "eu-central-1"
@@ -41,6 +44,15 @@ def closed_port_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def silent_server():
+    """A loopback server whose kernel takes every connection (the backlog) and that never reads or answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(128)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def lambda_client_at(url, attempts=1):
@@ -145,3 +157,59 @@ def test_a_lambda_client_without_credentials_raises_the_credential_error_as_it_i
         transport(REQUEST)
     with pytest.raises(NoCredentialsError):
         TokenBrokerClient(transport).token(["limitrail.usage.read"])
+
+
+# The deadline bounds an attempt already running: a broker that never answers is given up by the deadline.
+
+
+def test_a_lambda_api_that_never_answers_is_given_up_by_the_deadline(monkeypatch):
+    with silent_server() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", url)
+        broker = TokenBrokerClient(invoke_transport(FUNCTION, session=session()), deadline_sec=0.3)
+        unavailable_error(outcome_within(lambda: broker.token(["limitrail.usage.read"])))
+
+
+def test_a_function_url_that_never_answers_is_given_up_by_the_deadline():
+    with silent_server() as url:
+        broker = TokenBrokerClient(url_transport(url + "/", REGION, FUNCTION, session=session()), deadline_sec=0.3)
+        unavailable_error(outcome_within(lambda: broker.token(["limitrail.usage.read"])))
+
+
+def test_the_client_gives_each_attempt_the_time_left_before_the_deadline():
+    seen = []
+
+    def transport(request, timeout_sec=None):
+        seen.append(timeout_sec)
+        return {"error": "temporarily_unavailable", "error_description": "down", "status": 503}
+
+    err = outcome_within(lambda: TokenBrokerClient(transport, deadline_sec=0.5).token(["a"]))["error"]
+    assert err.error == "temporarily_unavailable"
+    assert len(seen) >= 2
+    assert all(isinstance(t, float) and 0 < t <= 0.5 for t in seen), seen
+    assert seen == sorted(seen, reverse=True)
+
+
+def test_a_transport_without_timeout_sec_is_called_with_the_request_only():
+    seen = []
+
+    def transport(request):
+        seen.append(dict(request))
+        return {"access_token": "t1", "token_type": "Bearer", "expires_in": 3600}
+
+    assert TokenBrokerClient(transport).token(["a"]) == "t1"
+    assert seen == [{"scopes": ["a"], "minTtlSeconds": 60}]
+
+
+def test_a_client_made_for_an_attempts_time_is_used_again_while_its_timeouts_fit_the_time_left():
+    made = []
+
+    def make(timeout):
+        made.append(timeout)
+        return object()
+
+    clients = transports_module._ByTimeout(make)
+    first = clients(9.99)
+    assert clients(9.999) is first  # the next request's first attempt
+    assert clients(9.5) is not first  # a retry, with less time left: its timeouts would outlast the deadline
+    assert clients(None) is clients(30.0)  # without a deadline: the transport's own 20 s
+    assert made == [20.0, 9.99, 9.5, 20.0]

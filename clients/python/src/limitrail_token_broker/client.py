@@ -1,12 +1,13 @@
 """``TokenBrokerClient``: LimitRail tokens from the broker, kept in memory per client object until ``margin_sec``
 before they expire, one broker call per key however many threads ask at once (one lock per key: the first thread
 asks, the others wait for its outcome, a token, cached or not, or its failure), ``temporarily_unavailable`` retried
-with capped exponential backoff and full jitter within ``deadline_sec``, and one forced refresh after LimitRail
-rejects a token with 401."""
+with capped exponential backoff and full jitter within ``deadline_sec`` (which also bounds each attempt: the
+transport is given the time left), and one forced refresh after LimitRail rejects a token with 401."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import random
 import threading
@@ -32,6 +33,8 @@ log = logging.getLogger("limitrail_token_broker")
 # The clock of every decision here (monotonic: a wall-clock step never makes a token look fresh).
 _now = time.monotonic
 _sleep = time.sleep
+#: The least time an attempt is given (an attempt starts only while time is left; this keeps its timeout above 0).
+_MIN_ATTEMPT_SEC = 0.001
 
 
 class _Slot:
@@ -58,6 +61,20 @@ def _sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _accepts_timeout_sec(transport: Transport) -> bool:
+    """Whether the transport takes ``timeout_sec`` (both of this package's do); one that does not is called with the
+    request only, and its own timeouts apply."""
+    try:
+        parameters = inspect.signature(transport).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "timeout_sec" and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+        for p in parameters
+    )
+
+
 class TokenBrokerClient:
     """``TokenBrokerClient(invoke_transport("limitrail-token-broker-prod-token"))``; thread-safe."""
 
@@ -69,6 +86,7 @@ class TokenBrokerClient:
         if not isinstance(deadline_sec, (int, float)) or deadline_sec <= 0:
             raise ValueError('"deadline_sec" must be a number of seconds above 0')
         self._transport = transport
+        self._gives_timeout = _accepts_timeout_sec(transport)
         self._margin_sec = float(margin_sec)
         self._deadline_sec = float(deadline_sec)
         self._slots: Dict[CacheKey, _Slot] = {}
@@ -171,7 +189,11 @@ class TokenBrokerClient:
             attempt += 1
             asked_at = _now()
             try:
-                answer = token_answer_of(self._transport(request))
+                if self._gives_timeout:
+                    # The deadline bounds this attempt too: the transport gives up when the time left has passed.
+                    answer = token_answer_of(self._transport(request, timeout_sec=max(deadline - asked_at, _MIN_ATTEMPT_SEC)))
+                else:
+                    answer = token_answer_of(self._transport(request))
             except TokenBrokerError as err:
                 if not err.retryable:
                     raise

@@ -3,18 +3,20 @@
 - ``invoke_transport``: the Lambda Invoke API (``lambda:InvokeFunction``);
 - ``url_transport``: the Function URL (AuthType AWS_IAM), a SigV4-signed POST (service ``lambda``).
 
-A transport is called with the token request (a dict) and returns the broker's JSON answer as it came
-(``TokenBrokerClient`` checks it). It raises ``TokenBrokerError`` for what kept the answer from coming: a Lambda
-function error is ``server_error``, an unreachable or throttling API ``temporarily_unavailable`` (retried), a refused
-invoke ``access_denied``. botocore's errors about the caller's own set-up (no or bad credentials, a region or
-parameter it refuses) are raised as they are: no retry fixes them. Their reprs name the function or URL and the
-audience, never credentials."""
+A transport is called with the token request (a dict) and, from ``TokenBrokerClient``, ``timeout_sec``: the time
+left before the client's deadline, after which the attempt is given up. It returns the broker's JSON answer as it
+came (``TokenBrokerClient`` checks it). It raises ``TokenBrokerError`` for what kept the answer from coming: a Lambda
+function error is ``server_error``; an unreachable, throttling or silent API (no connection, a broken one, no answer
+in time) ``temporarily_unavailable`` (retried); a refused invoke ``access_denied``. botocore's errors about the
+caller's own set-up (no or bad credentials, a region or parameter it refuses) are raised as they are: no retry fixes
+them. Their reprs name the function or URL and the audience, never credentials."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Mapping, Optional
+import threading
+from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 
 import boto3
 from botocore.awsrequest import AWSRequest
@@ -26,15 +28,24 @@ from botocore.httpsession import URLLib3Session
 from .errors import ACCESS_DENIED, INVALID_REQUEST, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, TokenBrokerError
 from .proof import quiet, sign, sign_identity_proof
 
-Transport = Callable[[Mapping[str, Any]], Any]
+#: ``transport(request)``, or ``transport(request, timeout_sec=...)`` when it takes ``timeout_sec`` (both of these do).
+Transport = Callable[..., Any]
 
-#: A call that gets no answer within this long is given up (the broker's own limit is 15 s).
-REQUEST_TIMEOUT_SEC = 20
+#: A call that gets no answer within this long is given up (the broker's own limit is 15 s); from
+#: ``TokenBrokerClient``, the time left before its deadline when that is shorter.
+REQUEST_TIMEOUT_SEC = 20.0
+#: The longest wait for a connection (within the attempt's time).
+CONNECT_TIMEOUT_SEC = 5.0
+#: A client or HTTP session made for an attempt's timeout is used again while its timeout is at most the time left
+#: and no more than this below it (botocore fixes timeouts when it makes them).
+REUSE_SLACK_SEC = 1.0
 
 #: botocore's errors that mean the call did not get through or its answer was lost: no connection (refused, DNS,
 #: proxy, TLS, connect timeout), a broken one, no answer in time, an incomplete answer, botocore's own retry quota.
 #: Everything else botocore raises (no or bad credentials, a region or parameter it refuses) is the caller's to fix.
 UNREACHABLE_ERRORS = (BotocoreConnectionError, HTTPClientError, IncompleteReadError, CapacityNotAvailableError)
+
+_T = TypeVar("_T")
 
 
 def function_name_of(name_or_arn: str) -> str:
@@ -45,6 +56,30 @@ def function_name_of(name_or_arn: str) -> str:
 
 def _unavailable(description: str) -> TokenBrokerError:
     return TokenBrokerError(TEMPORARILY_UNAVAILABLE, 503, description)
+
+
+def _attempt_timeout(timeout_sec: Optional[float]) -> float:
+    return REQUEST_TIMEOUT_SEC if timeout_sec is None else min(float(timeout_sec), REQUEST_TIMEOUT_SEC)
+
+
+class _ByTimeout(Generic[_T]):
+    """Something whose timeouts are fixed when it is made (a botocore client, an HTTP session), for an attempt with
+    ``timeout_sec`` left: the one kept while its timeout fits (at most the time left, at most ``REUSE_SLACK_SEC``
+    below it), else a new one, which is kept instead. Thread-safe. One replaced is not closed (another thread may be
+    using it); it is released with its last user."""
+
+    def __init__(self, make: Callable[[float], _T]):
+        self._make = make
+        self._lock = threading.Lock()
+        self._timeout = REQUEST_TIMEOUT_SEC
+        self._made = make(REQUEST_TIMEOUT_SEC)
+
+    def __call__(self, timeout_sec: Optional[float]) -> _T:
+        timeout = _attempt_timeout(timeout_sec)
+        with self._lock:
+            if not timeout - REUSE_SLACK_SEC <= self._timeout <= timeout:
+                self._made, self._timeout = self._make(timeout), timeout
+            return self._made
 
 
 def _frozen_credentials(session: boto3.session.Session):
@@ -67,21 +102,35 @@ def invoke_failure(err: ClientError) -> TokenBrokerError:
     return TokenBrokerError(INVALID_REQUEST, status, f"Lambda refused the invoke ({what})")
 
 
+def _default_lambda_client(session: boto3.session.Session, timeout: float) -> Any:
+    """The transport's own Lambda client: one attempt per call (``TokenBrokerClient`` retries, within its deadline),
+    which gives up after ``timeout`` seconds without a connection or an answer."""
+    return session.client(
+        "lambda",
+        config=Config(
+            connect_timeout=min(CONNECT_TIMEOUT_SEC, timeout), read_timeout=timeout, retries={"total_max_attempts": 1, "mode": "standard"}
+        ),
+    )
+
+
 class _InvokeTransport:
-    def __init__(self, function_name: str, lambda_client: Any, session: boto3.session.Session, audience: str, region: Optional[str]):
+    def __init__(
+        self, function_name: str, lambda_client: Callable[[Optional[float]], Any], session: boto3.session.Session, audience: str, region: Optional[str]
+    ):
         self._function_name = function_name
         self._lambda = lambda_client
         self._session = session
         self._audience = audience
         self._region = region
 
-    def __call__(self, request: Mapping[str, Any]) -> Any:
-        region = self._region or self._lambda.meta.region_name
+    def __call__(self, request: Mapping[str, Any], timeout_sec: Optional[float] = None) -> Any:
+        lambda_client = self._lambda(timeout_sec)
+        region = self._region or lambda_client.meta.region_name
         proof = sign_identity_proof(_frozen_credentials(self._session), region, self._audience)
         payload = json.dumps({**request, "identityProof": proof}).encode("utf-8")
         try:
             with quiet():
-                out = self._lambda.invoke(FunctionName=self._function_name, Payload=payload)
+                out = lambda_client.invoke(FunctionName=self._function_name, Payload=payload)
                 body = out["Payload"].read()
         except ClientError as err:
             raise invoke_failure(err) from None
@@ -109,17 +158,22 @@ def invoke_transport(
     """Direct Lambda Invoke of the broker's token function (name, ``name:alias`` or ARN).
 
     ``session``: whose credentials sign the proofs (default: a new boto3 Session: the default credential chain,
-    refreshed as it expires). ``lambda_client``: default ``session.client("lambda")``. ``audience``: default the
-    function's name (the broker's default audience). Proofs go to ``AWS_ENDPOINT_URL_STS`` when set, else to the STS
-    endpoint of the Lambda client's region."""
+    refreshed as it expires). ``lambda_client``: default ``session.client("lambda")`` with one attempt per call and
+    timeouts from the time left before ``TokenBrokerClient``'s deadline, so the deadline bounds a call under way. A
+    ``lambda_client`` you pass is used as it is: its own timeouts and retries apply (``botocore.config.Config``
+    ``connect_timeout``, ``read_timeout``, ``retries``), and can keep a call going past the deadline; give it
+    ``retries={"total_max_attempts": 1}`` and timeouts within the deadline. ``audience``: default the function's name
+    (the broker's default audience). Proofs go to ``AWS_ENDPOINT_URL_STS`` when set, else to the STS endpoint of the
+    Lambda client's region."""
     if not function_name:
         raise ValueError('"function_name" must name the token function')
     session = session or boto3.session.Session()
     if lambda_client is None:
-        lambda_client = session.client(
-            "lambda", config=Config(connect_timeout=5, read_timeout=REQUEST_TIMEOUT_SEC, retries={"mode": "standard"})
-        )
-    return _InvokeTransport(function_name, lambda_client, session, audience or function_name_of(function_name), None)
+        clients = _ByTimeout(lambda timeout: _default_lambda_client(session, timeout))
+    else:
+        given = lambda_client
+        clients = lambda _timeout_sec: given  # noqa: E731
+    return _InvokeTransport(function_name, clients, session, audience or function_name_of(function_name), None)
 
 
 class _UrlTransport:
@@ -128,9 +182,9 @@ class _UrlTransport:
         self._region = region
         self._audience = audience
         self._session = session
-        self._http = URLLib3Session(timeout=REQUEST_TIMEOUT_SEC)
+        self._http = _ByTimeout(lambda timeout: URLLib3Session(timeout=(min(CONNECT_TIMEOUT_SEC, timeout), timeout)))
 
-    def __call__(self, request: Mapping[str, Any]) -> Any:
+    def __call__(self, request: Mapping[str, Any], timeout_sec: Optional[float] = None) -> Any:
         credentials = _frozen_credentials(self._session)
         proof = sign_identity_proof(credentials, self._region, self._audience)
         body = json.dumps({**request, "identityProof": proof}).encode("utf-8")
@@ -138,7 +192,7 @@ class _UrlTransport:
         sign(call, credentials, "lambda", self._region)
         try:
             with quiet():
-                response = self._http.send(call.prepare())
+                response = self._http(timeout_sec).send(call.prepare())
         except UNREACHABLE_ERRORS as err:
             raise _unavailable(f"the Function URL is unreachable ({type(err).__name__})") from None
         try:
@@ -168,7 +222,8 @@ def url_transport(function_url: str, region: str, audience: str, session: Option
 
     ``audience``: the broker's audience (the stage's ``callerProofAudience``, by default its token function's name);
     the URL does not name the function, so it is required. ``session``: whose credentials sign the call and the proof
-    (default: a new boto3 Session, the default credential chain)."""
+    (default: a new boto3 Session, the default credential chain). Each call gives up after the time left before
+    ``TokenBrokerClient``'s deadline without a connection or an answer."""
     if not function_url:
         raise ValueError('"function_url" must be the broker\'s Function URL')
     if not region:
