@@ -94,7 +94,9 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
     it('refreshes once past the refresh point while the other requests are served the current token at once', async () => {
       const scopes = ['limitrail.accounts.read'];
       const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-token-past-refresh-point', ageSec: 3000, lifetimeSec: 3600 });
-      const fleet = await containers(4);
+      // A lease longer than the slow endpoint (1.5 s): with this file's 1.5 s lease the holder's lease would end
+      // mid-fetch, and a container that reached its refresh point late (a loaded machine) would rightly take it over.
+      const fleet = await containers(4, { REFRESH_LEASE_MS: '8000' });
       stack.sandbox.setDelayMs(1500);
       const before = upstream();
       const finished: string[] = [];
