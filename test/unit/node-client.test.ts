@@ -1,7 +1,17 @@
 import { createHash } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { inspect } from 'node:util';
-import { TokenBrokerClient, TokenBrokerError, authorizedFetch, stsUrlFor, type TokenRequest } from '@limitrail/token-broker-client';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  TokenBrokerClient,
+  TokenBrokerError,
+  authorizedFetch,
+  invokeTransport,
+  stsUrlFor,
+  urlTransport,
+  type TokenRequest,
+} from '@limitrail/token-broker-client';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BACKOFF_CAP_MS, backoffDelayMs, cacheKeyOf, minTtlSecondsFor, refreshAtMs } from '../../clients/node/src/policy';
 
 /**
@@ -203,4 +213,124 @@ describe('authorizedFetch', () => {
       'a body it can send twice',
     );
   });
+});
+
+describe('the deadline bounds an attempt under way', () => {
+  // Made-up credentials: the proofs are signed, never sent. The default Lambda client reads its endpoint from
+  // AWS_ENDPOINT_URL_LAMBDA and its credentials from the environment, set per test and restored after.
+  const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-secret', sessionToken: 'not-a-token' };
+  const region = 'eu-central-1';
+  const functionName = 'limitrail-token-broker-test-token';
+  const savedEnv = { ...process.env };
+  const servers: Array<() => Promise<void>> = [];
+
+  beforeEach(() => {
+    for (const key of Object.keys(process.env)) if (key.startsWith('AWS_')) delete process.env[key];
+    Object.assign(process.env, {
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      AWS_SESSION_TOKEN: credentials.sessionToken,
+      AWS_CONFIG_FILE: '/nonexistent/aws-config',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+  });
+  afterEach(async () => {
+    for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
+    Object.assign(process.env, savedEnv);
+    await Promise.all(servers.splice(0).map((close) => close()));
+  });
+
+  const listening = async (server: Server | import('node:http').Server, sockets: Set<Socket>): Promise<string> => {
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
+    servers.push(
+      () =>
+        new Promise<void>((done) => {
+          for (const socket of sockets) socket.destroy();
+          server.close(() => done());
+        }),
+    );
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
+
+  /** A loopback server that takes every connection, reads what comes, and never answers. */
+  const silentServer = () => {
+    const sockets = new Set<Socket>();
+    return listening(
+      createTcpServer((socket) => socket.resume()),
+      sockets,
+    );
+  };
+
+  /** The Lambda API answering every call with HTTP 503 (ServiceException); counts the calls. */
+  const failingLambdaApi = async () => {
+    let calls = 0;
+    const server = createHttpServer((req, res) => {
+      calls += 1;
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/json', 'x-amzn-errortype': 'ServiceException' });
+      res.end(JSON.stringify({ Type: 'Service', message: 'down for the test' }));
+    });
+    const url = await listening(server, new Set());
+    return { url, calls: () => calls };
+  };
+
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+
+  it('gives up a Lambda API that never answers (the default client) by the deadline, as temporarily_unavailable', async () => {
+    process.env.AWS_ENDPOINT_URL_LAMBDA = await silentServer();
+    const broker = new TokenBrokerClient(invokeTransport(functionName, { region, credentials }), { deadlineMs: 300 });
+    const err = await failure(broker.token(['limitrail.usage.read']));
+    expect(err).toBeInstanceOf(TokenBrokerError);
+    expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+  }, 15_000);
+
+  it('gives up a Function URL that never answers by the deadline, as temporarily_unavailable', async () => {
+    const url = await silentServer();
+    const broker = new TokenBrokerClient(urlTransport(`${url}/`, { region, audience: functionName, credentials }), { deadlineMs: 300 });
+    const err = await failure(broker.token(['limitrail.usage.read']));
+    expect(err).toBeInstanceOf(TokenBrokerError);
+    expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+  }, 15_000);
+
+  it('gives up a transport that never settles by the deadline, and aborts the signal it gave it', async () => {
+    const signals: Array<AbortSignal | undefined> = [];
+    const hanging = (_request: TokenRequest, options?: { signal?: AbortSignal }) => {
+      signals.push(options?.signal);
+      return new Promise<unknown>(() => undefined);
+    };
+    const err = await failure(new TokenBrokerClient(hanging, { deadlineMs: 300 }).token(['a']));
+    expect(err).toBeInstanceOf(TokenBrokerError);
+    expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+    expect(signals).toHaveLength(1);
+    expect(signals[0]?.aborted).toBe(true);
+  }, 15_000);
+
+  it('each transport gives up its call when the signal it was given aborts, as temporarily_unavailable', async () => {
+    process.env.AWS_ENDPOINT_URL_LAMBDA = await silentServer();
+    const url = await silentServer();
+    const request = { scopes: ['limitrail.usage.read'] };
+    for (const transport of [invokeTransport(functionName, { region, credentials }), urlTransport(`${url}/`, { region, audience: functionName, credentials })]) {
+      const err = await failure(transport(request, { signal: AbortSignal.timeout(300) }));
+      expect(err).toBeInstanceOf(TokenBrokerError);
+      expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+      expect((err as TokenBrokerError).description).toContain('before the deadline');
+    }
+  }, 15_000);
+
+  it('makes one attempt per call with the default Lambda client: the retries are the TokenBrokerClient\'s', async () => {
+    const api = await failingLambdaApi();
+    process.env.AWS_ENDPOINT_URL_LAMBDA = api.url;
+    const err = await failure(invokeTransport(functionName, { region, credentials })({ scopes: ['limitrail.usage.read'] }));
+    expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+    expect(api.calls()).toBe(1);
+  }, 15_000);
 });

@@ -2,12 +2,14 @@
  * TokenBrokerClient: LimitRail tokens from the broker, kept in memory per client object until `marginSec` before
  * they expire, one broker call per key however many requests ask at once (single flight: the in-flight promise is
  * shared and dropped when it settles), `temporarily_unavailable` retried with capped exponential backoff and full
- * jitter within `deadlineMs`, and one forced refresh after LimitRail rejects a token with 401.
+ * jitter within `deadlineMs` (which also bounds each attempt: the transport's signal aborts when it passes, and the
+ * attempt is given up whether or not the transport heeds it), and one forced refresh after LimitRail rejects a token
+ * with 401.
  */
 import { createHash } from 'node:crypto';
 
 import { type TokenAnswer, type TokenRequest, tokenAnswerOf } from './answer.js';
-import { TokenBrokerError } from './errors.js';
+import { BROKER_ERRORS, TokenBrokerError } from './errors.js';
 import {
   assertDeadlineMs,
   assertMarginSec,
@@ -25,7 +27,10 @@ import type { Transport } from './transports.js';
 export interface TokenBrokerClientOptions {
   /** Stop reusing a token this many seconds before it expires (default 60). */
   marginSec?: number;
-  /** Give up retrying `temporarily_unavailable` this long after a request began (default 10 000 ms). */
+  /**
+   * Give up this long after a request began (default 10 000 ms): no retry of `temporarily_unavailable` starts later,
+   * and an attempt still waiting then is given up (its transport's signal aborted) as `temporarily_unavailable`.
+   */
   deadlineMs?: number;
 }
 
@@ -116,7 +121,7 @@ export class TokenBrokerClient {
       const askedAtMs = Date.now();
       let answer: TokenAnswer;
       try {
-        answer = tokenAnswerOf(await this.#transport(request));
+        answer = tokenAnswerOf(await this.#attempt(request, deadlineAtMs));
       } catch (err) {
         if (!(err instanceof TokenBrokerError) || !err.retryable) throw err;
         const delayMs = backoffDelayMs(attempt, Math.random(), err.retryAfterSeconds);
@@ -128,6 +133,31 @@ export class TokenBrokerClient {
       // A token with less than the margin left (a `stale` answer while the endpoint fails) is used once, not kept.
       if (refreshAt > Date.now()) this.#cache.set(key, { token: answer.access_token, refreshAtMs: refreshAt });
       return answer.access_token;
+    }
+  }
+
+  /**
+   * One transport call, bounded by the deadline: when it passes, the transport's signal is aborted and the call is
+   * given up as `temporarily_unavailable` (a transport that ignores the signal is left to finish unheard).
+   */
+  async #attempt(request: TokenRequest, deadlineAtMs: number): Promise<unknown> {
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new TokenBrokerError(
+          BROKER_ERRORS.temporarilyUnavailable,
+          503,
+          `the token broker gave no answer within the deadline (${this.#deadlineMs} ms)`,
+        );
+        controller.abort(err);
+        reject(err);
+      }, Math.max(0, deadlineAtMs - Date.now()));
+    });
+    try {
+      return await Promise.race([this.#transport(request, { signal: controller.signal }), late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -17,6 +17,7 @@ export {
   urlTransport,
   type InvokeTransportOptions,
   type Transport,
+  type TransportOptions,
   type UrlTransportOptions,
 } from './transports.js';
 export {

@@ -4,7 +4,8 @@
  * - `urlTransport`: the Function URL (AuthType AWS_IAM), a SigV4-signed POST (service `lambda`).
  * A transport returns the broker's JSON answer as it came (TokenBrokerClient checks it) and raises
  * `TokenBrokerError` for what kept the answer from coming: a Lambda function error is `server_error`, an
- * unreachable or throttling API `temporarily_unavailable` (retried), a refused invoke `access_denied`.
+ * unreachable, throttling or silent API `temporarily_unavailable` (retried), a refused invoke `access_denied`.
+ * TokenBrokerClient gives each call a `signal` that aborts when its deadline passes; both transports give up then.
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
@@ -14,10 +15,19 @@ import type { TokenRequest } from './answer.js';
 import { BROKER_ERRORS, TokenBrokerError } from './errors.js';
 import { type Credentials, sha256, signIdentityProof } from './proof.js';
 
-/** Sends one request to the broker and returns its JSON answer (a token or an OAuth error). */
-export type Transport = (request: TokenRequest) => Promise<unknown>;
+/** What TokenBrokerClient gives a transport with each request. */
+export interface TransportOptions {
+  /** Aborted when the client's deadline passes: the transport gives up the call (its answer would come too late). */
+  signal?: AbortSignal;
+}
 
-/** A call that gets no answer from the default clients within this long is given up (the broker's own limit is 15 s). */
+/** Sends one request to the broker and returns its JSON answer (a token or an OAuth error). */
+export type Transport = (request: TokenRequest, options?: TransportOptions) => Promise<unknown>;
+
+/**
+ * A call that gets no answer from the default clients within this long is given up (the broker's own limit is 15 s);
+ * from TokenBrokerClient, its deadline comes first (10 s by default).
+ */
 const REQUEST_TIMEOUT_MS = 20_000;
 const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET']);
 
@@ -52,7 +62,10 @@ export const invokeFailure = (err: unknown): unknown => {
 };
 
 export interface InvokeTransportOptions {
-  /** Default: a LambdaClient of the default region and credentials (made once per transport). */
+  /**
+   * Default: a LambdaClient of the default region and credentials (made once per transport) that makes one attempt
+   * per call (TokenBrokerClient retries, within its deadline).
+   */
   lambda?: LambdaClient;
   /** Who the proof says is calling. Default: the SDK's default chain, refreshed as it expires. */
   credentials?: Credentials;
@@ -69,18 +82,25 @@ export const invokeTransport = (functionName: string, options: InvokeTransportOp
   if (!functionName) throw new TypeError('"functionName" must name the token function');
   const lambda =
     options.lambda ??
-    new LambdaClient({ ...(options.region ? { region: options.region } : {}), requestHandler: { requestTimeout: REQUEST_TIMEOUT_MS } });
+    new LambdaClient({
+      ...(options.region ? { region: options.region } : {}),
+      // One attempt per call: TokenBrokerClient retries, within its deadline (the SDK's own retries would not be).
+      maxAttempts: 1,
+      requestHandler: { requestTimeout: REQUEST_TIMEOUT_MS },
+    });
   const credentials = options.credentials ?? defaultProvider();
   const audience = options.audience ?? functionNameOf(functionName);
-  return async (request) => {
+  return async (request, { signal } = {}) => {
     const region = options.region ?? (await lambda.config.region());
     const identityProof = await signIdentityProof({ credentials, region, audience, stsUrl: options.stsUrl });
     let out;
     try {
       out = await lambda.send(
         new InvokeCommand({ FunctionName: functionName, Payload: new TextEncoder().encode(JSON.stringify({ ...request, identityProof })) }),
+        { abortSignal: signal },
       );
     } catch (err) {
+      if (signal?.aborted) throw unavailable('the Lambda API gave no answer before the deadline', err);
       throw invokeFailure(err);
     }
     // The broker returns its errors as answers; FunctionError means the function itself failed (a bug, a timeout).
@@ -105,7 +125,7 @@ export interface UrlTransportOptions {
   credentials?: Credentials;
   /** Where the proof is sent. Default: `AWS_ENDPOINT_URL_STS` when set, else the region's STS endpoint. */
   stsUrl?: string;
-  /** Default 20 s. */
+  /** Default 20 s; from TokenBrokerClient, its deadline comes first (10 s by default). */
   timeoutMs?: number;
 }
 
@@ -120,7 +140,7 @@ export const urlTransport = (functionUrl: string, options: UrlTransportOptions):
   const { region, audience } = options;
   const credentials = options.credentials ?? defaultProvider();
   const signer = new SignatureV4({ service: 'lambda', region, credentials, sha256 });
-  return async (request) => {
+  return async (request, { signal } = {}) => {
     const identityProof = await signIdentityProof({ credentials, region, audience, stsUrl: options.stsUrl });
     const body = JSON.stringify({ ...request, identityProof });
     const signed = await signer.sign({
@@ -132,19 +152,22 @@ export const urlTransport = (functionUrl: string, options: UrlTransportOptions):
       headers: { host: url.host, 'content-type': 'application/json' },
       body,
     });
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? REQUEST_TIMEOUT_MS);
+    // Covers the answer's body too: fetch aborts its reading.
+    const fetchSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const late = (err: unknown) =>
+      unavailable(`the Function URL gave no answer ${signal?.aborted ? 'before the deadline' : `within ${options.timeoutMs ?? REQUEST_TIMEOUT_MS} ms`}`, err);
     let res: Response;
     try {
-      res = await fetch(url, {
-        method: 'POST',
-        headers: signed.headers as Record<string, string>,
-        body,
-        signal: AbortSignal.timeout(options.timeoutMs ?? REQUEST_TIMEOUT_MS),
-        redirect: 'manual',
-      });
+      res = await fetch(url, { method: 'POST', headers: signed.headers as Record<string, string>, body, signal: fetchSignal, redirect: 'manual' });
     } catch (err) {
+      if (fetchSignal.aborted) throw late(err);
       throw unavailable(`the Function URL is unreachable (${(err as Error).name})`, err);
     }
-    const answer: unknown = await res.json().catch(() => undefined);
+    const answer: unknown = await res.json().catch((err: unknown) => {
+      if (fetchSignal.aborted) throw late(err);
+      return undefined;
+    });
     if (isBrokerAnswer(answer)) return answer;
     // AWS itself answered (an unsigned or unpermitted call, throttling) before the broker ran: {"Message": ...}.
     if (res.status === 403 || res.status === 401) {
