@@ -63,11 +63,20 @@ export const invokeFailure = (err: unknown): unknown => {
 
 export interface InvokeTransportOptions {
   /**
-   * Default: a LambdaClient of the default region and credentials (made once per transport) that makes one attempt
-   * per call (TokenBrokerClient retries, within its deadline).
+   * The client that sends the invokes. Default: a LambdaClient of the default region and credentials (made once per
+   * transport) that makes one attempt per call (TokenBrokerClient retries, within its deadline).
+   *
+   * A client you pass sends the invokes only: its credentials sign the Invoke call, never the identity proof. The
+   * proof is signed with `credentials` (default: the SDK's default chain), so when this client has other credentials
+   * (another role, a profile), pass them as `credentials` too, or the broker sees the default chain's identity (or
+   * none). Its own retries (`maxAttempts`, default 3) run inside one attempt of TokenBrokerClient, whose deadline
+   * still aborts the call; `maxAttempts: 1` leaves the retries to TokenBrokerClient.
    */
   lambda?: LambdaClient;
-  /** Who the proof says is calling. Default: the SDK's default chain, refreshed as it expires. */
+  /**
+   * Who the proof says is calling. Default: the SDK's default chain, refreshed as it expires (not the credentials of
+   * a `lambda` client you pass).
+   */
   credentials?: Credentials;
   /** Region of the STS endpoint the proof is signed for. Default: the Lambda client's region. */
   region?: string;
