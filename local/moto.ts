@@ -3,7 +3,9 @@
  * runs and integration tests. Each call starts its own server on its own port, so parallel runs never
  * share state. Its output is kept in memory and shown only if it fails to start.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -89,9 +91,30 @@ const answers = async (endpoint: string): Promise<boolean> => {
   }
 };
 
+/**
+ * moto_server run through local/moto-serial.py, which makes it answer one request at a time: moto's DynamoDB does
+ * not make a conditional write atomic across its request threads, real DynamoDB does, and the refresh lease relies
+ * on it. Needs the Python that has moto as `python3` (MOTO_PYTHON overrides); moto_server's own Python otherwise.
+ */
+const SERIAL_LAUNCHER = join(dirname(fileURLToPath(import.meta.url)), 'moto-serial.py');
+const motoPython = (): string | undefined => {
+  const python = process.env.MOTO_PYTHON ?? 'python3';
+  try {
+    execFileSync(python, ['-c', 'import moto.server'], { stdio: 'ignore', timeout: 30_000 });
+    return python;
+  } catch {
+    return undefined;
+  }
+};
+let python: string | undefined | null = null;
+
 const launch = async (port: number, readyTimeoutMs: number): Promise<MotoServer> => {
   const endpoint = `http://${HOST}:${port}`;
-  const child = spawn('moto_server', ['-H', HOST, '-p', String(port)], {
+  if (python === null) python = motoPython();
+  const [command, args] = python
+    ? [python, [SERIAL_LAUNCHER, '-H', HOST, '-p', String(port)]]
+    : ['moto_server', ['-H', HOST, '-p', String(port)]];
+  const child = spawn(command, args, {
     detached: false,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PYTHONUNBUFFERED: '1' },
