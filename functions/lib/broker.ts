@@ -10,9 +10,9 @@ import type { BrokerConfig, ClientConfig } from './config';
 import { AccessDeniedError, BrokerError, type LogReason, errorLogFields } from './shared/errors';
 import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited } from './cache/forced-refresh';
 import { forcedFetchBlockedUntilMs } from './cache/lease-rules';
-import type { Logger } from './shared/logger';
+import type { Log } from './shared/logger';
 import type { MemoryTokenCache } from './cache/memory-cache';
-import { DEGRADED_METRIC, type DegradedKind, type MetricName, type Metrics } from './shared/metrics';
+import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from './shared/metrics';
 import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLease, TokenSource } from './cache/refresh-lease';
 import type { CredentialSource } from './way-out/secret-source';
 import { SingleFlight } from './shared/single-flight';
@@ -34,14 +34,14 @@ export interface BrokerDeps {
   memory: MemoryTokenCache;
   fetcher: TokenProvider;
   lease: LeaseProtocol;
-  log: Logger;
+  log: Log;
 }
 
 export interface CallOptions {
   /** Epoch ms by which the answer must be ready (the Lambda's remaining time less a margin). */
   deadlineMs: number;
-  log?: Logger;
-  metrics?: Metrics;
+  log?: Log;
+  metrics?: MetricsSink;
   /** Who asked, for the audit line: a verified ARN, or "direct invoke". */
   caller?: string;
   /** How the caller's identity was established: its proof verified with STS now, or earlier (cached). */

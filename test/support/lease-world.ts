@@ -4,7 +4,7 @@ import { sha256Hex } from '../../functions/lib/cache/cache-key';
 import type { ClientConfig } from '../../functions/lib/config';
 import { UnavailableError } from '../../functions/lib/shared/errors';
 import { FORCE_REFRESH_LIMITED } from '../../functions/lib/cache/forced-refresh';
-import type { Logger } from '../../functions/lib/shared/logger';
+import type { Log } from '../../functions/lib/shared/logger';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
 import { type KeyedRequest, RefreshLease } from '../../functions/lib/cache/refresh-lease';
 import type { TokenProvider } from '../../functions/lib/way-out/token-fetcher';
@@ -12,13 +12,13 @@ import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/ca
 import type { Lease, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/cache/token-store';
 
 /** A logger that writes nothing, for unit tests of decisions. */
-export const silentLog: Logger = {
+export const silentLog: Log = {
   child: () => silentLog,
   debug: () => undefined,
   info: () => undefined,
   warn: () => undefined,
   error: () => undefined,
-} as unknown as Logger;
+};
 
 /**
  * The lease protocol against an in-memory table whose conditional writes are token-store.ts's DynamoDB conditions

@@ -23,9 +23,9 @@ import type { ClientConfig } from '../config';
 import { type BrokerError, UnavailableError, errorLogFields } from '../shared/errors';
 import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
 import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';
-import type { Logger } from '../shared/logger';
+import type { Log } from '../shared/logger';
 import type { MemoryTokenCache } from './memory-cache';
-import type { Metrics } from '../shared/metrics';
+import type { MetricsSink } from '../shared/metrics';
 import type { FetchContext, TokenProvider } from '../way-out/token-fetcher';
 import { type CachedToken, isRefreshDue } from './token-lifetime';
 import type { StoredEntry, TokenTable } from './token-store';
@@ -51,11 +51,11 @@ export interface KeyedRequest {
   accept: (token: CachedToken, nowMs: number) => boolean;
   /** Epoch ms by which the answer must be ready. */
   deadlineMs: number;
-  log: Logger;
+  log: Log;
   /** Log fields that identify the key (client, scopes, cache key fingerprint). */
   keyFields: Record<string, unknown>;
   degraded: FetchContext['degraded'];
-  metrics?: Metrics | undefined;
+  metrics?: MetricsSink | undefined;
 }
 
 export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';

@@ -83,12 +83,21 @@ export const createPowertoolsLogger = (env: NodeJS.ProcessEnv): PowertoolsLogger
     jsonReplacerFn: redactingReplacer,
   });
 
+/** What the token path logs with (Logger; a silent or capturing fake in unit tests). */
+export interface Log {
+  child(fields: LogFields): Log;
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+}
+
 /**
  * The broker's logger: one Powertools logger per container, and the fields of this logger's lines. A child adds
  * fields (a request id, a key) without a new Powertools logger, so the Lambda context added once per invocation
  * reaches every child, and cold_start is the container's, not the child's.
  */
-export class Logger {
+export class Logger implements Log {
   constructor(
     readonly powertools: PowertoolsLogger,
     private readonly fields: LogFields = {},

@@ -51,8 +51,14 @@ export const DEGRADED_METRIC: Record<DegradedKind, MetricName> = {
 type Unit = 'Count' | 'Milliseconds';
 const UNITS: Record<Unit, (typeof MetricUnit)[keyof typeof MetricUnit]> = { Count: MetricUnit.Count, Milliseconds: MetricUnit.Milliseconds };
 
+/** What the token path counts with (Metrics; a fake in unit tests). Writing them out is the handler's (`flush`). */
+export interface MetricsSink {
+  count(name: MetricName, n?: number): void;
+  record(name: MetricName, value: number, unit: Unit): void;
+}
+
 /** The metrics of one container: counted during an invocation, written as one EMF line when it ends (`flush`). */
-export class Metrics {
+export class Metrics implements MetricsSink {
   readonly #counts = new Map<MetricName, number>();
   readonly #samples = new Map<MetricName, { unit: Unit; values: number[] }>();
   readonly #emf = new PowertoolsMetrics({ namespace: METRICS_NAMESPACE });

@@ -8,8 +8,8 @@ import { tokenFingerprint } from '../cache/cache-key';
 import type { Clock } from '../shared/clock';
 import type { ClientConfig } from '../config';
 import { BrokerError, ConfigurationError, type LogReason, type Reason, UnavailableError, UpstreamError, quote } from '../shared/errors';
-import type { Logger } from '../shared/logger';
-import type { DegradedKind, Metrics } from '../shared/metrics';
+import type { Log } from '../shared/logger';
+import type { DegradedKind, MetricsSink } from '../shared/metrics';
 import type { ClientCredentials, CredentialSource } from './secret-source';
 import { type TokenGrant, requestToken as httpRequestToken } from './token-endpoint';
 import { type CachedToken, lifetimeOf } from '../cache/token-lifetime';
@@ -32,7 +32,7 @@ export interface FetchContext {
   scopes: readonly string[];
   /** Epoch ms by which the whole fetch, retries included, must be done. */
   deadlineMs: number;
-  log: Logger;
+  log: Log;
   /** Log fields that identify the key (client, scopes, cache key fingerprint). */
   keyFields: Record<string, unknown>;
   /** Reports a degraded path: one structured log line (a reason code, and details as their own fields) and a metric. */
@@ -41,7 +41,7 @@ export interface FetchContext {
   previous?: CachedToken;
   /** Called before each retry (the lease holder renews its lease there). */
   beforeRetry?: () => Promise<void>;
-  metrics?: Metrics | undefined;
+  metrics?: MetricsSink | undefined;
 }
 
 export interface TokenFetcherOptions {
