@@ -40,6 +40,20 @@ describe('EMF metrics', () => {
     });
   });
 
+  it('dates every line of an invocation with more samples than one EMF line holds (100 values per metric)', () => {
+    capture();
+    const metrics = new Metrics('limitrail-token-broker-ci-prewarm');
+    for (let i = 0; i < 150; i++) metrics.record('UpstreamLatency', i, 'Milliseconds');
+    metrics.count('UpstreamRequests', 150);
+    const at = Date.parse('2026-11-29T08:00:00Z');
+    metrics.flush(at);
+    const emf = lines.map((l) => JSON.parse(l) as { _aws: { Timestamp: number }; UpstreamLatency: number[] });
+    expect(emf.length).toBeGreaterThanOrEqual(2);
+    expect(emf.map((l) => l._aws.Timestamp)).toEqual(emf.map(() => at));
+    expect(emf.flatMap((l) => l.UpstreamLatency)).toHaveLength(150);
+    expect(emf.filter((l) => 'UpstreamRequests' in l)).toHaveLength(1); // counts once, never split off undated
+  });
+
   it('writes nothing when nothing was measured, and starts over after a flush', () => {
     capture();
     const metrics = new Metrics();

@@ -49,6 +49,11 @@ export const DEGRADED_METRIC: Record<DegradedKind, MetricName> = {
 };
 
 type Unit = 'Count' | 'Milliseconds';
+/**
+ * Values of one metric we put in one EMF line: below CloudWatch's 100, because Powertools writes a line by itself
+ * (undated, and splitting the invocation's other metrics off) the moment a metric reaches 100.
+ */
+const EMF_MAX_VALUES = 99;
 const UNITS: Record<Unit, (typeof MetricUnit)[keyof typeof MetricUnit]> = { Count: MetricUnit.Count, Milliseconds: MetricUnit.Milliseconds };
 
 /** What the token path counts with (Metrics; a fake in unit tests). Writing them out is the handler's (`flush`). */
@@ -91,11 +96,20 @@ export class Metrics implements MetricsSink {
     if (this.#coldStart) this.count('ColdStart');
     this.#coldStart = false;
     if (this.#counts.size === 0 && this.#samples.size === 0) return;
-    for (const [name, n] of this.#counts) this.#emf.addMetric(name, MetricUnit.Count, n);
-    for (const [name, { unit, values }] of this.#samples) for (const value of values) this.#emf.addMetric(name, UNITS[unit], value);
+    // EMF holds at most 100 values of a metric per line (Powertools would write a line by itself at that point,
+    // without the invocation's time): an invocation with more samples writes more lines, each dated.
+    const samples = [...this.#samples].map(([name, { unit, values }]) => ({ name, unit, values: [...values] }));
+    let counts: Map<MetricName, number> | undefined = new Map(this.#counts);
     this.#counts.clear();
     this.#samples.clear();
-    this.#emf.setTimestamp(Math.round(nowMs));
-    this.#emf.publishStoredMetrics();
+    while (counts || samples.some((s) => s.values.length > 0)) {
+      this.#emf.setTimestamp(Math.round(nowMs));
+      for (const [name, n] of counts ?? []) this.#emf.addMetric(name, MetricUnit.Count, n);
+      for (const { name, unit, values } of samples) {
+        for (const value of values.splice(0, EMF_MAX_VALUES)) this.#emf.addMetric(name, UNITS[unit], value);
+      }
+      counts = undefined;
+      this.#emf.publishStoredMetrics();
+    }
   }
 }
