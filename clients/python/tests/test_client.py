@@ -11,6 +11,7 @@ import limitrail_token_broker.client as client_module
 from limitrail_token_broker import PROOF_AUDIENCE_HEADER, TokenBrokerClient, TokenBrokerError, sign_identity_proof, sts_url_for
 from limitrail_token_broker.policy import BACKOFF_CAP_SEC, backoff_delay_sec, cache_key, min_ttl_seconds_for, refresh_at
 from botocore.credentials import ReadOnlyCredentials
+from threads import run_threads
 
 
 def answer(token, expires_in=3600, **extra):
@@ -122,23 +123,6 @@ def test_uses_a_stale_answer_once_without_keeping_it():
     assert broker.token(["a"]) == "new"
 
 
-def run_threads(count, fn):
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = fn()
-        except Exception as err:  # noqa: BLE001 - the test inspects it
-            results[i] = err
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 def test_twenty_threads_share_one_broker_call():

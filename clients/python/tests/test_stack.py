@@ -7,7 +7,6 @@ upstream requests (at the sandbox), and injects failures. Without those variable
 import json
 import logging
 import os
-import threading
 import urllib.request
 
 import boto3
@@ -15,6 +14,7 @@ import pytest
 from botocore.config import Config
 
 from limitrail_token_broker import TokenBrokerClient, TokenBrokerError, invoke_transport, url_transport
+from threads import run_threads
 
 ENV = os.environ
 pytestmark = pytest.mark.skipif("LIMITRAIL_TEST_CONTROL_URL" not in ENV, reason="needs the local stack (npm test starts it)")
@@ -59,23 +59,6 @@ def remember(token):
     return token
 
 
-def run_threads(count, fn):
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = fn()
-        except Exception as err:  # noqa: BLE001 - the test inspects it
-            results[i] = err
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 def test_twenty_threads_make_one_broker_invocation():

@@ -15,6 +15,7 @@ from botocore.exceptions import NoCredentialsError
 import limitrail_token_broker.client as client_module
 import limitrail_token_broker.transports as transports_module
 from limitrail_token_broker import TokenBrokerClient, TokenBrokerError, invoke_transport, url_transport
+from threads import run_threads
 
 REGION = "eu-central-1"
 FUNCTION = "limitrail-token-broker-test-token"
@@ -84,23 +85,6 @@ def unavailable_error(box):
     return err
 
 
-def run_threads(count, fn):
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = fn()
-        except Exception as err:  # noqa: BLE001 - the test inspects it
-            results[i] = err
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 class Counting:
