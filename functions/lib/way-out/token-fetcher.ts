@@ -49,6 +49,8 @@ export interface TokenFetcherOptions {
   maxAttempts: number;
   request?: typeof httpRequestToken;
   random?: () => number;
+  /** Waits between attempts (a fake clock's in unit tests; real timers by default). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** Where the broker gets a new token: the token endpoint (TokenFetcher) or, in unit tests, a fake. */
@@ -64,6 +66,7 @@ export interface TokenProvider {
 export class TokenFetcher implements TokenProvider {
   readonly #request: typeof httpRequestToken;
   readonly #random: () => number;
+  readonly #sleep: (ms: number) => Promise<void>;
 
   constructor(
     private readonly secrets: CredentialSource,
@@ -72,6 +75,7 @@ export class TokenFetcher implements TokenProvider {
   ) {
     this.#request = options.request ?? httpRequestToken;
     this.#random = options.random ?? Math.random;
+    this.#sleep = options.sleep ?? ((ms) => sleep(ms));
   }
 
   async fetch(ctx: FetchContext): Promise<CachedToken> {
@@ -163,7 +167,7 @@ export class TokenFetcher implements TokenProvider {
         }
         log.info('token request failed, retrying', { ...keyFields, reason: failure.reason, attempt, delayMs });
         await ctx.beforeRetry?.();
-        await sleep(delayMs);
+        await this.#sleep(delayMs);
       }
     }
   }
