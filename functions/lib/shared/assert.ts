@@ -33,6 +33,17 @@ export function assertString(
   if (typeof value !== 'string' || !valid(value)) fail(`${field} must be ${what}`);
 }
 
+/** A whole number from `min` to `max`. */
+export function assertInteger(value: unknown, field: string, fail: Fail, min: number, max: number): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(`${field} must be an integer from ${min} to ${max}`);
+  }
+}
+
+export function assertBoolean(value: unknown, field: string, fail: Fail): asserts value is boolean {
+  if (typeof value !== 'boolean') fail(`${field} must be a boolean`);
+}
+
 /** An array with at least `minLength` entries (default 1). */
 export function assertArray(value: unknown, field: string, fail: Fail, what = 'a non-empty array', minLength = 1): asserts value is unknown[] {
   if (!Array.isArray(value) || value.length < minLength) fail(`${field} must be ${what}`);

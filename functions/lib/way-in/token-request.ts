@@ -5,7 +5,7 @@
 import type { BrokerConfig, ClientConfig } from '../config';
 import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from '../config';
 import { InvalidRequestError, InvalidScopeError, quote } from '../shared/errors';
-import { type Fail, assertArray, assertRecord, assertScopeTokens, assertString } from '../shared/assert';
+import { type Fail, assertArray, assertBoolean, assertInteger, assertRecord, assertScopeTokens, assertString } from '../shared/assert';
 import { normalizeScopes } from '../shared/scopes';
 
 /** A validated token request: the client, its canonical scope set and the least lifetime the caller accepts. */
@@ -51,9 +51,7 @@ const readScopes = (raw: unknown): string[] => {
 
 const parseMinTtl = (raw: unknown): number => {
   if (raw === undefined) return DEFAULT_MIN_TTL_SEC;
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > MAX_MIN_TTL_SEC) {
-    throw new InvalidRequestError(`"minTtlSeconds" must be an integer from 0 to ${MAX_MIN_TTL_SEC}`);
-  }
+  assertInteger(raw, '"minTtlSeconds"', badRequest, 0, MAX_MIN_TTL_SEC);
   return raw;
 };
 
@@ -103,11 +101,9 @@ export const parseTokenRequest = (event: unknown, config: BrokerConfig): TokenRe
   resolveTokenRequest(readTokenRequest(event), config);
 
 const parseForceRefresh = (force: unknown, sha: unknown) => {
-  if (force !== undefined && typeof force !== 'boolean') throw new InvalidRequestError('"forceRefresh" must be a boolean');
+  if (force !== undefined) assertBoolean(force, '"forceRefresh"', badRequest);
   if (sha === undefined) return { forceRefresh: force === true, rejectedTokenSha256: undefined };
-  if (force !== true) throw new InvalidRequestError('"rejectedTokenSha256" goes with "forceRefresh": true');
-  if (typeof sha !== 'string' || !/^[0-9a-fA-F]{64}$/.test(sha)) {
-    throw new InvalidRequestError('"rejectedTokenSha256" must be the hex SHA-256 of the rejected token (64 hex digits)');
-  }
+  if (force !== true) badRequest('"rejectedTokenSha256" goes with "forceRefresh": true');
+  assertString(sha, '"rejectedTokenSha256"', badRequest, 'the hex SHA-256 of the rejected token (64 hex digits)', (s) => /^[0-9a-fA-F]{64}$/.test(s));
   return { forceRefresh: true, rejectedTokenSha256: sha.toLowerCase() };
 };
