@@ -292,4 +292,20 @@ describe('the built package (clients/node/dist)', () => {
     expect(esm.stdout.trim()).toBe(API);
     expect(cjs.stdout.trim()).toBe(API);
   });
+
+  it('gets a token from the broker as an ES module and as CommonJS (the built code, not the sources)', async () => {
+    const session = stack.credentials('billing');
+    const setup = JSON.stringify({ endpoint: stack.lambdaEndpoint, region: CALLER_REGION, fn: FUNCTION_NAME, credentials: session });
+    const body = (load: string) =>
+      `${load}; const { LambdaClient } = require('@aws-sdk/client-lambda'); const s = ${setup};` +
+      ` const lambda = new LambdaClient({ endpoint: s.endpoint, region: s.region, credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });` +
+      ` new m.TokenBrokerClient(m.invokeTransport(s.fn, { lambda, credentials: s.credentials })).token(['limitrail.usage.read'])` +
+      `.then((t) => { console.log(t.slice(0, 3)); lambda.destroy(); }, (e) => { console.error(e.error, e.status); process.exit(1); });`;
+    const env = { ...process.env, AWS_ENDPOINT_URL_STS: stack.sts.endpoint };
+    const exec = (args: string[]) => promisify(execFile)(process.execPath, args, { cwd: process.cwd(), env });
+    const esm = await exec(['--input-type=module', '-e', `import { createRequire } from 'node:module'; const require = createRequire(process.cwd() + '/'); ${body("const m = await import('@limitrail/token-broker-client')")}`]);
+    const cjs = await exec(['-e', body("const m = require('@limitrail/token-broker-client')")]);
+    expect(esm.stdout.trim()).toBe('eyJ');
+    expect(cjs.stdout.trim()).toBe('eyJ');
+  }, 30_000);
 });
