@@ -4,49 +4,52 @@ import { setupLocalAws } from '../../local/aws-setup';
 import { startMoto, type MotoServer } from '../../local/moto';
 import { awsEnv, REGION } from '../support/broker-stack';
 import { startContainer, type Container } from '../support/container';
+import { bundleRuntimes } from '../support/node-runtimes';
 import { startOidcServer, type OidcServer } from '../support/oidc-server';
 
 /**
  * The built bundle (dist/token/handler.js, what Lambda runs) in real OS processes, against an independent OAuth
- * server (oidc-provider, client_credentials) and moto_server. Each process is a container with its own memory.
+ * server (oidc-provider, client_credentials) and moto_server. Each process is a container with its own memory; the
+ * whole file runs on this machine's Node and on the deploy runtime's major (Node 22), each with its own servers.
  */
-let moto: MotoServer;
-let oidc: OidcServer;
-let env: Record<string, string>;
-const containers: Container[] = [];
+describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as const))('built token bundle against oidc-provider, on %s', (_label, runtime) => {
+  const tableName = `tokens-oidc-${runtime.version.replace(/\W/g, '')}`;
+  let moto: MotoServer;
+  let oidc: OidcServer;
+  let env: Record<string, string>;
+  const containers: Container[] = [];
 
-const container = async () => {
-  const c = await startContainer('token', env);
-  containers.push(c);
-  return c;
-};
-
-beforeAll(async () => {
-  if (!existsSync('dist/token/handler.js')) throw new Error('dist/token/handler.js is missing: run `npm run build` (npm test does)');
-  [moto, oidc] = await Promise.all([startMoto(), startOidcServer({ accessTokenTtlSec: 1800 })]);
-  const { kmsKeyId } = await setupLocalAws({
-    endpoint: moto.endpoint,
-    region: REGION,
-    tableName: 'tokens-oidc',
-    secretId: 'oidc/client',
-    secretValue: { client_id: oidc.clientId, client_secret: oidc.clientSecret },
-  });
-  env = {
-    ...awsEnv(moto.endpoint),
-    CALLER_AUTH: 'invoke-permission', // the token path against another OAuth server; identity.test.ts proves callers
-    ALLOW_LOOPBACK_TOKEN_URL: 'true', // oidc-provider listens on 127.0.0.1
-    TOKEN_TABLE_NAME: 'tokens-oidc',
-    TOKEN_KMS_KEY_ID: kmsKeyId,
-    BROKER_CLIENTS: JSON.stringify({ oidc: { secretId: 'oidc/client', tokenUrl: oidc.tokenUrl, scopes: oidc.scopes } }),
+  const container = async () => {
+    const c = await startContainer('token', env, { execPath: runtime.execPath });
+    containers.push(c);
+    return c;
   };
-});
 
-afterAll(async () => {
-  await Promise.allSettled(containers.map((c) => c.stop()));
-  await Promise.allSettled([oidc?.stop(), moto?.stop()]);
-});
+  beforeAll(async () => {
+    if (!existsSync('dist/token/handler.js')) throw new Error('dist/token/handler.js is missing: run `npm run build` (npm test does)');
+    [moto, oidc] = await Promise.all([startMoto(), startOidcServer({ accessTokenTtlSec: 1800 })]);
+    const { kmsKeyId } = await setupLocalAws({
+      endpoint: moto.endpoint,
+      region: REGION,
+      tableName,
+      secretId: 'oidc/client',
+      secretValue: { client_id: oidc.clientId, client_secret: oidc.clientSecret },
+    });
+    env = {
+      ...awsEnv(moto.endpoint),
+      CALLER_AUTH: 'invoke-permission', // the token path against another OAuth server; identity.test.ts proves callers
+      ALLOW_LOOPBACK_TOKEN_URL: 'true', // oidc-provider listens on 127.0.0.1
+      TOKEN_TABLE_NAME: tableName,
+      TOKEN_KMS_KEY_ID: kmsKeyId,
+      BROKER_CLIENTS: JSON.stringify({ oidc: { secretId: 'oidc/client', tokenUrl: oidc.tokenUrl, scopes: oidc.scopes } }),
+    };
+  });
 
-describe('built token bundle against oidc-provider', () => {
+  afterAll(async () => {
+    await Promise.allSettled(containers.map((c) => c.stop()));
+    await Promise.allSettled([oidc?.stop(), moto?.stop()]);
+  });
+
   const tokens: string[] = [];
 
   it('gets a token from a real OAuth server, then serves repeats from cache', async () => {

@@ -2,51 +2,58 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METRICS_NAMESPACE } from '../../functions/lib/shared/metrics';
 import { startBrokerStack, type BrokerStack } from '../support/broker-stack';
 import { startContainer, type Container } from '../support/container';
+import { bundleRuntimes } from '../support/node-runtimes';
 
 /**
  * What a real invocation writes: the built token bundle in its own process, with the variables Lambda sets (an
  * on-demand container, X-Ray tracing on), against moto_server and the LimitRail sandbox. Its stdout and stderr
- * are what CloudWatch Logs would keep: Powertools log lines and one EMF line per invocation.
+ * are what CloudWatch Logs would keep: Powertools log lines and one EMF line per invocation. On this machine's Node
+ * and on the deploy runtime's major (Node 22).
  */
 const FUNCTION_NAME = 'limitrail-token-broker-test-token';
 const TRACE_ID = '1-67a1b2c3-0123456789abcdef01234567';
-let stack: BrokerStack;
-let container: Container;
-const tokens: string[] = [];
-let lines: Record<string, unknown>[] = [];
 
-beforeAll(async () => {
-  stack = await startBrokerStack({ tableName: 'tokens-logs' });
-  container = await startContainer('token', {
-    ...stack.env,
-    AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
-    AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
-    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256',
-    AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
-    _X_AMZN_TRACE_ID: `Root=${TRACE_ID};Parent=53995c3f42cd8ad8;Sampled=1`,
+describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as const))('log lines of a real invocation, on %s', (_label, runtime) => {
+  let stack: BrokerStack;
+  let container: Container;
+  const tokens: string[] = [];
+  let lines: Record<string, unknown>[] = [];
+
+  beforeAll(async () => {
+    stack = await startBrokerStack({ tableName: `tokens-logs-${runtime.version.replace(/\W/g, '')}` });
+    container = await startContainer(
+      'token',
+      {
+        ...stack.env,
+        AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
+        AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256',
+        AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+        _X_AMZN_TRACE_ID: `Root=${TRACE_ID};Parent=53995c3f42cd8ad8;Sampled=1`,
+      },
+      { execPath: runtime.execPath },
+    );
+    for (const event of [
+      { scopes: ['limitrail.usage.read'] }, // a miss: the token endpoint
+      { scopes: ['limitrail.usage.read'] }, // a memory hit
+      { scopes: ['limitrail.nothing'] }, // a refusal
+    ]) {
+      const answer = (await container.invoke(event)) as Record<string, unknown>;
+      if (typeof answer.access_token === 'string') tokens.push(answer.access_token);
+    }
+    await container.stop();
+    lines = container
+      .logs()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }, 60_000);
+
+  afterAll(async () => {
+    await container?.stop();
+    await stack?.stop();
   });
-  for (const event of [
-    { scopes: ['limitrail.usage.read'] }, // a miss: the token endpoint
-    { scopes: ['limitrail.usage.read'] }, // a memory hit
-    { scopes: ['limitrail.nothing'] }, // a refusal
-  ]) {
-    const answer = (await container.invoke(event)) as Record<string, unknown>;
-    if (typeof answer.access_token === 'string') tokens.push(answer.access_token);
-  }
-  await container.stop();
-  lines = container
-    .logs()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}, 60_000);
 
-afterAll(async () => {
-  await container?.stop();
-  await stack?.stop();
-});
-
-describe('log lines of a real invocation', () => {
   it('carry the Powertools keys, the Lambda context and the audit fields', () => {
     const issued = lines.filter((l) => l.audit === 'issued');
     expect(issued).toHaveLength(2);
