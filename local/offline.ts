@@ -10,6 +10,30 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const OFFLINE_READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 
+/**
+ * The environment of the osls process (and so of the functions it serves): the machine's, less every inherited
+ * AWS_* setting (a profile, a real endpoint, real credentials must never reach the function), plus dummy
+ * credentials and the local endpoints. STS may have its own endpoint (the tests' STS with signature checking).
+ */
+export const localAwsEnv = (endpoints: { aws: string; sts?: string }, region: string): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('AWS_')) env[key] = value;
+  return {
+    ...env,
+    AWS_ENDPOINT_URL: endpoints.aws,
+    AWS_ENDPOINT_URL_STS: endpoints.sts ?? endpoints.aws,
+    AWS_REGION: region,
+    AWS_DEFAULT_REGION: region,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    // Node 20 locally; Lambda runs nodejs22.x. The SDK's "upgrade Node" notice is noise here.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    SLS_TELEMETRY_DISABLED: '1',
+    SLS_NOTIFICATIONS_MODE: 'off',
+  };
+};
+
 export interface OfflineOptions {
   root: string;
   stage: string;

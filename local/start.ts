@@ -30,7 +30,7 @@ import { promisify } from 'node:util';
 import { setupLocalAws } from './aws-setup';
 import { DEMO_ROLES, demoBrokerCallers, ensureDemoCallers } from './demo-callers';
 import { freePort, startMoto, type MotoServer } from './moto';
-import { type Offline, spawned, startOffline, stopProcess } from './offline';
+import { type Offline, localAwsEnv, spawned, startOffline, stopProcess } from './offline';
 import { startSandbox, type Sandbox } from './sandbox';
 import {
   isAlive,
@@ -54,29 +54,6 @@ const DEMO_EVENT = { scopes: ['limitrail.usage.write'] };
 
 const say = (line = ''): void => console.log(line);
 const step = (line: string): void => console.log(`• ${line}`);
-
-/** Dummy credentials and the moto endpoint; no inherited profile or endpoint may lead to real AWS. */
-const awsEnv = (motoEndpoint: string): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (/^AWS_(PROFILE|DEFAULT_PROFILE|SESSION_TOKEN|ENDPOINT_URL|ROLE_ARN|WEB_IDENTITY_TOKEN_FILE|CONTAINER_)/.test(key)) continue;
-    env[key] = value;
-  }
-  return {
-    ...env,
-    AWS_ENDPOINT_URL: motoEndpoint,
-    AWS_ENDPOINT_URL_STS: motoEndpoint,
-    AWS_REGION: REGION,
-    AWS_DEFAULT_REGION: REGION,
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
-    AWS_EC2_METADATA_DISABLED: 'true',
-    // Node 20 locally; Lambda runs nodejs22.x. The SDK's "upgrade Node" notice is noise here.
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    SLS_TELEMETRY_DISABLED: '1',
-    SLS_NOTIFICATIONS_MODE: 'off',
-  };
-};
 
 const build = async (): Promise<void> => {
   try {
@@ -262,7 +239,7 @@ const main = async (): Promise<void> => {
         callerAuth: 'grants',
         brokerCallers: demoBrokerCallers(callers),
       },
-      env: awsEnv(moto.endpoint),
+      env: localAwsEnv({ aws: moto.endpoint }, REGION),
       onLine: (line) => say(`  λ │ ${line}`),
     });
     const lambdaEndpoint = `http://127.0.0.1:${lambdaPort}`;

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer, type IncomingMessage } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Hash } from '@smithy/core/serde';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { freePort } from '../../local/moto';
-import { type Offline, startOffline, stopProcess } from '../../local/offline';
+import { type Offline, localAwsEnv, startOffline, stopProcess } from '../../local/offline';
+import { listenOnLoopback } from './listen';
 import { REGION, SECRET_ID, startBrokerStack, type BrokerStack } from './broker-stack';
 import { STS_ACCOUNT, startStsStack, type StsStack } from './sts-stack';
 import { urlEvent } from './url-event';
@@ -69,23 +69,6 @@ const readBody = (req: IncomingMessage): Promise<Buffer> =>
     req.on('error', reject);
   });
 
-const listen = async (server: Server): Promise<{ url: string; close(): Promise<void> }> => {
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((done) => server.close(() => done()));
-    },
-  };
-};
-
 /** The token request inside an invocation: the event itself, or a URL event's JSON body. */
 const tokenRequestOf = (payload: Buffer): { request: Record<string, unknown>; viaUrl: boolean } => {
   try {
@@ -123,7 +106,7 @@ const startInvokeProxy = async (offlinePort: number, counts: Invocations, functi
       res.end(Buffer.from(await answer.arrayBuffer()));
     }).catch(() => res.destroy());
   });
-  return listen(server);
+  return listenOnLoopback(server);
 };
 
 const SIGV4 = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/;
@@ -176,7 +159,7 @@ const startFunctionUrl = async (
       res.end(answer.body ?? '');
     }).catch(() => res.destroy());
   });
-  return listen(server);
+  return listenOnLoopback(server);
 };
 
 export const startCallerStack = async (): Promise<CallerStack> => {
@@ -189,9 +172,6 @@ export const startCallerStack = async (): Promise<CallerStack> => {
     const sessionArn = (role: Role) => `arn:aws:sts::${STS_ACCOUNT}:assumed-role/${role}/${role}-session`;
     const client = broker.sandbox.clients[0]!;
     const offlinePort = await freePort();
-    const env: NodeJS.ProcessEnv = {};
-    // Inherited AWS settings (a profile, a real endpoint) must never reach the function: only the stack's.
-    for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('AWS_')) env[key] = value;
     offline = await startOffline(offlinePort, {
       root: ROOT,
       stage: 'local',
@@ -205,19 +185,7 @@ export const startCallerStack = async (): Promise<CallerStack> => {
         callerAuth: 'grants',
         brokerCallers: JSON.stringify([{ principal: roleArn('billing'), client: 'limitrail', scopes: GRANTED_SCOPES }]),
       },
-      env: {
-        ...env,
-        AWS_ENDPOINT_URL: broker.moto.endpoint,
-        AWS_ENDPOINT_URL_STS: sts.endpoint,
-        AWS_REGION: REGION,
-        AWS_DEFAULT_REGION: REGION,
-        AWS_ACCESS_KEY_ID: 'test',
-        AWS_SECRET_ACCESS_KEY: 'test',
-        AWS_EC2_METADATA_DISABLED: 'true',
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        SLS_TELEMETRY_DISABLED: '1',
-        SLS_NOTIFICATIONS_MODE: 'off',
-      },
+      env: localAwsEnv({ aws: broker.moto.endpoint, sts: sts.endpoint }, REGION),
       onLine: (line) => lines.push(line),
     });
     const started = offline;

@@ -1,9 +1,9 @@
 import { request as httpRequest, createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { CreateRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { startMoto, type MotoServer } from '../../local/moto';
+import { listenOnLoopback } from './listen';
 
 /**
  * STS for identity-proof tests: a moto_server of its own whose IAM holds the callers' roles, with moto's request
@@ -60,7 +60,6 @@ export const startStsStack = async (roles: string[]): Promise<StsStack> => {
   let mode: StsMode = 'up';
   let calls = 0;
   const target = new URL(moto.endpoint);
-  const sockets = new Set<Socket>();
   const proxy: Server = createServer((req, res) => {
     calls += 1;
     if (mode === 'down') return void req.socket.destroy();
@@ -79,15 +78,10 @@ export const startStsStack = async (roles: string[]): Promise<StsStack> => {
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
-  proxy.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((ready) => proxy.listen(0, '127.0.0.1', ready));
-  const { port } = proxy.address() as AddressInfo;
+  const listening = await listenOnLoopback(proxy);
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: listening.url,
     moto,
     roleArn: (name) => `arn:aws:iam::${STS_ACCOUNT}:role/${name}`,
     credentials: (name) => {
@@ -100,8 +94,7 @@ export const startStsStack = async (roles: string[]): Promise<StsStack> => {
       mode = next;
     },
     stop: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((done) => proxy.close(() => done()));
+      await listening.close();
       await moto.stop();
     },
   };
@@ -112,11 +105,6 @@ export const startConnectionCounter = async (): Promise<{ url: string; connectio
   let connections = 0;
   const server = createServer((_req, res) => res.end('not STS'));
   server.on('connection', () => (connections += 1));
-  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/`,
-    connections: () => connections,
-    stop: () => new Promise<void>((done) => server.close(() => done())),
-  };
+  const listening = await listenOnLoopback(server);
+  return { url: `${listening.url}/`, connections: () => connections, stop: listening.close };
 };
