@@ -71,6 +71,10 @@ export const principalMatches = (principal: Principal, caller: CallerIdentity): 
   }
 };
 
+/** The refusal of a caller no grant covers: `what` names only what the caller itself asked for, if anything. */
+export const notGranted = (caller: CallerIdentity, what?: string): AccessDeniedError =>
+  new AccessDeniedError(`caller ${quote(caller.userArn, 256)} has no grant${what ? ` ${what}` : ''}`, 'caller_not_granted');
+
 /** The clients the caller's grants name (empty: no grant at all). */
 export const clientsGrantedTo = (grants: readonly Grant[], caller: CallerIdentity): Set<string> =>
   new Set(grants.filter((g) => principalMatches(g.principal, caller)).map((g) => g.client));
@@ -88,8 +92,7 @@ export const authorize = (grants: readonly Grant[], caller: CallerIdentity, clie
   const allowed = grantedScopes(grants, caller, client);
   const missing = scopes.filter((s) => !allowed.has(s));
   if (missing.length === 0) return allowed;
-  const what = allowed.size === 0 ? `no grant for client ${quote(client)}` : `no grant for scope ${missing.map((s) => quote(s)).join(', ')}`;
-  throw new AccessDeniedError(`caller ${quote(caller.userArn, 256)} has ${what}`, 'caller_not_granted');
+  throw notGranted(caller, allowed.size === 0 ? `for client ${quote(client)}` : `for scope ${missing.map((s) => quote(s)).join(', ')}`);
 };
 
 /** A proven identity (STS GetCallerIdentity) as a caller: no organization, since STS does not name one. */

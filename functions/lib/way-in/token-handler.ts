@@ -4,8 +4,8 @@
  * with one audit line per token handed out or refused.
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
-import { type CallerIdentity, authorize, callerFromProof, clientsGrantedTo, samePrincipal } from './caller-grants';
-import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, quote, toOAuthError } from '../shared/errors';
+import { type CallerIdentity, authorize, callerFromProof, clientsGrantedTo, notGranted, samePrincipal } from './caller-grants';
+import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from '../shared/errors';
 import { checkIdentityProof } from './identity-proof';
 import { type InvocationContext, deadlineFor, initRuntime } from '../invocation';
 import type { Logger } from '../shared/logger';
@@ -112,10 +112,9 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
       if (input.refusal) throw input.refusal;
       const read = readTokenRequest(input.payload);
       const caller = await identify(runtime, input, read.identityProof, deadlineMs, audit);
-      const clients = caller ? clientsGrantedTo(config.grants, caller) : undefined;
-      if (clients?.size === 0 && read.clientName === undefined) {
-        throw new AccessDeniedError(`caller ${quote(caller!.userArn, 256)} has no grant`, 'caller_not_granted');
-      }
+      // Without a named client, the caller's grants say which one it means (a caller without a grant learns none).
+      const clients = caller && read.clientName === undefined ? clientsGrantedTo(config.grants, caller) : undefined;
+      if (clients?.size === 0) throw notGranted(caller!);
       asked = { client: clientNameFor(read, config, clients), scopes: read.scopes };
       const granted = caller ? authorize(config.grants, caller, asked.client, read.scopes) : undefined;
       const request = resolveTokenRequest(read, config, asked.client);
@@ -130,14 +129,15 @@ export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () =
     } catch (err) {
       runtime.metrics.count('Refusals');
       const body = toOAuthError(err);
+      const why = errorLogFields(err);
       log[body.status >= 500 ? 'error' : 'warn']('token request refused', {
         audit: 'refused',
         ...audit,
         ...(asked ? { client: asked.client, scopes: asked.scopes } : {}),
         error: body.error,
         status: body.status,
-        ...errorLogFields(err),
-        ...(err instanceof BrokerError ? {} : { detail: body.error_description, errorName: errorLogFields(err).detail }),
+        ...why,
+        ...(err instanceof BrokerError ? {} : { detail: body.error_description, errorName: why.detail }),
       });
       return body;
     } finally {
