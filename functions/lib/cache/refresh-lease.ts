@@ -264,10 +264,9 @@ export class RefreshLease {
           req.log.debug('waiting for the refresh lease holder', req.keyFields);
         }
         const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + POLL.capMs;
-        await this.#sleep(Math.min(fullJitterDelayMs(waits, this.#random(), POLL), leaseUntilMs - nowMs, req.deadlineMs - nowMs));
+        entry = await this.#pollAfter(req, waits, nowMs, Math.min(leaseUntilMs, req.deadlineMs));
         waits += 1;
         lost = false;
-        entry = await store.read(req.cacheKey, true);
         continue;
       }
       if (next.step === 'fetch') throw new Error('unreachable: fetch without the lease');
@@ -275,10 +274,9 @@ export class RefreshLease {
         // A take just lost, and the item as that attempt saw it says take again: the table's condition and this
         // reading of the item disagree. Never retry at once: back off as a poll would (bounded by the deadline), read
         // the item again and decide on that.
-        await this.#sleep(Math.min(fullJitterDelayMs(lostTakes, this.#random(), POLL), req.deadlineMs - nowMs));
+        entry = await this.#pollAfter(req, lostTakes, nowMs, req.deadlineMs);
         lostTakes += 1;
         lost = false;
-        entry = await store.read(req.cacheKey, true);
         continue;
       }
       waits = 0;
@@ -298,6 +296,12 @@ export class RefreshLease {
       if (again.step === 'yield') return { kind: 'yielded', value: again.value };
       if (again.step === 'refuse') throw again.error;
     }
+  }
+
+  /** One poll step: sleeps a backoff step (full jitter, never past `untilMs`), then reads the item consistently. */
+  async #pollAfter(req: KeyedRequest, attempt: number, nowMs: number, untilMs: number): Promise<StoredEntry> {
+    await this.#sleep(Math.min(fullJitterDelayMs(attempt, this.#random(), POLL), untilMs - nowMs));
+    return this.deps.store.read(req.cacheKey, true);
   }
 
   /** Fetches while holding the lease, then writes the token (replacing `seen` if it was unusable) and releases it. */
