@@ -4,9 +4,9 @@
  * It implements the broker's LeaseProtocol: the bench assembles the same TokenBroker over it from a runtime's parts.
  */
 import { type BrokerDeps, type LeaseProtocol, TokenBroker } from '../functions/lib/broker';
+import type { KeyedRequest, Outcome, PrewarmOutcome } from '../functions/lib/cache/refresh-lease';
 import type { Runtime } from '../functions/lib/runtime';
 import { errorLogFields } from '../functions/lib/shared/errors';
-import type { KeyedRequest, Outcome, PrewarmOutcome } from '../functions/lib/cache/refresh-lease';
 
 export class NaiveCache implements LeaseProtocol {
   constructor(private readonly deps: Pick<BrokerDeps, 'store' | 'fetcher' | 'memory'>) {}
@@ -16,7 +16,9 @@ export class NaiveCache implements LeaseProtocol {
     this.deps.memory.set(req.cacheKey, token);
     await this.deps.store
       .writeToken(req.cacheKey, token, req.client.name)
-      .catch((err: unknown) => req.log.warn('token not written to the table', { ...req.keyFields, ...errorLogFields(err) }));
+      .catch((err: unknown) =>
+        req.log.warn('token not written to the table', { ...req.keyFields, ...errorLogFields(err) }),
+      );
     return { token, source: 'endpoint' };
   }
 

@@ -20,7 +20,10 @@ const MAX_GROWTH_BYTES = 40 * 1024;
 
 const loadMs = (file: string): number =>
   Number(
-    execFileSync(process.execPath, ['-e', `const t=process.hrtime.bigint(); require('${file}'); console.log(Number(process.hrtime.bigint()-t)/1e6)`])
+    execFileSync(process.execPath, [
+      '-e',
+      `const t=process.hrtime.bigint(); require('${file}'); console.log(Number(process.hrtime.bigint()-t)/1e6)`,
+    ])
       .toString()
       .trim(),
   );
@@ -30,14 +33,23 @@ const ms = (v: number) => `${v.toFixed(2)} ms`;
 
 /** Rows for the bench's table: bundle bytes per function and the token bundle's load time. */
 export const powertoolsCost = (runs = 10): string[][] => {
-  const rows = [['', `before (${RECORDED.commit})`, 'after (recorded)', 'this run', 'growth (this run)', 'within 40 KB']];
+  const rows = [
+    ['', `before (${RECORDED.commit})`, 'after (recorded)', 'this run', 'growth (this run)', 'within 40 KB'],
+  ];
   for (const [fn, [before, after]] of Object.entries(RECORDED.bytes)) {
     const file = `dist/${fn}/handler.js`;
     if (!existsSync(file)) continue;
     const now = statSync(file).size;
     const growth = now - before;
     const percent = ((100 * growth) / before).toFixed(1);
-    rows.push([`${file} bytes`, String(before), String(after), String(now), `${(growth / 1024).toFixed(1)} KiB (${percent} %)`, growth <= MAX_GROWTH_BYTES ? 'yes' : 'NO']);
+    rows.push([
+      `${file} bytes`,
+      String(before),
+      String(after),
+      String(now),
+      `${(growth / 1024).toFixed(1)} KiB (${percent} %)`,
+      growth <= MAX_GROWTH_BYTES ? 'yes' : 'NO',
+    ]);
   }
   const samples = Array.from({ length: runs }, () => loadMs('./dist/token/handler.js'));
   const { p50, min } = RECORDED.tokenLoadMs;

@@ -11,18 +11,18 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { createRuntime, loggerFromEnv } from '../functions/lib/runtime';
-import { createTokenHandler } from '../functions/lib/way-in/token-handler';
 import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
+import { signIdentityProof } from '../examples/caller';
 import { cacheKeyFor } from '../functions/lib/cache/cache-key';
 import { TABLE_PARTITION_KEY } from '../functions/lib/cache/table-schema';
+import { createRuntime, loggerFromEnv } from '../functions/lib/runtime';
+import { createTokenHandler } from '../functions/lib/way-in/token-handler';
 import { startBrokerStack } from '../test/support/broker-stack';
-import { STS_REGION, startStsStack } from '../test/support/sts-stack';
+import { captureLogLines } from '../test/support/log-capture';
 import { deployNode, machineNode } from '../test/support/node-runtimes';
-import { signIdentityProof } from '../examples/caller';
+import { STS_REGION, startStsStack } from '../test/support/sts-stack';
 import { withNaiveCache } from './naive-cache';
 import { powertoolsCost } from './powertools-cost';
-import { captureLogLines } from '../test/support/log-capture';
 
 const percentile = (values: number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -59,7 +59,13 @@ const coldStart = () => {
         ]);
         samples.push(Number(out.toString().trim()));
       }
-      rows.push([`dist/${fn}/handler.js`, runtime.label, fmt(percentile(samples, 50)), fmt(percentile(samples, 95)), fmt(Math.min(...samples))]);
+      rows.push([
+        `dist/${fn}/handler.js`,
+        runtime.label,
+        fmt(percentile(samples, 50)),
+        fmt(percentile(samples, 95)),
+        fmt(Math.min(...samples)),
+      ]);
     }
   }
   console.log('## Cold start: loading each bundle in a fresh process (10 runs per row)');
@@ -88,7 +94,9 @@ const latencies = async () => {
   const scopes = ['limitrail.usage.write'];
   const key = cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, scopes);
   const dropItem = () =>
-    stack.dynamodb.send(new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }));
+    stack.dynamodb.send(
+      new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }),
+    );
   try {
     const miss: number[] = [];
     const tableHit: number[] = [];
@@ -148,11 +156,20 @@ const latencies = async () => {
           ['hit: memory, proven caller, identity cached (grants)', provenHit],
           ['hit: memory, proven caller, new proof each time (grants)', freshProofHit],
         ] as const
-      ).map(([name, v]) => [name, String(v.length), fmt(percentile(v, 50)), fmt(percentile(v, 95)), fmt(Math.max(...v))]),
+      ).map(([name, v]) => [
+        name,
+        String(v.length),
+        fmt(percentile(v, 50)),
+        fmt(percentile(v, 95)),
+        fmt(Math.max(...v)),
+      ]),
     ]);
     console.log(`STS calls for the ${provenHit.length + freshProofHit.length + 1} proven requests: ${stsCalls}\n`);
     console.log('## Upstream token requests for 100 sequential requests of one scope set');
-    table([['requests', 'upstream token requests'], ['100', String(upstream)]]);
+    table([
+      ['requests', 'upstream token requests'],
+      ['100', String(upstream)],
+    ]);
     const rssMiB = process.memoryUsage().rss / 1024 / 1024;
     console.log(`bench process RSS after the runs: ${rssMiB.toFixed(1)} MiB\n`);
   } finally {
@@ -173,9 +190,14 @@ const stampede = async () => {
   const key = cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, scopes);
   stack.sandbox.setDelayMs(50); // a realistic token endpoint round trip
   const run = async (containers: number, leases: boolean) => {
-    await stack.dynamodb.send(new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }));
+    await stack.dynamodb.send(
+      new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: key } } }),
+    );
     const fleet = Array.from({ length: containers }, () =>
-      createTokenHandler(() => (leases ? createRuntime(process.env) : withNaiveCache(createRuntime(process.env))), () => loggerFromEnv(process.env)),
+      createTokenHandler(
+        () => (leases ? createRuntime(process.env) : withNaiveCache(createRuntime(process.env))),
+        () => loggerFromEnv(process.env),
+      ),
     );
     const before = stack.sandbox.stats().tokenRequests;
     const answers = await Promise.all(fleet.map((invoke) => invoke({ scopes })));

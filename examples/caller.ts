@@ -7,10 +7,16 @@
  * ask at once, signs an identity proof with the service's own AWS credentials for every broker call, retries
  * `temporarily_unavailable` within 10 s, and after LimitRail's 401 asks once for a fresh token.
  */
-import { TokenBrokerClient, TokenBrokerError, authorizedFetch, invokeTransport, urlTransport } from '@limitrail/token-broker-client';
+import {
+  authorizedFetch,
+  invokeTransport,
+  TokenBrokerClient,
+  TokenBrokerError,
+  urlTransport,
+} from '@limitrail/token-broker-client';
 
 // The local tools and tests sign proofs with the package's own signer.
-export { signIdentityProof, type IdentityProof } from '@limitrail/token-broker-client';
+export { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 
 const USAGE_COMMIT_URL = 'https://api.limitrail.example/v1/usage/commit';
 

@@ -24,7 +24,9 @@ const principalProperties = (principal, where) => {
   if (ACCOUNT.test(principal)) return { Principal: principal };
   if (ORG.test(principal)) return { Principal: '*', PrincipalOrgID: principal };
   if (IAM_ARN.test(principal)) return { Principal: principal };
-  throw new Error(`${where} ${JSON.stringify(principal)} is not an IAM role or user ARN, an account id or an organization id`);
+  throw new Error(
+    `${where} ${JSON.stringify(principal)} is not an IAM role or user ARN, an account id or an organization id`,
+  );
 };
 
 const parseList = (text, name) => {
@@ -46,11 +48,15 @@ const tokenFunction = () => ({ 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] });
 module.exports = async ({ resolveVariable }) => {
   const callerAuth = await resolveVariable('param:callerAuth');
   if (!CALLER_AUTH_MODES.includes(callerAuth)) {
-    throw new Error(`parameter callerAuth ${JSON.stringify(callerAuth)} must be one of ${CALLER_AUTH_MODES.join(', ')}`);
+    throw new Error(
+      `parameter callerAuth ${JSON.stringify(callerAuth)} must be one of ${CALLER_AUTH_MODES.join(', ')}`,
+    );
   }
   const invokePrincipals = parseList(await resolveVariable('param:invokePrincipals'), 'invokePrincipals');
   const grants = parseList(await resolveVariable('param:brokerCallers'), 'brokerCallers');
-  const urlPrincipals = [...new Set(grants.map((g, i) => (g && typeof g === 'object' ? g.principal : `brokerCallers[${i}]`)))];
+  const urlPrincipals = [
+    ...new Set(grants.map((g, i) => (g && typeof g === 'object' ? g.principal : `brokerCallers[${i}]`))),
+  ];
   if (callerAuth === 'grants') {
     for (const principal of urlPrincipals) {
       if (typeof principal === 'string' && ORG.test(principal)) {
@@ -76,11 +82,21 @@ module.exports = async ({ resolveVariable }) => {
     const who = principalProperties(principal, 'brokerCallers principal');
     Resources[logicalId('TokenUrlPermission', principal)] = {
       Type: 'AWS::Lambda::Permission',
-      Properties: { Action: 'lambda:InvokeFunctionUrl', FunctionName: tokenFunction(), FunctionUrlAuthType: 'AWS_IAM', ...who },
+      Properties: {
+        Action: 'lambda:InvokeFunctionUrl',
+        FunctionName: tokenFunction(),
+        FunctionUrlAuthType: 'AWS_IAM',
+        ...who,
+      },
     };
     Resources[logicalId('TokenUrlInvokePermission', principal)] = {
       Type: 'AWS::Lambda::Permission',
-      Properties: { Action: 'lambda:InvokeFunction', FunctionName: tokenFunction(), InvokedViaFunctionUrl: true, ...who },
+      Properties: {
+        Action: 'lambda:InvokeFunction',
+        FunctionName: tokenFunction(),
+        InvokedViaFunctionUrl: true,
+        ...who,
+      },
     };
   }
   return { Resources };

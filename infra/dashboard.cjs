@@ -43,7 +43,16 @@ const family = (name, fn, label) => [
 
 const metricWidget = (title, metrics, properties = {}) => ({
   type: 'metric',
-  properties: { title, region: '${AWS::Region}', view: 'timeSeries', stacked: false, stat: 'Sum', period: 300, metrics, ...properties },
+  properties: {
+    title,
+    region: '${AWS::Region}',
+    view: 'timeSeries',
+    stacked: false,
+    stat: 'Sum',
+    period: 300,
+    metrics,
+    ...properties,
+  },
 });
 
 const logWidget = (title, logGroup, query) => ({
@@ -54,7 +63,13 @@ const logWidget = (title, logGroup, query) => ({
 /** Rows of three, the alarm widget across the top. */
 const layout = (alarms, widgets) => [
   { ...alarms, x: 0, y: 0, width: 24, height: 3 },
-  ...widgets.map((w, i) => ({ ...w, x: (i % 3) * WIDTH, y: 3 + Math.floor(i / 3) * HEIGHT, width: WIDTH, height: HEIGHT })),
+  ...widgets.map((w, i) => ({
+    ...w,
+    x: (i % 3) * WIDTH,
+    y: 3 + Math.floor(i / 3) * HEIGHT,
+    width: WIDTH,
+    height: HEIGHT,
+  })),
 ];
 
 const dashboardBody = ({ token, prewarm, durationAlarmMs, timeoutSec }) => {
@@ -93,7 +108,7 @@ const dashboardBody = ({ token, prewarm, durationAlarmMs, timeoutSec }) => {
       ...family('UpstreamError', prewarm, 'prewarm'),
     ]),
     metricWidget('Lease waits', [
-      own('LeaseWaits', token, { label: 'waited for another container\'s refresh (token)' }),
+      own('LeaseWaits', token, { label: "waited for another container's refresh (token)" }),
       own('LeaseWaits', prewarm, { label: 'prewarm' }),
     ]),
     metricWidget('Stale answers and degraded paths', [
@@ -119,9 +134,18 @@ const dashboardBody = ({ token, prewarm, durationAlarmMs, timeoutSec }) => {
       own('DecryptFailures', token, { label: 'of which decrypt failures (token)' }),
       own('UnusableItems', prewarm, { label: 'unusable cached items (prewarm)' }),
     ]),
-    metricWidget('Cold starts', [own('ColdStart', token, { label: 'token' }), own('ColdStart', prewarm, { label: 'prewarm' })]),
-    metricWidget('Function errors', [lambda('Errors', token, { label: 'token' }), lambda('Errors', prewarm, { label: 'prewarm' })]),
-    metricWidget('Function throttles', [lambda('Throttles', token, { label: 'token' }), lambda('Throttles', prewarm, { label: 'prewarm' })]),
+    metricWidget('Cold starts', [
+      own('ColdStart', token, { label: 'token' }),
+      own('ColdStart', prewarm, { label: 'prewarm' }),
+    ]),
+    metricWidget('Function errors', [
+      lambda('Errors', token, { label: 'token' }),
+      lambda('Errors', prewarm, { label: 'prewarm' }),
+    ]),
+    metricWidget('Function throttles', [
+      lambda('Throttles', token, { label: 'token' }),
+      lambda('Throttles', prewarm, { label: 'prewarm' }),
+    ]),
     metricWidget(
       'Function duration',
       [
@@ -148,7 +172,12 @@ module.exports = async ({ resolveVariable }) => {
   const stage = await resolveVariable('sls:stage');
   const durationAlarmMs = Number(await resolveVariable('self:custom.durationAlarmMs'));
   const timeoutSec = Number(await resolveVariable('self:provider.timeout'));
-  const body = dashboardBody({ token: `${service}-${stage}-token`, prewarm: `${service}-${stage}-prewarm`, durationAlarmMs, timeoutSec });
+  const body = dashboardBody({
+    token: `${service}-${stage}-token`,
+    prewarm: `${service}-${stage}-prewarm`,
+    durationAlarmMs,
+    timeoutSec,
+  });
   return {
     Resources: {
       BrokerDashboard: {

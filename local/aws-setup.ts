@@ -4,6 +4,8 @@
  * tests, never part of the broker: it takes the endpoint explicitly instead of from AWS_ENDPOINT_URL.
  * Safe to run again: what exists is reused (the secret's value is updated).
  */
+
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CreateTableCommand,
   DescribeTableCommand,
@@ -12,14 +14,19 @@ import {
   ResourceInUseException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import { CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, KMSClient, NotFoundException } from '@aws-sdk/client-kms';
+import {
+  CreateAliasCommand,
+  CreateKeyCommand,
+  DescribeKeyCommand,
+  KMSClient,
+  NotFoundException,
+} from '@aws-sdk/client-kms';
 import {
   CreateSecretCommand,
   PutSecretValueCommand,
   ResourceExistsException,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../functions/lib/cache/table-schema';
 
@@ -80,7 +87,8 @@ const ensureTable = async (dynamo: DynamoDBClient, tableName: string): Promise<v
   const { TimeToLiveDescription: ttl } = await dynamo.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
   const enabled = ttl?.TimeToLiveStatus === 'ENABLED' || ttl?.TimeToLiveStatus === 'ENABLING';
   if (enabled && ttl?.AttributeName === TABLE_TTL_ATTRIBUTE) return;
-  if (enabled) throw new Error(`table ${tableName} has TTL on ${String(ttl?.AttributeName)}, expected ${TABLE_TTL_ATTRIBUTE}`);
+  if (enabled)
+    throw new Error(`table ${tableName} has TTL on ${String(ttl?.AttributeName)}, expected ${TABLE_TTL_ATTRIBUTE}`);
   await dynamo.send(
     new UpdateTimeToLiveCommand({
       TableName: tableName,

@@ -56,7 +56,11 @@ export const ensureDemoCallers = async (endpoint: string, region: string): Promi
   const iam = new IAMClient({ endpoint, region, credentials: MOTO_CREDENTIALS });
   try {
     const [granted, nogrant] = await Promise.all([
-      ensureRole(iam, DEMO_ROLES.granted, `limitrail-token-broker local: a caller granted ${DEMO_GRANT.scopes.join(', ')}`),
+      ensureRole(
+        iam,
+        DEMO_ROLES.granted,
+        `limitrail-token-broker local: a caller granted ${DEMO_GRANT.scopes.join(', ')}`,
+      ),
       ensureRole(iam, DEMO_ROLES.nogrant, 'limitrail-token-broker local: a caller with no grant (refused)'),
     ]);
     return { granted, nogrant };
@@ -82,7 +86,12 @@ export const assumeDemoCaller = async (options: {
   roleArn: string;
   sessionName: string;
 }): Promise<DemoSession> => {
-  const sts = new STSClient({ endpoint: options.stsEndpoint, region: options.region, credentials: MOTO_CREDENTIALS, maxAttempts: 1 });
+  const sts = new STSClient({
+    endpoint: options.stsEndpoint,
+    region: options.region,
+    credentials: MOTO_CREDENTIALS,
+    maxAttempts: 1,
+  });
   try {
     const { Credentials: c, AssumedRoleUser } = await sts.send(
       new AssumeRoleCommand({ RoleArn: options.roleArn, RoleSessionName: options.sessionName }),
@@ -92,7 +101,12 @@ export const assumeDemoCaller = async (options: {
     }
     return {
       arn: AssumedRoleUser.Arn,
-      credentials: { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken, expiration: c.Expiration },
+      credentials: {
+        accessKeyId: c.AccessKeyId,
+        secretAccessKey: c.SecretAccessKey,
+        sessionToken: c.SessionToken,
+        expiration: c.Expiration,
+      },
     };
   } finally {
     sts.destroy();

@@ -3,11 +3,11 @@
  * runs and integration tests. Each call starts its own server on its own port, so parallel runs never
  * share state. Its output is kept in memory and shown only if it fails to start.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 export interface MotoServer {
   /** http://127.0.0.1:PORT, for AWS_ENDPOINT_URL or a client's `endpoint`. */
@@ -37,7 +37,9 @@ export const freePort = (): Promise<number> =>
     server.once('error', reject);
     server.listen(0, HOST, () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 

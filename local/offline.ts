@@ -2,7 +2,7 @@
  * serverless-offline (through osls) as a child process of `npm start`: the Lambda Invoke API on loopback.
  * Started with the stage's --param values, its output shown once it listens, stopped by PID.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -109,7 +109,9 @@ export const startOffline = async (lambdaPort: number, options: OfflineOptions):
     if (exitInfo !== undefined) throw new Error(`serverless-offline exited (${exitInfo}):\n${early.trim()}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`serverless-offline did not listen on ${lambdaPort} within ${OFFLINE_READY_TIMEOUT_MS} ms:\n${early.trim()}`);
+      throw new Error(
+        `serverless-offline did not listen on ${lambdaPort} within ${OFFLINE_READY_TIMEOUT_MS} ms:\n${early.trim()}`,
+      );
     }
     await sleep(150);
   }
@@ -126,4 +128,3 @@ export const stopProcess = async (proc: Offline): Promise<void> => {
     await proc.exited;
   }
 };
-

@@ -10,12 +10,37 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 
 export const DEFAULT_SANDBOX_CLIENT_ID = 'lr_cdadc4d7359a489ca5a2bd3fc9cb0202';
-export const DEFAULT_SANDBOX_SCOPES = ['limitrail.usage.read', 'limitrail.usage.write', 'limitrail.accounts.read', 'limitrail.runtime.read'];
+export const DEFAULT_SANDBOX_SCOPES = [
+  'limitrail.usage.read',
+  'limitrail.usage.write',
+  'limitrail.accounts.read',
+  'limitrail.runtime.read',
+];
 
-export interface SandboxClient { clientId: string; clientSecret: string; scopes: string[]; tokenLifetimeSec?: number }
-export interface SandboxOptions { port?: number; clients?: SandboxClient[]; tokenLifetimeSec?: number; log?: (line: string) => void }
-export interface SandboxFault { status: number; body: string; headers?: Record<string, string>; delayMs?: number }
-export interface SandboxStats { requests: number; tokenRequests: number; tokensIssued: number; byScope: Record<string, number> }
+export interface SandboxClient {
+  clientId: string;
+  clientSecret: string;
+  scopes: string[];
+  tokenLifetimeSec?: number;
+}
+export interface SandboxOptions {
+  port?: number;
+  clients?: SandboxClient[];
+  tokenLifetimeSec?: number;
+  log?: (line: string) => void;
+}
+export interface SandboxFault {
+  status: number;
+  body: string;
+  headers?: Record<string, string>;
+  delayMs?: number;
+}
+export interface SandboxStats {
+  requests: number;
+  tokenRequests: number;
+  tokensIssued: number;
+  byScope: Record<string, number>;
+}
 export interface Sandbox {
   url: string;
   tokenUrl: string;
@@ -73,11 +98,16 @@ class Problem extends Error {
 const invalidRequest = (field: string | undefined, title: string, headers?: Record<string, string>) =>
   new Problem(400, 'invalid_request', 'auth.token.invalid_request', title, field, headers);
 
-interface Issued { clientId: string; scope: string; body: Record<string, unknown> }
+interface Issued {
+  clientId: string;
+  scope: string;
+  body: Record<string, unknown>;
+}
 
 const secretDigest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
 /** Constant-time: both sides hashed to a fixed length first, so not even the length leaks. */
-const secretsEqual = (given: string, expected: string): boolean => timingSafeEqual(secretDigest(given), secretDigest(expected));
+const secretsEqual = (given: string, expected: string): boolean =>
+  timingSafeEqual(secretDigest(given), secretDigest(expected));
 const UNKNOWN_CLIENT_SECRET = randomBytes(32).toString('base64url');
 
 function signJwt(claims: Record<string, unknown>): string {
@@ -90,7 +120,8 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let sizeBytes = 0;
-    const tooLarge = () => new Problem(413, 'invalid_request', 'auth.token.body_too_large', `Request body exceeds ${MAX_BODY_BYTES} bytes`);
+    const tooLarge = () =>
+      new Problem(413, 'invalid_request', 'auth.token.body_too_large', `Request body exceeds ${MAX_BODY_BYTES} bytes`);
     req.on('data', (chunk: Buffer) => {
       sizeBytes += chunk.length;
       if (sizeBytes > MAX_DRAIN_BYTES) {
@@ -124,7 +155,14 @@ function basicCredentials(header: string | undefined): { clientId: string; clien
   const match = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(header);
   if (!match) {
     if (/^Basic\b/i.test(header)) throw invalidRequest('Authorization', 'Malformed Basic credentials', challenge);
-    throw new Problem(401, 'invalid_client', 'auth.token.invalid_client', 'Unsupported client authentication method', undefined, challenge);
+    throw new Problem(
+      401,
+      'invalid_client',
+      'auth.token.invalid_client',
+      'Unsupported client authentication method',
+      undefined,
+      challenge,
+    );
   }
   const decoded = Buffer.from(match[1] ?? '', 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
@@ -138,7 +176,11 @@ function basicCredentials(header: string | undefined): { clientId: string; clien
 
 function effectiveClients(options: SandboxOptions): SandboxClient[] {
   const clients = options.clients ?? [
-    { clientId: DEFAULT_SANDBOX_CLIENT_ID, clientSecret: randomBytes(32).toString('base64url'), scopes: [...DEFAULT_SANDBOX_SCOPES] },
+    {
+      clientId: DEFAULT_SANDBOX_CLIENT_ID,
+      clientSecret: randomBytes(32).toString('base64url'),
+      scopes: [...DEFAULT_SANDBOX_SCOPES],
+    },
   ];
   const seen = new Set<string>();
   return clients.map((client, i) => {
@@ -153,7 +195,8 @@ function effectiveClients(options: SandboxOptions): SandboxClient[] {
 }
 
 function assertLifetime(value: number | undefined, name: string): void {
-  if (value !== undefined && (!Number.isInteger(value) || value <= 0)) throw new Error(`${name} must be a positive integer`);
+  if (value !== undefined && (!Number.isInteger(value) || value <= 0))
+    throw new Error(`${name} must be a positive integer`);
 }
 
 export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
@@ -171,24 +214,36 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   let url = '';
   let stats: SandboxStats = { requests: 0, tokenRequests: 0, tokensIssued: 0, byScope: {} };
 
-  const sleep = (ms: number) => new Promise<void>((resolve) => {
-    if (ms <= 0) return resolve();
-    const timer = setTimeout(() => { timers.delete(timer); resolve(); }, ms);
-    timers.add(timer);
-  });
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (ms <= 0) return resolve();
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        resolve();
+      }, ms);
+      timers.add(timer);
+    });
 
   /** `seen.clientId` is set once the caller names a registered client, for the log line. */
   function issue(form: URLSearchParams, authorization: string | undefined, seen: { clientId?: string }): Issued {
     const grantType = single(form, 'grant_type');
     if (grantType === undefined) throw invalidRequest('grant_type', 'Parameter grant_type is required');
     if (grantType !== 'client_credentials') {
-      throw new Problem(400, 'unsupported_grant_type', 'auth.token.unsupported_grant_type', 'Only grant_type client_credentials is supported', 'grant_type');
+      throw new Problem(
+        400,
+        'unsupported_grant_type',
+        'auth.token.unsupported_grant_type',
+        'Only grant_type client_credentials is supported',
+        'grant_type',
+      );
     }
     const basic = basicCredentials(authorization);
     const formClientId = single(form, 'client_id');
     const formSecret = single(form, 'client_secret');
-    if (basic && formSecret !== undefined) throw invalidRequest('client_secret', 'Use exactly one client authentication method');
-    if (basic && formClientId !== undefined && formClientId !== basic.clientId) throw invalidRequest('client_id', 'Parameter client_id does not match the Basic credentials');
+    if (basic && formSecret !== undefined)
+      throw invalidRequest('client_secret', 'Use exactly one client authentication method');
+    if (basic && formClientId !== undefined && formClientId !== basic.clientId)
+      throw invalidRequest('client_id', 'Parameter client_id does not match the Basic credentials');
     const clientId = basic?.clientId ?? formClientId;
     const clientSecret = basic?.clientSecret ?? formSecret;
     if (clientId === undefined) throw invalidRequest('client_id', 'Parameter client_id is required');
@@ -196,7 +251,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const scopeParam = single(form, 'scope');
     if (scopeParam === undefined) throw invalidRequest('scope', 'Parameter scope is required');
     const requested = scopeParam.split(' ').filter((s) => s !== '');
-    if (requested.length === 0 || !requested.every((s) => SCOPE_TOKEN.test(s))) throw invalidRequest('scope', 'Parameter scope must be space-separated scope tokens');
+    if (requested.length === 0 || !requested.every((s) => SCOPE_TOKEN.test(s)))
+      throw invalidRequest('scope', 'Parameter scope must be space-separated scope tokens');
 
     const client = clientsById.get(clientId);
     if (client) seen.clientId = clientId;
@@ -204,20 +260,44 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const candidates = (client && acceptedSecrets.get(client.clientId)) || [UNKNOWN_CLIENT_SECRET];
     const secretOk = candidates.map((secret) => secretsEqual(clientSecret, secret)).includes(true);
     if (!client || !secretOk) {
-      throw new Problem(401, 'invalid_client', 'auth.token.invalid_client', 'Client authentication failed', undefined,
-        basic ? { 'WWW-Authenticate': 'Basic realm="limitrail"' } : {});
+      throw new Problem(
+        401,
+        'invalid_client',
+        'auth.token.invalid_client',
+        'Client authentication failed',
+        undefined,
+        basic ? { 'WWW-Authenticate': 'Basic realm="limitrail"' } : {},
+      );
     }
     const refused = requested.find((s) => !client.scopes.includes(s));
     if (refused !== undefined) {
-      throw new Problem(400, 'invalid_scope', 'auth.token.invalid_scope', `Scope ${refused} is not allowed for this client`, 'scope');
+      throw new Problem(
+        400,
+        'invalid_scope',
+        'auth.token.invalid_scope',
+        `Scope ${refused} is not allowed for this client`,
+        'scope',
+      );
     }
 
     // Granted scope in canonical form (deduplicated, sorted); also the byScope key.
     const scope = [...new Set([...requested, ...extraGranted])].sort().join(' ');
     const lifetimeSec = client.tokenLifetimeSec ?? defaultLifetimeSec;
     const iat = Math.floor(Date.now() / 1000);
-    const accessToken = signJwt({ iss: url, sub: client.clientId, client_id: client.clientId, scope, iat, exp: iat + lifetimeSec, jti: randomUUID() });
-    return { clientId: client.clientId, scope, body: { access_token: accessToken, token_type: 'Bearer', expires_in: lifetimeSec, scope } };
+    const accessToken = signJwt({
+      iss: url,
+      sub: client.clientId,
+      client_id: client.clientId,
+      scope,
+      iat,
+      exp: iat + lifetimeSec,
+      jti: randomUUID(),
+    });
+    return {
+      clientId: client.clientId,
+      scope,
+      body: { access_token: accessToken, token_type: 'Bearer', expires_in: lifetimeSec, scope },
+    };
   }
 
   function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string): void {
@@ -228,13 +308,26 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
 
   function sendProblem(res: ServerResponse, problem: Problem, traceId: string): void {
     const { status, errorCode, resourceKey, title, field } = problem;
-    const body = { type: PROBLEM_TYPES[status] ?? 'about:blank', title, status, errorCode, resourceKey, traceId, ...(field ? { field } : {}) };
-    send(res, status, {
-      'Content-Type': 'application/problem+json',
-      'Cache-Control': 'no-store',
-      'X-Trace-Id': traceId,
-      ...problem.headers,
-    }, JSON.stringify(body));
+    const body = {
+      type: PROBLEM_TYPES[status] ?? 'about:blank',
+      title,
+      status,
+      errorCode,
+      resourceKey,
+      traceId,
+      ...(field ? { field } : {}),
+    };
+    send(
+      res,
+      status,
+      {
+        'Content-Type': 'application/problem+json',
+        'Cache-Control': 'no-store',
+        'X-Trace-Id': traceId,
+        ...problem.headers,
+      },
+      JSON.stringify(body),
+    );
   }
 
   async function handleToken(req: IncomingMessage, res: ServerResponse, traceId: string): Promise<string> {
@@ -261,10 +354,18 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       await sleep(delayMs);
       stats.tokensIssued += 1;
       stats.byScope[issued.scope] = (stats.byScope[issued.scope] ?? 0) + 1;
-      send(res, 200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', Pragma: 'no-cache', 'X-Trace-Id': traceId }, JSON.stringify(issued.body));
+      send(
+        res,
+        200,
+        { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', Pragma: 'no-cache', 'X-Trace-Id': traceId },
+        JSON.stringify(issued.body),
+      );
       return `200 client=${issued.clientId} scope="${issued.scope}"`;
     } catch (error) {
-      const problem = error instanceof Problem ? error : new Problem(500, 'server_error', 'auth.token.server_error', 'Unexpected sandbox error');
+      const problem =
+        error instanceof Problem
+          ? error
+          : new Problem(500, 'server_error', 'auth.token.server_error', 'Unexpected sandbox error');
       await sleep(delayMs);
       sendProblem(res, problem, traceId);
       return `${problem.status}${seen.clientId ? ` client=${seen.clientId}` : ''} error=${problem.errorCode}`;
@@ -284,7 +385,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       outcome = '404';
     } else if (method !== 'POST') {
       req.resume();
-      sendProblem(res, new Problem(405, 'method_not_allowed', 'http.method_not_allowed', 'Only POST is allowed', undefined, { Allow: 'POST' }), traceId);
+      sendProblem(
+        res,
+        new Problem(405, 'method_not_allowed', 'http.method_not_allowed', 'Only POST is allowed', undefined, {
+          Allow: 'POST',
+        }),
+        traceId,
+      );
       outcome = '405';
     } else {
       outcome = await handleToken(req, res, traceId);
@@ -293,11 +400,16 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   }
 
   const server = createServer((req, res) => {
-    handle(req, res).catch(() => { if (!res.headersSent) res.destroy(); });
+    handle(req, res).catch(() => {
+      if (!res.headersSent) res.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => { server.off('error', reject); resolve(); });
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const { port } = server.address() as AddressInfo;
   url = `http://127.0.0.1:${port}`;
@@ -309,20 +421,24 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     port,
     clients: clients.map((c) => ({ ...c, scopes: [...c.scopes] })),
     stats: () => ({ ...stats, byScope: { ...stats.byScope } }),
-    resetStats: () => { stats = { requests: 0, tokenRequests: 0, tokensIssued: 0, byScope: {} }; },
+    resetStats: () => {
+      stats = { requests: 0, tokenRequests: 0, tokensIssued: 0, byScope: {} };
+    },
     setDelayMs: (ms) => {
       if (!Number.isFinite(ms) || ms < 0) throw new RangeError('delayMs must be a non-negative number');
       delayMs = ms;
     },
     queueFaults: (...queued) => {
       for (const fault of queued) {
-        if (!Number.isInteger(fault.status) || fault.status < 200 || fault.status > 599) throw new RangeError('fault status must be an HTTP status 200-599');
+        if (!Number.isInteger(fault.status) || fault.status < 200 || fault.status > 599)
+          throw new RangeError('fault status must be an HTTP status 200-599');
       }
       faults.push(...queued.map((f) => ({ ...f, headers: { ...f.headers } })));
     },
     setClientSecrets: (clientId, secrets) => {
       if (!clientsById.has(clientId)) throw new Error(`unknown sandbox client ${clientId}`);
-      if (secrets.length === 0 || secrets.some((secret) => !secret)) throw new Error('at least one non-empty secret is needed');
+      if (secrets.length === 0 || secrets.some((secret) => !secret))
+        throw new Error('at least one non-empty secret is needed');
       acceptedSecrets.set(clientId, [...secrets]);
     },
     setExtraGrantedScopes: (scopes) => {

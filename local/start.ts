@@ -29,18 +29,10 @@ import { promisify } from 'node:util';
 
 import { setupLocalAws } from './aws-setup';
 import { DEMO_ROLES, demoBrokerCallers, ensureDemoCallers } from './demo-callers';
-import { freePort, startMoto, type MotoServer } from './moto';
-import { type Offline, localAwsEnv, spawned, startOffline, stopProcess } from './offline';
-import { startSandbox, type Sandbox } from './sandbox';
-import {
-  isAlive,
-  STACK_FILE,
-  isOAuthError,
-  readStack,
-  redactAnswer,
-  requestAs,
-  type LocalStack,
-} from './token-cli';
+import { freePort, type MotoServer, startMoto } from './moto';
+import { localAwsEnv, type Offline, spawned, startOffline, stopProcess } from './offline';
+import { type Sandbox, startSandbox } from './sandbox';
+import { isAlive, isOAuthError, type LocalStack, readStack, redactAnswer, requestAs, STACK_FILE } from './token-cli';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SERVICE = 'limitrail-token-broker';

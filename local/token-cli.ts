@@ -11,14 +11,15 @@
  * (prefix + sha256 fingerprint) unless --show-token; never the proof. Exits 1 on an OAuth error answer, 2 on
  * usage errors or when no stack runs.
  */
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 
-import { type DemoCaller, DEMO_ROLES, isDemoCaller, signAsDemoCaller } from './demo-callers';
+import { DEMO_ROLES, type DemoCaller, isDemoCaller, signAsDemoCaller } from './demo-callers';
 
 /** What local/start.ts writes to .local/stack.json while the stack runs. */
 export interface LocalStack {
@@ -53,7 +54,8 @@ export interface TokenEvent {
 }
 
 /** Where `npm start` records the running stack; LOCAL_STACK_FILE moves it (the tests' own stack). */
-export const STACK_FILE = process.env.LOCAL_STACK_FILE ?? join(dirname(fileURLToPath(import.meta.url)), '..', '.local', 'stack.json');
+export const STACK_FILE =
+  process.env.LOCAL_STACK_FILE ?? join(dirname(fileURLToPath(import.meta.url)), '..', '.local', 'stack.json');
 
 const NOT_RUNNING = 'The local stack is not running. Start it with `npm start` (in another terminal), then try again.';
 
@@ -83,7 +85,11 @@ export interface InvokeResult {
   functionError: string | undefined;
 }
 
-export const invokeFunction = async (client: LambdaClient, functionName: string, event: unknown): Promise<InvokeResult> => {
+export const invokeFunction = async (
+  client: LambdaClient,
+  functionName: string,
+  event: unknown,
+): Promise<InvokeResult> => {
   const out = await client.send(
     new InvokeCommand({ FunctionName: functionName, Payload: new TextEncoder().encode(JSON.stringify(event)) }),
   );
@@ -114,7 +120,9 @@ export const requestAs = async (stack: LocalStack, options: RequestAsOptions): P
   const functionName = stack.functions.token;
   const roleArn = stack.callers?.[options.as];
   if (!functionName || !roleArn || !stack.stsEndpoint || !stack.proofAudience) {
-    throw new Error(`${STACK_FILE} names no token function or demo caller roles (an older npm start wrote it?): restart npm start`);
+    throw new Error(
+      `${STACK_FILE} names no token function or demo caller roles (an older npm start wrote it?): restart npm start`,
+    );
   }
   const { arn, identityProof } = await signAsDemoCaller({
     stsEndpoint: stack.stsEndpoint,
@@ -133,7 +141,9 @@ export const requestAs = async (stack: LocalStack, options: RequestAsOptions): P
 };
 
 /** True for the broker's OAuth-shaped error answer ({ error, error_description, status }). */
-export const isOAuthError = (answer: unknown): answer is { error: string; error_description?: string; status?: number } =>
+export const isOAuthError = (
+  answer: unknown,
+): answer is { error: string; error_description?: string; status?: number } =>
   !!answer && typeof answer === 'object' && typeof (answer as { error?: unknown }).error === 'string';
 
 export const readStack = async (file = STACK_FILE): Promise<LocalStack | undefined> => {
@@ -241,7 +251,8 @@ const main = async (): Promise<number> => {
     console.log(JSON.stringify(shown, null, 2));
     return 0;
   } catch (err) {
-    const code = (err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code;
+    const code =
+      (err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code;
     if (code === 'ECONNREFUSED') {
       console.error(`Nothing answers at ${stack.lambdaEndpoint}. ${NOT_RUNNING}`);
       return 2;

@@ -7,12 +7,13 @@
 // - dist/cjs/package.json says "commonjs" (the package is "type": "module").
 // - Type declarations: tsc (clients/node/tsconfig.json) into dist/esm/, copied beside the CommonJS build so each
 //   format has its own (a .d.ts is read as ESM or CommonJS by the nearest package.json).
-import { build } from 'esbuild';
+
 import { execFile } from 'node:child_process';
 import { copyFileSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { build } from 'esbuild';
 
 const bundle = (root, packageDir, format, outfile) =>
   build({
@@ -34,7 +35,9 @@ const declarations = async (root, packageDir) => {
   try {
     await promisify(execFile)(process.execPath, [tsc, '-p', join(packageDir, 'tsconfig.json')], { cwd: root });
   } catch (err) {
-    throw new Error(`tsc (declarations of ${relative(root, packageDir)}) failed:\n${`${err.stdout ?? ''}${err.stderr ?? ''}`.trim()}`);
+    throw new Error(
+      `tsc (declarations of ${relative(root, packageDir)}) failed:\n${`${err.stdout ?? ''}${err.stderr ?? ''}`.trim()}`,
+    );
   }
 };
 
@@ -44,16 +47,25 @@ export const buildNodeClient = async (root) => {
   const distDir = join(packageDir, 'dist');
   const esm = join(distDir, 'esm', 'index.js');
   const cjs = join(distDir, 'cjs', 'index.js');
-  await Promise.all([bundle(root, packageDir, 'esm', esm), bundle(root, packageDir, 'cjs', cjs), declarations(root, packageDir)]);
+  await Promise.all([
+    bundle(root, packageDir, 'esm', esm),
+    bundle(root, packageDir, 'cjs', cjs),
+    declarations(root, packageDir),
+  ]);
   await mkdir(join(distDir, 'cjs'), { recursive: true });
   await writeFile(join(distDir, 'cjs', 'package.json'), `${JSON.stringify({ type: 'commonjs' }, null, 2)}\n`);
   for (const file of readdirSync(join(distDir, 'esm')).filter((name) => name.endsWith('.d.ts'))) {
     copyFileSync(join(distDir, 'esm', file), join(distDir, 'cjs', file));
   }
   // Not wiped first (a test may be reading dist/ during a rebuild): drop only what no source makes any more.
-  const made = new Set(['index.js', 'package.json', ...readdirSync(join(packageDir, 'src')).map((name) => name.replace(/\.ts$/, '.d.ts'))]);
+  const made = new Set([
+    'index.js',
+    'package.json',
+    ...readdirSync(join(packageDir, 'src')).map((name) => name.replace(/\.ts$/, '.d.ts')),
+  ]);
   for (const format of ['esm', 'cjs']) {
-    for (const file of readdirSync(join(distDir, format))) if (!made.has(file)) rmSync(join(distDir, format, file), { recursive: true, force: true });
+    for (const file of readdirSync(join(distDir, format)))
+      if (!made.has(file)) rmSync(join(distDir, format, file), { recursive: true, force: true });
   }
   return [esm, cjs].map((file) => relative(root, file));
 };

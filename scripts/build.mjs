@@ -1,4 +1,8 @@
 #!/usr/bin/env node
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 // Bundles every functions/<name>/handler.ts into dist/<name>/handler.js for Lambda (`npm run build`), and builds
 // the caller package clients/node into clients/node/dist/ (scripts/build-node-client.mjs).
 //
@@ -11,10 +15,6 @@
 // - dist/<name>/meta.json is esbuild's metafile (inspect with https://esbuild.github.io/analyze/);
 //   serverless.yml packages only handler.js and package.json.
 import { build } from 'esbuild';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { buildNodeClient } from './build-node-client.mjs';
 
@@ -81,6 +81,8 @@ const main = async () => {
 main().catch((err) => {
   // esbuild has already printed its diagnostics (logLevel 'warning'); add a one-line verdict.
   const count = Array.isArray(err?.errors) ? err.errors.length : 0;
-  console.error(count > 0 ? `build failed: ${count} esbuild error(s), shown above` : `build failed: ${err?.stack ?? err}`);
+  console.error(
+    count > 0 ? `build failed: ${count} esbuild error(s), shown above` : `build failed: ${err?.stack ?? err}`,
+  );
   process.exit(1);
 });

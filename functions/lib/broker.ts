@@ -5,21 +5,28 @@
  * decides; the adapters it is given (TokenTable, CredentialSource, TokenProvider) do the I/O.
  */
 import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache/cache-key';
-import type { Clock } from './shared/clock';
-import type { BrokerConfig, ClientConfig } from './config';
-import { AccessDeniedError, BrokerError, type LogReason, errorLogFields } from './shared/errors';
-import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited } from './cache/forced-refresh';
+import { decideForcedRefresh, FORCE_REFRESH_LIMITED, forcedRefreshLimited } from './cache/forced-refresh';
 import { forcedFetchBlockedUntilMs } from './cache/lease-rules';
-import type { Log } from './shared/logger';
 import type { MemoryTokenCache } from './cache/memory-cache';
-import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from './shared/metrics';
 import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLease, TokenSource } from './cache/refresh-lease';
-import type { CredentialSource } from './way-out/secret-source';
-import { SingleFlight } from './shared/single-flight';
-import type { TokenProvider } from './way-out/token-fetcher';
-import { type CachedToken, type TokenAnswer, isRefreshDue, isServable, remainingSec, toTokenAnswer } from './cache/token-lifetime';
-import type { TokenRequest } from './way-in/token-request';
+import {
+  type CachedToken,
+  isRefreshDue,
+  isServable,
+  remainingSec,
+  type TokenAnswer,
+  toTokenAnswer,
+} from './cache/token-lifetime';
 import type { TokenTable } from './cache/token-store';
+import type { BrokerConfig, ClientConfig } from './config';
+import type { Clock } from './shared/clock';
+import { AccessDeniedError, BrokerError, errorLogFields, type LogReason } from './shared/errors';
+import type { Log } from './shared/logger';
+import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from './shared/metrics';
+import { SingleFlight } from './shared/single-flight';
+import type { TokenRequest } from './way-in/token-request';
+import type { CredentialSource } from './way-out/secret-source';
+import type { TokenProvider } from './way-out/token-fetcher';
 
 export type { TokenSource } from './cache/refresh-lease';
 
@@ -53,7 +60,11 @@ export interface CallOptions {
   allowedScopes?: ReadonlySet<string>;
 }
 
-const SOURCE_METRIC: Record<TokenSource, MetricName> = { memory: 'MemoryHits', table: 'TableHits', endpoint: 'EndpointFetches' };
+const SOURCE_METRIC: Record<TokenSource, MetricName> = {
+  memory: 'MemoryHits',
+  table: 'TableHits',
+  endpoint: 'EndpointFetches',
+};
 
 /**
  * The token path: memory, then the table, then the token endpoint under the refresh lease. Concurrent misses
@@ -114,7 +125,10 @@ export class TokenBroker {
 
   /** Prewarm: refresh one scope set if it is missing or past its refresh point. */
   async prewarm(client: ClientConfig, scopes: readonly string[], options: CallOptions): Promise<PrewarmOutcome> {
-    const req = await this.#keyed({ client, scopes, minTtlSec: 0, forceRefresh: false, rejectedTokenSha256: undefined }, options);
+    const req = await this.#keyed(
+      { client, scopes, minTtlSec: 0, forceRefresh: false, rejectedTokenSha256: undefined },
+      options,
+    );
     return this.deps.lease.refreshIfDue(req);
   }
 
@@ -152,7 +166,8 @@ export class TokenBroker {
     const { minTtlSec, forceRefresh, rejectedTokenSha256 } = request;
     if (!forceRefresh) return (token, nowMs) => isServable(token, nowMs, minTtlSec);
     if (rejectedTokenSha256 !== undefined) {
-      return (token, nowMs) => isServable(token, nowMs, minTtlSec) && sha256Hex(token.accessToken) !== rejectedTokenSha256;
+      return (token, nowMs) =>
+        isServable(token, nowMs, minTtlSec) && sha256Hex(token.accessToken) !== rejectedTokenSha256;
     }
     return () => false;
   }
@@ -163,10 +178,7 @@ export class TokenBroker {
     const nowMs = this.deps.clock.nowMs();
     const floorSec = this.deps.config.staleTokenMinTtlSec;
     const usable = candidates.filter(
-      (t): t is CachedToken =>
-        t !== undefined &&
-        remainingSec(t, nowMs) >= floorSec &&
-        !isRejectedByCaller(req, t),
+      (t): t is CachedToken => t !== undefined && remainingSec(t, nowMs) >= floorSec && !isRejectedByCaller(req, t),
     );
     const best = usable.sort((a, b) => b.expiresAtEpochSec - a.expiresAtEpochSec)[0];
     return best && { token: best, source: best === candidates[0] ? 'memory' : 'table' };
@@ -178,7 +190,8 @@ export class TokenBroker {
       if (entry.unusable) {
         req.metrics?.count('UnusableItems');
         if (entry.unusable === 'decrypt_failed') req.metrics?.count('DecryptFailures');
-        const reason = entry.unusableDetail === undefined ? entry.unusable : `${entry.unusable}: ${entry.unusableDetail}`;
+        const reason =
+          entry.unusableDetail === undefined ? entry.unusable : `${entry.unusable}: ${entry.unusableDetail}`;
         req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason });
       }
       return entry.token;
@@ -222,9 +235,11 @@ export class TokenBroker {
       nowMs,
     });
     if (next.step === 'serve') return { token: next.token, source: 'memory' };
-    if (next.step === 'refuse') throw forcedRefreshLimited(next.retryAfterSec, this.deps.config.forceRefreshMinIntervalSec);
+    if (next.step === 'refuse')
+      throw forcedRefreshLimited(next.retryAfterSec, this.deps.config.forceRefreshMinIntervalSec);
     if (next.step === 'fetch' && next.claim) {
-      for (const [key, atMs] of this.#forcedFetchAtMs) if (atMs <= nowMs - intervalMs) this.#forcedFetchAtMs.delete(key);
+      for (const [key, atMs] of this.#forcedFetchAtMs)
+        if (atMs <= nowMs - intervalMs) this.#forcedFetchAtMs.delete(key);
       this.#forcedFetchAtMs.set(req.cacheKey, nowMs);
     }
     return this.#fetchDirectly(req);
@@ -252,7 +267,11 @@ const isRejectedByCaller = (req: KeyedRequest, token: CachedToken): boolean =>
 const checkTokenScopes = (token: CachedToken, allowed: ReadonlySet<string> | undefined, req: KeyedRequest): void => {
   const beyond = allowed === undefined ? [] : token.scopes.filter((s) => !allowed.has(s));
   if (beyond.length === 0) return;
-  req.log.warn('token carries scopes beyond the caller\'s grants; not handed over', { ...req.keyFields, grantedByEndpoint: token.scopes, beyondGrant: beyond });
+  req.log.warn("token carries scopes beyond the caller's grants; not handed over", {
+    ...req.keyFields,
+    grantedByEndpoint: token.scopes,
+    beyondGrant: beyond,
+  });
   throw new AccessDeniedError(
     `the token for these scopes also carries ${beyond.length} scope(s) your grants do not cover; ask the platform team`,
     'token_scope_beyond_grant',

@@ -2,11 +2,12 @@
  * The broker's configuration: read from the environment once per container, validated, typed (BrokerConfig). Any
  * problem is a ConfigurationError naming the setting (and the client), never quoting a value that could be a secret.
  */
-import { type Grant, parseGrants } from './way-in/caller-grants';
+
 import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertString } from './shared/assert';
-import { invalidConfiguration as fail } from './shared/errors';
 import { ENV } from './shared/env-names';
+import { invalidConfiguration as fail } from './shared/errors';
 import { normalizeScopes } from './shared/scopes';
+import { type Grant, parseGrants } from './way-in/caller-grants';
 import { type ProofPolicy, partitionOf, stsOriginFrom } from './way-in/identity-proof';
 
 /**
@@ -106,7 +107,9 @@ const checkTokenUrl = (where: string, value: unknown, allowLoopback: boolean): s
   if (url.protocol !== 'http:' || !isLoopback(url.hostname)) return fail(`${where} must be https`);
   return allowLoopback
     ? url.toString()
-    : fail(`${where} is plain http to a loopback host, allowed only with ${ENV.allowLoopbackTokenUrl}=true (local runs and tests)`);
+    : fail(
+        `${where} is plain http to a loopback host, allowed only with ${ENV.allowLoopbackTokenUrl}=true (local runs and tests)`,
+      );
 };
 
 const parseClient = (name: string, raw: unknown, allowLoopback: boolean): ClientConfig => {
@@ -115,9 +118,17 @@ const parseClient = (name: string, raw: unknown, allowLoopback: boolean): Client
   assertRecord(raw, where, fail);
   assertKnownKeys(raw, CLIENT_FIELDS, where, fail);
   const { secretId, clientId, scopes } = raw;
-  assertString(secretId, `${where}.secretId`, fail, 'a non-empty secret name or ARN', (s) => s.trim() !== '' && s.length <= 2048);
+  assertString(
+    secretId,
+    `${where}.secretId`,
+    fail,
+    'a non-empty secret name or ARN',
+    (s) => s.trim() !== '' && s.length <= 2048,
+  );
   if (clientId !== undefined) {
-    assertString(clientId, `${where}.clientId`, fail, 'a non-empty string without spaces', (s) => /^[\x21-\x7E]{1,256}$/.test(s));
+    assertString(clientId, `${where}.clientId`, fail, 'a non-empty string without spaces', (s) =>
+      /^[\x21-\x7E]{1,256}$/.test(s),
+    );
   }
   assertArray(scopes, `${where}.scopes`, fail);
   assertScopeTokens(scopes, (i) => `${where}.scopes[${i}]`, fail, 'an RFC 6749 scope token');
@@ -161,7 +172,9 @@ const parseClients = (text: string, allowLoopback: boolean): Map<string, ClientC
 /** Reads and validates the whole configuration. Throws ConfigurationError naming the first problem. */
 const parseCallerAuth = (env: NodeJS.ProcessEnv): CallerAuthMode => {
   const raw = env[ENV.callerAuth]?.trim() || 'grants';
-  return raw === 'grants' || raw === 'invoke-permission' ? raw : fail(`${ENV.callerAuth} must be "grants" or "invoke-permission"`);
+  return raw === 'grants' || raw === 'invoke-permission'
+    ? raw
+    : fail(`${ENV.callerAuth} must be "grants" or "invoke-permission"`);
 };
 
 /** The audience proofs must name: CALLER_PROOF_AUDIENCE, else the function's own name (required in grants mode). */
@@ -170,10 +183,12 @@ const parseProofPolicy = (env: NodeJS.ProcessEnv, mode: CallerAuthMode): ProofPo
   if (audience === undefined) {
     return mode === 'grants' ? fail(`${ENV.callerProofAudience} is not set (nor AWS_LAMBDA_FUNCTION_NAME)`) : undefined;
   }
-  if (!/^[\x21-\x7E]{1,256}$/.test(audience)) fail(`${ENV.callerProofAudience} must be 1 to 256 printable characters without spaces`);
+  if (!/^[\x21-\x7E]{1,256}$/.test(audience))
+    fail(`${ENV.callerProofAudience} must be 1 to 256 printable characters without spaces`);
   const endpoint = env.AWS_ENDPOINT_URL_STS;
   const stsOrigin = stsOriginFrom(endpoint);
-  if (endpoint !== undefined && endpoint.trim() !== '' && stsOrigin === undefined) fail('AWS_ENDPOINT_URL_STS is not an absolute URL');
+  if (endpoint !== undefined && endpoint.trim() !== '' && stsOrigin === undefined)
+    fail('AWS_ENDPOINT_URL_STS is not an absolute URL');
   return { audience, stsOrigin, partition: partitionOf(env.AWS_REGION) };
 };
 
@@ -187,7 +202,9 @@ export const loadConfig = (env: NodeJS.ProcessEnv): BrokerConfig => {
     tableName: requiredString(env, ENV.tableName),
     kmsKeyId: requiredString(env, ENV.kmsKeyId),
     clients,
-    grants: parseGrants(env[ENV.callers], clientScopes, ENV.callers, { organizations: callerAuth === 'invoke-permission' }),
+    grants: parseGrants(env[ENV.callers], clientScopes, ENV.callers, {
+      organizations: callerAuth === 'invoke-permission',
+    }),
     callerAuth,
     proofPolicy: parseProofPolicy(env, callerAuth),
     secretMaxAgeSec: integerSetting(env, ENV.secretMaxAgeSec, 300, 0, 86_400),

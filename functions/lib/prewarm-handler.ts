@@ -3,13 +3,14 @@
  * point, through the same lease as the token function, a few at a time, within the invocation; returns and logs a
  * summary without tokens.
  */
+
+import type { PrewarmOutcome } from './cache/refresh-lease';
 import type { BrokerConfig, ClientConfig } from './config';
+import { deadlineFor, type InvocationContext, initRuntime } from './invocation';
+import type { Runtime } from './runtime';
 import { errorLogFields, type OAuthErrorBody } from './shared/errors';
 import type { Logger } from './shared/logger';
 import type { Metrics } from './shared/metrics';
-import type { PrewarmOutcome } from './cache/refresh-lease';
-import type { Runtime } from './runtime';
-import { type InvocationContext, deadlineFor, initRuntime } from './invocation';
 
 /** What one prewarm run did for one scope set. */
 export interface PrewarmResult {
@@ -49,7 +50,12 @@ const summarize = (results: PrewarmResult[]): PrewarmSummary => {
 };
 
 /** Refreshes every configured prewarm set that is missing or past its refresh point; one failure stops no other. */
-export const runPrewarm = async (runtime: Runtime, deadlineMs: number, log: Logger, metrics?: Metrics): Promise<PrewarmSummary> => {
+export const runPrewarm = async (
+  runtime: Runtime,
+  deadlineMs: number,
+  log: Logger,
+  metrics?: Metrics,
+): Promise<PrewarmSummary> => {
   const queue = prewarmSets(runtime.config);
   const results: PrewarmResult[] = [];
   const worker = async () => {

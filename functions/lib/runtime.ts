@@ -6,17 +6,17 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { type BrokerDeps, TokenBroker } from './broker';
-import { type Clock, systemClock } from './shared/clock';
-import { type BrokerConfig, loadConfig } from './config';
-import { createPowertoolsLogger, Logger } from './shared/logger';
 import { MemoryTokenCache } from './cache/memory-cache';
-import { Metrics } from './shared/metrics';
-import { SecretSource } from './way-out/secret-source';
-import { TokenCipher } from './cache/token-cipher';
 import { RefreshLease, type RefreshLeaseDeps } from './cache/refresh-lease';
-import { TokenFetcher } from './way-out/token-fetcher';
+import { TokenCipher } from './cache/token-cipher';
 import { TokenStore } from './cache/token-store';
+import { type BrokerConfig, loadConfig } from './config';
+import { type Clock, systemClock } from './shared/clock';
+import { createPowertoolsLogger, Logger } from './shared/logger';
+import { Metrics } from './shared/metrics';
 import { type CallerVerifier, IdentityVerifier } from './way-in/identity-verifier';
+import { SecretSource } from './way-out/secret-source';
+import { TokenFetcher } from './way-out/token-fetcher';
 
 export interface Runtime {
   config: BrokerConfig;
@@ -51,14 +51,21 @@ export const loggerFromEnv = (env: NodeJS.ProcessEnv): Logger => new Logger(crea
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
 export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
   const log = loggerFromEnv(env);
-  const metrics = new Metrics(env.AWS_LAMBDA_FUNCTION_NAME ?? 'local', env.AWS_LAMBDA_INITIALIZATION_TYPE === 'on-demand');
+  const metrics = new Metrics(
+    env.AWS_LAMBDA_FUNCTION_NAME ?? 'local',
+    env.AWS_LAMBDA_INITIALIZATION_TYPE === 'on-demand',
+  );
   const config = loadConfig(env);
   const clock = overrides.clock ?? systemClock;
   const dynamodb = overrides.dynamodb ?? new DynamoDBClient(AWS_CLIENT_SETTINGS);
   const secretsManager = overrides.secretsManager ?? new SecretsManagerClient(AWS_CLIENT_SETTINGS);
   const kms = overrides.kms ?? new KMSClient(AWS_CLIENT_SETTINGS);
   const secrets = new SecretSource(secretsManager, clock, config.secretMaxAgeSec);
-  const store = new TokenStore(dynamodb, config.tableName, new TokenCipher(kms, config.kmsKeyId, clock, config.dataKeyMaxAgeSec));
+  const store = new TokenStore(
+    dynamodb,
+    config.tableName,
+    new TokenCipher(kms, config.kmsKeyId, clock, config.dataKeyMaxAgeSec),
+  );
   const memory = new MemoryTokenCache(config.memoryCacheMaxEntries);
   const fetcher = new TokenFetcher(secrets, clock, {
     timeoutMs: config.tokenEndpointTimeoutMs,
@@ -75,11 +82,14 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   const parts: BrokerDeps = { config, clock, log, secrets, store, memory, fetcher, lease: new RefreshLease(leaseDeps) };
   const broker = new TokenBroker(parts);
   if (config.callerAuth === 'invoke-permission') {
-    log.warn('CALLER_AUTH=invoke-permission: a direct invoke without an identity proof may get every configured scope', {
-      callerAuth: config.callerAuth,
-      meaning:
-        'any principal with lambda:InvokeFunction on this function (broad roles have it) gets any token, and its audit lines name no caller; set CALLER_AUTH=grants',
-    });
+    log.warn(
+      'CALLER_AUTH=invoke-permission: a direct invoke without an identity proof may get every configured scope',
+      {
+        callerAuth: config.callerAuth,
+        meaning:
+          'any principal with lambda:InvokeFunction on this function (broad roles have it) gets any token, and its audit lines name no caller; set CALLER_AUTH=grants',
+      },
+    );
   }
   const callers = overrides.callers ?? new IdentityVerifier(clock);
   return { config, broker, clock, log, metrics, callers, parts };

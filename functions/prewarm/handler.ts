@@ -2,8 +2,9 @@
  * Lambda entry point of the scheduled prewarm function (see functions/lib/prewarm-handler.ts). Loading this module
  * is the init phase: the container's runtime is built here, once.
  */
-import { createRuntime, loggerFromEnv } from '../lib/runtime';
+
 import { createPrewarmHandler } from '../lib/prewarm-handler';
+import { createRuntime, loggerFromEnv } from '../lib/runtime';
 
 export const handler = createPrewarmHandler(
   () => createRuntime(process.env),

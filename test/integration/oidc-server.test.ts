@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { startOidcServer, type OidcServer } from '../support/oidc-server';
+import { type OidcServer, startOidcServer } from '../support/oidc-server';
 
 async function requestToken(server: OidcServer, form: Record<string, string>, headers: Record<string, string> = {}) {
   const response = await fetch(server.tokenUrl, {
@@ -17,12 +17,17 @@ describe('oidc-provider test server (client_credentials)', () => {
   beforeAll(async () => {
     server = await startOidcServer({ accessTokenTtlSec: 120 });
   });
-  afterAll(async () => { await server?.stop(); });
+  afterAll(async () => {
+    await server?.stop();
+  });
 
   it('issues a Bearer token with the configured expires_in and the requested scope, and counts the request', async () => {
     const before = server.tokenRequests();
     const { status, body } = await requestToken(server, {
-      grant_type: 'client_credentials', client_id: server.clientId, client_secret: server.clientSecret, scope: server.scopes.join(' '),
+      grant_type: 'client_credentials',
+      client_id: server.clientId,
+      client_secret: server.clientSecret,
+      scope: server.scopes.join(' '),
     });
     expect(status).toBe(200);
     expect(body).toEqual({
@@ -35,8 +40,14 @@ describe('oidc-provider test server (client_credentials)', () => {
   });
 
   it('accepts the same client credentials via HTTP Basic auth', async () => {
-    const basic = Buffer.from(`${encodeURIComponent(server.clientId)}:${encodeURIComponent(server.clientSecret)}`).toString('base64');
-    const { status, body } = await requestToken(server, { grant_type: 'client_credentials', scope: 'limitrail.usage.read' }, { authorization: `Basic ${basic}` });
+    const basic = Buffer.from(
+      `${encodeURIComponent(server.clientId)}:${encodeURIComponent(server.clientSecret)}`,
+    ).toString('base64');
+    const { status, body } = await requestToken(
+      server,
+      { grant_type: 'client_credentials', scope: 'limitrail.usage.read' },
+      { authorization: `Basic ${basic}` },
+    );
     expect(status).toBe(200);
     expect(body.scope).toBe('limitrail.usage.read');
   });
@@ -44,7 +55,10 @@ describe('oidc-provider test server (client_credentials)', () => {
   it('rejects a wrong client secret with 401 invalid_client, still counting the request', async () => {
     const before = server.tokenRequests();
     const { status, body } = await requestToken(server, {
-      grant_type: 'client_credentials', client_id: server.clientId, client_secret: `${server.clientSecret}x`, scope: 'limitrail.usage.read',
+      grant_type: 'client_credentials',
+      client_id: server.clientId,
+      client_secret: `${server.clientSecret}x`,
+      scope: 'limitrail.usage.read',
     });
     expect(status).toBe(401);
     expect(body.error).toBe('invalid_client');

@@ -3,18 +3,31 @@
  * that would be deployed. Runs fully offline: dummy credentials, and every AWS endpoint pointed at a closed
  * loopback port, so any call to AWS fails the packaging (and this test) instead of leaving the machine.
  */
-import { createRequire } from 'node:module';
+
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-import { ENV } from '../../functions/lib/shared/env-names';
-import { METRIC_FAMILIES, METRIC_NAMES, METRICS_DIMENSION, METRICS_NAMESPACE, type MetricName, Metrics } from '../../functions/lib/shared/metrics';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table-schema';
 import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
+import { ENV } from '../../functions/lib/shared/env-names';
+import {
+  METRIC_FAMILIES,
+  METRIC_NAMES,
+  METRICS_DIMENSION,
+  METRICS_NAMESPACE,
+  type MetricName,
+  Metrics,
+} from '../../functions/lib/shared/metrics';
 import { captureLogLines, stopCapturing } from '../support/log-capture';
-import { packageStage, ROOT, type CfnResource as Resource, type Json, type PackagedStage } from '../support/packaged-stack';
+import {
+  type Json,
+  type PackagedStage,
+  packageStage,
+  type CfnResource as Resource,
+  ROOT,
+} from '../support/packaged-stack';
 
 interface Statement {
   Sid?: string;
@@ -29,7 +42,11 @@ interface Statement {
  * IAM actions of one AWS service that functions/ calls: every `XxxCommand` imported from its SDK client becomes
  * `service:Xxx`. Keeps the role's actions equal to what the code does, as the code changes.
  */
-const SDK_PACKAGES: Record<string, string> = { dynamodb: 'client-dynamodb', kms: 'client-kms', secretsmanager: 'client-secrets-manager' };
+const SDK_PACKAGES: Record<string, string> = {
+  dynamodb: 'client-dynamodb',
+  kms: 'client-kms',
+  secretsmanager: 'client-secrets-manager',
+};
 const actionsTheCodeCalls = async (service: string): Promise<string[]> => {
   const { readdir } = await import('node:fs/promises');
   const files = (await readdir(join(ROOT, 'functions'), { recursive: true })).filter((f) => f.endsWith('.ts'));
@@ -93,7 +110,12 @@ const devOnlyInputs = (inputs: string[], packages: LockPackages): string[] =>
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 
 /** The EMF line the broker's Metrics writes for one count of `name` in function `fn` (Powertools, on stdout). */
-const emfOf = (name: MetricName, fn: string): { _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] } } & Json => {
+const emfOf = (
+  name: MetricName,
+  fn: string,
+): {
+  _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] };
+} & Json => {
   const lines = captureLogLines([]);
   try {
     const metrics = new Metrics(fn);
@@ -110,7 +132,9 @@ const emfOf = (name: MetricName, fn: string): { _aws: { CloudWatchMetrics: { Nam
 const expectEmitted = (namespace: string, name: string, dimensions: Json, where: string) => {
   expect(namespace, where).toBe(METRICS_NAMESPACE);
   const [family] = name.split('.');
-  const listed = (METRIC_NAMES as readonly string[]).includes(name) || (name.includes('.') && (METRIC_FAMILIES as readonly string[]).includes(family!));
+  const listed =
+    (METRIC_NAMES as readonly string[]).includes(name) ||
+    (name.includes('.') && (METRIC_FAMILIES as readonly string[]).includes(family!));
   expect(listed, `${where}: ${name} is not a metric the code emits (functions/lib/shared/metrics.ts)`).toBe(true);
   expect(Object.keys(dimensions), where).toEqual([METRICS_DIMENSION]);
   const fn = dimensions[METRICS_DIMENSION] as string;
@@ -118,7 +142,10 @@ const expectEmitted = (namespace: string, name: string, dimensions: Json, where:
   const [directive] = emf._aws.CloudWatchMetrics;
   expect(directive!.Namespace, where).toBe(namespace);
   expect(directive!.Dimensions, where).toEqual([[METRICS_DIMENSION]]);
-  expect(directive!.Metrics.map((m) => m.Name), where).toContain(name);
+  expect(
+    directive!.Metrics.map((m) => m.Name),
+    where,
+  ).toContain(name);
   expect(emf[METRICS_DIMENSION], where).toBe(fn);
 };
 
@@ -137,7 +164,10 @@ const dashboardWidgets = (dashboard: Resource): Widget[] => {
 /** The IAM condition keys on the broker's KMS encryption context (token-cipher.ts), for the stack's own table. */
 const encryptionContextCondition = (): Json =>
   Object.fromEntries(
-    Object.entries(encryptionContextFor('<table>')).map(([k, v]) => [`kms:EncryptionContext:${k}`, v === '<table>' ? { Ref: 'TokenTable' } : v]),
+    Object.entries(encryptionContextFor('<table>')).map(([k, v]) => [
+      `kms:EncryptionContext:${k}`,
+      v === '<table>' ? { Ref: 'TokenTable' } : v,
+    ]),
   );
 
 describe('osls package --stage ci', () => {
@@ -154,18 +184,21 @@ describe('osls package --stage ci', () => {
     return fn;
   };
   const roleStatements = (roleName?: string): Statement[] =>
-    resourcesOfType('AWS::IAM::Role').filter(([name]) => roleName === undefined || name === roleName).flatMap(([, role]) =>
-      ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
-        (p) => p.PolicyDocument.Statement,
-      ),
-    );
+    resourcesOfType('AWS::IAM::Role')
+      .filter(([name]) => roleName === undefined || name === roleName)
+      .flatMap(([, role]) =>
+        ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
+          (p) => p.PolicyDocument.Statement,
+        ),
+      );
 
   beforeAll(async () => {
     packaged = await packageStage('ci');
     template = packaged.template;
     const { dir, state } = packaged;
     // The state records where `osls deploy` will look for the zip (.serverless/); it is in the package dir now.
-    const zipOf = async (fn: string) => zipEntries(await readFile(join(dir, basename(state.service.functions[fn]!.package.artifact))));
+    const zipOf = async (fn: string) =>
+      zipEntries(await readFile(join(dir, basename(state.service.functions[fn]!.package.artifact))));
     zipNames = await zipOf('token');
     prewarmZipNames = await zipOf('prewarm');
   }, 120_000);
@@ -188,11 +221,17 @@ describe('osls package --stage ci', () => {
 
   it('bundles no input of a devDependency-only package, @cloud-copilot/ (AGPL-3.0) above all (dist/*/meta.json)', async () => {
     const { statSync } = await import('node:fs');
-    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages }).packages;
+    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages })
+      .packages;
     for (const fn of ['token', 'prewarm']) {
-      const meta = JSON.parse(await readFile(join(ROOT, 'dist', fn, 'meta.json'), 'utf8')) as { inputs: Json; outputs: Record<string, { bytes: number }> };
+      const meta = JSON.parse(await readFile(join(ROOT, 'dist', fn, 'meta.json'), 'utf8')) as {
+        inputs: Json;
+        outputs: Record<string, { bytes: number }>;
+      };
       // The metafile is the one of the bundle that ships: written by the same build.
-      expect(meta.outputs[`dist/${fn}/handler.js`]?.bytes, fn).toBe(statSync(join(ROOT, 'dist', fn, 'handler.js')).size);
+      expect(meta.outputs[`dist/${fn}/handler.js`]?.bytes, fn).toBe(
+        statSync(join(ROOT, 'dist', fn, 'handler.js')).size,
+      );
       const inputs = Object.keys(meta.inputs);
       expect(inputs.filter((i) => i.includes('node_modules/')).length, fn).toBeGreaterThan(100);
       expect(devOnlyInputs(inputs, packages), fn).toEqual([]);
@@ -200,7 +239,8 @@ describe('osls package --stage ci', () => {
   });
 
   it('would name an evaluator or other devDependency-only file in a bundle (the check above can fail)', async () => {
-    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages }).packages;
+    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages })
+      .packages;
     expect(packages['node_modules/esbuild']?.dev).toBe(true);
     expect(
       devOnlyInputs(
@@ -234,7 +274,9 @@ describe('osls package --stage ci', () => {
     expect(rule.Properties.ScheduleExpression).toBe('rate(5 minutes)');
     expect(JSON.stringify(rule.Properties.Targets)).toContain('PrewarmLambdaFunction');
     expect(JSON.stringify(rule.Properties.Targets)).not.toContain('TokenLambdaFunction');
-    const eventPermissions = resourcesOfType('AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === 'events.amazonaws.com');
+    const eventPermissions = resourcesOfType('AWS::Lambda::Permission').filter(
+      ([, p]) => p.Properties.Principal === 'events.amazonaws.com',
+    );
     expect(eventPermissions.map(([, p]) => JSON.stringify(p.Properties.FunctionName))).toEqual([
       expect.stringContaining('PrewarmLambdaFunction'),
     ]);
@@ -244,7 +286,10 @@ describe('osls package --stage ci', () => {
     const { loadConfig } = await import('../../functions/lib/config');
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const config = loadConfig({ ...env, [ENV.tableName]: 'table', [ENV.kmsKeyId]: 'key' } as Record<string, string>);
-    expect(config.clients.get('limitrail')!.prewarm).toEqual([['limitrail.usage.write'], ['limitrail.usage.read', 'limitrail.usage.write']]);
+    expect(config.clients.get('limitrail')!.prewarm).toEqual([
+      ['limitrail.usage.write'],
+      ['limitrail.usage.read', 'limitrail.usage.write'],
+    ]);
   });
 
   it('keys the table on TABLE_PARTITION_KEY and expires items by TABLE_TTL_ATTRIBUTE', () => {
@@ -282,12 +327,19 @@ describe('osls package --stage ci', () => {
     const roles = Object.fromEntries(resourcesOfType('AWS::IAM::Role'));
     expect(Object.keys(roles).sort()).toEqual(['PrewarmFunctionRole', 'TokenFunctionRole']);
     expect(tokenFunction().Properties.Role).toEqual({ 'Fn::GetAtt': ['TokenFunctionRole', 'Arn'] });
-    expect(template.Resources.PrewarmLambdaFunction!.Properties.Role).toEqual({ 'Fn::GetAtt': ['PrewarmFunctionRole', 'Arn'] });
-    for (const [name, fn] of [['TokenFunctionRole', 'token'], ['PrewarmFunctionRole', 'prewarm']] as const) {
+    expect(template.Resources.PrewarmLambdaFunction!.Properties.Role).toEqual({
+      'Fn::GetAtt': ['PrewarmFunctionRole', 'Arn'],
+    });
+    for (const [name, fn] of [
+      ['TokenFunctionRole', 'token'],
+      ['PrewarmFunctionRole', 'prewarm'],
+    ] as const) {
       const statements = roleStatements(name);
       const resources = statements.flatMap((s) => asArray(s.Resource)).map((r) => JSON.stringify(r));
       expect(resources).toEqual([
-        JSON.stringify({ 'Fn::Sub': `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/limitrail-token-broker-ci-${fn}:*` }),
+        JSON.stringify({
+          'Fn::Sub': `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/limitrail-token-broker-ci-${fn}:*`,
+        }),
         JSON.stringify({ 'Fn::GetAtt': ['TokenTable', 'Arn'] }),
         expect.stringContaining('secretsmanager'),
         expect.stringContaining('"TokenKmsKey","Arn"'),
@@ -307,21 +359,29 @@ describe('osls package --stage ci', () => {
   it('lets the functions read exactly the secrets named in BROKER_CLIENTS, and nothing else', async () => {
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
     const clients = JSON.parse(env[ENV.clients]!) as Record<string, { secretId: string }>;
-    const secretStatements = roleStatements().filter((s) => asArray(s.Action).some((a) => a.startsWith('secretsmanager:')));
-    expect([...new Set(secretStatements.flatMap((s) => asArray(s.Action)))]).toEqual(await actionsTheCodeCalls('secretsmanager'));
+    const secretStatements = roleStatements().filter((s) =>
+      asArray(s.Action).some((a) => a.startsWith('secretsmanager:')),
+    );
+    expect([...new Set(secretStatements.flatMap((s) => asArray(s.Action)))]).toEqual(
+      await actionsTheCodeCalls('secretsmanager'),
+    );
     for (const statement of secretStatements) {
       // A name gets its exact ARN pattern; a secret given as an ARN is used as is.
-      const [condition, asArn, byName] = (statement.Resource as { 'Fn::If': [string, string, { 'Fn::Sub': string }] })['Fn::If'];
+      const [condition, asArn, byName] = (statement.Resource as { 'Fn::If': [string, string, { 'Fn::Sub': string }] })[
+        'Fn::If'
+      ];
       expect(condition).toBe('LimitrailSecretIsArn');
       const secretIds = Object.values(clients).map((c) => c.secretId);
       expect([asArn]).toEqual(secretIds);
       expect([byName['Fn::Sub']]).toEqual(
-        secretIds.map((id) => `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}-??????`),
+        secretIds.map(
+          (id) => `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}-??????`,
+        ),
       );
     }
   });
 
-  it('scopes table and key permissions to the stack\'s own table and key, with exactly the actions the code calls', async () => {
+  it("scopes table and key permissions to the stack's own table and key, with exactly the actions the code calls", async () => {
     const statements = roleStatements();
     const dynamo = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('dynamodb:')));
     expect(dynamo.flatMap((s) => asArray(s.Resource))).toEqual([
@@ -338,16 +398,20 @@ describe('osls package --stage ci', () => {
     }
   });
 
-  it('creates a key whose policy lets only the two function roles use it, with the broker\'s encryption context', () => {
+  it("creates a key whose policy lets only the two function roles use it, with the broker's encryption context", () => {
     const keys = resourcesOfType('AWS::KMS::Key');
     expect(keys).toHaveLength(1);
     const [, key] = keys[0]!;
     const roleNames = resourcesOfType('AWS::IAM::Role').map(([, role]) => role.Properties.RoleName as string);
     const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
-    const users = statements.filter((s) => asArray(s.Action).some((a) => a === 'kms:Decrypt' || a === 'kms:GenerateDataKey'));
+    const users = statements.filter((s) =>
+      asArray(s.Action).some((a) => a === 'kms:Decrypt' || a === 'kms:GenerateDataKey'),
+    );
     expect(users).toHaveLength(1);
     const condition = users[0]!.Condition as { ArnEquals: Record<string, { 'Fn::Sub': string }[]>; StringEquals: Json };
-    expect(condition.ArnEquals['aws:PrincipalArn']!.map((a) => a['Fn::Sub'].split(':role/')[1]).sort()).toEqual(roleNames.sort());
+    expect(condition.ArnEquals['aws:PrincipalArn']!.map((a) => a['Fn::Sub'].split(':role/')[1]).sort()).toEqual(
+      roleNames.sort(),
+    );
     expect(condition.StringEquals).toEqual(encryptionContextCondition());
     for (const s of statements) {
       expect(JSON.stringify(s.Principal)).not.toBe('"*"');
@@ -364,13 +428,21 @@ describe('osls package --stage ci', () => {
     for (const action of actions) expect(action).toMatch(/^kms:[A-Za-z]+$/);
     expect(actions).not.toContain('kms:CreateGrant');
     // Only the functions' statement (checked above) uses the key.
-    const uses = /^kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey|GenerateMac|VerifyMac|Sign|Verify|DeriveSharedSecret)/;
-    expect(statements.filter((s) => asArray(s.Action).some((a) => uses.test(a))).map((s) => s.Sid)).toEqual(['BrokerFunctionsUseKey']);
+    const uses =
+      /^kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey|GenerateMac|VerifyMac|Sign|Verify|DeriveSharedSecret)/;
+    expect(statements.filter((s) => asArray(s.Action).some((a) => uses.test(a))).map((s) => s.Sid)).toEqual([
+      'BrokerFunctionsUseKey',
+    ]);
     // Key policy changes: one statement, the account root (AWS's lockout safety check needs whoever deploys to be
     // allowed), held to the deploy role when the stage names one; no Deny anywhere that could lock it out.
     const policyChanges = statements.filter((s) => asArray(s.Action).includes('kms:PutKeyPolicy'));
     expect(policyChanges).toHaveLength(1);
-    expect(policyChanges[0]).toMatchObject({ Effect: 'Allow', Action: 'kms:PutKeyPolicy', Principal: accountRoot, Resource: '*' });
+    expect(policyChanges[0]).toMatchObject({
+      Effect: 'Allow',
+      Action: 'kms:PutKeyPolicy',
+      Principal: accountRoot,
+      Resource: '*',
+    });
     // The ci stage names its deploy role (serverless.yml tokenKeyAdminRoleArn): only that role may change the policy.
     const deployRole = 'arn:aws:iam::111111111111:role/platform-deploy';
     expect(policyChanges[0]!.Condition).toEqual({
@@ -383,7 +455,10 @@ describe('osls package --stage ci', () => {
   it('serves the token function on a Function URL with AuthType AWS_IAM', () => {
     const urls = resourcesOfType('AWS::Lambda::Url');
     expect(urls).toHaveLength(1);
-    expect(urls[0]![1].Properties).toEqual({ AuthType: 'AWS_IAM', TargetFunctionArn: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] } });
+    expect(urls[0]![1].Properties).toEqual({
+      AuthType: 'AWS_IAM',
+      TargetFunctionArn: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] },
+    });
   });
 
   it('lets exactly the configured principals invoke the token function, directly or through its URL', () => {
@@ -391,8 +466,12 @@ describe('osls package --stage ci', () => {
       .map(([, p]) => p.Properties)
       .filter((p) => JSON.stringify(p.FunctionName).includes('TokenLambdaFunction'));
     const who = (p: Json) => (p.PrincipalOrgID as string | undefined) ?? (p.Principal as string);
-    const direct = permissions.filter((p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl === undefined);
-    const viaUrl = permissions.filter((p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl !== undefined);
+    const direct = permissions.filter(
+      (p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl === undefined,
+    );
+    const viaUrl = permissions.filter(
+      (p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl !== undefined,
+    );
     const url = permissions.filter((p) => p.Action === 'lambda:InvokeFunctionUrl');
     expect(permissions.length).toBe(direct.length + viaUrl.length + url.length);
     // The ci stage's invokePrincipals (serverless.yml).
@@ -401,7 +480,9 @@ describe('osls package --stage ci', () => {
     // The principals of the BROKER_CALLERS grants the function gets, each once with each of the two
     // permissions AWS requires for a Function URL call.
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
-    const granted = [...new Set((JSON.parse(env[ENV.callers]!) as { principal: string }[]).map((g) => g.principal))].sort();
+    const granted = [
+      ...new Set((JSON.parse(env[ENV.callers]!) as { principal: string }[]).map((g) => g.principal)),
+    ].sort();
     expect(granted.length).toBeGreaterThan(0);
     expect(url.map(who).sort()).toEqual(granted);
     expect(viaUrl.map(who).sort()).toEqual(granted);
@@ -421,7 +502,7 @@ describe('osls package --stage ci', () => {
     expect(principals.filter((p) => p.startsWith('o-'))).toEqual([]);
   });
 
-  it('binds identity proofs to the token function\'s own name by default', () => {
+  it("binds identity proofs to the token function's own name by default", () => {
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
     expect(env[ENV.callerProofAudience]).toBe('limitrail-token-broker-ci-token');
     expect(env[ENV.callerProofAudience]).toBe(tokenFunction().Properties.FunctionName);
@@ -429,10 +510,14 @@ describe('osls package --stage ci', () => {
 
   it('alarms on errors, throttles and duration of both functions, and on upstream failures and stale answers', () => {
     const alarms = resourcesOfType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
-    const watched = alarms.map((a) => `${a.Namespace as string}/${a.MetricName as string}/${JSON.stringify(a.Dimensions)}`);
+    const watched = alarms.map(
+      (a) => `${a.Namespace as string}/${a.MetricName as string}/${JSON.stringify(a.Dimensions)}`,
+    );
     for (const fn of ['token', 'prewarm']) {
       for (const metric of ['Errors', 'Throttles', 'Duration']) {
-        expect(watched).toContain(`AWS/Lambda/${metric}/${JSON.stringify([{ Name: 'FunctionName', Value: `limitrail-token-broker-ci-${fn}` }])}`);
+        expect(watched).toContain(
+          `AWS/Lambda/${metric}/${JSON.stringify([{ Name: 'FunctionName', Value: `limitrail-token-broker-ci-${fn}` }])}`,
+        );
       }
     }
     const own = alarms.filter((a) => a.Namespace === 'LimitrailTokenBroker').map((a) => a.MetricName);
@@ -440,13 +525,16 @@ describe('osls package --stage ci', () => {
     // Every alarm on the broker's own metrics watches one the code emits, with the dimensions its EMF lines carry.
     const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
     for (const a of alarms.filter((alarm) => alarm.Namespace !== 'AWS/Lambda')) {
-      const dimensions = Object.fromEntries((a.Dimensions as { Name: string; Value: string }[]).map((d) => [d.Name, d.Value]));
+      const dimensions = Object.fromEntries(
+        (a.Dimensions as { Name: string; Value: string }[]).map((d) => [d.Name, d.Value]),
+      );
       expect(functionNames).toContain(dimensions[METRICS_DIMENSION]);
       expectEmitted(a.Namespace as string, a.MetricName as string, dimensions, `alarm ${a.AlarmDescription as string}`);
     }
     const duration = alarms.find((a) => a.MetricName === 'Duration')!;
     expect(duration.Threshold).toBeLessThan((tokenFunction().Properties.Timeout as number) * 1000);
-    for (const a of alarms) expect(JSON.stringify(a.AlarmActions)).toContain('arn:aws:sns:eu-west-1:111111111111:platform-alarms');
+    for (const a of alarms)
+      expect(JSON.stringify(a.AlarmActions)).toContain('arn:aws:sns:eu-west-1:111111111111:platform-alarms');
   });
 
   it('has one dashboard for the stage, with a widget for each thing the runbook looks at', () => {
@@ -478,10 +566,14 @@ describe('osls package --stage ci', () => {
   it('shows every alarm of the stack on the dashboard', () => {
     const widgets = dashboardWidgets(resourcesOfType('AWS::CloudWatch::Dashboard')[0]![1]);
     const shown = widgets.filter((w) => w.type === 'alarm').flatMap((w) => w.properties.alarms ?? []);
-    expect(shown.sort()).toEqual(resourcesOfType('AWS::CloudWatch::Alarm').map(([id]) => `arn-of:${id}`).sort());
+    expect(shown.sort()).toEqual(
+      resourcesOfType('AWS::CloudWatch::Alarm')
+        .map(([id]) => `arn-of:${id}`)
+        .sort(),
+    );
   });
 
-  it('plots only metrics the code emits, with the dimensions its EMF lines carry, and the functions\' own', () => {
+  it("plots only metrics the code emits, with the dimensions its EMF lines carry, and the functions' own", () => {
     const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
     const widgets = dashboardWidgets(resourcesOfType('AWS::CloudWatch::Dashboard')[0]![1]);
     const plotted = new Set<string>();
@@ -494,7 +586,10 @@ describe('osls package --stage ci', () => {
         if (entry.length === 1 && typeof entry[0] === 'object' && entry[0] !== null && 'expression' in entry[0]) {
           const { expression } = entry[0] as { expression: string };
           // A search for every <family>.<reason> metric of one function, without the family's total.
-          const search = /^SEARCH\('\{(\w+),(\w+)\} FunctionName="([\w-]+)" MetricName=(\w+) NOT MetricName="(\w+)"', 'Sum', 300\)$/.exec(expression);
+          const search =
+            /^SEARCH\('\{(\w+),(\w+)\} FunctionName="([\w-]+)" MetricName=(\w+) NOT MetricName="(\w+)"', 'Sum', 300\)$/.exec(
+              expression,
+            );
           expect(search, `${where}: ${expression}`).not.toBeNull();
           const [, namespace, dimension, fn, familyName, total] = search!;
           expect(functionNames, where).toContain(fn);
@@ -505,7 +600,10 @@ describe('osls package --stage ci', () => {
           continue;
         }
         const [namespace, name, dimension, fn, ...rest] = entry as string[];
-        expect(rest.every((r) => typeof r === 'object'), `${where}: ${JSON.stringify(entry)} has one dimension`).toBe(true);
+        expect(
+          rest.every((r) => typeof r === 'object'),
+          `${where}: ${JSON.stringify(entry)} has one dimension`,
+        ).toBe(true);
         expect(functionNames, where).toContain(fn);
         if (namespace === 'AWS/Lambda') expect(['Errors', 'Throttles', 'Duration'], where).toContain(name);
         else expectEmitted(namespace!, name!, { [dimension!]: fn }, where);
@@ -513,9 +611,26 @@ describe('osls package --stage ci', () => {
       }
     }
     expect([...plotted]).toEqual(
-      expect.arrayContaining(['MemoryHits', 'TableHits', 'EndpointFetches', 'UpstreamRequests', 'UpstreamLatency', 'UpstreamErrors', 'UpstreamError.*']),
+      expect.arrayContaining([
+        'MemoryHits',
+        'TableHits',
+        'EndpointFetches',
+        'UpstreamRequests',
+        'UpstreamLatency',
+        'UpstreamErrors',
+        'UpstreamError.*',
+      ]),
     );
-    expect([...plotted]).toEqual(expect.arrayContaining(['LeaseWaits', 'StaleAnswers', 'Refusals', 'IdentityVerifications', 'IdentityCacheHits', 'IdentityFailures']));
+    expect([...plotted]).toEqual(
+      expect.arrayContaining([
+        'LeaseWaits',
+        'StaleAnswers',
+        'Refusals',
+        'IdentityVerifications',
+        'IdentityCacheHits',
+        'IdentityFailures',
+      ]),
+    );
     expect([...plotted]).toEqual(expect.arrayContaining(['UnusableItems', 'Errors', 'Throttles', 'Duration']));
     // Logs Insights widgets read the functions' own log groups.
     for (const widget of widgets.filter((w) => w.type === 'log')) {
@@ -532,12 +647,16 @@ describe('osls package --stage ci', () => {
 
 /** infra/caller-access.cjs on its own, with stage parameters other than the ci stage's (no osls run needed). */
 describe('infra/caller-access.cjs', () => {
-  type CallerAccess = (ctx: { resolveVariable: (name: string) => Promise<string> }) => Promise<{ Resources: Record<string, Resource> }>;
+  type CallerAccess = (ctx: {
+    resolveVariable: (name: string) => Promise<string>;
+  }) => Promise<{ Resources: Record<string, Resource> }>;
   const callerAccess = createRequire(import.meta.url)('../../infra/caller-access.cjs') as CallerAccess;
   const render = (params: Record<string, string>) =>
     callerAccess({
       resolveVariable: async (name) => {
-        const value = { callerAuth: 'grants', invokePrincipals: '[]', brokerCallers: '[]', ...params }[name.replace(/^param:/, '')];
+        const value = { callerAuth: 'grants', invokePrincipals: '[]', brokerCallers: '[]', ...params }[
+          name.replace(/^param:/, '')
+        ];
         if (value === undefined) throw new Error(`unexpected variable ${name}`);
         return value;
       },
@@ -553,7 +672,11 @@ describe('infra/caller-access.cjs', () => {
   it('grants an organization both Function URL permissions by PrincipalOrgID in invoke-permission mode', async () => {
     const { Resources } = await render({ callerAuth: 'invoke-permission', brokerCallers: orgGrant });
     const permissions = Object.values(Resources).map((r) => r.Properties);
-    const common = { FunctionName: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] }, Principal: '*', PrincipalOrgID: 'o-a1b2c3d4e5' };
+    const common = {
+      FunctionName: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] },
+      Principal: '*',
+      PrincipalOrgID: 'o-a1b2c3d4e5',
+    };
     expect(permissions.sort((a, b) => String(a.Action).localeCompare(String(b.Action)))).toEqual([
       { Action: 'lambda:InvokeFunction', InvokedViaFunctionUrl: true, ...common },
       { Action: 'lambda:InvokeFunctionUrl', FunctionUrlAuthType: 'AWS_IAM', ...common },
@@ -561,13 +684,16 @@ describe('infra/caller-access.cjs', () => {
   });
 
   it('refuses a callerAuth mode the broker does not know', async () => {
-    await expect(render({ callerAuth: 'grant' })).rejects.toThrow('parameter callerAuth "grant" must be one of grants, invoke-permission');
+    await expect(render({ callerAuth: 'grant' })).rejects.toThrow(
+      'parameter callerAuth "grant" must be one of grants, invoke-permission',
+    );
   });
 
   it('names each permission after its principal and kind, the same on every run', async () => {
     const params = {
       invokePrincipals: '["arn:aws:iam::111111111111:role/billing-service"]',
-      brokerCallers: '[{"principal":"arn:aws:iam::111111111111:role/billing-service","client":"limitrail","scopes":["limitrail.usage.read"]}]',
+      brokerCallers:
+        '[{"principal":"arn:aws:iam::111111111111:role/billing-service","client":"limitrail","scopes":["limitrail.usage.read"]}]',
     };
     const first = Object.keys((await render(params)).Resources);
     expect(first).toHaveLength(3);

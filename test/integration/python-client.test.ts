@@ -1,9 +1,15 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CALLER_REGION, FUNCTION_NAME, UNGRANTED_SCOPE, startCallerStack, type CallerStack } from '../support/caller-stack';
+import {
+  CALLER_REGION,
+  type CallerStack,
+  FUNCTION_NAME,
+  startCallerStack,
+  UNGRANTED_SCOPE,
+} from '../support/caller-stack';
 
 /**
  * The Python caller package (clients/python, module limitrail_token_broker) against the real local stack: this file
@@ -24,7 +30,10 @@ const PYTHON_TESTS_DIR = 'clients/python/tests';
 const definedPythonTests = (): number =>
   readdirSync(PYTHON_TESTS_DIR)
     .filter((name) => /^test_.*\.py$/.test(name))
-    .reduce((sum, name) => sum + (readFileSync(`${PYTHON_TESTS_DIR}/${name}`, 'utf8').match(/^def test_/gm)?.length ?? 0), 0);
+    .reduce(
+      (sum, name) => sum + (readFileSync(`${PYTHON_TESTS_DIR}/${name}`, 'utf8').match(/^def test_/gm)?.length ?? 0),
+      0,
+    );
 
 /** The count of tests passed in pytest's summary ("36 passed in 9.1s"), 0 when it has none. */
 const passedCount = (output: string): number => Number(/\b(\d+) passed\b/.exec(output)?.[1] ?? 0);
@@ -40,24 +49,30 @@ const readJson = (req: import('node:http').IncomingMessage): Promise<Record<stri
 
 const startControl = async (): Promise<void> => {
   control = createServer((req, res) => {
-    void readJson(req).then((body) => {
-      if (req.method === 'GET' && req.url === '/stats') {
-        const { total, forced, url } = stack.invocations();
+    void readJson(req)
+      .then((body) => {
+        if (req.method === 'GET' && req.url === '/stats') {
+          const { total, forced, url } = stack.invocations();
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return void res.end(
+            JSON.stringify({ invocations: total, forced, url, upstream: stack.upstream(), sts: stack.sts.calls() }),
+          );
+        }
+        if (req.method === 'POST' && req.url === '/endpoint-faults') {
+          const status = body.status ?? 503;
+          stack.broker.sandbox.queueFaults(
+            ...Array.from({ length: body.count ?? 1 }, () => ({ status, body: '{"title":"down"}' })),
+          );
+        } else if (req.method === 'POST' && req.url === '/function-errors') {
+          stack.queueFunctionErrors(body.count ?? 1);
+        } else {
+          res.writeHead(404);
+          return void res.end();
+        }
         res.writeHead(200, { 'content-type': 'application/json' });
-        return void res.end(JSON.stringify({ invocations: total, forced, url, upstream: stack.upstream(), sts: stack.sts.calls() }));
-      }
-      if (req.method === 'POST' && req.url === '/endpoint-faults') {
-        const status = body.status ?? 503;
-        stack.broker.sandbox.queueFaults(...Array.from({ length: body.count ?? 1 }, () => ({ status, body: '{"title":"down"}' })));
-      } else if (req.method === 'POST' && req.url === '/function-errors') {
-        stack.queueFunctionErrors(body.count ?? 1);
-      } else {
-        res.writeHead(404);
-        return void res.end();
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{}');
-    }).catch(() => res.destroy());
+        res.end('{}');
+      })
+      .catch(() => res.destroy());
   });
   await new Promise<void>((ready) => control.listen(0, '127.0.0.1', ready));
   controlUrl = `http://127.0.0.1:${(control.address() as AddressInfo).port}`;
@@ -90,7 +105,10 @@ const pytest = (): Promise<{ code: number | null; output: string }> => {
     PYTHONDONTWRITEBYTECODE: '1',
   });
   return new Promise((resolve, reject) => {
-    const child = spawn('python3', ['-m', 'pytest', 'clients/python/tests', '-q', '-rs', '-p', 'no:cacheprovider'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('python3', ['-m', 'pytest', 'clients/python/tests', '-q', '-rs', '-p', 'no:cacheprovider'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));

@@ -2,17 +2,30 @@ import { createServer } from 'node:net';
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import { DEFAULT_SANDBOX_CLIENT_ID, DEFAULT_SANDBOX_SCOPES, startSandbox, type Sandbox } from '../../local/sandbox';
+import { DEFAULT_SANDBOX_CLIENT_ID, DEFAULT_SANDBOX_SCOPES, type Sandbox, startSandbox } from '../../local/sandbox';
 
 const FORM = 'application/x-www-form-urlencoded';
 
-interface Reply { status: number; headers: Headers; text: string; json: Record<string, unknown> | undefined }
+interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: Record<string, unknown> | undefined;
+}
 
 async function post(url: string, form: Record<string, string>, headers: Record<string, string> = {}): Promise<Reply> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': FORM, ...headers }, body: new URLSearchParams(form) });
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': FORM, ...headers },
+    body: new URLSearchParams(form),
+  });
   const text = await response.text();
   let json: Record<string, unknown> | undefined;
-  try { json = JSON.parse(text) as Record<string, unknown>; } catch { json = undefined; }
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = undefined;
+  }
   return { status: response.status, headers: response.headers, text, json };
 }
 
@@ -28,7 +41,10 @@ describe('LimitRail sandbox token endpoint', () => {
   const issuedTokens: string[] = [];
 
   const credentials = (scope = 'limitrail.usage.read') => ({
-    grant_type: 'client_credentials', client_id: DEFAULT_SANDBOX_CLIENT_ID, client_secret: clientSecret, scope,
+    grant_type: 'client_credentials',
+    client_id: DEFAULT_SANDBOX_CLIENT_ID,
+    client_secret: clientSecret,
+    scope,
   });
   const requestToken = async (form: Record<string, string>, headers?: Record<string, string>) => {
     const reply = await post(sandbox.tokenUrl, form, headers);
@@ -40,8 +56,13 @@ describe('LimitRail sandbox token endpoint', () => {
     sandbox = await startSandbox({ log: (line) => logLines.push(line) });
     clientSecret = sandbox.clients[0]?.clientSecret ?? '';
   });
-  afterAll(async () => { await sandbox?.stop(); });
-  beforeEach(() => { sandbox.resetStats(); sandbox.setDelayMs(0); });
+  afterAll(async () => {
+    await sandbox?.stop();
+  });
+  beforeEach(() => {
+    sandbox.resetStats();
+    sandbox.setDelayMs(0);
+  });
 
   it('binds to 127.0.0.1 and exposes one default client with a random secret and the public scopes', () => {
     expect(sandbox.url).toBe(`http://127.0.0.1:${sandbox.port}`);
@@ -67,7 +88,10 @@ describe('LimitRail sandbox token endpoint', () => {
     expect(decodeJwtPart(header)).toEqual({ alg: 'HS256', typ: 'JWT' });
     const claims = decodeJwtPart(payload);
     expect(claims).toMatchObject({
-      iss: sandbox.url, sub: DEFAULT_SANDBOX_CLIENT_ID, client_id: DEFAULT_SANDBOX_CLIENT_ID, scope: 'limitrail.usage.read limitrail.usage.write',
+      iss: sandbox.url,
+      sub: DEFAULT_SANDBOX_CLIENT_ID,
+      client_id: DEFAULT_SANDBOX_CLIENT_ID,
+      scope: 'limitrail.usage.read limitrail.usage.write',
     });
     expect(Number(claims.exp) - Number(claims.iat)).toBe(3600);
     expect(claims.jti).toEqual(expect.any(String));
@@ -86,7 +110,11 @@ describe('LimitRail sandbox token endpoint', () => {
     for (const reply of [wrongSecret, unknownClient]) {
       expect(reply.status).toBe(401);
       expect(reply.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-      expect(reply.json).toMatchObject({ status: 401, errorCode: 'invalid_client', resourceKey: 'auth.token.invalid_client' });
+      expect(reply.json).toMatchObject({
+        status: 401,
+        errorCode: 'invalid_client',
+        resourceKey: 'auth.token.invalid_client',
+      });
       expect(reply.json?.traceId).toMatch(/^[0-9a-f]{32}$/);
       expect(reply.headers.get('x-trace-id')).toBe(reply.json?.traceId);
     }
@@ -96,7 +124,12 @@ describe('LimitRail sandbox token endpoint', () => {
   it('refuses a scope outside the client allow-list with 400 invalid_scope naming that scope', async () => {
     const reply = await requestToken(credentials('limitrail.usage.read limitrail.admin.write'));
     expect(reply.status).toBe(400);
-    expect(reply.json).toMatchObject({ errorCode: 'invalid_scope', resourceKey: 'auth.token.invalid_scope', field: 'scope', status: 400 });
+    expect(reply.json).toMatchObject({
+      errorCode: 'invalid_scope',
+      resourceKey: 'auth.token.invalid_scope',
+      field: 'scope',
+      status: 400,
+    });
     expect(reply.json?.title).toContain('limitrail.admin.write');
   });
 
@@ -104,7 +137,11 @@ describe('LimitRail sandbox token endpoint', () => {
     const { scope: _scope, ...withoutScope } = credentials();
     const reply = await requestToken(withoutScope);
     expect(reply.status).toBe(400);
-    expect(reply.json).toMatchObject({ errorCode: 'invalid_request', field: 'scope', resourceKey: 'auth.token.invalid_request' });
+    expect(reply.json).toMatchObject({
+      errorCode: 'invalid_request',
+      field: 'scope',
+      resourceKey: 'auth.token.invalid_request',
+    });
   });
 
   it('rejects a grant type other than client_credentials as 400 unsupported_grant_type', async () => {
@@ -120,22 +157,34 @@ describe('LimitRail sandbox token endpoint', () => {
   });
 
   it('accepts client credentials in HTTP Basic auth (form-urlencoded then base64)', async () => {
-    const basic = Buffer.from(`${encodeURIComponent(DEFAULT_SANDBOX_CLIENT_ID)}:${encodeURIComponent(clientSecret)}`).toString('base64');
-    const reply = await requestToken({ grant_type: 'client_credentials', scope: 'limitrail.runtime.read' }, { authorization: `Basic ${basic}` });
+    const basic = Buffer.from(
+      `${encodeURIComponent(DEFAULT_SANDBOX_CLIENT_ID)}:${encodeURIComponent(clientSecret)}`,
+    ).toString('base64');
+    const reply = await requestToken(
+      { grant_type: 'client_credentials', scope: 'limitrail.runtime.read' },
+      { authorization: `Basic ${basic}` },
+    );
     expect(reply.status).toBe(200);
     expect(reply.json?.scope).toBe('limitrail.runtime.read');
   });
 
   it('rejects a wrong Basic secret with 401 invalid_client and a Basic challenge', async () => {
     const basic = Buffer.from(`${DEFAULT_SANDBOX_CLIENT_ID}:wrong`).toString('base64');
-    const reply = await requestToken({ grant_type: 'client_credentials', scope: 'limitrail.runtime.read' }, { authorization: `Basic ${basic}` });
+    const reply = await requestToken(
+      { grant_type: 'client_credentials', scope: 'limitrail.runtime.read' },
+      { authorization: `Basic ${basic}` },
+    );
     expect(reply.status).toBe(401);
     expect(reply.json?.errorCode).toBe('invalid_client');
     expect(reply.headers.get('www-authenticate')).toMatch(/^Basic/);
   });
 
   it('rejects a JSON body as 400 invalid_request', async () => {
-    const response = await fetch(sandbox.tokenUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(credentials()) });
+    const response = await fetch(sandbox.tokenUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(credentials()),
+    });
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ errorCode: 'invalid_request' });
   });
@@ -210,7 +259,9 @@ describe('LimitRail sandbox token endpoint', () => {
 
   it('logs one line per request with client id and scope, never the secret or a token', async () => {
     await requestToken(credentials('limitrail.usage.read'));
-    expect(logLines).toContain(`POST /connect/token 200 client=${DEFAULT_SANDBOX_CLIENT_ID} scope="limitrail.usage.read"`);
+    expect(logLines).toContain(
+      `POST /connect/token 200 client=${DEFAULT_SANDBOX_CLIENT_ID} scope="limitrail.usage.read"`,
+    );
     expect(issuedTokens.length).toBeGreaterThan(5);
     const allLogs = logLines.join('\n');
     expect(allLogs).not.toContain(clientSecret);
@@ -228,7 +279,12 @@ describe('LimitRail sandbox options and lifecycle', () => {
       tokenLifetimeSec: 900,
     });
     try {
-      const form = (clientId: string, secret: string) => ({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret, scope: 'a.read' });
+      const form = (clientId: string, secret: string) => ({
+        grant_type: 'client_credentials',
+        client_id: clientId,
+        client_secret: secret,
+        scope: 'a.read',
+      });
       expect((await post(sandbox.tokenUrl, form('lr_short', 'short-secret'))).json?.expires_in).toBe(60);
       expect((await post(sandbox.tokenUrl, form('lr_long', 'long-secret'))).json?.expires_in).toBe(900);
       expect((await post(sandbox.tokenUrl, form(DEFAULT_SANDBOX_CLIENT_ID, 'long-secret'))).status).toBe(401);

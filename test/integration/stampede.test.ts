@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { seedToken, startBrokerStack, type BrokerStack } from '../support/broker-stack';
-import { startContainer, type Container } from '../support/container';
+import { type BrokerStack, seedToken, startBrokerStack } from '../support/broker-stack';
+import { type Container, startContainer } from '../support/container';
 import { bundleRuntimes } from '../support/node-runtimes';
 
 /**
@@ -24,9 +24,13 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
   const containerLogs: string[] = [];
 
   const containers = async (n: number, env: Record<string, string> = {}, fn = 'token') => {
-    const list = await Promise.all(Array.from({ length: n }, () => startContainer(fn, { ...stack.env, ...env }, { execPath: runtime.execPath })));
+    const list = await Promise.all(
+      Array.from({ length: n }, () => startContainer(fn, { ...stack.env, ...env }, { execPath: runtime.execPath })),
+    );
     started.push(...list);
-    for (const c of list) if (c.nodeVersion !== runtime.version) throw new Error(`a container runs on ${c.nodeVersion}, not ${runtime.version}`);
+    for (const c of list)
+      if (c.nodeVersion !== runtime.version)
+        throw new Error(`a container runs on ${c.nodeVersion}, not ${runtime.version}`);
     return list;
   };
   const invoke = async (c: Container, event: unknown): Promise<Answer> => {
@@ -69,7 +73,15 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
       expect(answers.every((a) => a.token_type === 'Bearer')).toBe(true);
       expect(new Set(answers.map((a) => a.access_token)).size).toBe(1);
       // Leases never reach a caller: the answer is exactly the token answer.
-      for (const a of answers) expect(Object.keys(a).sort()).toEqual(['access_token', 'client', 'expires_at', 'expires_in', 'scope', 'token_type']);
+      for (const a of answers)
+        expect(Object.keys(a).sort()).toEqual([
+          'access_token',
+          'client',
+          'expires_at',
+          'expires_in',
+          'scope',
+          'token_type',
+        ]);
     });
 
     it('lets another container take over after a lease holder dies mid-refresh', async () => {
@@ -77,7 +89,12 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
       const scopes = ['limitrail.usage.read'];
       const before = upstream();
       // The holder's token request hangs; it is killed while waiting for it.
-      stack.sandbox.queueFaults({ status: 200, body: '{}', headers: { 'content-type': 'application/json' }, delayMs: 30_000 });
+      stack.sandbox.queueFaults({
+        status: 200,
+        body: '{}',
+        headers: { 'content-type': 'application/json' },
+        delayMs: 30_000,
+      });
       void invoke(holder!, { scopes });
       await until(() => upstream() - before === 1, "the holder's token request");
       const waiting = others.flatMap((c) => [invoke(c, { scopes }), invoke(c, { scopes })]);
@@ -93,7 +110,11 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
   describe('refresh ahead', () => {
     it('refreshes once past the refresh point while the other requests are served the current token at once', async () => {
       const scopes = ['limitrail.accounts.read'];
-      const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-token-past-refresh-point', ageSec: 3000, lifetimeSec: 3600 });
+      const seeded = await seedToken(stack, scopes, {
+        accessToken: 'seeded-token-past-refresh-point',
+        ageSec: 3000,
+        lifetimeSec: 3600,
+      });
       // A lease longer than the slow endpoint (1.5 s): with this file's 1.5 s lease the holder's lease would end
       // mid-fetch, and a container that reached its refresh point late (a loaded machine) would rightly take it over.
       const fleet = await containers(4, { REFRESH_LEASE_MS: '8000' });
@@ -123,10 +144,19 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
 
     it('keeps serving a valid token while a refresh holder dies, then refreshes after its lease expires', async () => {
       const scopes = ['limitrail.accounts.read', 'limitrail.runtime.read'];
-      const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-token-holder-dies', ageSec: 3000, lifetimeSec: 3600 });
+      const seeded = await seedToken(stack, scopes, {
+        accessToken: 'seeded-token-holder-dies',
+        ageSec: 3000,
+        lifetimeSec: 3600,
+      });
       const [holder, other] = await containers(2);
       const before = upstream();
-      stack.sandbox.queueFaults({ status: 200, body: '{}', headers: { 'content-type': 'application/json' }, delayMs: 30_000 });
+      stack.sandbox.queueFaults({
+        status: 200,
+        body: '{}',
+        headers: { 'content-type': 'application/json' },
+        delayMs: 30_000,
+      });
       void invoke(holder!, { scopes });
       await until(() => upstream() - before === 1, "the holder's refresh");
       await holder!.kill();
@@ -141,8 +171,17 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
 
     it('does not ask again before expiry when the endpoint re-issues the token being refreshed', async () => {
       const scopes = ['limitrail.runtime.read', 'limitrail.usage.read'];
-      const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-token-reissued', ageSec: 3000, lifetimeSec: 3600 });
-      const reissue = JSON.stringify({ access_token: seeded.accessToken, token_type: 'Bearer', expires_in: 600, scope: scopes.join(' ') });
+      const seeded = await seedToken(stack, scopes, {
+        accessToken: 'seeded-token-reissued',
+        ageSec: 3000,
+        lifetimeSec: 3600,
+      });
+      const reissue = JSON.stringify({
+        access_token: seeded.accessToken,
+        token_type: 'Bearer',
+        expires_in: 600,
+        scope: scopes.join(' '),
+      });
       stack.sandbox.queueFaults({ status: 200, body: reissue, headers: { 'content-type': 'application/json' } });
       const before = upstream();
       const [first] = await containers(1);
@@ -168,7 +207,11 @@ describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as cons
             tokenUrl: stack.sandbox.tokenUrl,
             clientId: client.clientId,
             scopes: [...client.scopes, 'limitrail.admin'],
-            prewarm: [['limitrail.usage.write', 'limitrail.runtime.read'], ['limitrail.admin'], ['limitrail.accounts.read', 'limitrail.usage.write']],
+            prewarm: [
+              ['limitrail.usage.write', 'limitrail.runtime.read'],
+              ['limitrail.admin'],
+              ['limitrail.accounts.read', 'limitrail.usage.write'],
+            ],
           },
         }),
       };

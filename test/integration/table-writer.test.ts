@@ -1,12 +1,19 @@
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
-import { DynamoDBClient, PutItemCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
 import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
 import type { RuntimeOverrides } from '../../functions/lib/runtime';
 import { setupLocalAws } from '../../local/aws-setup';
-import { REGION, SECRET_ID, inProcessContainer, seedToken, startBrokerStack, type BrokerStack } from '../support/broker-stack';
+import {
+  type BrokerStack,
+  inProcessContainer,
+  REGION,
+  SECRET_ID,
+  seedToken,
+  startBrokerStack,
+} from '../support/broker-stack';
 
 /**
  * What someone who can write the token table can and cannot do, against real moto_server (DynamoDB, KMS) and the
@@ -24,11 +31,18 @@ let stack: BrokerStack;
 
 type Answer = Record<string, unknown>;
 const upstream = () => stack.sandbox.stats().tokenRequests;
-const keyOf = (scopes: string[]) => cacheKeyFor(stack.sandbox.tokenUrl, stack.sandbox.clients[0]!.clientId, [...scopes].sort());
-const itemOf = async (scopes: string[]) => (await stack.scanTable()).find((i) => i[TABLE_PARTITION_KEY]?.S === keyOf(scopes));
+const keyOf = (scopes: string[]) =>
+  cacheKeyFor(stack.sandbox.tokenUrl, stack.sandbox.clients[0]!.clientId, [...scopes].sort());
+const itemOf = async (scopes: string[]) =>
+  (await stack.scanTable()).find((i) => i[TABLE_PARTITION_KEY]?.S === keyOf(scopes));
 
 /** A cold container; what it logged during the call is returned beside the answer. */
-const coldCall = async (event: unknown, env: Record<string, string> = {}, context = {}, overrides: RuntimeOverrides = {}) => {
+const coldCall = async (
+  event: unknown,
+  env: Record<string, string> = {},
+  context = {},
+  overrides: RuntimeOverrides = {},
+) => {
   const from = logLines.length;
   const answer: Answer = await inProcessContainer({ ...stack.env, ...env }, logLines, overrides, context)(event);
   if (typeof answer.access_token === 'string') handedOut.add(answer.access_token);
@@ -39,7 +53,10 @@ const coldCall = async (event: unknown, env: Record<string, string> = {}, contex
 /** Replaces the key's whole item with `attributes`. */
 const putItem = (scopes: string[], attributes: Record<string, AttributeValue>) =>
   stack.dynamodb.send(
-    new PutItemCommand({ TableName: stack.tableName, Item: { [TABLE_PARTITION_KEY]: { S: keyOf(scopes) }, ...attributes } }),
+    new PutItemCommand({
+      TableName: stack.tableName,
+      Item: { [TABLE_PARTITION_KEY]: { S: keyOf(scopes) }, ...attributes },
+    }),
   );
 
 /** A DynamoDB client for one container that counts the UpdateItem calls (lease takes, token writes) it sends. */
@@ -81,11 +98,15 @@ afterAll(async () => stack?.stop());
 
 describe('a lease cannot be pinned', () => {
   const pin = (scopes: string[]) =>
-    edit(scopes, 'leaseOwner = :owner, leaseUntilEpochMs = :until, expiresAtEpochSec = if_not_exists(expiresAtEpochSec, :ttl)', {
-      ':owner': { S: 'pinned-by-a-table-writer' },
-      ':until': { N: String(Date.now() + 86_400_000) },
-      ':ttl': { N: String(Math.floor(Date.now() / 1000) + 86_400) },
-    });
+    edit(
+      scopes,
+      'leaseOwner = :owner, leaseUntilEpochMs = :until, expiresAtEpochSec = if_not_exists(expiresAtEpochSec, :ttl)',
+      {
+        ':owner': { S: 'pinned-by-a-table-writer' },
+        ':until': { N: String(Date.now() + 86_400_000) },
+        ':ttl': { N: String(Math.floor(Date.now() / 1000) + 86_400) },
+      },
+    );
 
   it('takes over a lease that ends beyond REFRESH_LEASE_MS at once, instead of waiting until its own deadline', async () => {
     const scopes = ['limitrail.usage.write'];
@@ -100,7 +121,11 @@ describe('a lease cannot be pinned', () => {
 
   it('refreshes ahead past a pinned lease instead of staying quiet for as long as it says', async () => {
     const scopes = ['limitrail.accounts.read', 'limitrail.usage.write'];
-    const seeded = await seedToken(stack, scopes, { accessToken: 'seeded-past-refresh-point-pinned', ageSec: 3000, lifetimeSec: 3600 });
+    const seeded = await seedToken(stack, scopes, {
+      accessToken: 'seeded-past-refresh-point-pinned',
+      ageSec: 3000,
+      lifetimeSec: 3600,
+    });
     await pin(scopes);
     const before = upstream();
     const { answer } = await coldCall({ scopes });
@@ -108,7 +133,7 @@ describe('a lease cannot be pinned', () => {
     expect(upstream() - before).toBe(1);
   });
 
-  it('waits out a dead holder\'s lease of REFRESH_LEASE_MS, then takes over and answers', async () => {
+  it("waits out a dead holder's lease of REFRESH_LEASE_MS, then takes over and answers", async () => {
     const scopes = ['limitrail.runtime.read', 'limitrail.usage.write'];
     await edit(scopes, 'leaseOwner = :owner, leaseUntilEpochMs = :until', {
       ':owner': { S: 'a-holder-that-died' },
@@ -127,7 +152,9 @@ describe('a lease cannot be pinned', () => {
       leaseUntilEpochMs: { S: String(Date.now() + 86_400_000) },
     });
     const before = upstream();
-    const calls = await Promise.all(Array.from({ length: 3 }, () => coldCall({ scopes }, {}, { getRemainingTimeInMillis: () => 3_000 })));
+    const calls = await Promise.all(
+      Array.from({ length: 3 }, () => coldCall({ scopes }, {}, { getRemainingTimeInMillis: () => 3_000 })),
+    );
     for (const { answer, metrics } of calls) {
       expect(answer.token_type).toBe('Bearer');
       expect(metrics).not.toHaveProperty('TableBypass'); // the table was used, not treated as down
@@ -146,9 +173,12 @@ describe('a lease cannot be pinned', () => {
     const ddb = countingDynamoDb();
     const before = upstream();
     const startedAtMs = Date.now();
-    const { answer, metrics } = await coldCall({ scopes }, {}, { getRemainingTimeInMillis: () => 3_000 }, { dynamodb: ddb.client }).finally(() =>
-      ddb.client.destroy(),
-    );
+    const { answer, metrics } = await coldCall(
+      { scopes },
+      {},
+      { getRemainingTimeInMillis: () => 3_000 },
+      { dynamodb: ddb.client },
+    ).finally(() => ddb.client.destroy());
     const tookMs = Date.now() - startedAtMs;
     // The take once the lease has ended and the token write: no take retried while the lease was held.
     expect(ddb.updates).toBeLessThanOrEqual(3);
@@ -185,56 +215,107 @@ describe('the forced-refresh limit cannot be lifted', () => {
 describe('an unusable item is replaced whatever its attributes claim', () => {
   const farFuture = String(Math.floor(Date.now() / 1000) + 10 * 365 * 86_400);
   const garbage: [string, Record<string, AttributeValue>][] = [
-    ['a ciphertext that is not binary and a far-future expiry', { tokenCiphertext: { S: 'x' }, expiresAtEpochSec: { N: farFuture } }],
-    ['a garbage binary ciphertext and an expiry that is not a number', { tokenCiphertext: { B: Buffer.from('garbage') }, expiresAtEpochSec: { S: farFuture } }],
-    ['neither a binary ciphertext nor a numeric expiry', { tokenCiphertext: { S: 'x' }, expiresAtEpochSec: { S: farFuture }, itemFormat: { N: '2' } }],
-    ['a null ciphertext and a far-future expiry', { tokenCiphertext: { NULL: true }, expiresAtEpochSec: { N: farFuture } }],
+    [
+      'a ciphertext that is not binary and a far-future expiry',
+      { tokenCiphertext: { S: 'x' }, expiresAtEpochSec: { N: farFuture } },
+    ],
+    [
+      'a garbage binary ciphertext and an expiry that is not a number',
+      { tokenCiphertext: { B: Buffer.from('garbage') }, expiresAtEpochSec: { S: farFuture } },
+    ],
+    [
+      'neither a binary ciphertext nor a numeric expiry',
+      { tokenCiphertext: { S: 'x' }, expiresAtEpochSec: { S: farFuture }, itemFormat: { N: '2' } },
+    ],
+    [
+      'a null ciphertext and a far-future expiry',
+      { tokenCiphertext: { NULL: true }, expiresAtEpochSec: { N: farFuture } },
+    ],
   ];
 
-  it.each(garbage)('replaces an item with %s by the next token; the next cold container is a table hit', async (_name, attributes) => {
-    const scopes = ['limitrail.accounts.read', 'limitrail.runtime.read', 'limitrail.usage.read', 'limitrail.usage.write'];
-    await putItem(scopes, attributes);
-    const before = upstream();
-    const { answer, lines } = await coldCall({ scopes });
-    expect(answer.token_type).toBe('Bearer');
-    expect(upstream() - before).toBe(1);
-    expect(lines).toContainEqual(expect.objectContaining({ message: 'cached item unusable, treated as a miss' }));
-    expect(lines).not.toContainEqual(expect.objectContaining({ message: 'token not written to the table' }));
-    expect((await itemOf(scopes))?.tokenCiphertext?.B).toBeDefined();
-    const next = await coldCall({ scopes });
-    expect(next.answer.access_token).toBe(answer.access_token);
-    expect(upstream() - before).toBe(1);
-  });
+  it.each(garbage)(
+    'replaces an item with %s by the next token; the next cold container is a table hit',
+    async (_name, attributes) => {
+      const scopes = [
+        'limitrail.accounts.read',
+        'limitrail.runtime.read',
+        'limitrail.usage.read',
+        'limitrail.usage.write',
+      ];
+      await putItem(scopes, attributes);
+      const before = upstream();
+      const { answer, lines } = await coldCall({ scopes });
+      expect(answer.token_type).toBe('Bearer');
+      expect(upstream() - before).toBe(1);
+      expect(lines).toContainEqual(expect.objectContaining({ message: 'cached item unusable, treated as a miss' }));
+      expect(lines).not.toContainEqual(expect.objectContaining({ message: 'token not written to the table' }));
+      expect((await itemOf(scopes))?.tokenCiphertext?.B).toBeDefined();
+      const next = await coldCall({ scopes });
+      expect(next.answer.access_token).toBe(answer.access_token);
+      expect(upstream() - before).toBe(1);
+    },
+  );
 });
 
 describe('every item field the broker decides on is authenticated', () => {
   const fieldEdits: [string, string[], string, Record<string, AttributeValue>][] = [
-    ['a bumped issue time', ['limitrail.usage.read'], 'issuedAtEpochSec = issuedAtEpochSec + :n', { ':n': { N: '1800' } }],
-    ['a later refresh point', ['limitrail.accounts.read'], 'refreshAtEpochSec = refreshAtEpochSec + :n', { ':n': { N: '100000' } }],
+    [
+      'a bumped issue time',
+      ['limitrail.usage.read'],
+      'issuedAtEpochSec = issuedAtEpochSec + :n',
+      { ':n': { N: '1800' } },
+    ],
+    [
+      'a later refresh point',
+      ['limitrail.accounts.read'],
+      'refreshAtEpochSec = refreshAtEpochSec + :n',
+      { ':n': { N: '100000' } },
+    ],
     ['reissued set', ['limitrail.runtime.read'], 'reissued = :t', { ':t': { BOOL: true } }],
-    ['a widened scope', ['limitrail.accounts.read', 'limitrail.runtime.read'], '#scope = :s', { ':s': { S: 'limitrail.accounts.read limitrail.admin limitrail.runtime.read' } }],
-    ['another client name', ['limitrail.accounts.read', 'limitrail.usage.read'], 'client = :c', { ':c': { S: 'billing' } }],
-    ['a later expiry', ['limitrail.runtime.read', 'limitrail.usage.read'], 'expiresAtEpochSec = expiresAtEpochSec + :n', { ':n': { N: '86400' } }],
+    [
+      'a widened scope',
+      ['limitrail.accounts.read', 'limitrail.runtime.read'],
+      '#scope = :s',
+      { ':s': { S: 'limitrail.accounts.read limitrail.admin limitrail.runtime.read' } },
+    ],
+    [
+      'another client name',
+      ['limitrail.accounts.read', 'limitrail.usage.read'],
+      'client = :c',
+      { ':c': { S: 'billing' } },
+    ],
+    [
+      'a later expiry',
+      ['limitrail.runtime.read', 'limitrail.usage.read'],
+      'expiresAtEpochSec = expiresAtEpochSec + :n',
+      { ':n': { N: '86400' } },
+    ],
   ];
 
-  it.each(fieldEdits)('treats an item with %s as a miss, logged and counted, and replaces it', async (_name, scopes, set, values) => {
-    const { answer: original } = await coldCall({ scopes });
-    await edit(scopes, set, values);
-    const before = upstream();
-    const { answer, lines, metrics } = await coldCall({ scopes });
-    expect(answer.token_type).toBe('Bearer');
-    expect(answer.access_token).not.toBe(original.access_token);
-    expect(answer.scope).toBe(scopes.join(' '));
-    expect(upstream() - before).toBe(1);
-    expect(lines).toContainEqual(
-      expect.objectContaining({ message: 'cached item unusable, treated as a miss', reason: expect.stringMatching(/^decrypt_failed/) }),
-    );
-    expect(metrics).toMatchObject({ UnusableItems: 1 });
-    // The fresh token replaced the edited item: the next cold container is a table hit.
-    const next = await coldCall({ scopes });
-    expect(next.answer.access_token).toBe(answer.access_token);
-    expect(upstream() - before).toBe(1);
-  });
+  it.each(fieldEdits)(
+    'treats an item with %s as a miss, logged and counted, and replaces it',
+    async (_name, scopes, set, values) => {
+      const { answer: original } = await coldCall({ scopes });
+      await edit(scopes, set, values);
+      const before = upstream();
+      const { answer, lines, metrics } = await coldCall({ scopes });
+      expect(answer.token_type).toBe('Bearer');
+      expect(answer.access_token).not.toBe(original.access_token);
+      expect(answer.scope).toBe(scopes.join(' '));
+      expect(upstream() - before).toBe(1);
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          message: 'cached item unusable, treated as a miss',
+          reason: expect.stringMatching(/^decrypt_failed/),
+        }),
+      );
+      expect(metrics).toMatchObject({ UnusableItems: 1 });
+      // The fresh token replaced the edited item: the next cold container is a table hit.
+      const next = await coldCall({ scopes });
+      expect(next.answer.access_token).toBe(answer.access_token);
+      expect(upstream() - before).toBe(1);
+    },
+  );
 
   it('treats an item in the previous format as a miss, never a crash, and replaces it', async () => {
     const scopes = ['limitrail.accounts.read', 'limitrail.runtime.read', 'limitrail.usage.read'];
@@ -243,13 +324,15 @@ describe('every item field the broker decides on is authenticated', () => {
     const { answer, lines, metrics } = await coldCall({ scopes });
     expect(answer.access_token).not.toBe('token-written-by-the-previous-version');
     expect(upstream() - before).toBe(1);
-    expect(lines).toContainEqual(expect.objectContaining({ message: 'cached item unusable, treated as a miss', reason: 'previous_item_format' }));
+    expect(lines).toContainEqual(
+      expect.objectContaining({ message: 'cached item unusable, treated as a miss', reason: 'previous_item_format' }),
+    );
     expect(metrics).toMatchObject({ UnusableItems: 1 });
     expect((await coldCall({ scopes })).answer.access_token).toBe(answer.access_token);
     expect(upstream() - before).toBe(1);
   });
 
-  it('does not decrypt an item copied into another stage\'s table that shares the key', async () => {
+  it("does not decrypt an item copied into another stage's table that shares the key", async () => {
     const scopes = ['limitrail.usage.read', 'limitrail.usage.write'];
     const { answer: original } = await coldCall({ scopes });
     const otherTable = 'tokens-table-writer-other-stage';
@@ -267,7 +350,10 @@ describe('every item field the broker decides on is authenticated', () => {
     expect(answer.access_token).not.toBe(original.access_token);
     expect(upstream() - before).toBe(1);
     expect(lines).toContainEqual(
-      expect.objectContaining({ message: 'cached item unusable, treated as a miss', reason: expect.stringMatching(/^decrypt_failed: data key not unwrapped/) }),
+      expect.objectContaining({
+        message: 'cached item unusable, treated as a miss',
+        reason: expect.stringMatching(/^decrypt_failed: data key not unwrapped/),
+      }),
     );
     expect(metrics).toMatchObject({ UnusableItems: 1, DecryptFailures: 1 });
   });
@@ -286,9 +372,17 @@ describe('logs of the whole run', () => {
  * context without the table, and only the cache key and expiry as additional data.
  */
 const putPreviousFormatItem = async (scopes: string[], accessToken: string) => {
-  const kms = new KMSClient({ endpoint: stack.moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const kms = new KMSClient({
+    endpoint: stack.moto.endpoint,
+    region: REGION,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
   const dataKey = await kms.send(
-    new GenerateDataKeyCommand({ KeyId: stack.kmsKeyId, KeySpec: 'AES_256', EncryptionContext: { purpose: 'limitrail-token-broker/token-cache' } }),
+    new GenerateDataKeyCommand({
+      KeyId: stack.kmsKeyId,
+      KeySpec: 'AES_256',
+      EncryptionContext: { purpose: 'limitrail-token-broker/token-cache' },
+    }),
   );
   kms.destroy();
   const cacheKey = keyOf(scopes);

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { resolveTemplate } from '../support/cfn-resolve';
 import { specDatabase, specProblems } from '../support/cfn-spec';
-import { packageStage, type CfnResource } from '../support/packaged-stack';
+import { type CfnResource, packageStage } from '../support/packaged-stack';
 
 const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'limitrail-token-broker-ci' };
 let resources: Record<string, CfnResource>;
@@ -74,7 +74,9 @@ describe('the specification check', () => {
     const problems = await specProblems(broken);
     expect(problems).toHaveLength(2);
     expect(problems[0]).toContain('TokenLambdaFunction (AWS::Lambda::Function).Timeout: "fifteen" is not an integer');
-    expect(problems[1]).toContain('TokenLambdaFunctionUrl (AWS::Lambda::Url).AuthType: "IAM" is not one of AWS_IAM, NONE');
+    expect(problems[1]).toContain(
+      'TokenLambdaFunctionUrl (AWS::Lambda::Url).AuthType: "IAM" is not one of AWS_IAM, NONE',
+    );
   });
 
   it('reports a missing required property, and an unknown deletion policy', async () => {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inProcessContainer, startBrokerStack, type BrokerStack } from '../support/broker-stack';
+import { type BrokerStack, inProcessContainer, startBrokerStack } from '../support/broker-stack';
 import { type Iam, roleSession, urlEvent } from '../support/url-event';
 
 /**
@@ -9,7 +9,11 @@ import { type Iam, roleSession, urlEvent } from '../support/url-event';
  */
 const ACCOUNT = '111111111111';
 const GRANTS = [
-  { principal: `arn:aws:iam::${ACCOUNT}:role/billing`, client: 'limitrail', scopes: ['limitrail.usage.write', 'limitrail.usage.read'] },
+  {
+    principal: `arn:aws:iam::${ACCOUNT}:role/billing`,
+    client: 'limitrail',
+    scopes: ['limitrail.usage.write', 'limitrail.usage.read'],
+  },
   { principal: '222222222222', client: 'limitrail', scopes: ['limitrail.accounts.read', 'limitrail.runtime.read'] },
 ];
 const role = (name: string, account = ACCOUNT): Iam => roleSession(name, account);
@@ -27,7 +31,11 @@ interface HttpAnswer {
 const call = async (event: unknown, env: Record<string, string> = {}): Promise<HttpAnswer & { requestId: string }> => {
   const requestId = randomUUID();
   const invoke = inProcessContainer({ ...stack.env, BROKER_CALLERS: JSON.stringify(GRANTS), ...env }, logLines);
-  const raw = (await invoke(event, { awsRequestId: requestId })) as unknown as { statusCode: number; headers: Record<string, string>; body: string };
+  const raw = (await invoke(event, { awsRequestId: requestId })) as unknown as {
+    statusCode: number;
+    headers: Record<string, string>;
+    body: string;
+  };
   const body = JSON.parse(raw.body) as Record<string, unknown>;
   if (typeof body.access_token === 'string') issued.push({ requestId, token: body.access_token });
   else refused.push(requestId);
@@ -46,7 +54,11 @@ describe('Function URL with AWS_IAM', () => {
   it('gives a session of a granted role its token, as JSON that nothing may cache', async () => {
     const answer = await call(urlEvent({ scopes: ['limitrail.usage.write'] }, { iam: role('billing') }));
     expect(answer.statusCode).toBe(200);
-    expect(answer.headers).toMatchObject({ 'content-type': 'application/json', 'cache-control': 'no-store', pragma: 'no-cache' });
+    expect(answer.headers).toMatchObject({
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      pragma: 'no-cache',
+    });
     expect(answer.body).toMatchObject({ token_type: 'Bearer', scope: 'limitrail.usage.write', client: 'limitrail' });
   });
 
@@ -58,21 +70,52 @@ describe('Function URL with AWS_IAM', () => {
   });
 
   it('gives everything in a granted account its scopes', async () => {
-    const answer = await call(urlEvent({ scopes: ['limitrail.accounts.read'] }, { iam: role('anything', '222222222222') }));
+    const answer = await call(
+      urlEvent({ scopes: ['limitrail.accounts.read'] }, { iam: role('anything', '222222222222') }),
+    );
     expect(answer.statusCode).toBe(200);
   });
 
   it.each([
     // Without a grant and without naming a client, the caller learns no client's name.
     ['another role of the account', { iam: role('reporting') }, 403, 'access_denied', 'has no grant'],
-    ['the same role name in another account', { iam: role('billing', '999999999999') }, 403, 'access_denied', 'no grant'],
-    ['a granted role asking beyond its grant', { iam: role('billing'), scopes: ['limitrail.runtime.read'] }, 403, 'access_denied', 'no grant for scope "limitrail.runtime.read"'],
+    [
+      'the same role name in another account',
+      { iam: role('billing', '999999999999') },
+      403,
+      'access_denied',
+      'no grant',
+    ],
+    [
+      'a granted role asking beyond its grant',
+      { iam: role('billing'), scopes: ['limitrail.runtime.read'] },
+      403,
+      'access_denied',
+      'no grant for scope "limitrail.runtime.read"',
+    ],
     ['a request without a verified IAM identity', {}, 403, 'access_denied', 'AuthType AWS_IAM'],
     ['a GET', { iam: role('billing'), method: 'GET' }, 405, 'invalid_request', 'only POST'],
-    ['a body that is not JSON', { iam: role('billing'), body: 'scopes=a' }, 400, 'invalid_request', 'JSON token request'],
-    ['an event field the token request does not have', { iam: role('billing'), body: { scopes: ['limitrail.usage.write'], admin: true } }, 400, 'invalid_request', 'unknown field "admin"'],
+    [
+      'a body that is not JSON',
+      { iam: role('billing'), body: 'scopes=a' },
+      400,
+      'invalid_request',
+      'JSON token request',
+    ],
+    [
+      'an event field the token request does not have',
+      { iam: role('billing'), body: { scopes: ['limitrail.usage.write'], admin: true } },
+      400,
+      'invalid_request',
+      'unknown field "admin"',
+    ],
   ])('refuses %s, writing nothing', async (_name, options, status, error, fragment) => {
-    const { scopes, body, ...eventOptions } = options as { scopes?: string[]; body?: unknown; iam?: Iam; method?: string };
+    const { scopes, body, ...eventOptions } = options as {
+      scopes?: string[];
+      body?: unknown;
+      iam?: Iam;
+      method?: string;
+    };
     const before = await snapshot();
     const answer = await call(urlEvent(body ?? { scopes: scopes ?? ['limitrail.runtime.read'] }, eventOptions));
     expect(answer.statusCode).toBe(status);
@@ -84,7 +127,9 @@ describe('Function URL with AWS_IAM', () => {
   });
 
   it('refuses every URL caller when no grants are configured (fail closed)', async () => {
-    const answer = await call(urlEvent({ scopes: ['limitrail.usage.write'] }, { iam: role('billing') }), { BROKER_CALLERS: '' });
+    const answer = await call(urlEvent({ scopes: ['limitrail.usage.write'] }, { iam: role('billing') }), {
+      BROKER_CALLERS: '',
+    });
     expect(answer.statusCode).toBe(403);
   });
 
@@ -104,7 +149,9 @@ describe('audit trail of a realistic sequence', () => {
     await call(urlEvent({ scopes: ['limitrail.usage.write'] }, { iam: role('intruder') })); // refused
     const down = { status: 503, body: '<html>down</html>', headers: { 'content-type': 'text/html' } };
     stack.sandbox.queueFaults(down, down, down);
-    const failed = await call(urlEvent({ scopes: ['limitrail.accounts.read', 'limitrail.runtime.read'] }, { iam: role('x', '222222222222') }));
+    const failed = await call(
+      urlEvent({ scopes: ['limitrail.accounts.read', 'limitrail.runtime.read'] }, { iam: role('x', '222222222222') }),
+    );
     expect(failed.body).toMatchObject({ error: 'temporarily_unavailable' });
     await call(urlEvent({ scopes: ['limitrail.usage.read'] }, billing));
   });
@@ -131,7 +178,9 @@ describe('audit trail of a realistic sequence', () => {
 
   it('leaves no client secret and no token in any log line or table item', async () => {
     const logs = logLines.join('\n');
-    const items = JSON.stringify(await stack.scanTable(), (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v));
+    const items = JSON.stringify(await stack.scanTable(), (_k, v) =>
+      v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v,
+    );
     expect(logs).not.toContain(stack.sandbox.clients[0]!.clientSecret);
     for (const { token } of issued) {
       expect(logs).not.toContain(token);

@@ -1,16 +1,16 @@
-import { DynamoDBClient, ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
-import { systemClock } from '../../functions/lib/shared/clock';
 import { TokenCipher } from '../../functions/lib/cache/token-cipher';
 import { type CachedToken, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
 import { TokenStore } from '../../functions/lib/cache/token-store';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
+import { systemClock } from '../../functions/lib/shared/clock';
 import { createTokenHandler, type InvocationContext } from '../../functions/lib/way-in/token-handler';
-import { captureLogLines } from './log-capture';
 import { setupLocalAws } from '../../local/aws-setup';
-import { startMoto, type MotoServer } from '../../local/moto';
-import { startSandbox, type Sandbox } from '../../local/sandbox';
+import { type MotoServer, startMoto } from '../../local/moto';
+import { type Sandbox, startSandbox } from '../../local/sandbox';
+import { captureLogLines } from './log-capture';
 
 export const REGION = 'us-east-1';
 export const SECRET_ID = 'limitrail/broker-client';
@@ -64,7 +64,11 @@ export const startBrokerStack = async (
     }),
     ...options.env,
   };
-  const clientConfig = { endpoint: moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+  const clientConfig = {
+    endpoint: moto.endpoint,
+    region: REGION,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  };
   const dynamodb = new DynamoDBClient(clientConfig);
   const secretsManager = new SecretsManagerClient(clientConfig);
   return {
@@ -75,7 +79,8 @@ export const startBrokerStack = async (
     env,
     dynamodb,
     secretsManager,
-    scanTable: async () => (await dynamodb.send(new ScanCommand({ TableName: tableName, ConsistentRead: true }))).Items ?? [],
+    scanTable: async () =>
+      (await dynamodb.send(new ScanCommand({ TableName: tableName, ConsistentRead: true }))).Items ?? [],
     stop: async () => {
       dynamodb.destroy();
       secretsManager.destroy();
@@ -94,7 +99,11 @@ export const seedToken = async (
   options: { accessToken: string; ageSec: number; lifetimeSec: number },
 ): Promise<CachedToken> => {
   const { KMSClient } = await import('@aws-sdk/client-kms');
-  const kms = new KMSClient({ endpoint: stack.moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const kms = new KMSClient({
+    endpoint: stack.moto.endpoint,
+    region: REGION,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
   const store = new TokenStore(stack.dynamodb, stack.tableName, new TokenCipher(kms, stack.kmsKeyId, systemClock, 300));
   const client = stack.sandbox.clients[0]!;
   const normalized = [...new Set(scopes)].sort();

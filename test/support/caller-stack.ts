@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { Hash } from '@smithy/core/serde';
+import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { freePort } from '../../local/moto';
-import { type Offline, localAwsEnv, startOffline, stopProcess } from '../../local/offline';
+import { localAwsEnv, type Offline, startOffline, stopProcess } from '../../local/offline';
+import { type BrokerStack, REGION, SECRET_ID, startBrokerStack } from './broker-stack';
 import { listenOnLoopback } from './listen';
-import { REGION, SECRET_ID, startBrokerStack, type BrokerStack } from './broker-stack';
-import { STS_ACCOUNT, startStsStack, type StsStack } from './sts-stack';
+import { STS_ACCOUNT, type StsStack, startStsStack } from './sts-stack';
 import { urlEvent } from './url-event';
 
 /**
@@ -84,32 +84,42 @@ const tokenRequestOf = (payload: Buffer): { request: Record<string, unknown>; vi
 /** Counts invocations and relays them to serverless-offline (or answers a queued function error). */
 const startInvokeProxy = async (offlinePort: number, counts: Invocations, functionErrors: { queued: number }) => {
   const server = createServer((req, res) => {
-    void readBody(req).then(async (payload) => {
-      if (req.method === 'POST' && /\/functions\/[^/]+\/invocations$/.test(req.url ?? '')) {
-        counts.total += 1;
-        const { request, viaUrl } = tokenRequestOf(payload);
-        if (request.forceRefresh === true) counts.forced += 1;
-        if (viaUrl) counts.url += 1;
-        if (functionErrors.queued > 0) {
-          functionErrors.queued -= 1;
-          res.writeHead(200, { 'content-type': 'application/json', 'x-amz-function-error': 'Unhandled' });
-          return void res.end(JSON.stringify({ errorType: 'Error', errorMessage: 'injected by the test proxy' }));
+    void readBody(req)
+      .then(async (payload) => {
+        if (req.method === 'POST' && /\/functions\/[^/]+\/invocations$/.test(req.url ?? '')) {
+          counts.total += 1;
+          const { request, viaUrl } = tokenRequestOf(payload);
+          if (request.forceRefresh === true) counts.forced += 1;
+          if (viaUrl) counts.url += 1;
+          if (functionErrors.queued > 0) {
+            functionErrors.queued -= 1;
+            res.writeHead(200, { 'content-type': 'application/json', 'x-amz-function-error': 'Unhandled' });
+            return void res.end(JSON.stringify({ errorType: 'Error', errorMessage: 'injected by the test proxy' }));
+          }
         }
-      }
-      const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => name !== 'host' && name !== 'content-length')) as Record<string, string>;
-      const answer = await fetch(`http://127.0.0.1:${offlinePort}${req.url}`, { method: req.method, headers, body: req.method === 'GET' ? undefined : payload });
-      const out: Record<string, string> = {};
-      answer.headers.forEach((value, name) => {
-        if (!['content-length', 'transfer-encoding', 'connection', 'content-encoding'].includes(name)) out[name] = value;
-      });
-      res.writeHead(answer.status, out);
-      res.end(Buffer.from(await answer.arrayBuffer()));
-    }).catch(() => res.destroy());
+        const headers = Object.fromEntries(
+          Object.entries(req.headers).filter(([name]) => name !== 'host' && name !== 'content-length'),
+        ) as Record<string, string>;
+        const answer = await fetch(`http://127.0.0.1:${offlinePort}${req.url}`, {
+          method: req.method,
+          headers,
+          body: req.method === 'GET' ? undefined : payload,
+        });
+        const out: Record<string, string> = {};
+        answer.headers.forEach((value, name) => {
+          if (!['content-length', 'transfer-encoding', 'connection', 'content-encoding'].includes(name))
+            out[name] = value;
+        });
+        res.writeHead(answer.status, out);
+        res.end(Buffer.from(await answer.arrayBuffer()));
+      })
+      .catch(() => res.destroy());
   });
   return listenOnLoopback(server);
 };
 
-const SIGV4 = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/;
+const SIGV4 =
+  /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/;
 
 /**
  * What AWS does for a Function URL with AuthType AWS_IAM: check the SigV4 signature (service `lambda`) with the
@@ -125,45 +135,74 @@ const startFunctionUrl = async (
     res.end(JSON.stringify({ Message: message }));
   };
   const server = createServer((req, res) => {
-    void readBody(req).then(async (body) => {
-      const match = SIGV4.exec(req.headers.authorization ?? '');
-      const signer = match ? signers.get(match[1]!) : undefined;
-      if (!match || !signer) return refuse(res, 'Forbidden. For troubleshooting Function URL authorization issues, see the Lambda docs');
-      const [, , , region, service, signedHeaders, signature] = match;
-      const amzDate = String(req.headers['x-amz-date'] ?? '');
-      const date = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate);
-      if (service !== 'lambda' || !date) return refuse(res, 'The request signature we calculated does not match the signature you provided.');
-      const headers: Record<string, string> = {};
-      for (const name of signedHeaders!.split(';')) headers[name] = String(req.headers[name] ?? '');
-      // A signed payload hash must be the body's (the signer trusts the header when it is there).
-      const payloadHash = headers['x-amz-content-sha256'];
-      if (payloadHash !== undefined && payloadHash !== createHash('sha256').update(body).digest('hex')) {
-        return refuse(res, 'The provided x-amz-content-sha256 header does not match what was computed.');
-      }
-      const url = new URL(req.url ?? '/', 'http://placeholder');
-      // applyChecksum false: x-amz-content-sha256 is signed only if the caller signed it (the Node SDK does, botocore not).
-      const verifier = new SignatureV4({ service: 'lambda', region: region!, credentials: signer.credentials, sha256: Hash.bind(null, 'sha256'), applyChecksum: false });
-      const expected = await verifier.sign(
-        { method: req.method ?? 'POST', protocol: 'http:', hostname: '127.0.0.1', path: url.pathname, headers, body: body.toString('utf8') },
-        { signingDate: new Date(Date.UTC(+date[1]!, +date[2]! - 1, +date[3]!, +date[4]!, +date[5]!, +date[6]!)) },
-      );
-      if (!String(expected.headers.authorization ?? '').endsWith(`Signature=${signature}`)) {
-        return refuse(res, 'The request signature we calculated does not match the signature you provided.');
-      }
-      const session = signer.arn.split('/').pop()!;
-      const event = urlEvent(body.toString('utf8'), { iam: { userArn: signer.arn, accountId: STS_ACCOUNT, principalOrgId: null } });
-      event.requestContext.authorizer!.iam.callerId = `AROA:${session}`;
-      const invoked = await fetch(`${lambdaEndpoint}/2015-03-31/functions/${FUNCTION_NAME}/invocations`, { method: 'POST', body: JSON.stringify(event) });
-      const answer = (await invoked.json()) as { statusCode?: number; headers?: Record<string, string>; body?: string };
-      res.writeHead(answer.statusCode ?? 502, answer.headers ?? {});
-      res.end(answer.body ?? '');
-    }).catch(() => res.destroy());
+    void readBody(req)
+      .then(async (body) => {
+        const match = SIGV4.exec(req.headers.authorization ?? '');
+        const signer = match ? signers.get(match[1]!) : undefined;
+        if (!match || !signer)
+          return refuse(res, 'Forbidden. For troubleshooting Function URL authorization issues, see the Lambda docs');
+        const [, , , region, service, signedHeaders, signature] = match;
+        const amzDate = String(req.headers['x-amz-date'] ?? '');
+        const date = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate);
+        if (service !== 'lambda' || !date)
+          return refuse(res, 'The request signature we calculated does not match the signature you provided.');
+        const headers: Record<string, string> = {};
+        for (const name of signedHeaders!.split(';')) headers[name] = String(req.headers[name] ?? '');
+        // A signed payload hash must be the body's (the signer trusts the header when it is there).
+        const payloadHash = headers['x-amz-content-sha256'];
+        if (payloadHash !== undefined && payloadHash !== createHash('sha256').update(body).digest('hex')) {
+          return refuse(res, 'The provided x-amz-content-sha256 header does not match what was computed.');
+        }
+        const url = new URL(req.url ?? '/', 'http://placeholder');
+        // applyChecksum false: x-amz-content-sha256 is signed only if the caller signed it (the Node SDK does, botocore not).
+        const verifier = new SignatureV4({
+          service: 'lambda',
+          region: region!,
+          credentials: signer.credentials,
+          sha256: Hash.bind(null, 'sha256'),
+          applyChecksum: false,
+        });
+        const expected = await verifier.sign(
+          {
+            method: req.method ?? 'POST',
+            protocol: 'http:',
+            hostname: '127.0.0.1',
+            path: url.pathname,
+            headers,
+            body: body.toString('utf8'),
+          },
+          { signingDate: new Date(Date.UTC(+date[1]!, +date[2]! - 1, +date[3]!, +date[4]!, +date[5]!, +date[6]!)) },
+        );
+        if (!String(expected.headers.authorization ?? '').endsWith(`Signature=${signature}`)) {
+          return refuse(res, 'The request signature we calculated does not match the signature you provided.');
+        }
+        const session = signer.arn.split('/').pop()!;
+        const event = urlEvent(body.toString('utf8'), {
+          iam: { userArn: signer.arn, accountId: STS_ACCOUNT, principalOrgId: null },
+        });
+        event.requestContext.authorizer!.iam.callerId = `AROA:${session}`;
+        const invoked = await fetch(`${lambdaEndpoint}/2015-03-31/functions/${FUNCTION_NAME}/invocations`, {
+          method: 'POST',
+          body: JSON.stringify(event),
+        });
+        const answer = (await invoked.json()) as {
+          statusCode?: number;
+          headers?: Record<string, string>;
+          body?: string;
+        };
+        res.writeHead(answer.statusCode ?? 502, answer.headers ?? {});
+        res.end(answer.body ?? '');
+      })
+      .catch(() => res.destroy());
   });
   return listenOnLoopback(server);
 };
 
 export const startCallerStack = async (): Promise<CallerStack> => {
-  const [sts, broker] = await Promise.all([startStsStack([...ROLES]), startBrokerStack({ tableName: 'tokens-callers' })]);
+  const [sts, broker] = await Promise.all([
+    startStsStack([...ROLES]),
+    startBrokerStack({ tableName: 'tokens-callers' }),
+  ]);
   const stops: Array<() => Promise<void>> = [() => broker.stop(), () => sts.stop()];
   const lines: string[] = [];
   let offline: Offline | undefined;
@@ -195,7 +234,10 @@ export const startCallerStack = async (): Promise<CallerStack> => {
     const proxy = await startInvokeProxy(offlinePort, counts, functionErrors);
     stops.unshift(() => proxy.close());
     const signers = new Map(
-      ROLES.map((role) => [sts.credentials(role).accessKeyId, { role, credentials: sts.credentials(role), arn: sessionArn(role) }]),
+      ROLES.map((role) => [
+        sts.credentials(role).accessKeyId,
+        { role, credentials: sts.credentials(role), arn: sessionArn(role) },
+      ]),
     );
     const functionUrl = await startFunctionUrl(proxy.url, signers);
     stops.unshift(() => functionUrl.close());

@@ -8,11 +8,27 @@
  * then what CloudFormation would pass to the resource.
  */
 import { loadAwsServiceSpec } from '@aws-cdk/aws-service-spec';
-import { type PropertyType, type ResourceProperties, RichProperty, RichSpecDatabase, type SpecDatabase } from '@aws-cdk/service-spec-types';
+import {
+  type PropertyType,
+  type ResourceProperties,
+  RichProperty,
+  RichSpecDatabase,
+  type SpecDatabase,
+} from '@aws-cdk/service-spec-types';
 
 import type { CfnResource } from './packaged-stack';
 
-const RESOURCE_ATTRIBUTES = new Set(['Type', 'Properties', 'DependsOn', 'Condition', 'DeletionPolicy', 'UpdateReplacePolicy', 'Metadata', 'UpdatePolicy', 'CreationPolicy']);
+const RESOURCE_ATTRIBUTES = new Set([
+  'Type',
+  'Properties',
+  'DependsOn',
+  'Condition',
+  'DeletionPolicy',
+  'UpdateReplacePolicy',
+  'Metadata',
+  'UpdatePolicy',
+  'CreationPolicy',
+]);
 const POLICIES = new Set(['Delete', 'Retain', 'RetainExceptOnCreate', 'Snapshot']);
 
 let database: Promise<SpecDatabase> | undefined;
@@ -20,7 +36,8 @@ let database: Promise<SpecDatabase> | undefined;
 export const specDatabase = (): Promise<SpecDatabase> => (database ??= loadAwsServiceSpec());
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isNumeric = (v: unknown) => typeof v === 'number' || (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)));
+const isNumeric = (v: unknown) =>
+  typeof v === 'number' || (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)));
 
 export const specProblems = async (resources: Record<string, CfnResource>): Promise<string[]> => {
   const db = await specDatabase();
@@ -32,24 +49,34 @@ export const specProblems = async (resources: Record<string, CfnResource>): Prom
     switch (type.type) {
       case 'string':
         if (typeof value !== 'string') return `${at}: ${JSON.stringify(value)} is not a string`;
-        if (type.allowedValues && !type.allowedValues.includes(value)) return `${at}: "${value}" is not one of ${type.allowedValues.join(', ')}`;
+        if (type.allowedValues && !type.allowedValues.includes(value))
+          return `${at}: "${value}" is not one of ${type.allowedValues.join(', ')}`;
         return undefined;
       case 'number':
         return isNumeric(value) ? undefined : `${at}: ${JSON.stringify(value)} is not a number`;
       case 'integer':
-        if (!isNumeric(value) || !Number.isInteger(Number(value))) return `${at}: ${JSON.stringify(value)} is not an integer`;
-        if (type.allowedValues && !type.allowedValues.includes(Number(value))) return `${at}: ${String(value)} is not one of ${type.allowedValues.join(', ')}`;
+        if (!isNumeric(value) || !Number.isInteger(Number(value)))
+          return `${at}: ${JSON.stringify(value)} is not an integer`;
+        if (type.allowedValues && !type.allowedValues.includes(Number(value)))
+          return `${at}: ${String(value)} is not one of ${type.allowedValues.join(', ')}`;
         return undefined;
       case 'boolean':
-        return typeof value === 'boolean' || value === 'true' || value === 'false' ? undefined : `${at}: ${JSON.stringify(value)} is not a boolean`;
+        return typeof value === 'boolean' || value === 'true' || value === 'false'
+          ? undefined
+          : `${at}: ${JSON.stringify(value)} is not a boolean`;
       case 'json':
-        return isObject(value) || Array.isArray(value) ? undefined : `${at}: ${JSON.stringify(value)} is not JSON (an object)`;
+        return isObject(value) || Array.isArray(value)
+          ? undefined
+          : `${at}: ${JSON.stringify(value)} is not JSON (an object)`;
       case 'date-time':
         return typeof value === 'string' ? undefined : `${at}: ${JSON.stringify(value)} is not a date-time string`;
       case 'null':
         return value === null ? undefined : `${at}: ${JSON.stringify(value)} is not null`;
       case 'tag':
-        return isObject(value) && typeof value.Key === 'string' && typeof value.Value === 'string' && Object.keys(value).length === 2
+        return isObject(value) &&
+          typeof value.Key === 'string' &&
+          typeof value.Value === 'string' &&
+          Object.keys(value).length === 2
           ? undefined
           : `${at}: ${JSON.stringify(value)} is not a tag {Key, Value}`;
       case 'array':
@@ -57,7 +84,9 @@ export const specProblems = async (resources: Record<string, CfnResource>): Prom
         return value.map((item, i) => mismatch(type.element, item, `${at}[${i}]`)).find(Boolean);
       case 'map':
         if (!isObject(value)) return `${at}: ${JSON.stringify(value)} is not a map`;
-        return Object.entries(value).map(([k, v]) => mismatch(type.element, v, `${at}.${k}`)).find(Boolean);
+        return Object.entries(value)
+          .map(([k, v]) => mismatch(type.element, v, `${at}.${k}`))
+          .find(Boolean);
       case 'union': {
         const each = type.types.map((t) => mismatch(t, value, at));
         return each.some((m) => m === undefined) ? undefined : each.join('; or ');
@@ -92,10 +121,12 @@ export const specProblems = async (resources: Record<string, CfnResource>): Prom
   };
 
   for (const [id, resource] of Object.entries(resources)) {
-    for (const key of Object.keys(resource)) if (!RESOURCE_ATTRIBUTES.has(key)) problems.push(`${id}: ${key} is not a resource attribute`);
+    for (const key of Object.keys(resource))
+      if (!RESOURCE_ATTRIBUTES.has(key)) problems.push(`${id}: ${key} is not a resource attribute`);
     for (const key of ['DeletionPolicy', 'UpdateReplacePolicy'] as const) {
       const policy = resource[key];
-      if (policy !== undefined && !POLICIES.has(policy)) problems.push(`${id}.${key}: "${policy}" is not a deletion policy`);
+      if (policy !== undefined && !POLICIES.has(policy))
+        problems.push(`${id}.${key}: "${policy}" is not a deletion policy`);
     }
     const [spec] = db.lookup('resource', 'cloudFormationType', 'equals', resource.Type);
     if (!spec) {

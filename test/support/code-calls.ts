@@ -10,14 +10,15 @@
  * Each call becomes its IAM action, the deployed resource it names (`BrokerIam`, by the configuration it came
  * from: the table, the secret, the key) and the request context its parameters carry.
  */
-import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 
 import { createPrewarmHandler, type PrewarmSummary } from '../../functions/lib/prewarm-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
-import { REGION, SECRET_ID, inProcessContainer, startBrokerStack } from './broker-stack';
+import { inProcessContainer, REGION, SECRET_ID, startBrokerStack } from './broker-stack';
 import type { BrokerIam } from './iam-model';
 import { type CallsByFunction, type CodeCall, type Context, kmsContext } from './iam-table';
 import { captureLogLines } from './log-capture';
@@ -35,7 +36,11 @@ const recording = <C extends { middlewareStack: { add: MiddlewareStack<object, M
   sent: SentCommand[],
 ): C => {
   const record: InitializeMiddleware<object, MetadataBearer> = (next, context) => async (args) => {
-    sent.push({ service, command: String(context.commandName).replace(/Command$/, ''), input: args.input as Record<string, unknown> });
+    sent.push({
+      service,
+      command: String(context.commandName).replace(/Command$/, ''),
+      input: args.input as Record<string, unknown>,
+    });
     return next(args);
   };
   client.middlewareStack.add(record, { step: 'initialize', name: 'recordBrokerCalls' });
@@ -46,11 +51,17 @@ const recording = <C extends { middlewareStack: { add: MiddlewareStack<object, M
 export type SentByFunction = Record<'token' | 'prewarm', SentCommand[]>;
 
 /** Runs the token requests and the prewarm runs; returns each function's commands, in the order sent. */
-export const recordSentCommands = async (tableName: string): Promise<{ sent: SentByFunction; tableName: string; kmsKeyId: string }> => {
+export const recordSentCommands = async (
+  tableName: string,
+): Promise<{ sent: SentByFunction; tableName: string; kmsKeyId: string }> => {
   // The table is named as the stack would name it: the encryption context carries the table's name.
   const stack = await startBrokerStack({ tableName });
   const sent: SentByFunction = { token: [], prewarm: [] };
-  const config = { endpoint: stack.moto.endpoint, region: REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+  const config = {
+    endpoint: stack.moto.endpoint,
+    region: REGION,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  };
   const made: { destroy(): void }[] = [];
   const clientsOf = (fn: keyof SentByFunction): RuntimeOverrides => {
     const clients = {
@@ -72,15 +83,24 @@ export const recordSentCommands = async (tableName: string): Promise<{ sent: Sen
   /** A new prewarm container (its own runtime and caches), keeping these sets fresh; its handler as Lambda calls it. */
   const prewarmContainer = (sets: string[][]) => {
     const clients = JSON.parse(stack.env.BROKER_CLIENTS!) as Record<string, Record<string, unknown>>;
-    const env = { ...stack.env, BROKER_CLIENTS: JSON.stringify({ limitrail: { ...clients.limitrail, prewarm: sets } }) };
+    const env = {
+      ...stack.env,
+      BROKER_CLIENTS: JSON.stringify({ limitrail: { ...clients.limitrail, prewarm: sets } }),
+    };
     captureLogLines(logs);
     const handler = createPrewarmHandler(
       () => createRuntime(env, prewarmClients),
       () => loggerFromEnv(env),
     );
     return async (expected: Partial<Record<'refreshed' | 'fresh', number>>) => {
-      const summary = (await handler({}, { awsRequestId: 'prewarm-test', getRemainingTimeInMillis: () => 15_000 })) as PrewarmSummary;
-      if (summary.failed !== 0 || Object.entries(expected).some(([k, n]) => summary[k as keyof typeof expected] !== n)) {
+      const summary = (await handler(
+        {},
+        { awsRequestId: 'prewarm-test', getRemainingTimeInMillis: () => 15_000 },
+      )) as PrewarmSummary;
+      if (
+        summary.failed !== 0 ||
+        Object.entries(expected).some(([k, n]) => summary[k as keyof typeof expected] !== n)
+      ) {
         throw new Error(`prewarm run: expected ${JSON.stringify(expected)}, got ${JSON.stringify(summary)}`);
       }
     };
@@ -92,7 +112,10 @@ export const recordSentCommands = async (tableName: string): Promise<{ sent: Sen
     await prewarm({ refreshed: 1, fresh: 1 }); // one set the token function wrote, one missing
     await prewarm({ refreshed: 0, fresh: 2 }); // the same container: both fresh
     await stack.secretsManager.send(
-      new PutSecretValueCommand({ SecretId: SECRET_ID, SecretString: JSON.stringify({ client_id: client.clientId, client_secret: 'rotated-not-active-yet' }) }),
+      new PutSecretValueCommand({
+        SecretId: SECRET_ID,
+        SecretString: JSON.stringify({ client_id: client.clientId, client_secret: 'rotated-not-active-yet' }),
+      }),
     );
     await request(['limitrail.usage.read']); // the endpoint still accepts only the previous secret
     await prewarmContainer([['limitrail.accounts.read']])({ refreshed: 1 }); // so does the prewarm function's fetch
@@ -104,14 +127,21 @@ export const recordSentCommands = async (tableName: string): Promise<{ sent: Sen
 };
 
 const describeDynamoDb = (command: string, input: Record<string, unknown>): string => {
-  const how = [input.ConsistentRead === true ? 'consistent read' : '', typeof input.ReturnValues === 'string' ? `ReturnValues ${input.ReturnValues}` : '']
+  const how = [
+    input.ConsistentRead === true ? 'consistent read' : '',
+    typeof input.ReturnValues === 'string' ? `ReturnValues ${input.ReturnValues}` : '',
+  ]
     .filter(Boolean)
     .join(', ');
   return `${command} on the token table${how ? ` (${how})` : ''}`;
 };
 
 /** Each distinct call (action and context) of one function's commands, once. */
-const callsOf = (iam: BrokerIam, sent: SentCommand[], recorded: { tableName: string; kmsKeyId: string }): CodeCall[] => {
+const callsOf = (
+  iam: BrokerIam,
+  sent: SentCommand[],
+  recorded: { tableName: string; kmsKeyId: string },
+): CodeCall[] => {
   const calls = new Map<string, CodeCall>();
   for (const { service, command, input } of sent) {
     const action = `${service}:${command}`;
@@ -119,18 +149,21 @@ const callsOf = (iam: BrokerIam, sent: SentCommand[], recorded: { tableName: str
     let context: Context = {};
     let what: string;
     if (service === 'dynamodb') {
-      if (input.TableName !== recorded.tableName) throw new Error(`${action} on table ${String(input.TableName)}, not the configured one`);
+      if (input.TableName !== recorded.tableName)
+        throw new Error(`${action} on table ${String(input.TableName)}, not the configured one`);
       resource = iam.tableArn;
       // The request's own condition keys (dynamodb:ReturnValues), as IAM would see them.
       if (typeof input.ReturnValues === 'string') context = { 'dynamodb:ReturnValues': input.ReturnValues };
       what = describeDynamoDb(command, input);
     } else if (service === 'secretsmanager') {
-      if (input.SecretId !== SECRET_ID) throw new Error(`${action} of secret ${String(input.SecretId)}, not the configured one`);
+      if (input.SecretId !== SECRET_ID)
+        throw new Error(`${action} of secret ${String(input.SecretId)}, not the configured one`);
       resource = iam.secretArn;
       context = { 'secretsmanager:VersionStage': String(input.VersionStage) };
       what = `${command} of the configured secret, ${String(input.VersionStage)}`;
     } else {
-      if (input.KeyId !== recorded.kmsKeyId) throw new Error(`${action} with key ${String(input.KeyId)}, not the configured one`);
+      if (input.KeyId !== recorded.kmsKeyId)
+        throw new Error(`${action} with key ${String(input.KeyId)}, not the configured one`);
       resource = iam.keyArn;
       context = kmsContext(input.EncryptionContext as Record<string, string>);
       what = `${command} on the token key with the code's encryption context`;

@@ -12,7 +12,7 @@ process.on('message', async (msg) => {
     const result = await handler(msg.event, context);
     process.send({ id: msg.id, result });
   } catch (err) {
-    process.send({ id: msg.id, thrown: String(err && err.name) });
+    process.send({ id: msg.id, thrown: String(err?.name) });
   }
 });
 process.send({ ready: true, version: process.version });

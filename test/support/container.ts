@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 
@@ -20,7 +20,11 @@ export interface ContainerOptions {
   execPath?: string;
 }
 
-export const startContainer = async (fn: string, env: Record<string, string>, options: ContainerOptions = {}): Promise<Container> => {
+export const startContainer = async (
+  fn: string,
+  env: Record<string, string>,
+  options: ContainerOptions = {},
+): Promise<Container> => {
   const bundle = resolve('dist', fn, 'handler.js');
   const child: ChildProcess = fork(resolve('test/support/container-main.cjs'), [bundle], {
     env: { PATH: process.env.PATH ?? '', ...env },
@@ -45,17 +49,20 @@ export const startContainer = async (fn: string, env: Record<string, string>, op
   await new Promise<void>((ready, failed) => {
     child.once('error', failed);
     child.once('exit', (code) => failed(new Error(`container exited with ${code}: ${output}`)));
-    child.on('message', (msg: { ready?: boolean; version?: string; id?: string; result?: unknown; thrown?: string }) => {
-      if (msg.ready) {
-        nodeVersion = msg.version ?? '';
-        return ready();
-      }
-      const settle = msg.id ? pending.get(msg.id) : undefined;
-      if (settle) {
-        pending.delete(msg.id!);
-        settle(msg.thrown ? { thrown: msg.thrown } : msg.result);
-      }
-    });
+    child.on(
+      'message',
+      (msg: { ready?: boolean; version?: string; id?: string; result?: unknown; thrown?: string }) => {
+        if (msg.ready) {
+          nodeVersion = msg.version ?? '';
+          return ready();
+        }
+        const settle = msg.id ? pending.get(msg.id) : undefined;
+        if (settle) {
+          pending.delete(msg.id!);
+          settle(msg.thrown ? { thrown: msg.thrown } : msg.result);
+        }
+      },
+    );
   });
   return {
     invoke: (event) =>

@@ -8,14 +8,15 @@
  */
 import fc from 'fast-check';
 import type { IdentityProof } from '../../examples/caller';
-import { BrokerError } from '../../functions/lib/shared/errors';
 import { isRecord } from '../../functions/lib/shared/assert';
+import { BrokerError } from '../../functions/lib/shared/errors';
 
 const seedFromEnv = (raw: string | undefined): number | undefined => {
   if (raw === undefined || raw.trim() === '') return 1129;
   if (raw === 'random') return undefined;
   const seed = Number(raw);
-  if (!Number.isSafeInteger(seed)) throw new Error(`FUZZ_SEED must be an integer or "random", not ${JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(seed))
+    throw new Error(`FUZZ_SEED must be an integer or "random", not ${JSON.stringify(raw)}`);
   return seed;
 };
 
@@ -41,16 +42,27 @@ export const junk = (): fc.Arbitrary<unknown> =>
 
 /** Mostly `valid`, sometimes junk, sometimes left out. */
 export const mostly = <T>(valid: fc.Arbitrary<T>, weight = 4): fc.Arbitrary<T | unknown> =>
-  fc.oneof({ weight, arbitrary: valid }, { weight: 1, arbitrary: junk() }, { weight: 1, arbitrary: fc.constant(ABSENT) });
+  fc.oneof(
+    { weight, arbitrary: valid },
+    { weight: 1, arbitrary: junk() },
+    { weight: 1, arbitrary: fc.constant(ABSENT) },
+  );
 
 /** An object of the model's fields, without those generated as ABSENT, sometimes with an extra field. */
 export const shaped = (model: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<Record<string, unknown>> =>
   fc
-    .tuple(fc.record(model), fc.oneof({ weight: 9, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.tuple(fc.string({ maxLength: 12 }), junk()) }))
+    .tuple(
+      fc.record(model),
+      fc.oneof(
+        { weight: 9, arbitrary: fc.constant(null) },
+        { weight: 1, arbitrary: fc.tuple(fc.string({ maxLength: 12 }), junk()) },
+      ),
+    )
     .map(([fields, extra]) => {
       const out: Record<string, unknown> = {};
       for (const [key, value] of Object.entries(fields)) if (value !== (ABSENT as Absent | unknown)) out[key] = value;
-      if (extra) Object.defineProperty(out, extra[0], { value: extra[1], enumerable: true, writable: true, configurable: true });
+      if (extra)
+        Object.defineProperty(out, extra[0], { value: extra[1], enumerable: true, writable: true, configurable: true });
       return out;
     });
 
@@ -60,7 +72,9 @@ export const outcomeOf = <T>(fn: () => T): { result: T } | { refused: BrokerErro
     return { result: fn() };
   } catch (err) {
     if (err instanceof BrokerError) return { refused: err };
-    throw new Error(`threw ${(err as Error)?.name ?? typeof err} instead of a BrokerError: ${String((err as Error)?.message ?? err)}`);
+    throw new Error(
+      `threw ${(err as Error)?.name ?? typeof err} instead of a BrokerError: ${String((err as Error)?.message ?? err)}`,
+    );
   }
 };
 
@@ -77,7 +91,16 @@ export const isOAuthErrorBody = (v: unknown): v is { error: string; error_descri
 
 /** A proof as the caller signed it, or with one part missing, replaced or edited. */
 export const proofVariants = (valid: IdentityProof): fc.Arbitrary<unknown> => {
-  const headerNames = fc.constantFrom('authorization', 'x-amz-date', 'host', 'x-limitrail-broker-audience', 'x-amz-security-token', 'constructor', 'Authorization', '__proto__');
+  const headerNames = fc.constantFrom(
+    'authorization',
+    'x-amz-date',
+    'host',
+    'x-limitrail-broker-audience',
+    'x-amz-security-token',
+    'constructor',
+    'Authorization',
+    '__proto__',
+  );
   const editedHeaders = fc
     .tuple(headerNames, fc.oneof(fc.string({ maxLength: 40 }), junk(), fc.constant(ABSENT)))
     .map(([name, value]) => {
@@ -95,7 +118,14 @@ export const proofVariants = (valid: IdentityProof): fc.Arbitrary<unknown> => {
         .dictionary(fc.string({ maxLength: 20 }), fc.oneof(fc.string({ maxLength: 20 }), junk()), { maxKeys: 30 })
         .map((extra) => ({ ...valid, headers: { ...valid.headers, ...extra } })),
     },
-    { weight: 2, arbitrary: shaped({ url: mostly(fc.constant(valid.url)), headers: mostly(fc.constant(valid.headers)), body: mostly(fc.constant(valid.body)) }) },
+    {
+      weight: 2,
+      arbitrary: shaped({
+        url: mostly(fc.constant(valid.url)),
+        headers: mostly(fc.constant(valid.headers)),
+        body: mostly(fc.constant(valid.body)),
+      }),
+    },
     { weight: 1, arbitrary: junk() },
     { weight: 1, arbitrary: fc.constant(ABSENT) },
   );

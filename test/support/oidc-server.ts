@@ -17,7 +17,10 @@ export interface OidcServer {
   stop(): Promise<void>;
 }
 
-export interface OidcServerOptions { scopes?: string[]; accessTokenTtlSec?: number }
+export interface OidcServerOptions {
+  scopes?: string[];
+  accessTokenTtlSec?: number;
+}
 
 const DEFAULT_SCOPES = ['limitrail.usage.read', 'limitrail.usage.write'];
 const DEFAULT_ACCESS_TOKEN_TTL_SEC = 3600;
@@ -25,7 +28,9 @@ const TOKEN_PATH = '/token';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 /** The slice of oidc-provider used here; the package ships no type declarations. */
-interface ProviderModule { Provider: new (issuer: string, configuration: Record<string, unknown>) => { callback(): NodeHandler } }
+interface ProviderModule {
+  Provider: new (issuer: string, configuration: Record<string, unknown>) => { callback(): NodeHandler };
+}
 /** A non-literal specifier keeps tsc from demanding declarations for the untyped package. */
 const PROVIDER_MODULE = 'oidc-provider';
 type Payload = Record<string, unknown>;
@@ -38,22 +43,33 @@ function createMemoryAdapter() {
   const store = new Map<string, { payload: Payload; expiresAtEpochMs: number }>();
   return class MemoryAdapter {
     constructor(private readonly model: string) {}
-    private key(id: string) { return `${this.model}:${id}`; }
+    private key(id: string) {
+      return `${this.model}:${id}`;
+    }
     async upsert(id: string, payload: Payload, expiresInSec?: number) {
-      store.set(this.key(id), { payload, expiresAtEpochMs: expiresInSec ? Date.now() + expiresInSec * 1000 : Infinity });
+      store.set(this.key(id), {
+        payload,
+        expiresAtEpochMs: expiresInSec ? Date.now() + expiresInSec * 1000 : Infinity,
+      });
     }
     async find(id: string) {
       const entry = store.get(this.key(id));
       if (!entry || entry.expiresAtEpochMs <= Date.now()) return undefined;
       return entry.payload;
     }
-    async findByUid() { return undefined; }
-    async findByUserCode() { return undefined; }
+    async findByUid() {
+      return undefined;
+    }
+    async findByUserCode() {
+      return undefined;
+    }
     async consume(id: string) {
       const entry = store.get(this.key(id));
       if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
     }
-    async destroy(id: string) { store.delete(this.key(id)); }
+    async destroy(id: string) {
+      store.delete(this.key(id));
+    }
     async revokeByGrantId() {}
   };
 }
@@ -65,8 +81,12 @@ function createMemoryAdapter() {
 async function withoutProviderNotices<T>(run: () => Promise<T>): Promise<T> {
   const { info, warn } = console;
   const isNotice = (args: unknown[]) => typeof args[0] === 'string' && args[0].includes('oidc-provider');
-  console.info = (...args: unknown[]) => { if (!isNotice(args)) info(...args); };
-  console.warn = (...args: unknown[]) => { if (!isNotice(args)) warn(...args); };
+  console.info = (...args: unknown[]) => {
+    if (!isNotice(args)) info(...args);
+  };
+  console.warn = (...args: unknown[]) => {
+    if (!isNotice(args)) warn(...args);
+  };
   try {
     return await run();
   } finally {
@@ -78,7 +98,8 @@ async function withoutProviderNotices<T>(run: () => Promise<T>): Promise<T> {
 export async function startOidcServer(options: OidcServerOptions = {}): Promise<OidcServer> {
   const scopes = [...(options.scopes ?? DEFAULT_SCOPES)];
   const accessTokenTtlSec = options.accessTokenTtlSec ?? DEFAULT_ACCESS_TOKEN_TTL_SEC;
-  if (!Number.isInteger(accessTokenTtlSec) || accessTokenTtlSec <= 0) throw new Error('accessTokenTtlSec must be a positive integer');
+  if (!Number.isInteger(accessTokenTtlSec) || accessTokenTtlSec <= 0)
+    throw new Error('accessTokenTtlSec must be a positive integer');
   const clientId = `oidc_test_${randomBytes(8).toString('hex')}`;
   const clientSecret = randomBytes(32).toString('base64url');
 
@@ -95,7 +116,10 @@ export async function startOidcServer(options: OidcServerOptions = {}): Promise<
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => { server.off('error', reject); resolve(); });
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -109,16 +133,18 @@ export async function startOidcServer(options: OidcServerOptions = {}): Promise<
       const provider = new Provider(issuer, {
         adapter: createMemoryAdapter(),
         jwks: { keys: [{ ...signingKey, kid: 'test-signing-key', use: 'sig', alg: 'RS256' }] },
-        clients: [{
-          client_id: clientId,
-          client_secret: clientSecret,
-          // client_secret_post registered; oidc-provider also accepts Basic for secret-based clients.
-          token_endpoint_auth_method: 'client_secret_post',
-          grant_types: ['client_credentials'],
-          response_types: [],
-          redirect_uris: [],
-          scope: scopes.join(' '),
-        }],
+        clients: [
+          {
+            client_id: clientId,
+            client_secret: clientSecret,
+            // client_secret_post registered; oidc-provider also accepts Basic for secret-based clients.
+            token_endpoint_auth_method: 'client_secret_post',
+            grant_types: ['client_credentials'],
+            response_types: [],
+            redirect_uris: [],
+            scope: scopes.join(' '),
+          },
+        ],
         scopes,
         features: {
           clientCredentials: { enabled: true },

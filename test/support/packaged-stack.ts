@@ -77,7 +77,9 @@ export const packageStage = async (stage = 'ci'): Promise<PackagedStage> => {
     const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string };
     throw new Error(`osls package failed:\n${stdout}\n${stderr}`);
   }
-  const template = JSON.parse(await readFile(join(dir, 'cloudformation-template-update-stack.json'), 'utf8')) as CfnTemplate;
+  const template = JSON.parse(
+    await readFile(join(dir, 'cloudformation-template-update-stack.json'), 'utf8'),
+  ) as CfnTemplate;
   const state = JSON.parse(await readFile(join(dir, 'serverless-state.json'), 'utf8')) as PackagedStage['state'];
   return { dir, template, state, remove };
 };

@@ -1,8 +1,8 @@
-import { request as httpRequest, createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { CreateRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity } from '@smithy/types';
-import { startMoto, type MotoServer } from '../../local/moto';
+import { type MotoServer, startMoto } from '../../local/moto';
 import { listenOnLoopback } from './listen';
 
 /**
@@ -37,7 +37,11 @@ const trustPolicy = JSON.stringify({
 
 export const startStsStack = async (roles: string[]): Promise<StsStack> => {
   const moto = await startMoto();
-  const config = { endpoint: moto.endpoint, region: STS_REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+  const config = {
+    endpoint: moto.endpoint,
+    region: STS_REGION,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  };
   const iam = new IAMClient(config);
   const sts = new STSClient(config);
   const sessions = new Map<string, AwsCredentialIdentity>();
@@ -45,9 +49,16 @@ export const startStsStack = async (roles: string[]): Promise<StsStack> => {
     for (const name of roles) {
       await iam.send(new CreateRoleCommand({ RoleName: name, AssumeRolePolicyDocument: trustPolicy }));
       const { Credentials: c } = await sts.send(
-        new AssumeRoleCommand({ RoleArn: `arn:aws:iam::${STS_ACCOUNT}:role/${name}`, RoleSessionName: `${name}-session` }),
+        new AssumeRoleCommand({
+          RoleArn: `arn:aws:iam::${STS_ACCOUNT}:role/${name}`,
+          RoleSessionName: `${name}-session`,
+        }),
       );
-      sessions.set(name, { accessKeyId: c!.AccessKeyId!, secretAccessKey: c!.SecretAccessKey!, sessionToken: c!.SessionToken! });
+      sessions.set(name, {
+        accessKeyId: c!.AccessKeyId!,
+        secretAccessKey: c!.SecretAccessKey!,
+        sessionToken: c!.SessionToken!,
+      });
     }
   } finally {
     iam.destroy();
@@ -65,7 +76,9 @@ export const startStsStack = async (roles: string[]): Promise<StsStack> => {
     if (mode === 'down') return void req.socket.destroy();
     if (mode === 'failing') {
       res.writeHead(500, { 'content-type': 'text/xml' });
-      return void res.end('<ErrorResponse><Error><Code>InternalFailure</Code><Message>x</Message></Error></ErrorResponse>');
+      return void res.end(
+        '<ErrorResponse><Error><Code>InternalFailure</Code><Message>x</Message></Error></ErrorResponse>',
+      );
     }
     if (mode === 'slow') return; // never answers: the broker's timeout must end it
     const upstream = httpRequest(
@@ -101,7 +114,11 @@ export const startStsStack = async (roles: string[]): Promise<StsStack> => {
 };
 
 /** A loopback listener that counts TCP connections: proof URLs that must never be contacted point here. */
-export const startConnectionCounter = async (): Promise<{ url: string; connections(): number; stop(): Promise<void> }> => {
+export const startConnectionCounter = async (): Promise<{
+  url: string;
+  connections(): number;
+  stop(): Promise<void>;
+}> => {
   let connections = 0;
   const server = createServer((_req, res) => res.end('not STS'));
   server.on('connection', () => (connections += 1));

@@ -31,14 +31,30 @@ export const urlEvent = (body: unknown, options: { iam?: Iam; method?: string; b
       apiId: 'abc',
       domainName: 'abc.lambda-url.eu-central-1.on.aws',
       domainPrefix: 'abc',
-      http: { method: options.method ?? 'POST', path: '/', protocol: 'HTTP/1.1', sourceIp: '10.0.0.1', userAgent: 'test' },
+      http: {
+        method: options.method ?? 'POST',
+        path: '/',
+        protocol: 'HTTP/1.1',
+        sourceIp: '10.0.0.1',
+        userAgent: 'test',
+      },
       requestId: randomUUID(),
       routeKey: '$default',
       stage: '$default',
       time: '29/Nov/2026:06:00:00 +0000',
       timeEpoch: Date.now(),
       ...(options.iam
-        ? { authorizer: { iam: { accessKey: 'ASIA', callerId: 'AROA:i-0abc', cognitoIdentity: null, userId: 'AROA:i-0abc', ...options.iam } } }
+        ? {
+            authorizer: {
+              iam: {
+                accessKey: 'ASIA',
+                callerId: 'AROA:i-0abc',
+                cognitoIdentity: null,
+                userId: 'AROA:i-0abc',
+                ...options.iam,
+              },
+            },
+          }
         : {}),
     },
     body: options.base64 ? Buffer.from(text).toString('base64') : text,

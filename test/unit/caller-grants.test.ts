@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { authorize, parseGrants, parsePrincipal, principalMatches, type CallerIdentity } from '../../functions/lib/way-in/caller-grants';
-import { BrokerError } from '../../functions/lib/shared/errors';
+import type { BrokerError } from '../../functions/lib/shared/errors';
+import {
+  authorize,
+  type CallerIdentity,
+  parseGrants,
+  parsePrincipal,
+  principalMatches,
+} from '../../functions/lib/way-in/caller-grants';
 
 const clientScopes = new Map([['limitrail', new Set(['a', 'b', 'c'])]]);
 const grants = parseGrants(
@@ -41,8 +47,12 @@ describe('caller grants', () => {
 
   it('does not confuse roles of the same name in other accounts, or other roles', () => {
     expect(denied(caller('arn:aws:sts::999999999999:assumed-role/billing/s'), ['a'])?.error).toBe('access_denied');
-    expect(denied(caller('arn:aws:sts::111111111111:assumed-role/billing-admin/s'), ['a'])?.error).toBe('access_denied');
-    expect(denied(caller('arn:aws:sts::111111111111:assumed-role/other/s'), ['a'])?.error_description).toContain('no grant for client "limitrail"');
+    expect(denied(caller('arn:aws:sts::111111111111:assumed-role/billing-admin/s'), ['a'])?.error).toBe(
+      'access_denied',
+    );
+    expect(denied(caller('arn:aws:sts::111111111111:assumed-role/other/s'), ['a'])?.error_description).toContain(
+      'no grant for client "limitrail"',
+    );
   });
 
   it('grants everything in an account, a named user, or an organization', () => {
@@ -68,7 +78,11 @@ describe('caller grants', () => {
     ['a wildcard principal', '[{"principal":"*","client":"limitrail","scopes":["a"]}]', 'principal must be'],
     ['an unknown client', '[{"principal":"123456789012","client":"x","scopes":["a"]}]', 'client must name'],
     ['a scope the client lacks', '[{"principal":"123456789012","client":"limitrail","scopes":["z"]}]', 'scopes[0]'],
-    ['an unknown field', '[{"principal":"123456789012","client":"limitrail","scopes":["a"],"scope":"a"}]', 'unknown field'],
+    [
+      'an unknown field',
+      '[{"principal":"123456789012","client":"limitrail","scopes":["a"],"scope":"a"}]',
+      'unknown field',
+    ],
   ])('refuses BROKER_CALLERS with %s', (_name, text, fragment) => {
     expect(() => parseGrants(text, clientScopes, 'BROKER_CALLERS')).toThrow(fragment);
   });

@@ -23,7 +23,10 @@ const problem = (env: Record<string, string | undefined>) => {
   throw new Error('expected a configuration error');
 };
 
-const clients = (client: Record<string, unknown>) => ({ ...base, BROKER_CLIENTS: JSON.stringify({ limitrail: client }) });
+const clients = (client: Record<string, unknown>) => ({
+  ...base,
+  BROKER_CLIENTS: JSON.stringify({ limitrail: client }),
+});
 const good = { secretId: 's', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['a'] };
 
 describe('loadConfig', () => {
@@ -59,20 +62,33 @@ describe('loadConfig', () => {
 
   it('accepts http only for loopback token URLs, and only where ALLOW_LOOPBACK_TOKEN_URL=true', () => {
     const local = { ALLOW_LOOPBACK_TOKEN_URL: 'true' };
-    expect(loadConfig({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1:4010/connect/token' }), ...local }).clients.size).toBe(1);
-    expect(loadConfig({ ...clients({ ...good, tokenUrl: 'http://localhost:4010/connect/token' }), ...local }).clients.size).toBe(1);
-    expect(problem({ ...clients({ ...good, tokenUrl: 'http://auth.example.com/connect/token' }), ...local })).toContain('must be https');
-    expect(problem({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1.example.com/t' }), ...local })).toContain('must be https');
+    expect(
+      loadConfig({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1:4010/connect/token' }), ...local }).clients.size,
+    ).toBe(1);
+    expect(
+      loadConfig({ ...clients({ ...good, tokenUrl: 'http://localhost:4010/connect/token' }), ...local }).clients.size,
+    ).toBe(1);
+    expect(problem({ ...clients({ ...good, tokenUrl: 'http://auth.example.com/connect/token' }), ...local })).toContain(
+      'must be https',
+    );
+    expect(problem({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1.example.com/t' }), ...local })).toContain(
+      'must be https',
+    );
   });
 
   it('refuses a loopback token URL in a deployed stage (inside Lambda, 127.0.0.1:9001 is the Runtime API), naming the client', () => {
     for (const flag of [undefined, 'false']) {
-      const description = problem({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1:9001/connect/token' }), ALLOW_LOOPBACK_TOKEN_URL: flag });
+      const description = problem({
+        ...clients({ ...good, tokenUrl: 'http://127.0.0.1:9001/connect/token' }),
+        ALLOW_LOOPBACK_TOKEN_URL: flag,
+      });
       expect(description).toBe(
         'invalid configuration: BROKER_CLIENTS.limitrail.tokenUrl is plain http to a loopback host, allowed only with ALLOW_LOOPBACK_TOKEN_URL=true (local runs and tests)',
       );
     }
-    expect(problem({ ...base, ALLOW_LOOPBACK_TOKEN_URL: 'yes' })).toContain('ALLOW_LOOPBACK_TOKEN_URL must be "true" or "false"');
+    expect(problem({ ...base, ALLOW_LOOPBACK_TOKEN_URL: 'yes' })).toContain(
+      'ALLOW_LOOPBACK_TOKEN_URL must be "true" or "false"',
+    );
     expect(loadConfig(clients(good)).clients.size).toBe(1); // https needs no flag
   });
 
@@ -92,7 +108,11 @@ describe('loadConfig', () => {
     ['a relative token URL', clients({ ...good, tokenUrl: '/connect/token' }), 'not an absolute URL'],
     ['prewarm not an array', clients({ ...good, prewarm: 'a' }), 'prewarm must be an array'],
     ['an empty prewarm set', clients({ ...good, prewarm: [[]] }), 'prewarm[0] must be a non-empty array'],
-    ['a prewarm scope the client may not use', clients({ ...good, prewarm: [['a'], ['a', 'z']] }), "prewarm[1][1] must be one of the client's scopes"],
+    [
+      'a prewarm scope the client may not use',
+      clients({ ...good, prewarm: [['a'], ['a', 'z']] }),
+      "prewarm[1][1] must be one of the client's scopes",
+    ],
     ['a bad numeric setting', { ...base, TOKEN_ENDPOINT_TIMEOUT_MS: '5s' }, 'TOKEN_ENDPOINT_TIMEOUT_MS'],
   ])('refuses %s', (_name, env, fragment) => {
     expect(problem(env)).toContain(fragment);

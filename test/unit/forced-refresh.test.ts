@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../functions/lib/cache/cache-key';
-import { FORCE_REFRESH_LIMITED, decideForcedRefresh, forcedRefreshLimited, type ForcedRefreshState } from '../../functions/lib/cache/forced-refresh';
+import {
+  decideForcedRefresh,
+  FORCE_REFRESH_LIMITED,
+  type ForcedRefreshState,
+  forcedRefreshLimited,
+} from '../../functions/lib/cache/forced-refresh';
 import { CLOCK_SKEW_MS, forcedFetchBlockedUntilMs, isLeaseHeld } from '../../functions/lib/cache/lease-rules';
 import { type CachedToken, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
 
@@ -29,7 +34,9 @@ describe('forced refresh decision', () => {
   it('serves a token that is not the one reported rejected, inside the interval or not, lease held or not', () => {
     for (const blockedUntilMs of [undefined, inside]) {
       for (const leaseHeld of [false, true]) {
-        expect(decideForcedRefresh(state({ blockedUntilMs, leaseHeld, rejectedTokenSha256: sha256Hex('an older token') }))).toEqual({
+        expect(
+          decideForcedRefresh(state({ blockedUntilMs, leaseHeld, rejectedTokenSha256: sha256Hex('an older token') })),
+        ).toEqual({
           step: 'serve',
           token: current,
         });
@@ -42,24 +49,34 @@ describe('forced refresh decision', () => {
     expect(decideForcedRefresh(state({ rejectedTokenSha256: undefined }))).toEqual({ step: 'fetch', claim: true });
   });
 
-  it('refuses the current token\'s fingerprint inside the interval, with the seconds until the next forced fetch', () => {
+  it("refuses the current token's fingerprint inside the interval, with the seconds until the next forced fetch", () => {
     expect(decideForcedRefresh(state({ blockedUntilMs: inside }))).toEqual({ step: 'refuse', retryAfterSec: 13 });
     expect(decideForcedRefresh(state({ blockedUntilMs: NOW_MS + 1 }))).toEqual({ step: 'refuse', retryAfterSec: 1 });
   });
 
   it('serves the current token to a forced refresh without a fingerprint inside the interval', () => {
-    expect(decideForcedRefresh(state({ blockedUntilMs: inside, rejectedTokenSha256: undefined }))).toEqual({ step: 'serve', token: current });
+    expect(decideForcedRefresh(state({ blockedUntilMs: inside, rejectedTokenSha256: undefined }))).toEqual({
+      step: 'serve',
+      token: current,
+    });
   });
 
   it('waits for a lease holder before deciding on the current token', () => {
     expect(decideForcedRefresh(state({ leaseHeld: true }))).toEqual({ step: 'wait' });
-    expect(decideForcedRefresh(state({ leaseHeld: true, blockedUntilMs: inside, rejectedTokenSha256: undefined }))).toEqual({ step: 'wait' });
+    expect(
+      decideForcedRefresh(state({ leaseHeld: true, blockedUntilMs: inside, rejectedTokenSha256: undefined })),
+    ).toEqual({ step: 'wait' });
   });
 
   it('is a plain miss when there is no servable token, without claiming a spent interval', () => {
     const nearExpiry = tokenAged(3600 - 30);
-    expect(decideForcedRefresh(state({ token: undefined, blockedUntilMs: inside }))).toEqual({ step: 'fetch', claim: false });
-    expect(decideForcedRefresh(state({ token: nearExpiry, blockedUntilMs: inside, rejectedTokenSha256: sha256Hex('x') }))).toEqual({
+    expect(decideForcedRefresh(state({ token: undefined, blockedUntilMs: inside }))).toEqual({
+      step: 'fetch',
+      claim: false,
+    });
+    expect(
+      decideForcedRefresh(state({ token: nearExpiry, blockedUntilMs: inside, rejectedTokenSha256: sha256Hex('x') })),
+    ).toEqual({
       step: 'fetch',
       claim: false,
     });
@@ -95,7 +112,9 @@ describe('bounds on coordination state anyone with table write access can set', 
     expect(forcedFetchBlockedUntilMs(NOW_MS - INTERVAL_MS, NOW_MS, INTERVAL_MS)).toBeUndefined();
     expect(forcedFetchBlockedUntilMs(NOW_MS - INTERVAL_MS + 1, NOW_MS, INTERVAL_MS)).toBe(NOW_MS + 1);
     expect(forcedFetchBlockedUntilMs(NOW_MS, NOW_MS, INTERVAL_MS)).toBe(NOW_MS + INTERVAL_MS);
-    expect(forcedFetchBlockedUntilMs(NOW_MS + CLOCK_SKEW_MS, NOW_MS, INTERVAL_MS)).toBe(NOW_MS + CLOCK_SKEW_MS + INTERVAL_MS);
+    expect(forcedFetchBlockedUntilMs(NOW_MS + CLOCK_SKEW_MS, NOW_MS, INTERVAL_MS)).toBe(
+      NOW_MS + CLOCK_SKEW_MS + INTERVAL_MS,
+    );
     expect(forcedFetchBlockedUntilMs(NOW_MS + CLOCK_SKEW_MS + 1, NOW_MS, INTERVAL_MS)).toBeUndefined();
     expect(forcedFetchBlockedUntilMs(Number.MAX_SAFE_INTEGER, NOW_MS, INTERVAL_MS)).toBeUndefined();
   });

@@ -9,13 +9,22 @@ import { describe, expect, it } from 'vitest';
 import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
 import { resolveTemplate } from '../support/cfn-resolve';
 import { brokerIamOf } from '../support/iam-model';
-import { type CallsByFunction, type CodeCall, EXISTING_KEY, brokerRows, evaluateTable, failures, kmsContext } from '../support/iam-table';
+import {
+  brokerRows,
+  type CallsByFunction,
+  type CodeCall,
+  EXISTING_KEY,
+  evaluateTable,
+  failures,
+  kmsContext,
+} from '../support/iam-table';
 import type { CfnTemplate, Json } from '../support/packaged-stack';
 
 const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'limitrail-token-broker-ci' };
 const SECRET = 'limitrail-token-broker/ci/limitrail';
 const sub = (text: string) => ({ 'Fn::Sub': text });
-const roleArn = (fn: string) => sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/limitrail-token-broker-ci-eu-west-1-${fn}`);
+const roleArn = (fn: string) =>
+  sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/limitrail-token-broker-ci-eu-west-1-${fn}`);
 const contextCondition = () => ({
   'kms:EncryptionContext:purpose': 'limitrail-token-broker/token-cache',
   'kms:EncryptionContext:tokenTable': { Ref: 'TokenTable' },
@@ -34,13 +43,22 @@ const role = (fn: string) => ({
             {
               Effect: 'Allow',
               Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-              Resource: sub(`arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/limitrail-token-broker-ci-${fn}:*`),
+              Resource: sub(
+                `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/limitrail-token-broker-ci-${fn}:*`,
+              ),
             },
-            { Sid: 'TokenCacheTable', Effect: 'Allow', Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], Resource: { 'Fn::GetAtt': ['TokenTable', 'Arn'] } },
+            {
+              Sid: 'TokenCacheTable',
+              Effect: 'Allow',
+              Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+              Resource: { 'Fn::GetAtt': ['TokenTable', 'Arn'] },
+            },
             {
               Effect: 'Allow',
               Action: 'secretsmanager:GetSecretValue',
-              Resource: sub(`arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${SECRET}-??????`),
+              Resource: sub(
+                `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${SECRET}-??????`,
+              ),
             },
             {
               Sid: 'TokenEnvelopeKey',
@@ -86,7 +104,10 @@ const fixture = (): CfnTemplate =>
                 Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') },
                 Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
                 Resource: '*',
-                Condition: { ArnEquals: { 'aws:PrincipalArn': [roleArn('token'), roleArn('prewarm')] }, StringEquals: contextCondition() },
+                Condition: {
+                  ArnEquals: { 'aws:PrincipalArn': [roleArn('token'), roleArn('prewarm')] },
+                  StringEquals: contextCondition(),
+                },
               },
             ],
           },
@@ -97,12 +118,31 @@ const fixture = (): CfnTemplate =>
       TokenLambdaFunction: fn('token'),
       PrewarmLambdaFunction: fn('prewarm'),
       PrewarmRule: { Type: 'AWS::Events::Rule', Properties: {} },
-      DirectRole: permission({ Action: 'lambda:InvokeFunction', Principal: 'arn:aws:iam::111111111111:role/billing-service' }),
+      DirectRole: permission({
+        Action: 'lambda:InvokeFunction',
+        Principal: 'arn:aws:iam::111111111111:role/billing-service',
+      }),
       DirectAccount: permission({ Action: 'lambda:InvokeFunction', Principal: '222222222222' }),
-      UrlReporting: permission({ Action: 'lambda:InvokeFunctionUrl', Principal: 'arn:aws:iam::111111111111:role/reporting', FunctionUrlAuthType: 'AWS_IAM' }),
-      UrlInvokeReporting: permission({ Action: 'lambda:InvokeFunction', Principal: 'arn:aws:iam::111111111111:role/reporting', InvokedViaFunctionUrl: true }),
-      UrlAccount: permission({ Action: 'lambda:InvokeFunctionUrl', Principal: '333333333333', FunctionUrlAuthType: 'AWS_IAM' }),
-      UrlInvokeAccount: permission({ Action: 'lambda:InvokeFunction', Principal: '333333333333', InvokedViaFunctionUrl: true }),
+      UrlReporting: permission({
+        Action: 'lambda:InvokeFunctionUrl',
+        Principal: 'arn:aws:iam::111111111111:role/reporting',
+        FunctionUrlAuthType: 'AWS_IAM',
+      }),
+      UrlInvokeReporting: permission({
+        Action: 'lambda:InvokeFunction',
+        Principal: 'arn:aws:iam::111111111111:role/reporting',
+        InvokedViaFunctionUrl: true,
+      }),
+      UrlAccount: permission({
+        Action: 'lambda:InvokeFunctionUrl',
+        Principal: '333333333333',
+        FunctionUrlAuthType: 'AWS_IAM',
+      }),
+      UrlInvokeAccount: permission({
+        Action: 'lambda:InvokeFunction',
+        Principal: '333333333333',
+        InvokedViaFunctionUrl: true,
+      }),
     },
   }) as unknown as CfnTemplate;
 
@@ -111,7 +151,12 @@ const codeCalls = (tableArn: string, secretArn: string, keyArn: string, tableNam
   const calls = (read: string): CodeCall[] => [
     { what: read, action: 'dynamodb:GetItem', resource: tableArn, context: {} },
     { what: 'UpdateItem on the token table', action: 'dynamodb:UpdateItem', resource: tableArn, context: {} },
-    { what: 'UpdateItem (ReturnValues ALL_NEW)', action: 'dynamodb:UpdateItem', resource: tableArn, context: { 'dynamodb:ReturnValues': 'ALL_NEW' } },
+    {
+      what: 'UpdateItem (ReturnValues ALL_NEW)',
+      action: 'dynamodb:UpdateItem',
+      resource: tableArn,
+      context: { 'dynamodb:ReturnValues': 'ALL_NEW' },
+    },
     ...['AWSCURRENT', 'AWSPREVIOUS'].map((stage) => ({
       what: `GetSecretValue ${stage}`,
       action: 'secretsmanager:GetSecretValue',
@@ -132,11 +177,14 @@ type Statement = Json & { Action: string | string[]; Condition?: { StringEquals?
 const statements = (t: CfnTemplate, id: string): Statement[] =>
   id === 'TokenKmsKey'
     ? (t.Resources[id]!.Properties.KeyPolicy as { Statement: Statement[] }).Statement
-    : (t.Resources[id]!.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[])[0]!.PolicyDocument.Statement;
+    : (t.Resources[id]!.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[])[0]!.PolicyDocument
+        .Statement;
 
 const tableFailures = async (template: CfnTemplate): Promise<string[]> => {
   const iam = brokerIamOf(resolveTemplate(template, SAMPLE));
-  return failures(await evaluateTable(iam, brokerRows(iam, codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName))));
+  return failures(
+    await evaluateTable(iam, brokerRows(iam, codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName))),
+  );
 };
 
 describe('the IAM evaluation table', () => {
@@ -155,7 +203,8 @@ describe('the IAM evaluation table', () => {
 
   it('fails the Decrypt and GenerateDataKey rows when the key policy lost its statement for the function roles', async () => {
     const broken = fixture();
-    (broken.Resources.TokenKmsKey!.Properties.KeyPolicy as { Statement: Statement[] }).Statement[0]!.Action = 'kms:DescribeKey';
+    (broken.Resources.TokenKmsKey!.Properties.KeyPolicy as { Statement: Statement[] }).Statement[0]!.Action =
+      'kms:DescribeKey';
     expect(await tableFailures(broken)).toEqual([
       "token role: GenerateDataKey with the code's context: expected Allowed, got Denied",
       "token role: Decrypt with the code's context: expected Allowed, got Denied",
@@ -181,7 +230,8 @@ describe('the IAM evaluation table', () => {
 
   it('fails the direct-invoke rows of the URL grantees when their InvokeFunction permission lost InvokedViaFunctionUrl', async () => {
     const broken = fixture();
-    for (const id of ['UrlInvokeReporting', 'UrlInvokeAccount']) delete broken.Resources[id]!.Properties.InvokedViaFunctionUrl;
+    for (const id of ['UrlInvokeReporting', 'UrlInvokeAccount'])
+      delete broken.Resources[id]!.Properties.InvokedViaFunctionUrl;
     expect(await tableFailures(broken)).toEqual([
       'URL grantee in another account, lambda:* on *: lambda:InvokeFunction {"lambda:InvokedViaFunctionUrl":"false"}: expected Denied, got Allowed',
       'URL grantee role of the account, no identity policy: lambda:InvokeFunction {"lambda:InvokedViaFunctionUrl":"false"}: expected Denied, got Allowed',
@@ -205,7 +255,8 @@ describe('the IAM evaluation table', () => {
         'ScheduleKeyDeletion of the token key',
       ].map((row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`),
       ...['Decrypt', 'GenerateDataKey'].map(
-        (action) => `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
+        (action) =>
+          `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
       ),
     ]);
   });
@@ -216,11 +267,15 @@ describe('the IAM evaluation table', () => {
     key.Resource = '*';
     delete key.Condition;
     expect(await tableFailures(broken)).toEqual([
-      ...['Decrypt without an encryption context', 'Decrypt with another purpose', "Decrypt with another stage's table in the context", "GenerateDataKey with another stage's table in the context"].map(
-        (row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`,
-      ),
+      ...[
+        'Decrypt without an encryption context',
+        'Decrypt with another purpose',
+        "Decrypt with another stage's table in the context",
+        "GenerateDataKey with another stage's table in the context",
+      ].map((row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`),
       ...['Decrypt', 'GenerateDataKey'].map(
-        (action) => `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
+        (action) =>
+          `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
       ),
     ]);
   });
@@ -229,9 +284,11 @@ describe('the IAM evaluation table', () => {
     const iam = brokerIamOf(resolveTemplate(fixture(), SAMPLE));
     const { token, prewarm } = codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName);
     const rows = brokerRows(iam, { token: token!, prewarm: prewarm!.slice(0, 1) });
-    expect(rows.filter((r) => r.name.startsWith('prewarm role: ') && r.expect === 'Allowed' && !r.action.startsWith('logs:')).map((r) => r.name)).toEqual([
-      'prewarm role: GetItem on the token table (consistent read)',
-    ]);
+    expect(
+      rows
+        .filter((r) => r.name.startsWith('prewarm role: ') && r.expect === 'Allowed' && !r.action.startsWith('logs:'))
+        .map((r) => r.name),
+    ).toEqual(['prewarm role: GetItem on the token table (consistent read)']);
     expect(() => brokerRows(iam, { token: token! })).toThrow('no recorded AWS calls of the prewarm function');
   });
 });

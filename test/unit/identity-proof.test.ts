@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { signIdentityProof } from '../../examples/caller';
 import { BrokerError } from '../../functions/lib/shared/errors';
-import { type CheckedProof, type ProofPolicy, checkIdentityProof, interpretStsAnswer, partitionOf } from '../../functions/lib/way-in/identity-proof';
+import {
+  type CheckedProof,
+  checkIdentityProof,
+  interpretStsAnswer,
+  type ProofPolicy,
+  partitionOf,
+} from '../../functions/lib/way-in/identity-proof';
 import { IdentityVerifier, type StsTransport } from '../../functions/lib/way-in/identity-verifier';
 
 /** The decisions on identity proofs, with a fixed clock and, for the verifier, a fake STS transport. */
@@ -79,7 +85,9 @@ describe('what a proof must say', () => {
     const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
     const checked = checkIdentityProof(raw, AWS, NOW);
     expect(checked.validUntilMs).toBe(NOW + 5 * 60_000);
-    expect(checkIdentityProof({ ...raw, body: 'Version=2011-06-15&Action=GetCallerIdentity' }, AWS, NOW).key).not.toBe(checked.key);
+    expect(checkIdentityProof({ ...raw, body: 'Version=2011-06-15&Action=GetCallerIdentity' }, AWS, NOW).key).not.toBe(
+      checked.key,
+    );
   });
 
   it.each([
@@ -93,17 +101,49 @@ describe('what a proof must say', () => {
   });
 
   it.each([
-    ['another audience', (p: Proof) => (p.headers['x-limitrail-broker-audience'] = 'broker-dev-token'), '403 proof_wrong_audience'],
+    [
+      'another audience',
+      (p: Proof) => (p.headers['x-limitrail-broker-audience'] = 'broker-dev-token'),
+      '403 proof_wrong_audience',
+    ],
     ['no audience header', (p: Proof) => delete p.headers['x-limitrail-broker-audience'], '403 proof_wrong_audience'],
-    ['an unsigned audience header', (p: Proof) => (p.headers.authorization = p.headers.authorization!.replace(';x-limitrail-broker-audience', '')), '403 proof_audience_unsigned'],
+    [
+      'an unsigned audience header',
+      (p: Proof) => (p.headers.authorization = p.headers.authorization!.replace(';x-limitrail-broker-audience', '')),
+      '403 proof_audience_unsigned',
+    ],
     ['no authorization', (p: Proof) => delete p.headers.authorization, '403 proof_unsigned'],
-    ['a signature for another service', (p: Proof) => (p.headers.authorization = p.headers.authorization!.replace('/sts/', '/iam/')), '403 proof_not_sts'],
-    ['another action', (p: Proof) => (p.body = 'Action=AssumeRole&Version=2011-06-15'), '403 proof_not_get_caller_identity'],
-    ['an extra parameter', (p: Proof) => (p.body = 'Action=GetCallerIdentity&Version=2011-06-15&X=1'), '403 proof_not_get_caller_identity'],
-    ['a host header for another host', (p: Proof) => (p.headers.host = 'sts.us-east-1.amazonaws.com'), '403 proof_not_sts'],
+    [
+      'a signature for another service',
+      (p: Proof) => (p.headers.authorization = p.headers.authorization!.replace('/sts/', '/iam/')),
+      '403 proof_not_sts',
+    ],
+    [
+      'another action',
+      (p: Proof) => (p.body = 'Action=AssumeRole&Version=2011-06-15'),
+      '403 proof_not_get_caller_identity',
+    ],
+    [
+      'an extra parameter',
+      (p: Proof) => (p.body = 'Action=GetCallerIdentity&Version=2011-06-15&X=1'),
+      '403 proof_not_get_caller_identity',
+    ],
+    [
+      'a host header for another host',
+      (p: Proof) => (p.headers.host = 'sts.us-east-1.amazonaws.com'),
+      '403 proof_not_sts',
+    ],
     ['a header with a line break', (p: Proof) => (p.headers['x-amz-date'] += '\r\nx: y'), '400 proof_malformed'],
-    ['too many headers', (p: Proof) => Array.from({ length: 30 }, (_, i) => (p.headers[`x-h${i}`] = 'v')), '400 proof_malformed'],
-    ['a header that is not a string', (p: Proof) => ((p.headers as Record<string, unknown>)['x-n'] = 1), '400 proof_malformed'],
+    [
+      'too many headers',
+      (p: Proof) => Array.from({ length: 30 }, (_, i) => (p.headers[`x-h${i}`] = 'v')),
+      '400 proof_malformed',
+    ],
+    [
+      'a header that is not a string',
+      (p: Proof) => ((p.headers as Record<string, unknown>)['x-n'] = 1),
+      '400 proof_malformed',
+    ],
     ['an extra field', (p: Proof) => ((p as unknown as Record<string, unknown>).extra = 1), '400 proof_malformed'],
   ])('refuses %s', async (_name, change, expected) => {
     const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
@@ -121,13 +161,26 @@ describe('what a proof must say', () => {
 type Proof = Awaited<ReturnType<typeof proof>>;
 
 describe("reading STS's answer", () => {
-  const ok = '<GetCallerIdentityResponse><GetCallerIdentityResult><UserId>AROA:s</UserId><Account>111111111111</Account><Arn>arn:aws:sts::111111111111:assumed-role/billing/s</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>';
+  const ok =
+    '<GetCallerIdentityResponse><GetCallerIdentityResult><UserId>AROA:s</UserId><Account>111111111111</Account><Arn>arn:aws:sts::111111111111:assumed-role/billing/s</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>';
   it.each([
     [200, ok, 'arn:aws:sts::111111111111:assumed-role/billing/s'],
-    [200, JSON.stringify({ GetCallerIdentityResponse: { GetCallerIdentityResult: { Arn: 'arn:aws:iam::111111111111:user/ci', Account: '111111111111' } } }), 'arn:aws:iam::111111111111:user/ci'],
+    [
+      200,
+      JSON.stringify({
+        GetCallerIdentityResponse: {
+          GetCallerIdentityResult: { Arn: 'arn:aws:iam::111111111111:user/ci', Account: '111111111111' },
+        },
+      }),
+      'arn:aws:iam::111111111111:user/ci',
+    ],
     [200, ok.replace('<Account>111111111111', '<Account>222222222222'), '503 sts_malformed_answer'],
     [200, '<html>hello</html>', '503 sts_malformed_answer'],
-    [403, '<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>canonical request ...</Message></Error></ErrorResponse>', '403 proof_refused_by_sts'],
+    [
+      403,
+      '<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>canonical request ...</Message></Error></ErrorResponse>',
+      '403 proof_refused_by_sts',
+    ],
     [403, '<ErrorResponse><Error><Code>ExpiredToken</Code></Error></ErrorResponse>', '403 proof_refused_by_sts'],
     [400, '<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>', '503 sts_unavailable'],
     [429, '', '503 sts_unavailable'],
@@ -143,9 +196,12 @@ describe("reading STS's answer", () => {
     expect(got).toBe(expected);
   });
 
-  it('keeps only the error code of a refusal, never STS\'s message', () => {
+  it("keeps only the error code of a refusal, never STS's message", () => {
     try {
-      interpretStsAnswer({ status: 403, bodyText: '<Error><Code>SignatureDoesNotMatch</Code><Message>Signature=abc secret</Message></Error>' });
+      interpretStsAnswer({
+        status: 403,
+        bodyText: '<Error><Code>SignatureDoesNotMatch</Code><Message>Signature=abc secret</Message></Error>',
+      });
     } catch (err) {
       expect((err as Error).message).toBe('identity proof refused by STS (HTTP 403, SignatureDoesNotMatch)');
     }
@@ -153,8 +209,15 @@ describe("reading STS's answer", () => {
 });
 
 describe('the verifier (fake STS, fake clock)', () => {
-  const identity = '<GetCallerIdentityResult><Account>111111111111</Account><Arn>arn:aws:iam::111111111111:user/ci</Arn></GetCallerIdentityResult>';
-  const checked = (key: string, validUntilMs = NOW + 300_000): CheckedProof => ({ url: 'https://sts.amazonaws.com/', headers: {}, body: '', key, validUntilMs });
+  const identity =
+    '<GetCallerIdentityResult><Account>111111111111</Account><Arn>arn:aws:iam::111111111111:user/ci</Arn></GetCallerIdentityResult>';
+  const checked = (key: string, validUntilMs = NOW + 300_000): CheckedProof => ({
+    url: 'https://sts.amazonaws.com/',
+    headers: {},
+    body: '',
+    key,
+    validUntilMs,
+  });
   const setup = (answer: () => Promise<{ status: number; bodyText: string }>) => {
     const clock = { now: NOW, nowMs: () => clock.now };
     let calls = 0;
@@ -178,7 +241,9 @@ describe('the verifier (fake STS, fake clock)', () => {
 
   it('does not keep failures: the next request asks STS again', async () => {
     let fail = true;
-    const { verifier, calls } = setup(async () => (fail ? { status: 500, bodyText: '' } : { status: 200, bodyText: identity }));
+    const { verifier, calls } = setup(async () =>
+      fail ? { status: 500, bodyText: '' } : { status: 200, bodyText: identity },
+    );
     await expect(verifier.verify(checked('b'), NOW + 10_000)).rejects.toMatchObject({ reason: 'sts_unavailable' });
     fail = false;
     await expect(verifier.verify(checked('b'), NOW + 10_000)).resolves.toMatchObject({ source: 'verified' });

@@ -1,11 +1,6 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import {
-  type LeaseView,
-  decideMiss,
-  decidePrewarm,
-  decideRefreshAhead,
-} from '../../functions/lib/cache/refresh-lease';
+import { decideMiss, decidePrewarm, decideRefreshAhead, type LeaseView } from '../../functions/lib/cache/refresh-lease';
 import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
 import type { StoredEntry } from '../../functions/lib/cache/token-store';
 import { KEY, LEASE_MS, world } from '../support/lease-world';
@@ -15,7 +10,11 @@ import { KEY, LEASE_MS, world } from '../support/lease-world';
  * containers through the one loop that performs them, against the in-memory table and a fake clock.
  */
 const NOW = Date.parse('2026-11-29T06:00:00Z');
-const token = (ageSec: number, name = 'current'): CachedToken => ({ accessToken: name, scopes: ['a'], ...lifetimeOf(NOW - ageSec * 1000, 3600) });
+const token = (ageSec: number, name = 'current'): CachedToken => ({
+  accessToken: name,
+  scopes: ['a'],
+  ...lifetimeOf(NOW - ageSec * 1000, 3600),
+});
 const fresh = token(60);
 const due = token(3000); // past its refresh point (75 % of 3600 s), still valid
 const lease = { owner: 'other', untilEpochMs: NOW + 1000 };
@@ -29,7 +28,11 @@ const view = (entry: StoredEntry | undefined, over: Partial<LeaseView> = {}): Le
 });
 const accept60 = (t: CachedToken, nowMs: number) => isServable(t, nowMs, 60);
 const stepOf = (step: { step: string; token?: CachedToken; value?: unknown }) =>
-  step.step === 'serve' ? `serve ${step.token!.accessToken}` : step.step === 'yield' ? `yield ${JSON.stringify(step.value)}` : step.step;
+  step.step === 'serve'
+    ? `serve ${step.token!.accessToken}`
+    : step.step === 'yield'
+      ? `yield ${JSON.stringify(step.value)}`
+      : step.step;
 
 describe('decisions', () => {
   it.each([
@@ -49,7 +52,12 @@ describe('decisions', () => {
     ['first look', { token: due }, {}, 'take'],
     ['a newer token another container wrote', { token: token(10, 'newer') }, {}, 'serve newer'],
     ['the lease was taken by another', { token: due, lease }, { lost: true }, `yield {"quietUntilMs":${NOW + 1000}}`],
-    ['a pinned lease (a day out): quiet no longer than a lease', { token: due, lease: { owner: 'x', untilEpochMs: NOW + 86_400_000 } }, { lost: true }, `yield {"quietUntilMs":${NOW + LEASE_MS}}`],
+    [
+      'a pinned lease (a day out): quiet no longer than a lease',
+      { token: due, lease: { owner: 'x', untilEpochMs: NOW + 86_400_000 } },
+      { lost: true },
+      `yield {"quietUntilMs":${NOW + LEASE_MS}}`,
+    ],
     ['holding the lease', { token: due }, { owned: true }, 'fetch'],
   ])('refresh ahead, %s: %s', (_name, entry, over, expected) => {
     expect(stepOf(decideRefreshAhead(due, LEASE_MS)(view(entry, over)))).toBe(expected);

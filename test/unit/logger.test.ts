@@ -1,10 +1,19 @@
 import type { Context } from 'aws-lambda';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createPowertoolsLogger, DEFAULT_SERVICE_NAME, Logger, logLevelFromEnv, REDACTED } from '../../functions/lib/shared/logger';
+import {
+  createPowertoolsLogger,
+  DEFAULT_SERVICE_NAME,
+  Logger,
+  logLevelFromEnv,
+  REDACTED,
+} from '../../functions/lib/shared/logger';
 import { captureLogLines, stopCapturing } from '../support/log-capture';
 
 /** Powertools reads the cold start and the trace id from the process environment, as in Lambda. */
-const LAMBDA_ENV = { AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand', _X_AMZN_TRACE_ID: 'Root=1-67a1b2c3-0123456789abcdef01234567;Sampled=1' };
+const LAMBDA_ENV = {
+  AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+  _X_AMZN_TRACE_ID: 'Root=1-67a1b2c3-0123456789abcdef01234567;Sampled=1',
+};
 const context = (awsRequestId: string): Context =>
   ({
     awsRequestId,
@@ -97,7 +106,10 @@ describe('redaction', () => {
   it('redacts credential-named fields at any depth, whatever their spelling', () => {
     logger().info('nested', {
       client_secret: SECRET,
-      request: { headers: { Authorization: `Basic ${SECRET}`, 'X-Amz-Security-Token': SECRET }, body: [{ accessToken: SECRET }] },
+      request: {
+        headers: { Authorization: `Basic ${SECRET}`, 'X-Amz-Security-Token': SECRET },
+        body: [{ accessToken: SECRET }],
+      },
       credentials: { secretAccessKey: SECRET, sessionToken: SECRET, accessKeyId: 'AKIAEXAMPLE' },
       identityProof: { headers: { authorization: SECRET } },
     });
@@ -105,13 +117,16 @@ describe('redaction', () => {
     expect(lines.join('\n')).not.toContain(SECRET);
     expect(line).toMatchObject({
       client_secret: REDACTED,
-      request: { headers: { Authorization: REDACTED, 'X-Amz-Security-Token': REDACTED }, body: [{ accessToken: REDACTED }] },
+      request: {
+        headers: { Authorization: REDACTED, 'X-Amz-Security-Token': REDACTED },
+        body: [{ accessToken: REDACTED }],
+      },
       credentials: { secretAccessKey: REDACTED, sessionToken: REDACTED, accessKeyId: 'AKIAEXAMPLE' },
       identityProof: REDACTED,
     });
   });
 
-  it('redacts names that end like a credential, and keeps the broker\'s own fingerprints, ids and keys', () => {
+  it("redacts names that end like a credential, and keeps the broker's own fingerprints, ids and keys", () => {
     logger().info('suffixes', {
       bearerToken: SECRET,
       apiKey: SECRET,
@@ -125,7 +140,14 @@ describe('redaction', () => {
     });
     const [line] = parsed();
     expect(lines.join('\n')).not.toContain(SECRET);
-    expect(line).toMatchObject({ bearerToken: REDACTED, apiKey: REDACTED, x_api_key: REDACTED, dbPassword: REDACTED, privateKey: REDACTED, requestSignature: REDACTED });
+    expect(line).toMatchObject({
+      bearerToken: REDACTED,
+      apiKey: REDACTED,
+      x_api_key: REDACTED,
+      dbPassword: REDACTED,
+      privateKey: REDACTED,
+      requestSignature: REDACTED,
+    });
     expect(line).toMatchObject({ tokenFingerprint: 'abc123', cacheKey: 'v1:0123', kmsKeyId: 'alias/k' });
   });
 
@@ -139,18 +161,39 @@ describe('redaction', () => {
     powertoolsChild.info('from a Powertools child');
     const [fromChild, fromPowertoolsChild] = parsed();
     expect(lines.join('\n')).not.toContain(SECRET);
-    expect(fromChild).toMatchObject({ upstream: { password: REDACTED }, token: REDACTED, cached: { access_token: REDACTED } });
-    expect(fromPowertoolsChild).toMatchObject({ upstream: { password: REDACTED }, session: { clientSecret: REDACTED }, secret: REDACTED });
+    expect(fromChild).toMatchObject({
+      upstream: { password: REDACTED },
+      token: REDACTED,
+      cached: { access_token: REDACTED },
+    });
+    expect(fromPowertoolsChild).toMatchObject({
+      upstream: { password: REDACTED },
+      session: { clientSecret: REDACTED },
+      secret: REDACTED,
+    });
   });
 
   it('keeps ids, fingerprints and counts whose names only contain a credential word', () => {
-    logger().info('kept', { secretId: 'limitrail/broker', tokenFingerprint: 'ab12cd34ef56', secretVersion: 'AWSPREVIOUS', tokenUrl: 'https://auth.example/token' });
-    expect(parsed()[0]).toMatchObject({ secretId: 'limitrail/broker', tokenFingerprint: 'ab12cd34ef56', secretVersion: 'AWSPREVIOUS', tokenUrl: 'https://auth.example/token' });
+    logger().info('kept', {
+      secretId: 'limitrail/broker',
+      tokenFingerprint: 'ab12cd34ef56',
+      secretVersion: 'AWSPREVIOUS',
+      tokenUrl: 'https://auth.example/token',
+    });
+    expect(parsed()[0]).toMatchObject({
+      secretId: 'limitrail/broker',
+      tokenFingerprint: 'ab12cd34ef56',
+      secretVersion: 'AWSPREVIOUS',
+      tokenUrl: 'https://auth.example/token',
+    });
   });
 
   it('logs errors by name and code only: no message, stack or cause, at any depth', () => {
     const cause = new Error(`upstream said ${SECRET}`);
-    const sdkError = Object.assign(new Error(`AccessDenied for ${SECRET}`, { cause }), { name: 'AccessDeniedException', code: 'AccessDenied' });
+    const sdkError = Object.assign(new Error(`AccessDenied for ${SECRET}`, { cause }), {
+      name: 'AccessDeniedException',
+      code: 'AccessDenied',
+    });
     const socketError = Object.assign(new Error(`connect ECONNREFUSED (${SECRET})`), { code: 'ECONNREFUSED' });
     logger().error('failed', { error: sdkError, attempts: [{ failure: socketError }], plain: new TypeError(SECRET) });
     const [line] = parsed();

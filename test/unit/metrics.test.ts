@@ -65,7 +65,7 @@ describe('EMF metrics', () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ FunctionName: 'local', Refusals: 1 });
   });
 
-  it('counts ColdStart in the first invocation of an on-demand container only, in that invocation\'s one line', () => {
+  it("counts ColdStart in the first invocation of an on-demand container only, in that invocation's one line", () => {
     capture();
     const metrics = new Metrics('fn', true);
     metrics.count('TableHits');

@@ -1,18 +1,24 @@
 import { createHash } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { inspect } from 'node:util';
 import {
-  TokenBrokerClient,
-  TokenBrokerError,
   authorizedFetch,
   invokeTransport,
   stsUrlFor,
-  urlTransport,
+  TokenBrokerClient,
+  TokenBrokerError,
   type TokenRequest,
+  urlTransport,
 } from '@limitrail/token-broker-client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BACKOFF_CAP_MS, backoffDelayMs, cacheKeyOf, minTtlSecondsFor, refreshAtMs } from '../../clients/node/src/policy';
+import {
+  BACKOFF_CAP_MS,
+  backoffDelayMs,
+  cacheKeyOf,
+  minTtlSecondsFor,
+  refreshAtMs,
+} from '../../clients/node/src/policy';
 
 /**
  * The Node caller package's decisions and its client over a fake transport (what the broker answers is scripted;
@@ -74,7 +80,7 @@ describe('policy', () => {
     expect(backoffDelayMs(1, 0.5, 2)).toBe(2_000);
   });
 
-  it('sends proofs to AWS_ENDPOINT_URL_STS when set, else to the region\'s STS endpoint', () => {
+  it("sends proofs to AWS_ENDPOINT_URL_STS when set, else to the region's STS endpoint", () => {
     expect(stsUrlFor('eu-central-1', {})).toBe('https://sts.eu-central-1.amazonaws.com/');
     expect(stsUrlFor('cn-north-1', {})).toBe('https://sts.cn-north-1.amazonaws.com.cn/');
     expect(stsUrlFor('eu-central-1', { AWS_ENDPOINT_URL_STS: 'http://127.0.0.1:4566' })).toBe('http://127.0.0.1:4566/');
@@ -114,20 +120,33 @@ describe('TokenBrokerClient', () => {
   });
 
   it('shares one broker call among concurrent requests, and its failure too, which is not kept', async () => {
-    const { transport, requests } = scripted({ error: 'invalid_scope', error_description: 'scope "x" is not allowed', status: 400 }, answer('t1'));
+    const { transport, requests } = scripted(
+      { error: 'invalid_scope', error_description: 'scope "x" is not allowed', status: 400 },
+      answer('t1'),
+    );
     const broker = new TokenBrokerClient(transport);
     const results = await Promise.allSettled(Array.from({ length: 10 }, () => broker.token(['x'])));
     expect(requests).toHaveLength(1);
-    for (const r of results) expect(r).toMatchObject({ status: 'rejected', reason: { error: 'invalid_scope', status: 400 } });
+    for (const r of results)
+      expect(r).toMatchObject({ status: 'rejected', reason: { error: 'invalid_scope', status: 400 } });
     expect(await broker.token(['x'])).toBe('t1');
     expect(requests).toHaveLength(2);
   });
 
   it('raises every error but temporarily_unavailable at once, with error, status and description', async () => {
-    const { transport, requests } = scripted({ error: 'access_denied', error_description: 'no grant covers it', status: 403 });
+    const { transport, requests } = scripted({
+      error: 'access_denied',
+      error_description: 'no grant covers it',
+      status: 403,
+    });
     const err = await new TokenBrokerClient(transport).token(['a']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TokenBrokerError);
-    expect(err).toMatchObject({ error: 'access_denied', status: 403, description: 'no grant covers it', message: 'access_denied: no grant covers it' });
+    expect(err).toMatchObject({
+      error: 'access_denied',
+      status: 403,
+      description: 'no grant covers it',
+      message: 'access_denied: no grant covers it',
+    });
     expect(requests).toHaveLength(1);
   });
 
@@ -146,7 +165,7 @@ describe('TokenBrokerClient', () => {
     expect(requests.length).toBeGreaterThanOrEqual(2);
   });
 
-  it('waits at least the broker\'s retryAfterSeconds, and raises at once when that is past the deadline', async () => {
+  it("waits at least the broker's retryAfterSeconds, and raises at once when that is past the deadline", async () => {
     const waited = scripted(unavailable({ retryAfterSeconds: 1 }), answer('t1'));
     const startedMs = Date.now();
     expect(await new TokenBrokerClient(waited.transport).token(['a'])).toBe('t1');
@@ -163,7 +182,11 @@ describe('TokenBrokerClient', () => {
     const broker = new TokenBrokerClient(transport);
     await broker.token(['a']);
     expect(await broker.tokenAfter401(['a'], 't1')).toBe('t2');
-    expect(requests[1]).toEqual({ scopes: ['a'], forceRefresh: true, rejectedTokenSha256: createHash('sha256').update('t1').digest('hex') });
+    expect(requests[1]).toEqual({
+      scopes: ['a'],
+      forceRefresh: true,
+      rejectedTokenSha256: createHash('sha256').update('t1').digest('hex'),
+    });
     expect(await broker.tokenAfter401(['a'], 't1')).toBe('t2');
     expect(await broker.token(['a'])).toBe('t2');
     expect(requests).toHaveLength(2);
@@ -181,7 +204,9 @@ describe('TokenBrokerClient', () => {
     const { transport } = scripted(answer('secret-token-value'));
     const broker = new TokenBrokerClient(transport);
     await broker.token(['a']);
-    expect(`${inspect(broker, { depth: 10, showHidden: true })} ${JSON.stringify(broker)}`).not.toContain('secret-token-value');
+    expect(`${inspect(broker, { depth: 10, showHidden: true })} ${JSON.stringify(broker)}`).not.toContain(
+      'secret-token-value',
+    );
   });
 });
 
@@ -190,16 +215,27 @@ describe('authorizedFetch', () => {
     const calls: string[] = [];
     return {
       calls,
-      token: async () => (calls.push('token'), 't1'),
-      tokenAfter401: async (_scopes: readonly string[], rejected: string) => (calls.push(`after401:${rejected}`), 't2'),
+      token: async () => {
+        calls.push('token');
+        return 't1';
+      },
+      tokenAfter401: async (_scopes: readonly string[], rejected: string) => {
+        calls.push(`after401:${rejected}`);
+        return 't2';
+      },
     };
   };
 
-  it('adds the bearer token, keeps the caller\'s headers, and does not retry a 403', async () => {
+  it("adds the bearer token, keeps the caller's headers, and does not retry a 403", async () => {
     const broker = fakeBroker();
     const seen: Headers[] = [];
-    const fetchFake = async (_input: unknown, init?: RequestInit) => (seen.push(new Headers(init?.headers)), new Response(null, { status: 403 }));
-    const res = await authorizedFetch(broker, ['a'], { fetch: fetchFake as typeof fetch })('https://api.example/x', { headers: { 'x-trace': '1' } });
+    const fetchFake = async (_input: unknown, init?: RequestInit) => {
+      seen.push(new Headers(init?.headers));
+      return new Response(null, { status: 403 });
+    };
+    const res = await authorizedFetch(broker, ['a'], { fetch: fetchFake as typeof fetch })('https://api.example/x', {
+      headers: { 'x-trace': '1' },
+    });
     expect(res.status).toBe(403);
     expect(seen).toHaveLength(1);
     expect(seen[0]!.get('authorization')).toBe('Bearer t1');
@@ -209,9 +245,13 @@ describe('authorizedFetch', () => {
 
   it('refuses a stream body, which could not be sent a second time after a 401', async () => {
     const body = new ReadableStream();
-    await expect(authorizedFetch(fakeBroker(), ['a'])('https://api.example/x', { method: 'POST', body, duplex: 'half' } as RequestInit)).rejects.toThrow(
-      'a body it can send twice',
-    );
+    await expect(
+      authorizedFetch(fakeBroker(), ['a'])('https://api.example/x', {
+        method: 'POST',
+        body,
+        duplex: 'half',
+      } as RequestInit),
+    ).rejects.toThrow('a body it can send twice');
   });
 });
 
@@ -295,7 +335,9 @@ describe('the deadline bounds an attempt under way', () => {
 
   it('gives up a Function URL that never answers by the deadline, as temporarily_unavailable', async () => {
     const url = await silentServer();
-    const broker = new TokenBrokerClient(urlTransport(`${url}/`, { region, audience: functionName, credentials }), { deadlineMs: 300 });
+    const broker = new TokenBrokerClient(urlTransport(`${url}/`, { region, audience: functionName, credentials }), {
+      deadlineMs: 300,
+    });
     const err = await failure(broker.token(['limitrail.usage.read']));
     expect(err).toBeInstanceOf(TokenBrokerError);
     expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
@@ -318,7 +360,10 @@ describe('the deadline bounds an attempt under way', () => {
     process.env.AWS_ENDPOINT_URL_LAMBDA = await silentServer();
     const url = await silentServer();
     const request = { scopes: ['limitrail.usage.read'] };
-    for (const transport of [invokeTransport(functionName, { region, credentials }), urlTransport(`${url}/`, { region, audience: functionName, credentials })]) {
+    for (const transport of [
+      invokeTransport(functionName, { region, credentials }),
+      urlTransport(`${url}/`, { region, audience: functionName, credentials }),
+    ]) {
       const err = await failure(transport(request, { signal: AbortSignal.timeout(300) }));
       expect(err).toBeInstanceOf(TokenBrokerError);
       expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
@@ -326,10 +371,12 @@ describe('the deadline bounds an attempt under way', () => {
     }
   }, 15_000);
 
-  it('makes one attempt per call with the default Lambda client: the retries are the TokenBrokerClient\'s', async () => {
+  it("makes one attempt per call with the default Lambda client: the retries are the TokenBrokerClient's", async () => {
     const api = await failingLambdaApi();
     process.env.AWS_ENDPOINT_URL_LAMBDA = api.url;
-    const err = await failure(invokeTransport(functionName, { region, credentials })({ scopes: ['limitrail.usage.read'] }));
+    const err = await failure(
+      invokeTransport(functionName, { region, credentials })({ scopes: ['limitrail.usage.read'] }),
+    );
     expect(err).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
     expect(api.calls()).toBe(1);
   }, 15_000);

@@ -2,11 +2,11 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
 import { BrokerError } from '../../functions/lib/shared/errors';
-import { type ProofPolicy, checkIdentityProof, interpretStsAnswer } from '../../functions/lib/way-in/identity-proof';
-import { parseClientSecret } from '../../functions/lib/way-out/secret-source';
-import { MAX_TOKEN_LIFETIME_SEC, interpretTokenResponse } from '../../functions/lib/way-out/token-endpoint';
+import { checkIdentityProof, interpretStsAnswer, type ProofPolicy } from '../../functions/lib/way-in/identity-proof';
 import { readTokenRequest } from '../../functions/lib/way-in/token-request';
 import { isFunctionUrlEvent, readUrlEvent } from '../../functions/lib/way-in/url-request';
+import { parseClientSecret } from '../../functions/lib/way-out/secret-source';
+import { interpretTokenResponse, MAX_TOKEN_LIFETIME_SEC } from '../../functions/lib/way-out/token-endpoint';
 import { ABSENT, junk, outcomeOf, proofVariants, runs, shaped } from '../support/fuzz';
 
 /**
@@ -17,8 +17,18 @@ const NOW = Date.parse('2026-11-29T08:00:00Z');
 const json = (arb: fc.Arbitrary<unknown>) => arb.map((v) => JSON.stringify(v));
 /** Mostly `valid`, sometimes `wrong`, junk or missing. */
 const often = (valid: fc.Arbitrary<unknown>, wrong: fc.Arbitrary<unknown>) =>
-  fc.oneof({ weight: 12, arbitrary: valid }, { weight: 2, arbitrary: wrong }, { weight: 1, arbitrary: junk() }, { weight: 1, arbitrary: fc.constant(ABSENT) });
-const text = fc.oneof(fc.string({ maxLength: 64 }), fc.string({ unit: 'binary', maxLength: 64 }), json(junk()), json(fc.jsonValue()));
+  fc.oneof(
+    { weight: 12, arbitrary: valid },
+    { weight: 2, arbitrary: wrong },
+    { weight: 1, arbitrary: junk() },
+    { weight: 1, arbitrary: fc.constant(ABSENT) },
+  );
+const text = fc.oneof(
+  fc.string({ maxLength: 64 }),
+  fc.string({ unit: 'binary', maxLength: 64 }),
+  json(junk()),
+  json(fc.jsonValue()),
+);
 
 describe('token endpoint answers (interpretTokenResponse)', () => {
   const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] as const };
@@ -38,7 +48,10 @@ describe('token endpoint answers (interpretTokenResponse)', () => {
   );
   const failure = json(
     shaped({
-      error: often(fc.constantFrom('invalid_client', 'invalid_scope', 'invalid_request', 'unauthorized_client', 'server_error'), fc.string({ maxLength: 120 })),
+      error: often(
+        fc.constantFrom('invalid_client', 'invalid_scope', 'invalid_request', 'unauthorized_client', 'server_error'),
+        fc.string({ maxLength: 120 }),
+      ),
       errorCode: often(fc.constantFrom('InvalidClient', 'invalid-scope', 'RateLimited'), fc.string({ maxLength: 120 })),
       error_description: fc.constant(DESCRIPTION),
       traceId: often(fc.stringMatching(/^[a-f0-9-]{1,40}$/), fc.string({ maxLength: 120 })),
@@ -47,9 +60,15 @@ describe('token endpoint answers (interpretTokenResponse)', () => {
     }),
   );
   const answers = fc.record({
-    status: fc.oneof(fc.constantFrom(200, 201, 204, 301, 302, 307, 400, 401, 403, 404, 429, 500, 502, 503), fc.integer({ min: 0, max: 999 })),
+    status: fc.oneof(
+      fc.constantFrom(200, 201, 204, 301, 302, 307, 400, 401, 403, 404, 429, 500, 502, 503),
+      fc.integer({ min: 0, max: 999 }),
+    ),
     headers: fc.record({
-      'retry-after': fc.option(fc.oneof(fc.constantFrom('0', '120', 'Wed, 21 Oct 2015 07:28:00 GMT', '-1', '9'.repeat(400)), fc.string()), { nil: null }),
+      'retry-after': fc.option(
+        fc.oneof(fc.constantFrom('0', '120', 'Wed, 21 Oct 2015 07:28:00 GMT', '-1', '9'.repeat(400)), fc.string()),
+        { nil: null },
+      ),
       'x-trace-id': fc.option(fc.string({ maxLength: 40 }), { nil: null }),
     }),
     bodyText: fc.oneof(success, failure, text),
@@ -60,7 +79,11 @@ describe('token endpoint answers (interpretTokenResponse)', () => {
     let grants = 0;
     fc.assert(
       fc.property(answers, ({ status, headers, bodyText, nowMs }) => {
-        const res = { status, headers: { get: (name: string) => headers[name as keyof typeof headers] ?? null }, bodyText };
+        const res = {
+          status,
+          headers: { get: (name: string) => headers[name as keyof typeof headers] ?? null },
+          bodyText,
+        };
         const outcome = outcomeOf(() => interpretTokenResponse(res, ctx, nowMs));
         if ('refused' in outcome) {
           expect(outcome.refused.status).toBeGreaterThanOrEqual(400);
@@ -75,7 +98,11 @@ describe('token endpoint answers (interpretTokenResponse)', () => {
         expect(status).toBeGreaterThanOrEqual(200);
         expect(status).toBeLessThan(300);
         expect(grant.accessToken).toMatch(/^[\x21-\x7E]+$/);
-        expect(Number.isInteger(grant.expiresInSec) && grant.expiresInSec >= 1 && grant.expiresInSec <= MAX_TOKEN_LIFETIME_SEC).toBe(true);
+        expect(
+          Number.isInteger(grant.expiresInSec) &&
+            grant.expiresInSec >= 1 &&
+            grant.expiresInSec <= MAX_TOKEN_LIFETIME_SEC,
+        ).toBe(true);
         expect(grant.scopes).toEqual(expect.arrayContaining([...ctx.scopes]));
       }),
       runs(5000),
@@ -95,25 +122,39 @@ describe('secret values (parseClientSecret)', () => {
         client_secret: often(fc.constant(SECRET), fc.constantFrom('', ' ')),
       }),
     ),
-    json(fc.dictionary(fc.constantFrom('client_id', 'client_secret', 'clientId', 'secret'), fc.oneof(fc.constant(SECRET), junk()))),
+    json(
+      fc.dictionary(
+        fc.constantFrom('client_id', 'client_secret', 'clientId', 'secret'),
+        fc.oneof(fc.constant(SECRET), junk()),
+      ),
+    ),
   );
 
   it('reads any secret value into credentials or a BrokerError that never quotes the value', () => {
     let read = 0;
     fc.assert(
-      fc.property(fc.string({ maxLength: 300 }), values, fc.option(fc.string({ maxLength: 40 }), { nil: undefined }), (secretId, value, versionId) => {
-        const outcome = outcomeOf(() => parseClientSecret(secretId, value, versionId));
-        if ('refused' in outcome) {
-          expect(outcome.refused).toMatchObject({ status: 500, reason: 'secret_malformed' });
-          expect(outcome.refused.message).not.toContain(SECRET);
-          return;
-        }
-        read += 1;
-        const credentials = outcome.result;
-        expect(credentials.clientId).toMatch(/.+/s);
-        expect(credentials.clientSecret()).toMatch(/.+/s);
-        expect(JSON.parse(JSON.stringify(credentials))).toEqual({ secretId, clientId: credentials.clientId, ...(versionId === undefined ? {} : { versionId }) });
-      }),
+      fc.property(
+        fc.string({ maxLength: 300 }),
+        values,
+        fc.option(fc.string({ maxLength: 40 }), { nil: undefined }),
+        (secretId, value, versionId) => {
+          const outcome = outcomeOf(() => parseClientSecret(secretId, value, versionId));
+          if ('refused' in outcome) {
+            expect(outcome.refused).toMatchObject({ status: 500, reason: 'secret_malformed' });
+            expect(outcome.refused.message).not.toContain(SECRET);
+            return;
+          }
+          read += 1;
+          const credentials = outcome.result;
+          expect(credentials.clientId).toMatch(/.+/s);
+          expect(credentials.clientSecret()).toMatch(/.+/s);
+          expect(JSON.parse(JSON.stringify(credentials))).toEqual({
+            secretId,
+            clientId: credentials.clientId,
+            ...(versionId === undefined ? {} : { versionId }),
+          });
+        },
+      ),
       runs(5000),
     );
     expect(read).toBeGreaterThan(0);
@@ -126,9 +167,20 @@ describe('identity proofs and STS answers', () => {
   const LOCAL: ProofPolicy = { audience: AUDIENCE, stsOrigin: 'http://127.0.0.1:5000', partition: 'aws' };
   let aws: IdentityProof;
   let local: IdentityProof;
-  const credentials = { accessKeyId: 'ASIAEXAMPLEEXAMPLE01', secretAccessKey: 'secret', sessionToken: 'session-MARKER-3c3c' };
+  const credentials = {
+    accessKeyId: 'ASIAEXAMPLEEXAMPLE01',
+    secretAccessKey: 'secret',
+    sessionToken: 'session-MARKER-3c3c',
+  };
   beforeAll(async () => {
-    const sign = (stsUrl: string) => signIdentityProof({ credentials, region: 'eu-central-1', audience: AUDIENCE, stsUrl, signingDate: new Date(NOW) });
+    const sign = (stsUrl: string) =>
+      signIdentityProof({
+        credentials,
+        region: 'eu-central-1',
+        audience: AUDIENCE,
+        stsUrl,
+        signingDate: new Date(NOW),
+      });
     [aws, local] = await Promise.all([sign('https://sts.eu-central-1.amazonaws.com/'), sign('http://127.0.0.1:5000/')]);
   });
 
@@ -137,7 +189,10 @@ describe('identity proofs and STS answers', () => {
     fc.assert(
       fc.property(
         fc.boolean(),
-        fc.oneof({ weight: 4, arbitrary: fc.boolean().chain((isAws) => proofVariants(isAws ? aws : local)) }, { weight: 1, arbitrary: fc.anything() }),
+        fc.oneof(
+          { weight: 4, arbitrary: fc.boolean().chain((isAws) => proofVariants(isAws ? aws : local)) },
+          { weight: 1, arbitrary: fc.anything() },
+        ),
         fc.integer({ min: -10 * 60_000, max: 10 * 60_000 }),
         (useAws, raw, skewMs) => {
           const policy = useAws ? AWS : LOCAL;
@@ -145,7 +200,9 @@ describe('identity proofs and STS answers', () => {
           if ('refused' in outcome) {
             expect([400, 403]).toContain(outcome.refused.status);
             for (const proof of [aws, local]) {
-              expect(outcome.refused.message).not.toContain(/Signature=([0-9a-f]{64})/.exec(proof.headers.authorization!)![1]);
+              expect(outcome.refused.message).not.toContain(
+                /Signature=([0-9a-f]{64})/.exec(proof.headers.authorization!)![1],
+              );
             }
             expect(outcome.refused.message).not.toContain(credentials.sessionToken);
             return;
@@ -174,7 +231,10 @@ describe('identity proofs and STS answers', () => {
     ),
     fc.string({ maxLength: 80 }),
   );
-  const accounts = fc.oneof(fc.constantFrom('111111111111', '222222222222', ' 111111111111 '), fc.string({ maxLength: 14 }));
+  const accounts = fc.oneof(
+    fc.constantFrom('111111111111', '222222222222', ' 111111111111 '),
+    fc.string({ maxLength: 14 }),
+  );
   const xmlAnswer = fc
     .record({ arn: arns, account: accounts, extra: fc.string({ maxLength: 30 }) })
     .map(
@@ -185,7 +245,13 @@ describe('identity proofs and STS answers', () => {
     .record({ Arn: fc.oneof(arns, junk()), Account: fc.oneof(accounts, junk()) })
     .map((result) => JSON.stringify({ GetCallerIdentityResponse: { GetCallerIdentityResult: result } }));
   const errorAnswer = fc
-    .record({ code: fc.oneof(fc.constantFrom('SignatureDoesNotMatch', 'ExpiredToken', 'Throttling', 'InvalidClientTokenId'), fc.string({ maxLength: 80 })), message: fc.string({ maxLength: 40 }) })
+    .record({
+      code: fc.oneof(
+        fc.constantFrom('SignatureDoesNotMatch', 'ExpiredToken', 'Throttling', 'InvalidClientTokenId'),
+        fc.string({ maxLength: 80 }),
+      ),
+      message: fc.string({ maxLength: 40 }),
+    })
     .chain(({ code, message }) =>
       fc.constantFrom(
         `<ErrorResponse><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error></ErrorResponse>`,
@@ -231,7 +297,10 @@ describe('events (readTokenRequest, readUrlEvent)', () => {
 
   it('reads any URL-shaped event into a payload or a refusal, without throwing', () => {
     const events = fc
-      .record({ http: fc.oneof(fc.constant({ method: 'POST' }), fc.dictionary(fc.string(), junk())), rest: fc.dictionary(fc.constantFrom('authorizer', 'requestId'), junk()) })
+      .record({
+        http: fc.oneof(fc.constant({ method: 'POST' }), fc.dictionary(fc.string(), junk())),
+        rest: fc.dictionary(fc.constantFrom('authorizer', 'requestId'), junk()),
+      })
       .chain(({ http, rest }) =>
         shaped({
           version: fc.constant('2.0'),

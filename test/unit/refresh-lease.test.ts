@@ -18,7 +18,8 @@ class BlindTable implements TokenTable {
     const attempt = await this.table.tryAcquireLease(key, owner, request);
     return attempt.acquired ? attempt : { acquired: false, entry: hideLease(attempt.entry) };
   };
-  writeToken: TokenTable['writeToken'] = (key, token, client, owner) => this.table.writeToken(key, token, client, owner);
+  writeToken: TokenTable['writeToken'] = (key, token, client, owner) =>
+    this.table.writeToken(key, token, client, owner);
   renewLease: TokenTable['renewLease'] = (key, owner, until) => this.table.renewLease(key, owner, until);
   releaseLease: TokenTable['releaseLease'] = (key, owner) => this.table.releaseLease(key, owner);
 }
@@ -30,29 +31,45 @@ const hideLease = ({ lease: _hidden, ...rest }: StoredEntry): StoredEntry => res
  * times are measured exactly, not timed.
  */
 describe('a dead or misbehaving lease holder', () => {
-  const written = [-1, 0, 1, LEASE_MS / 2, LEASE_MS, LEASE_MS + CLOCK_SKEW_MS, LEASE_MS + CLOCK_SKEW_MS + 1, 3_600_000, 10 * 365 * 86_400_000];
+  const written = [
+    -1,
+    0,
+    1,
+    LEASE_MS / 2,
+    LEASE_MS,
+    LEASE_MS + CLOCK_SKEW_MS,
+    LEASE_MS + CLOCK_SKEW_MS + 1,
+    3_600_000,
+    10 * 365 * 86_400_000,
+  ];
 
-  it.each(written)('delays a miss at most REFRESH_LEASE_MS plus the clock skew when its lease ends %i ms after the miss sees it', async (offsetMs) => {
-    const w = world();
-    w.table.items.set(KEY, { lease: { owner: 'a-holder-that-never-writes', untilEpochMs: w.nowMs() + offsetMs } });
-    const seenAtMs = w.nowMs();
-    const outcome = await w.container().obtain(w.request());
-    expect(outcome.source).toBe('endpoint');
-    expect(w.fetchedAtMs).toHaveLength(1);
-    const delayMs = w.fetchedAtMs[0]! - seenAtMs;
-    expect(delayMs).toBeLessThanOrEqual(LEASE_MS + CLOCK_SKEW_MS);
-    // A lease no holder could have set (pinned) is taken over at once.
-    if (offsetMs > LEASE_MS + CLOCK_SKEW_MS || offsetMs <= 0) expect(delayMs).toBe(0);
-  });
+  it.each(written)(
+    'delays a miss at most REFRESH_LEASE_MS plus the clock skew when its lease ends %i ms after the miss sees it',
+    async (offsetMs) => {
+      const w = world();
+      w.table.items.set(KEY, { lease: { owner: 'a-holder-that-never-writes', untilEpochMs: w.nowMs() + offsetMs } });
+      const seenAtMs = w.nowMs();
+      const outcome = await w.container().obtain(w.request());
+      expect(outcome.source).toBe('endpoint');
+      expect(w.fetchedAtMs).toHaveLength(1);
+      const delayMs = w.fetchedAtMs[0]! - seenAtMs;
+      expect(delayMs).toBeLessThanOrEqual(LEASE_MS + CLOCK_SKEW_MS);
+      // A lease no holder could have set (pinned) is taken over at once.
+      if (offsetMs > LEASE_MS + CLOCK_SKEW_MS || offsetMs <= 0) expect(delayMs).toBe(0);
+    },
+  );
 
-  it.each([1, LEASE_MS / 2, LEASE_MS + CLOCK_SKEW_MS])('counts a lease without an owner ending %i ms after the miss sees it as held, and waits it out', async (offsetMs) => {
-    const w = world();
-    w.table.items.set(KEY, { lease: { untilEpochMs: w.nowMs() + offsetMs } });
-    const seenAtMs = w.nowMs();
-    expect((await w.container().obtain(w.request())).source).toBe('endpoint');
-    expect(w.fetchedAtMs).toEqual([seenAtMs + offsetMs]);
-    expect(w.table.acquisitions).toBe(2); // the miss's first take (lost: it shows the lease), then the one at its end
-  });
+  it.each([1, LEASE_MS / 2, LEASE_MS + CLOCK_SKEW_MS])(
+    'counts a lease without an owner ending %i ms after the miss sees it as held, and waits it out',
+    async (offsetMs) => {
+      const w = world();
+      w.table.items.set(KEY, { lease: { untilEpochMs: w.nowMs() + offsetMs } });
+      const seenAtMs = w.nowMs();
+      expect((await w.container().obtain(w.request())).source).toBe('endpoint');
+      expect(w.fetchedAtMs).toEqual([seenAtMs + offsetMs]);
+      expect(w.table.acquisitions).toBe(2); // the miss's first take (lost: it shows the lease), then the one at its end
+    },
+  );
 
   it('never retries a lost take at once when the item reads as free (a reading the condition disagrees with)', async () => {
     const w = world();
@@ -71,7 +88,10 @@ describe('a dead or misbehaving lease holder', () => {
   it('keeps refresh ahead quiet for at most REFRESH_LEASE_MS after seeing the lease held, whatever the lease says', async () => {
     const w = world();
     const due = w.seed(3000);
-    w.table.items.set(KEY, { token: due, lease: { owner: 'another-container', untilEpochMs: w.nowMs() + LEASE_MS + CLOCK_SKEW_MS } });
+    w.table.items.set(KEY, {
+      token: due,
+      lease: { owner: 'another-container', untilEpochMs: w.nowMs() + LEASE_MS + CLOCK_SKEW_MS },
+    });
     const lease = w.container();
     const current = { token: due, source: 'memory' as const };
     expect(await lease.refreshAhead(w.request(), current)).toBe(current);

@@ -4,11 +4,17 @@ import { type Reason, UnavailableError, UpstreamError } from '../../functions/li
 import { parseRetryAfterMs } from '../../functions/lib/way-out/token-endpoint';
 import { isRetryable, retryDelayMs } from '../../functions/lib/way-out/token-fetcher';
 
-const backoffDelayMs = (attempt: number, random: number) => fullJitterDelayMs(attempt, random, { baseMs: 25, capMs: 400, floorMs: 5 });
+const backoffDelayMs = (attempt: number, random: number) =>
+  fullJitterDelayMs(attempt, random, { baseMs: 25, capMs: 400, floorMs: 5 });
 
 describe('retry decisions', () => {
   it('retries network errors, timeouts, 429 and 5xx only', () => {
-    for (const reason of ['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable'] as const satisfies readonly Reason[]) {
+    for (const reason of [
+      'upstream_unreachable',
+      'upstream_timeout',
+      'upstream_rate_limited',
+      'upstream_unavailable',
+    ] as const satisfies readonly Reason[]) {
       expect(isRetryable(new UnavailableError('x', reason))).toBe(true);
     }
     expect(isRetryable(new UpstreamError('x', 'upstream_refused'))).toBe(false);

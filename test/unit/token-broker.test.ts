@@ -1,15 +1,15 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { TokenBroker } from '../../functions/lib/broker';
-import { loadConfig } from '../../functions/lib/config';
-import { UnavailableError } from '../../functions/lib/shared/errors';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
 import { RefreshLease } from '../../functions/lib/cache/refresh-lease';
+import { lifetimeOf } from '../../functions/lib/cache/token-lifetime';
+import type { TokenTable } from '../../functions/lib/cache/token-store';
+import { loadConfig } from '../../functions/lib/config';
+import { UnavailableError } from '../../functions/lib/shared/errors';
+import { parseTokenRequest } from '../../functions/lib/way-in/token-request';
 import { ClientCredentials, type CredentialSource } from '../../functions/lib/way-out/secret-source';
 import type { FetchContext, TokenProvider } from '../../functions/lib/way-out/token-fetcher';
-import { lifetimeOf } from '../../functions/lib/cache/token-lifetime';
-import { parseTokenRequest } from '../../functions/lib/way-in/token-request';
-import type { TokenTable } from '../../functions/lib/cache/token-store';
 import { FakeTable, silentLog } from '../support/lease-world';
 
 /**
@@ -63,12 +63,37 @@ const setup = () => {
     },
   };
   const memory = new MemoryTokenCache(10);
-  const lease = new RefreshLease({ store, fetcher, memory, clock, leaseDurationMs: 8000, forceRefreshIntervalMs: 30_000, random: () => 0.5 });
+  const lease = new RefreshLease({
+    store,
+    fetcher,
+    memory,
+    clock,
+    leaseDurationMs: 8000,
+    forceRefreshIntervalMs: 30_000,
+    random: () => 0.5,
+  });
   const container = () =>
-    new TokenBroker({ config, clock, log: silentLog, secrets, store, memory: new MemoryTokenCache(10), fetcher, lease });
+    new TokenBroker({
+      config,
+      clock,
+      log: silentLog,
+      secrets,
+      store,
+      memory: new MemoryTokenCache(10),
+      fetcher,
+      lease,
+    });
   const broker = new TokenBroker({ config, clock, log: silentLog, secrets, store, memory, fetcher, lease });
-  const ask = (b: TokenBroker, event: Record<string, unknown> = { scopes: ['a'] }, allowedScopes?: ReadonlySet<string>) =>
-    b.getToken(parseTokenRequest(event, config), { deadlineMs: nowMs + 10_000, log: silentLog, ...(allowedScopes ? { allowedScopes } : {}) });
+  const ask = (
+    b: TokenBroker,
+    event: Record<string, unknown> = { scopes: ['a'] },
+    allowedScopes?: ReadonlySet<string>,
+  ) =>
+    b.getToken(parseTokenRequest(event, config), {
+      deadlineMs: nowMs + 10_000,
+      log: silentLog,
+      ...(allowedScopes ? { allowedScopes } : {}),
+    });
   return {
     broker,
     container,
@@ -126,12 +151,17 @@ describe('the token path with faked adapters', () => {
     const stale = await t.ask(t.container(), { scopes: ['a'], minTtlSeconds: 120 });
     expect(stale.answer).toMatchObject({ access_token: 'token-1', stale: true });
     t.advance(90 * 1000);
-    await expect(t.ask(t.container(), { scopes: ['a'], minTtlSeconds: 120 })).rejects.toMatchObject({ error: 'temporarily_unavailable' });
+    await expect(t.ask(t.container(), { scopes: ['a'], minTtlSeconds: 120 })).rejects.toMatchObject({
+      error: 'temporarily_unavailable',
+    });
   });
 
   it('hands a token only to a caller entitled to every scope it carries', async () => {
     const t = setup();
-    await expect(t.ask(t.broker, { scopes: ['a'] }, new Set(['b']))).rejects.toMatchObject({ error: 'access_denied', reason: 'token_scope_beyond_grant' });
+    await expect(t.ask(t.broker, { scopes: ['a'] }, new Set(['b']))).rejects.toMatchObject({
+      error: 'access_denied',
+      reason: 'token_scope_beyond_grant',
+    });
     expect((await t.ask(t.broker, { scopes: ['a'] }, new Set(['a', 'b']))).answer.scope).toBe('a');
   });
 

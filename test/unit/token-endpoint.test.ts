@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { BrokerError } from '../../functions/lib/shared/errors';
 import { ClientCredentials, parseClientSecret } from '../../functions/lib/way-out/secret-source';
-import { interpretTokenResponse, tokenRequestBody, type RawTokenResponse } from '../../functions/lib/way-out/token-endpoint';
+import {
+  interpretTokenResponse,
+  type RawTokenResponse,
+  tokenRequestBody,
+} from '../../functions/lib/way-out/token-endpoint';
 
 const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] };
 const NOW = Date.parse('2026-11-29T06:00:00Z');
@@ -23,11 +27,19 @@ const ok = { access_token: 'eyJ.abc.def', token_type: 'Bearer', expires_in: 3600
 
 describe('interpretTokenResponse: success', () => {
   it('accepts a valid answer and canonicalizes the granted scope', () => {
-    expect(interpretTokenResponse(response(200, ok), ctx, NOW)).toEqual({ accessToken: 'eyJ.abc.def', expiresInSec: 3600, scopes: ['a', 'b'] });
+    expect(interpretTokenResponse(response(200, ok), ctx, NOW)).toEqual({
+      accessToken: 'eyJ.abc.def',
+      expiresInSec: 3600,
+      scopes: ['a', 'b'],
+    });
   });
 
   it('accepts token_type in any case, a numeric string expires_in and an absent scope', () => {
-    const grant = interpretTokenResponse(response(200, { access_token: 't', token_type: 'bearer', expires_in: '3599' }), ctx, NOW);
+    const grant = interpretTokenResponse(
+      response(200, { access_token: 't', token_type: 'bearer', expires_in: '3599' }),
+      ctx,
+      NOW,
+    );
     expect(grant).toEqual({ accessToken: 't', expiresInSec: 3599, scopes: ['a', 'b'] });
   });
 
@@ -56,14 +68,22 @@ describe('interpretTokenResponse: success', () => {
   });
 
   it('never puts the token into an error description', () => {
-    const description = refusal(response(200, { ...ok, token_type: 'mac', access_token: 'SECRET-TOKEN' })).error_description;
+    const description = refusal(
+      response(200, { ...ok, token_type: 'mac', access_token: 'SECRET-TOKEN' }),
+    ).error_description;
     expect(description).not.toContain('SECRET-TOKEN');
   });
 });
 
 describe('interpretTokenResponse: errors', () => {
   it('maps ProblemDetails invalid_client (401) to server_error naming the secret and keeping code and traceId', () => {
-    const body = { title: 'Unauthorized', status: 401, errorCode: 'invalid_client', resourceKey: 'auth.token.invalid_client', traceId: 'abc123' };
+    const body = {
+      title: 'Unauthorized',
+      status: 401,
+      errorCode: 'invalid_client',
+      resourceKey: 'auth.token.invalid_client',
+      traceId: 'abc123',
+    };
     expect(refusal(response(401, body))).toEqual({
       error: 'server_error',
       status: 502,
@@ -84,7 +104,8 @@ describe('interpretTokenResponse: errors', () => {
     expect(refusal(response(400, { errorCode: 'InvalidScope', field: 'scope', traceId: 't1' }))).toEqual({
       error: 'invalid_scope',
       status: 400,
-      error_description: 'the token endpoint refused scope "a b" for client "limitrail" (InvalidScope, HTTP 400, field scope, traceId t1)',
+      error_description:
+        'the token endpoint refused scope "a b" for client "limitrail" (InvalidScope, HTTP 400, field scope, traceId t1)',
     });
   });
 
@@ -94,15 +115,25 @@ describe('interpretTokenResponse: errors', () => {
       status: 503,
       error_description: expect.stringContaining('retry after 7'),
     });
-    expect(refusal(response(503, '<html>down</html>'))).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
+    expect(refusal(response(503, '<html>down</html>'))).toMatchObject({
+      error: 'temporarily_unavailable',
+      status: 503,
+    });
   });
 
   it('maps a redirect to server_error and does not follow it', () => {
-    expect(refusal(response(302, '', { location: 'https://elsewhere/' }))).toMatchObject({ error: 'server_error', status: 502 });
+    expect(refusal(response(302, '', { location: 'https://elsewhere/' }))).toMatchObject({
+      error: 'server_error',
+      status: 502,
+    });
   });
 
   it('keeps no free text from the upstream body', () => {
-    const body = { error: 'invalid_request', error_description: 'client_secret=hunter2 is wrong', traceId: 'has spaces and secret' };
+    const body = {
+      error: 'invalid_request',
+      error_description: 'client_secret=hunter2 is wrong',
+      traceId: 'has spaces and secret',
+    };
     const description = refusal(response(400, body)).error_description;
     expect(description).toBe('the token endpoint refused the token request (invalid_request, HTTP 400)');
   });
@@ -111,7 +142,12 @@ describe('interpretTokenResponse: errors', () => {
 describe('client secret', () => {
   it('sends the canonical scope set as a form body', () => {
     const body = new URLSearchParams(tokenRequestBody(new ClientCredentials('s', 'id', 'sec ret', 'v1'), ['a', 'b']));
-    expect(Object.fromEntries(body)).toEqual({ grant_type: 'client_credentials', client_id: 'id', client_secret: 'sec ret', scope: 'a b' });
+    expect(Object.fromEntries(body)).toEqual({
+      grant_type: 'client_credentials',
+      client_id: 'id',
+      client_secret: 'sec ret',
+      scope: 'a b',
+    });
   });
 
   it('keeps the client secret out of JSON and inspection', async () => {

@@ -15,7 +15,9 @@ const client = loadConfig({
   CALLER_PROOF_AUDIENCE: 'broker',
   TOKEN_TABLE_NAME: 't',
   TOKEN_KMS_KEY_ID: 'k',
-  BROKER_CLIENTS: JSON.stringify({ limitrail: { secretId: 's', tokenUrl: 'https://auth.example/connect/token', clientId: 'lr_1', scopes: ['a'] } }),
+  BROKER_CLIENTS: JSON.stringify({
+    limitrail: { secretId: 's', tokenUrl: 'https://auth.example/connect/token', clientId: 'lr_1', scopes: ['a'] },
+  }),
 }).clients.get('limitrail')!;
 const secrets: CredentialSource = {
   get: async () => new ClientCredentials('s', 'lr_1', 'secret', 'v1'),
@@ -74,7 +76,10 @@ describe('token fetch retries (fake clock)', () => {
 
   it('stops at once when the next attempt would not fit before the deadline, and says so', async () => {
     const t = setup([new UnavailableError('rate limited', 'upstream_rate_limited', { retryAfterMs: 5_000 }), grant]);
-    await expect(t.fetcher.fetch(t.ctx(START_MS + 3_000))).rejects.toMatchObject({ reason: 'upstream_rate_limited', status: 503 });
+    await expect(t.fetcher.fetch(t.ctx(START_MS + 3_000))).rejects.toMatchObject({
+      reason: 'upstream_rate_limited',
+      status: 503,
+    });
     expect(t.attemptsAtMs).toHaveLength(1);
     expect(t.slept).toEqual([]);
     expect(t.degraded).toEqual(['retries_exhausted']);

@@ -2,9 +2,9 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
 import type { TokenBroker } from '../../functions/lib/broker';
-import type { CallerVerifier } from '../../functions/lib/way-in/identity-verifier';
-import { isRecord } from '../../functions/lib/shared/assert';
 import { createRuntime, loggerFromEnv, type Runtime } from '../../functions/lib/runtime';
+import { isRecord } from '../../functions/lib/shared/assert';
+import type { CallerVerifier } from '../../functions/lib/way-in/identity-verifier';
 import { createTokenHandler } from '../../functions/lib/way-in/token-handler';
 import type { TokenRequest } from '../../functions/lib/way-in/token-request';
 import { ABSENT, isOAuthErrorBody, junk, mostly, proofVariants, runs, shaped } from '../support/fuzz';
@@ -26,8 +26,12 @@ const env = {
   CALLER_PROOF_AUDIENCE: AUDIENCE,
   TOKEN_TABLE_NAME: 'tokens',
   TOKEN_KMS_KEY_ID: 'alias/broker',
-  BROKER_CLIENTS: JSON.stringify({ limitrail: { secretId: 's', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['a', 'b'] } }),
-  BROKER_CALLERS: JSON.stringify([{ principal: `arn:aws:iam::${ACCOUNT}:role/billing`, client: 'limitrail', scopes: ['a'] }]),
+  BROKER_CLIENTS: JSON.stringify({
+    limitrail: { secretId: 's', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['a', 'b'] },
+  }),
+  BROKER_CALLERS: JSON.stringify([
+    { principal: `arn:aws:iam::${ACCOUNT}:role/billing`, client: 'limitrail', scopes: ['a'] },
+  ]),
 };
 
 /**
@@ -38,7 +42,8 @@ const env = {
 let capturing: string[] = [];
 const harness = (options: { failing?: { metrics?: boolean; fallbackLog?: boolean } } = {}) => {
   stopCapturing(capturing);
-  const seen = { lines: (capturing = captureLogLines([])), verifications: 0, brokerCalls: 0 };
+  capturing = captureLogLines([]);
+  const seen = { lines: capturing, verifications: 0, brokerCalls: 0 };
   const callers: CallerVerifier = {
     verify: async () => {
       seen.verifications += 1;
@@ -49,7 +54,14 @@ const harness = (options: { failing?: { metrics?: boolean; fallbackLog?: boolean
     getToken: async (request: TokenRequest) => {
       seen.brokerCalls += 1;
       return {
-        answer: { access_token: TOKEN, token_type: 'Bearer', expires_in: 3000, expires_at: '2026-11-29T08:50:00.000Z', scope: request.scopes.join(' '), client: request.client.name },
+        answer: {
+          access_token: TOKEN,
+          token_type: 'Bearer',
+          expires_in: 3000,
+          expires_at: '2026-11-29T08:50:00.000Z',
+          scope: request.scopes.join(' '),
+          client: request.client.name,
+        },
         source: 'memory',
       };
     },
@@ -81,7 +93,8 @@ type Seen = ReturnType<typeof harness>['seen'];
 const looksLikeUrlEvent = (event: unknown) =>
   isRecord(event) && event.version === '2.0' && isRecord(event.requestContext) && isRecord(event.requestContext.http);
 
-const auditLine = (seen: Seen) => seen.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.audit === 'refused');
+const auditLine = (seen: Seen) =>
+  seen.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.audit === 'refused');
 
 type Outcome = { kind: 'token' } | { kind: 'refused'; status: number; error: string };
 
@@ -140,9 +153,15 @@ const tokenRequests = (valid: IdentityProof) =>
         fc.array(fc.oneof(fc.constantFrom('a', 'b', 'c'), fc.string({ maxLength: 8 }), junk()), { maxLength: 40 }),
       ),
     ),
-    minTtlSeconds: often(fc.oneof(fc.constant(ABSENT), fc.integer({ min: 0, max: 900 })), fc.integer({ min: -1000, max: 10_000 })),
+    minTtlSeconds: often(
+      fc.oneof(fc.constant(ABSENT), fc.integer({ min: 0, max: 900 })),
+      fc.integer({ min: -1000, max: 10_000 }),
+    ),
     forceRefresh: often(fc.constantFrom(ABSENT, false, true), fc.constantFrom('true', 1, null)),
-    rejectedTokenSha256: often(fc.constant(ABSENT), fc.oneof(fc.stringMatching(/^[0-9a-fA-F]{64}$/), fc.string({ maxLength: 70 }))),
+    rejectedTokenSha256: often(
+      fc.constant(ABSENT),
+      fc.oneof(fc.stringMatching(/^[0-9a-fA-F]{64}$/), fc.string({ maxLength: 70 })),
+    ),
     identityProof: proofVariants(valid),
   });
 
@@ -151,7 +170,14 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 /** Function URL events near the ones Lambda builds: every part mostly right, sometimes junk or missing. */
 const urlEvents = (valid: IdentityProof) => {
   const iam = shaped({
-    userArn: mostly(usually(PROVEN_ARN, `arn:aws:sts::${ACCOUNT}:assumed-role/billing/other`, 'arn:aws:sts::222222222222:assumed-role/billing/x'), 10),
+    userArn: mostly(
+      usually(
+        PROVEN_ARN,
+        `arn:aws:sts::${ACCOUNT}:assumed-role/billing/other`,
+        'arn:aws:sts::222222222222:assumed-role/billing/x',
+      ),
+      10,
+    ),
     accountId: mostly(usually(ACCOUNT, '222222222222', '1111'), 10),
     principalOrgId: mostly(fc.constantFrom(null, 'o-a1b2c3d4e5')),
   });
@@ -164,7 +190,13 @@ const urlEvents = (valid: IdentityProof) => {
   const bodies = fc.oneof(
     { weight: 4, arbitrary: text.map((body) => ({ body, isBase64Encoded: false })) },
     { weight: 2, arbitrary: text.map((body) => ({ body: b64(body), isBase64Encoded: true })) },
-    { weight: 3, arbitrary: shaped({ body: mostly(fc.oneof(fc.string(), fc.base64String(), text), 1), isBase64Encoded: mostly(fc.boolean(), 1) }) },
+    {
+      weight: 3,
+      arbitrary: shaped({
+        body: mostly(fc.oneof(fc.string(), fc.base64String(), text), 1),
+        isBase64Encoded: mostly(fc.boolean(), 1),
+      }),
+    },
   );
   return fc
     .tuple(
@@ -201,9 +233,18 @@ describe('the token handler on random events', () => {
     for (const body of [request, 5, [JSON.stringify(request)], true, { length: 3 }]) {
       for (const isBase64Encoded of [false, true]) {
         const event = { ...urlEvent(request, { iam: iamCaller }), body, isBase64Encoded };
-        expect(await invoke(handler, seen, event, [signature])).toEqual({ kind: 'refused', status: 400, error: 'invalid_request' });
+        expect(await invoke(handler, seen, event, [signature])).toEqual({
+          kind: 'refused',
+          status: 400,
+          error: 'invalid_request',
+        });
         // Grants mode: the URL event's identity is only what its sender wrote until a proof names the caller.
-        expect(auditLine(seen)).toMatchObject({ caller: 'unproven', urlCaller: iamCaller.userArn, reason: 'url_event_malformed', detail: 'malformed Function URL event: "body" must be a string' });
+        expect(auditLine(seen)).toMatchObject({
+          caller: 'unproven',
+          urlCaller: iamCaller.userArn,
+          reason: 'url_event_malformed',
+          detail: 'malformed Function URL event: "body" must be a string',
+        });
       }
     }
   });
@@ -213,8 +254,15 @@ describe('the token handler on random events', () => {
     const request = { scopes: ['a'], identityProof: valid };
     for (const isBase64Encoded of ['true', 1, null, {}, []]) {
       const event = { ...urlEvent(request, { iam: iamCaller }), isBase64Encoded };
-      expect(await invoke(handler, seen, event, [signature])).toEqual({ kind: 'refused', status: 400, error: 'invalid_request' });
-      expect(auditLine(seen)).toMatchObject({ reason: 'url_event_malformed', detail: 'malformed Function URL event: "isBase64Encoded" must be a boolean' });
+      expect(await invoke(handler, seen, event, [signature])).toEqual({
+        kind: 'refused',
+        status: 400,
+        error: 'invalid_request',
+      });
+      expect(auditLine(seen)).toMatchObject({
+        reason: 'url_event_malformed',
+        detail: 'malformed Function URL event: "isBase64Encoded" must be a boolean',
+      });
     }
   });
 
@@ -223,7 +271,9 @@ describe('the token handler on random events', () => {
     const request = { scopes: ['a'], identityProof: valid };
     expect(await invoke(handler, seen, request, [signature])).toEqual({ kind: 'token' });
     expect(await invoke(handler, seen, urlEvent(request, { iam: iamCaller }), [signature])).toEqual({ kind: 'token' });
-    expect(await invoke(handler, seen, urlEvent(request, { iam: iamCaller, base64: true }), [signature])).toEqual({ kind: 'token' });
+    expect(await invoke(handler, seen, urlEvent(request, { iam: iamCaller, base64: true }), [signature])).toEqual({
+      kind: 'token',
+    });
   });
 
   it('answers server_error 500 with a refusal line when something fails outside the refusal path (here: writing metrics)', async () => {
@@ -232,20 +282,36 @@ describe('the token handler on random events', () => {
     const refusal = { error: 'server_error', error_description: 'internal error in the token broker', status: 500 };
     expect(await handler(request, { awsRequestId: 'r-1' })).toEqual(refusal);
     expect(seen.lines.map((l) => JSON.parse(l) as unknown)).toEqual([
-      expect.objectContaining({ audit: 'refused', requestId: 'r-1', caller: 'direct invoke', status: 500, reason: 'unexpected', detail: 'Error' }),
+      expect.objectContaining({
+        audit: 'refused',
+        requestId: 'r-1',
+        caller: 'direct invoke',
+        status: 500,
+        reason: 'unexpected',
+        detail: 'Error',
+      }),
     ]);
     seen.lines.length = 0;
     const answer = await handler(urlEvent(request, { iam: iamCaller }), { awsRequestId: 'r-2' });
     expect(answer).toMatchObject({ statusCode: 500, body: JSON.stringify(refusal) });
     expect(seen.lines.map((l) => JSON.parse(l) as unknown)).toEqual([
-      expect.objectContaining({ audit: 'refused', requestId: 'r-2', caller: 'unverified', status: 500, reason: 'unexpected' }),
+      expect.objectContaining({
+        audit: 'refused',
+        requestId: 'r-2',
+        caller: 'unverified',
+        status: 500,
+        reason: 'unexpected',
+      }),
     ]);
     for (const line of seen.lines) expect(line).not.toContain(signature);
   });
 
   it('still answers when even the fallback log fails', async () => {
     const { handler } = harness({ failing: { metrics: true, fallbackLog: true } });
-    await expect(handler({ scopes: ['a'], identityProof: valid }, {})).resolves.toMatchObject({ error: 'server_error', status: 500 });
+    await expect(handler({ scopes: ['a'], identityProof: valid }, {})).resolves.toMatchObject({
+      error: 'server_error',
+      status: 500,
+    });
   });
 
   it('answers any JSON value or JS value sent as a direct invoke with a 4xx refusal and its audit line', async () => {
@@ -265,14 +331,22 @@ describe('the token handler on random events', () => {
       body: junk(),
       isBase64Encoded: junk(),
       headers: junk(),
-      requestContext: fc.oneof(junk(), fc.constant(envelope.requestContext), fc.record({ http: junk(), authorizer: junk() })),
+      requestContext: fc.oneof(
+        junk(),
+        fc.constant(envelope.requestContext),
+        fc.record({ http: junk(), authorizer: junk() }),
+      ),
     });
     await fc.assert(
-      fc.asyncProperty(parts, fc.subarray(['body', 'isBase64Encoded', 'headers', 'requestContext'] as const), async (random, which) => {
-        const event: Record<string, unknown> = { ...envelope };
-        for (const key of which) event[key] = random[key];
-        await invoke(handler, seen, event, [signature]);
-      }),
+      fc.asyncProperty(
+        parts,
+        fc.subarray(['body', 'isBase64Encoded', 'headers', 'requestContext'] as const),
+        async (random, which) => {
+          const event: Record<string, unknown> = { ...envelope };
+          for (const key of which) event[key] = random[key];
+          await invoke(handler, seen, event, [signature]);
+        },
+      ),
       runs(2000),
     );
   });

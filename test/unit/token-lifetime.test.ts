@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
-import { isRefreshDue, isServable, lifetimeOf, toTokenAnswer, type CachedToken } from '../../functions/lib/cache/token-lifetime';
+import {
+  type CachedToken,
+  isRefreshDue,
+  isServable,
+  lifetimeOf,
+  toTokenAnswer,
+} from '../../functions/lib/cache/token-lifetime';
 
 /** A fake clock: tests move time, they do not stub decisions. */
 const clockAt = (iso: string) => {
@@ -64,7 +70,7 @@ describe('token lifetime', () => {
     expect(isServable(token, clock.nowMs(), 900)).toBe(false);
   });
 
-  it('puts the refresh point at 75 % of the lifetime, before any caller\'s minTtl cut-off', () => {
+  it("puts the refresh point at 75 % of the lifetime, before any caller's minTtl cut-off", () => {
     const clock = clockAt('2026-11-29T06:00:00Z');
     const token = tokenIssuedAt(clock.nowMs());
     clock.advanceSec(2699);

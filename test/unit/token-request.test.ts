@@ -8,7 +8,11 @@ const config = loadConfig({
   TOKEN_TABLE_NAME: 't',
   TOKEN_KMS_KEY_ID: 'k',
   BROKER_CLIENTS: JSON.stringify({
-    limitrail: { secretId: 's', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['a', 'b', 'limitrail.usage.write'] },
+    limitrail: {
+      secretId: 's',
+      tokenUrl: 'https://auth.example.com/connect/token',
+      scopes: ['a', 'b', 'limitrail.usage.write'],
+    },
   }),
 });
 const twoClients = loadConfig({
@@ -70,15 +74,24 @@ describe('parseTokenRequest', () => {
     ['minTtlSeconds above the bound', { scopes: ['a'], minTtlSeconds: 901 }],
     ['forceRefresh not a boolean', { scopes: ['a'], forceRefresh: 'yes' }],
     ['a fingerprint without forceRefresh', { scopes: ['a'], rejectedTokenSha256: 'a'.repeat(64) }],
-    ['a fingerprint with forceRefresh false', { scopes: ['a'], forceRefresh: false, rejectedTokenSha256: 'a'.repeat(64) }],
+    [
+      'a fingerprint with forceRefresh false',
+      { scopes: ['a'], forceRefresh: false, rejectedTokenSha256: 'a'.repeat(64) },
+    ],
     ['a fingerprint that is not hex SHA-256', { scopes: ['a'], forceRefresh: true, rejectedTokenSha256: 'abc' }],
   ])('refuses %s with invalid_request 400', (_name, event) => {
     expect(refusal(event)).toMatchObject({ error: 'invalid_request', status: 400 });
   });
 
   it('reads a forced refresh, with the rejected token fingerprint in lowercase', () => {
-    expect(parseTokenRequest({ scopes: ['a'], forceRefresh: true }, config)).toMatchObject({ forceRefresh: true, rejectedTokenSha256: undefined });
-    expect(parseTokenRequest({ scopes: ['a'], forceRefresh: true, rejectedTokenSha256: 'AB'.repeat(32) }, config).rejectedTokenSha256).toBe('ab'.repeat(32));
+    expect(parseTokenRequest({ scopes: ['a'], forceRefresh: true }, config)).toMatchObject({
+      forceRefresh: true,
+      rejectedTokenSha256: undefined,
+    });
+    expect(
+      parseTokenRequest({ scopes: ['a'], forceRefresh: true, rejectedTokenSha256: 'AB'.repeat(32) }, config)
+        .rejectedTokenSha256,
+    ).toBe('ab'.repeat(32));
     expect(parseTokenRequest({ scopes: ['a'] }, config).forceRefresh).toBe(false);
   });
 

@@ -26,7 +26,8 @@ const kms = {
     if (command instanceof GenerateDataKeyCommand) return { Plaintext: DATA_KEY, CiphertextBlob: WRAPPED };
     if (command instanceof DecryptCommand) {
       const { CiphertextBlob, EncryptionContext } = command.input;
-      if (CiphertextBlob && WRAPPED.equals(Buffer.from(CiphertextBlob)) && EncryptionContext?.tokenTable === TABLE) return { Plaintext: DATA_KEY };
+      if (CiphertextBlob && WRAPPED.equals(Buffer.from(CiphertextBlob)) && EncryptionContext?.tokenTable === TABLE)
+        return { Plaintext: DATA_KEY };
       throw Object.assign(new Error('invalid ciphertext'), { name: 'InvalidCiphertextException' });
     }
     throw new Error(`the fake KMS does not do ${(command as object).constructor.name}`);
@@ -46,7 +47,10 @@ const ddb = {
       table.written = command.input;
       if (command.input.ReturnValues !== 'ALL_NEW') return {}; // writeToken
       if (!table.leaseHeld) return { Attributes: table.answer };
-      throw Object.assign(new Error('condition failed'), { name: 'ConditionalCheckFailedException', Item: table.answer });
+      throw Object.assign(new Error('condition failed'), {
+        name: 'ConditionalCheckFailedException',
+        Item: table.answer,
+      });
     }
     throw new Error(`the fake DynamoDB does not do ${(command as object).constructor.name}`);
   },
@@ -96,15 +100,32 @@ const attributeValue: fc.Arbitrary<AttributeValue> = fc.letrec<{ value: Attribut
 const nudged = (value: AttributeValue): fc.Arbitrary<AttributeValue> => {
   if (value.N !== undefined) {
     const n = Number(value.N);
-    return fc.constantFrom({ N: String(n + 1) }, { N: String(n - 1) }, { N: String(n + 86_400) }, { N: `${value.N}.0` }, { N: `${value.N}.5` });
+    return fc.constantFrom(
+      { N: String(n + 1) },
+      { N: String(n - 1) },
+      { N: String(n + 86_400) },
+      { N: `${value.N}.0` },
+      { N: `${value.N}.5` },
+    );
   }
-  if (value.S !== undefined) return fc.constantFrom({ S: `${value.S} x` }, { S: value.S.slice(1) }, { S: value.S.toUpperCase() }, { S: `${value.S}  ` }, { S: '' });
+  if (value.S !== undefined)
+    return fc.constantFrom(
+      { S: `${value.S} x` },
+      { S: value.S.slice(1) },
+      { S: value.S.toUpperCase() },
+      { S: `${value.S}  ` },
+      { S: '' },
+    );
   if (value.BOOL !== undefined) return fc.constant({ BOOL: !value.BOOL });
   if (value.B !== undefined) {
     const original = value.B;
     return fc.nat({ max: Math.max(0, original.length - 1) }).chain((i) =>
       fc.constantFrom(
-        (() => { const b = Buffer.from(original); b[i] = (b[i]! ^ 1) & 0xff; return { B: b }; })(),
+        (() => {
+          const b = Buffer.from(original);
+          b[i] = (b[i]! ^ 1) & 0xff;
+          return { B: b };
+        })(),
         { B: original.subarray(0, i) },
         { B: Buffer.concat([original, Buffer.of(0)]) },
       ),
@@ -122,7 +143,10 @@ const items = (valid: Record<string, AttributeValue>[]) => {
         fc.constant(item),
         fc.array(
           fc.tuple(
-            fc.oneof(fc.constantFrom(...Object.keys(item), 'leaseOwner', 'leaseUntilEpochMs', 'forcedFetchAtEpochMs'), fc.string({ maxLength: 8 })),
+            fc.oneof(
+              fc.constantFrom(...Object.keys(item), 'leaseOwner', 'leaseUntilEpochMs', 'forcedFetchAtEpochMs'),
+              fc.string({ maxLength: 8 }),
+            ),
             fc.constantFrom('nudge', 'replace', 'remove'),
             attributeValue,
           ),
@@ -135,7 +159,13 @@ const items = (valid: Record<string, AttributeValue>[]) => {
       const nudges: fc.Arbitrary<[string, AttributeValue]>[] = [];
       for (const [name, how, replacement] of edits) {
         if (how === 'remove') delete out[name];
-        else if (how === 'replace' || out[name] === undefined) Object.defineProperty(out, name, { value: replacement, enumerable: true, configurable: true, writable: true });
+        else if (how === 'replace' || out[name] === undefined)
+          Object.defineProperty(out, name, {
+            value: replacement,
+            enumerable: true,
+            configurable: true,
+            writable: true,
+          });
         else nudges.push(nudged(out[name]).map((v) => [name, v] as [string, AttributeValue]));
       }
       return fc.tuple(...nudges).map((pairs) => {
@@ -144,17 +174,50 @@ const items = (valid: Record<string, AttributeValue>[]) => {
       });
     });
   const random = fc.dictionary(
-    fc.oneof(fc.constantFrom('tokenCiphertext', 'wrappedDataKey', 'itemFormat', 'client', 'scope', 'issuedAtEpochSec', 'expiresAtEpochSec', 'refreshAtEpochSec', 'reissued', 'leaseOwner', 'leaseUntilEpochMs', 'forcedFetchAtEpochMs'), fc.string({ maxLength: 8 })),
+    fc.oneof(
+      fc.constantFrom(
+        'tokenCiphertext',
+        'wrappedDataKey',
+        'itemFormat',
+        'client',
+        'scope',
+        'issuedAtEpochSec',
+        'expiresAtEpochSec',
+        'refreshAtEpochSec',
+        'reissued',
+        'leaseOwner',
+        'leaseUntilEpochMs',
+        'forcedFetchAtEpochMs',
+      ),
+      fc.string({ maxLength: 8 }),
+    ),
     attributeValue,
     { maxKeys: 12 },
   );
-  return fc.oneof({ weight: 1, arbitrary: fc.constantFrom(...valid) }, { weight: 6, arbitrary: edited }, { weight: 3, arbitrary: random });
+  return fc.oneof(
+    { weight: 1, arbitrary: fc.constantFrom(...valid) },
+    { weight: 6, arbitrary: edited },
+    { weight: 3, arbitrary: random },
+  );
 };
 
 describe('table items on the way back (TokenStore)', () => {
   const tokens: CachedToken[] = [
-    { accessToken: 'tok-fuzz-1', scopes: ['a', 'b'], issuedAtEpochSec: 1_795_932_000, expiresAtEpochSec: 1_795_935_600, refreshAtEpochSec: 1_795_934_700 },
-    { accessToken: 'tok-fuzz-2', scopes: ['a'], issuedAtEpochSec: 1_795_932_000, expiresAtEpochSec: 1_795_935_600, refreshAtEpochSec: 1_795_935_600, reissued: true },
+    {
+      accessToken: 'tok-fuzz-1',
+      scopes: ['a', 'b'],
+      issuedAtEpochSec: 1_795_932_000,
+      expiresAtEpochSec: 1_795_935_600,
+      refreshAtEpochSec: 1_795_934_700,
+    },
+    {
+      accessToken: 'tok-fuzz-2',
+      scopes: ['a'],
+      issuedAtEpochSec: 1_795_932_000,
+      expiresAtEpochSec: 1_795_935_600,
+      refreshAtEpochSec: 1_795_935_600,
+      reissued: true,
+    },
   ];
   const valid: Record<string, AttributeValue>[] = [];
   beforeAll(async () => {
@@ -166,7 +229,11 @@ describe('table items on the way back (TokenStore)', () => {
   });
 
   /** The outcomes an item may have; anything else, or a throw, fails the property. */
-  const classify = (item: Record<string, AttributeValue>, cacheKey: string, entry: StoredEntry): 'token' | 'unusable' | 'no token' => {
+  const classify = (
+    item: Record<string, AttributeValue>,
+    cacheKey: string,
+    entry: StoredEntry,
+  ): 'token' | 'unusable' | 'no token' => {
     // Coordination times are read as the conditions compare them: any number (a lease with or without an owner).
     if (entry.lease !== undefined) {
       expect(['string', 'undefined']).toContain(typeof entry.lease.owner);
@@ -202,14 +269,21 @@ describe('table items on the way back (TokenStore)', () => {
   it('reads any item, by any way in, as its sealed token, an unusable item with a reason, or no token; never throws', async () => {
     const seen = new Map<string, number>();
     await fc.assert(
-      fc.asyncProperty(items(valid), fc.constantFrom(KEY, 'v1:another-key'), fc.constantFrom('read', 'lease taken', 'lease held'), async (item, cacheKey, way) => {
-        table.answer = item;
-        table.leaseHeld = way === 'lease held';
-        const entry =
-          way === 'read' ? await store.read(cacheKey, true) : (await store.tryAcquireLease(cacheKey, 'me', { nowMs: NOW, leaseDurationMs: 8000 })).entry;
-        const outcome = classify(item, cacheKey, entry);
-        seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
-      }),
+      fc.asyncProperty(
+        items(valid),
+        fc.constantFrom(KEY, 'v1:another-key'),
+        fc.constantFrom('read', 'lease taken', 'lease held'),
+        async (item, cacheKey, way) => {
+          table.answer = item;
+          table.leaseHeld = way === 'lease held';
+          const entry =
+            way === 'read'
+              ? await store.read(cacheKey, true)
+              : (await store.tryAcquireLease(cacheKey, 'me', { nowMs: NOW, leaseDurationMs: 8000 })).entry;
+          const outcome = classify(item, cacheKey, entry);
+          seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+        },
+      ),
       runs(3000),
     );
     expect([...seen.keys()].sort()).toEqual(['no token', 'token', 'unusable']);

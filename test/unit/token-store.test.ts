@@ -3,7 +3,13 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import { describe, expect, it } from 'vitest';
 import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
 import { TokenCipher } from '../../functions/lib/cache/token-cipher';
-import { ITEM_FORMAT, type SealedFields, type StoredEntry, TokenStore, itemAad } from '../../functions/lib/cache/token-store';
+import {
+  ITEM_FORMAT,
+  itemAad,
+  type SealedFields,
+  type StoredEntry,
+  TokenStore,
+} from '../../functions/lib/cache/token-store';
 
 const fields: SealedFields = {
   client: 'limitrail',
@@ -35,23 +41,35 @@ describe('additional authenticated data of a cached token', () => {
 
   it('names the item format, and cannot be matched by moving text from one field into the next', () => {
     expect(itemAad('v1:key', fields)).toContain(`item-v${ITEM_FORMAT}`);
-    expect(itemAad('v1:key', { ...fields, client: 'a', scope: 'b c' })).not.toBe(itemAad('v1:key', { ...fields, client: 'a b', scope: 'c' }));
+    expect(itemAad('v1:key', { ...fields, client: 'a', scope: 'b c' })).not.toBe(
+      itemAad('v1:key', { ...fields, client: 'a b', scope: 'c' }),
+    );
   });
 });
 
 describe('coordination attributes, read as the conditional writes compare them', () => {
   const NOW = Date.parse('2026-11-29T06:00:00Z');
   const readItem = async (attributes: Record<string, AttributeValue>): Promise<StoredEntry> => {
-    const ddb = { send: async () => ({ Item: { [TABLE_PARTITION_KEY]: { S: 'v1:key' }, ...attributes } }) } as unknown as DynamoDBClient;
+    const ddb = {
+      send: async () => ({ Item: { [TABLE_PARTITION_KEY]: { S: 'v1:key' }, ...attributes } }),
+    } as unknown as DynamoDBClient;
     const unusedKms = {} as KMSClient; // lease-only items: nothing to decrypt
-    return new TokenStore(ddb, 'tokens', new TokenCipher(unusedKms, 'alias/broker', { nowMs: () => NOW }, 300)).read('v1:key', true);
+    return new TokenStore(ddb, 'tokens', new TokenCipher(unusedKms, 'alias/broker', { nowMs: () => NOW }, 300)).read(
+      'v1:key',
+      true,
+    );
   };
 
   it('reads a lease time without an owner (or with one that is not a string) as held by an unknown owner', async () => {
     const until = { N: String(NOW + 1000) };
     expect((await readItem({ leaseUntilEpochMs: until })).lease).toEqual({ untilEpochMs: NOW + 1000 });
-    expect((await readItem({ leaseUntilEpochMs: until, leaseOwner: { N: '7' } })).lease).toEqual({ untilEpochMs: NOW + 1000 });
-    expect((await readItem({ leaseUntilEpochMs: until, leaseOwner: { S: 'a' } })).lease).toEqual({ owner: 'a', untilEpochMs: NOW + 1000 });
+    expect((await readItem({ leaseUntilEpochMs: until, leaseOwner: { N: '7' } })).lease).toEqual({
+      untilEpochMs: NOW + 1000,
+    });
+    expect((await readItem({ leaseUntilEpochMs: until, leaseOwner: { S: 'a' } })).lease).toEqual({
+      owner: 'a',
+      untilEpochMs: NOW + 1000,
+    });
   });
 
   const notNumbers: AttributeValue[] = [
@@ -65,14 +83,21 @@ describe('coordination attributes, read as the conditional writes compare them',
     { N: ' 1' },
   ];
 
-  it.each(notNumbers)('reads a lease or forced fetch time %j as none (NOT attribute_type(x, N) in the conditions)', async (value) => {
-    const entry = await readItem({ leaseOwner: { S: 'a' }, leaseUntilEpochMs: value, forcedFetchAtEpochMs: value });
-    expect(entry.lease).toBeUndefined();
-    expect(entry.forcedFetchAtEpochMs).toBeUndefined();
-  });
+  it.each(notNumbers)(
+    'reads a lease or forced fetch time %j as none (NOT attribute_type(x, N) in the conditions)',
+    async (value) => {
+      const entry = await readItem({ leaseOwner: { S: 'a' }, leaseUntilEpochMs: value, forcedFetchAtEpochMs: value });
+      expect(entry.lease).toBeUndefined();
+      expect(entry.forcedFetchAtEpochMs).toBeUndefined();
+    },
+  );
 
   it('reads any number as that number, as the conditions compare it', async () => {
-    const entry = await readItem({ leaseOwner: { S: 'a' }, leaseUntilEpochMs: { N: `${NOW}.5` }, forcedFetchAtEpochMs: { N: '1E+30' } });
+    const entry = await readItem({
+      leaseOwner: { S: 'a' },
+      leaseUntilEpochMs: { N: `${NOW}.5` },
+      forcedFetchAtEpochMs: { N: '1E+30' },
+    });
     expect(entry.lease).toEqual({ owner: 'a', untilEpochMs: NOW + 0.5 });
     expect(entry.forcedFetchAtEpochMs).toBe(1e30);
   });

@@ -47,7 +47,8 @@ export const errorOf = (answer: Record<string, unknown>): TokenBrokerError => {
   const status = typeof answer.status === 'number' && Number.isInteger(answer.status) ? answer.status : 500;
   const description = typeof answer.error_description === 'string' ? answer.error_description : '(no description)';
   const retryAfter = answer.retryAfterSeconds;
-  const retryAfterSeconds = typeof retryAfter === 'number' && Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined;
+  const retryAfterSeconds =
+    typeof retryAfter === 'number' && Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined;
   return new TokenBrokerError(error, status, description, { retryAfterSeconds });
 };
 
@@ -55,8 +56,10 @@ export const errorOf = (answer: Record<string, unknown>): TokenBrokerError => {
 export const tokenAnswerOf = (answer: unknown): TokenAnswer => {
   if (!isRecord(answer)) throw invalid('"answer" must be a JSON object');
   if ('error' in answer) throw errorOf(answer);
-  if (typeof answer.access_token !== 'string' || answer.access_token === '') throw invalid('"answer" "access_token" must be a non-empty string');
-  if (typeof answer.token_type !== 'string' || answer.token_type.toLowerCase() !== 'bearer') throw invalid('"answer" "token_type" must be "Bearer"');
+  if (typeof answer.access_token !== 'string' || answer.access_token === '')
+    throw invalid('"answer" "access_token" must be a non-empty string');
+  if (typeof answer.token_type !== 'string' || answer.token_type.toLowerCase() !== 'bearer')
+    throw invalid('"answer" "token_type" must be "Bearer"');
   const expiresIn = answer.expires_in;
   if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn < 0) {
     throw invalid('"answer" "expires_in" must be a number of seconds, at least 0');

@@ -56,7 +56,8 @@ export class TokenBrokerClient {
   readonly #flights = new Map<string, Promise<string>>();
 
   constructor(transport: Transport, options: TokenBrokerClientOptions = {}) {
-    if (typeof transport !== 'function') throw new TypeError('"transport" must be invokeTransport(...) or urlTransport(...)');
+    if (typeof transport !== 'function')
+      throw new TypeError('"transport" must be invokeTransport(...) or urlTransport(...)');
     this.#transport = transport;
     this.#marginSec = assertMarginSec(options.marginSec ?? DEFAULT_MARGIN_SEC);
     this.#deadlineMs = assertDeadlineMs(options.deadlineMs ?? DEFAULT_DEADLINE_MS);
@@ -67,7 +68,9 @@ export class TokenBrokerClient {
     const key = cacheKeyOf(options.client, scopes);
     const cached = this.#fresh(key);
     if (cached !== undefined) return cached;
-    return this.#flight(key, () => this.#ask(key, { ...this.#base(scopes, options), minTtlSeconds: minTtlSecondsFor(this.#marginSec) }));
+    return this.#flight(key, () =>
+      this.#ask(key, { ...this.#base(scopes, options), minTtlSeconds: minTtlSecondsFor(this.#marginSec) }),
+    );
   }
 
   /**
@@ -77,7 +80,8 @@ export class TokenBrokerClient {
    * rejected request: retry that request once with the new token, never in a loop.
    */
   async tokenAfter401(scopes: readonly string[], rejected: string, options: TokenOptions = {}): Promise<string> {
-    if (typeof rejected !== 'string' || rejected === '') throw new TypeError('"rejected" must be the token LimitRail rejected');
+    if (typeof rejected !== 'string' || rejected === '')
+      throw new TypeError('"rejected" must be the token LimitRail rejected');
     const key = cacheKeyOf(options.client, scopes);
     const rejectedTokenSha256 = sha256Hex(rejected);
     const cached = this.#fresh(key);
@@ -144,15 +148,18 @@ export class TokenBrokerClient {
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new TokenBrokerError(
-          BROKER_ERRORS.temporarilyUnavailable,
-          503,
-          `the token broker gave no answer within the deadline (${this.#deadlineMs} ms)`,
-        );
-        controller.abort(err);
-        reject(err);
-      }, Math.max(0, deadlineAtMs - Date.now()));
+      timer = setTimeout(
+        () => {
+          const err = new TokenBrokerError(
+            BROKER_ERRORS.temporarilyUnavailable,
+            503,
+            `the token broker gave no answer within the deadline (${this.#deadlineMs} ms)`,
+          );
+          controller.abort(err);
+          reject(err);
+        },
+        Math.max(0, deadlineAtMs - Date.now()),
+      );
     });
     try {
       return await Promise.race([this.#transport(request, { signal: controller.signal }), late]);

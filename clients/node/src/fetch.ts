@@ -28,7 +28,10 @@ export const authorizedFetch = (
   const tokenOptions = options.client === undefined ? {} : { client: options.client };
   return async (input, init = {}) => {
     // A request may be sent twice: its body must be one that can be (a string, bytes, a form, a Blob).
-    if (isStream(init.body)) throw new TypeError('authorizedFetch needs a body it can send twice (string, bytes, FormData, URLSearchParams, Blob), not a stream');
+    if (isStream(init.body))
+      throw new TypeError(
+        'authorizedFetch needs a body it can send twice (string, bytes, FormData, URLSearchParams, Blob), not a stream',
+      );
     const retryInput = input instanceof Request ? input.clone() : input;
     const withToken = (token: string): RequestInit => {
       const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));

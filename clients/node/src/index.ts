@@ -9,23 +9,24 @@
  *
  * See the repository README, "Caller's guide".
  */
+
+export type { BrokerErrorAnswer, TokenAnswer, TokenRequest } from './answer.js';
 export { TokenBrokerClient, type TokenBrokerClientOptions, type TokenOptions } from './client.js';
-export { authorizedFetch, type AuthorizedFetch, type AuthorizedFetchOptions } from './fetch.js';
 export { BROKER_ERRORS, TokenBrokerError, type TokenBrokerErrorOptions } from './errors.js';
+export { type AuthorizedFetch, type AuthorizedFetchOptions, authorizedFetch } from './fetch.js';
 export {
-  invokeTransport,
-  urlTransport,
+  type Credentials,
+  type IdentityProof,
+  PROOF_AUDIENCE_HEADER,
+  type ProofOptions,
+  signIdentityProof,
+  stsUrlFor,
+} from './proof.js';
+export {
   type InvokeTransportOptions,
+  invokeTransport,
   type Transport,
   type TransportOptions,
   type UrlTransportOptions,
+  urlTransport,
 } from './transports.js';
-export {
-  PROOF_AUDIENCE_HEADER,
-  signIdentityProof,
-  stsUrlFor,
-  type Credentials,
-  type IdentityProof,
-  type ProofOptions,
-} from './proof.js';
-export type { BrokerErrorAnswer, TokenAnswer, TokenRequest } from './answer.js';

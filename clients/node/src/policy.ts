@@ -15,7 +15,8 @@ export const MAX_MIN_TTL_SEC = 900;
 
 /** Scopes in the broker's canonical form: deduplicated and sorted (the broker treats both the same). */
 export const canonicalScopes = (scopes: readonly string[]): string[] => {
-  if (!Array.isArray(scopes) || scopes.length === 0) throw new TypeError('"scopes" must be a non-empty array of scope strings');
+  if (!Array.isArray(scopes) || scopes.length === 0)
+    throw new TypeError('"scopes" must be a non-empty array of scope strings');
   scopes.forEach((scope, i) => {
     if (typeof scope !== 'string' || scope === '') throw new TypeError(`"scopes[${i}]" must be a non-empty string`);
   });
@@ -47,14 +48,17 @@ export const backoffDelayMs = (attempt: number, random: number, retryAfterSecond
   );
 
 /** Whether a wait of `delayMs` from `nowMs` still leaves time for the next attempt before the deadline. */
-export const fitsBeforeDeadline = (nowMs: number, delayMs: number, deadlineAtMs: number): boolean => nowMs + delayMs < deadlineAtMs;
+export const fitsBeforeDeadline = (nowMs: number, delayMs: number, deadlineAtMs: number): boolean =>
+  nowMs + delayMs < deadlineAtMs;
 
 export const assertMarginSec = (value: number): number => {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new TypeError('"marginSec" must be a number of seconds, at least 0');
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new TypeError('"marginSec" must be a number of seconds, at least 0');
   return value;
 };
 
 export const assertDeadlineMs = (value: number): number => {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new TypeError('"deadlineMs" must be a number of milliseconds above 0');
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+    throw new TypeError('"deadlineMs" must be a number of milliseconds above 0');
   return value;
 };

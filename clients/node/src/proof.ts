@@ -27,7 +27,8 @@ export const GET_CALLER_IDENTITY = 'Action=GetCallerIdentity&Version=2011-06-15'
 export const stsUrlFor = (region: string, env: NodeJS.ProcessEnv = process.env): string => {
   const override = env.AWS_ENDPOINT_URL_STS;
   if (override) return new URL('/', override).toString();
-  if (!/^[a-z]{2}(-[a-z0-9]+)+-\d+$/.test(region)) throw new TypeError(`"region" must be an AWS region name such as eu-central-1`);
+  if (!/^[a-z]{2}(-[a-z0-9]+)+-\d+$/.test(region))
+    throw new TypeError(`"region" must be an AWS region name such as eu-central-1`);
   return region.startsWith('cn-') ? `https://sts.${region}.amazonaws.com.cn/` : `https://sts.${region}.amazonaws.com/`;
 };
 

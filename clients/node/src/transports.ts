@@ -29,7 +29,15 @@ export type Transport = (request: TokenRequest, options?: TransportOptions) => P
  * from TokenBrokerClient, its deadline comes first (10 s by default).
  */
 const REQUEST_TIMEOUT_MS = 20_000;
-const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET']);
+const NETWORK_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+]);
 
 /** The function's name from any form Lambda accepts: name, `name:qualifier`, full or partial ARN. */
 export const functionNameOf = (nameOrArn: string): string =>
@@ -50,15 +58,29 @@ const isNetworkError = (err: { name?: string; code?: string; cause?: unknown }):
  */
 export const invokeFailure = (err: unknown): unknown => {
   if (typeof err !== 'object' || err === null) return err;
-  const e = err as { name?: string; message?: string; code?: string; cause?: unknown; $metadata?: { httpStatusCode?: number } };
+  const e = err as {
+    name?: string;
+    message?: string;
+    code?: string;
+    cause?: unknown;
+    $metadata?: { httpStatusCode?: number };
+  };
   const status = e.$metadata?.httpStatusCode;
   const what = `${e.name ?? 'Error'}${e.message ? `: ${e.message}` : ''}`;
-  if (status === undefined) return isNetworkError(e) ? unavailable(`the Lambda API is unreachable (${what})`, err) : err;
+  if (status === undefined)
+    return isNetworkError(e) ? unavailable(`the Lambda API is unreachable (${what})`, err) : err;
   if (status === 429 || status >= 500) return unavailable(`the Lambda API is unavailable (${what})`, err);
   if (status === 401 || status === 403) {
-    return new TokenBrokerError(BROKER_ERRORS.accessDenied, 403, `Lambda refused the invoke (${what}); the caller's role needs lambda:InvokeFunction on the token function`, { cause: err });
+    return new TokenBrokerError(
+      BROKER_ERRORS.accessDenied,
+      403,
+      `Lambda refused the invoke (${what}); the caller's role needs lambda:InvokeFunction on the token function`,
+      { cause: err },
+    );
   }
-  return new TokenBrokerError(BROKER_ERRORS.invalidRequest, status, `Lambda refused the invoke (${what})`, { cause: err });
+  return new TokenBrokerError(BROKER_ERRORS.invalidRequest, status, `Lambda refused the invoke (${what})`, {
+    cause: err,
+  });
 };
 
 export interface InvokeTransportOptions {
@@ -105,7 +127,10 @@ export const invokeTransport = (functionName: string, options: InvokeTransportOp
     let out;
     try {
       out = await lambda.send(
-        new InvokeCommand({ FunctionName: functionName, Payload: new TextEncoder().encode(JSON.stringify({ ...request, identityProof })) }),
+        new InvokeCommand({
+          FunctionName: functionName,
+          Payload: new TextEncoder().encode(JSON.stringify({ ...request, identityProof })),
+        }),
         { abortSignal: signal },
       );
     } catch (err) {
@@ -115,12 +140,20 @@ export const invokeTransport = (functionName: string, options: InvokeTransportOp
     // The broker returns its errors as answers; FunctionError means the function itself failed (a bug, a timeout).
     // Its payload (Lambda's errorMessage) is not repeated here.
     if (out.FunctionError) {
-      throw new TokenBrokerError(BROKER_ERRORS.serverError, 500, `the token broker failed (Lambda function error: ${out.FunctionError})`);
+      throw new TokenBrokerError(
+        BROKER_ERRORS.serverError,
+        500,
+        `the token broker failed (Lambda function error: ${out.FunctionError})`,
+      );
     }
     try {
       return JSON.parse(new TextDecoder().decode(out.Payload ?? new Uint8Array()));
     } catch {
-      throw new TokenBrokerError(BROKER_ERRORS.serverError, 502, 'the token broker answered something that is not JSON');
+      throw new TokenBrokerError(
+        BROKER_ERRORS.serverError,
+        502,
+        'the token broker answered something that is not JSON',
+      );
     }
   };
 };
@@ -145,7 +178,8 @@ const isBrokerAnswer = (value: unknown): boolean =>
 export const urlTransport = (functionUrl: string, options: UrlTransportOptions): Transport => {
   const url = new URL(functionUrl);
   if (!options?.region) throw new TypeError('"region" must be the Function URL\'s region');
-  if (!options.audience) throw new TypeError('"audience" must be the broker\'s audience (the URL does not name the function)');
+  if (!options.audience)
+    throw new TypeError('"audience" must be the broker\'s audience (the URL does not name the function)');
   const { region, audience } = options;
   const credentials = options.credentials ?? defaultProvider();
   const signer = new SignatureV4({ service: 'lambda', region, credentials, sha256 });
@@ -165,10 +199,19 @@ export const urlTransport = (functionUrl: string, options: UrlTransportOptions):
     // Covers the answer's body too: fetch aborts its reading.
     const fetchSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const late = (err: unknown) =>
-      unavailable(`the Function URL gave no answer ${signal?.aborted ? 'before the deadline' : `within ${options.timeoutMs ?? REQUEST_TIMEOUT_MS} ms`}`, err);
+      unavailable(
+        `the Function URL gave no answer ${signal?.aborted ? 'before the deadline' : `within ${options.timeoutMs ?? REQUEST_TIMEOUT_MS} ms`}`,
+        err,
+      );
     let res: Response;
     try {
-      res = await fetch(url, { method: 'POST', headers: signed.headers as Record<string, string>, body, signal: fetchSignal, redirect: 'manual' });
+      res = await fetch(url, {
+        method: 'POST',
+        headers: signed.headers as Record<string, string>,
+        body,
+        signal: fetchSignal,
+        redirect: 'manual',
+      });
     } catch (err) {
       if (fetchSignal.aborted) throw late(err);
       throw unavailable(`the Function URL is unreachable (${(err as Error).name})`, err);
@@ -180,9 +223,17 @@ export const urlTransport = (functionUrl: string, options: UrlTransportOptions):
     if (isBrokerAnswer(answer)) return answer;
     // AWS itself answered (an unsigned or unpermitted call, throttling) before the broker ran: {"Message": ...}.
     if (res.status === 403 || res.status === 401) {
-      throw new TokenBrokerError(BROKER_ERRORS.accessDenied, 403, `the Function URL refused the call (HTTP ${res.status}); the caller's role needs lambda:InvokeFunctionUrl and lambda:InvokeFunction via the URL`);
+      throw new TokenBrokerError(
+        BROKER_ERRORS.accessDenied,
+        403,
+        `the Function URL refused the call (HTTP ${res.status}); the caller's role needs lambda:InvokeFunctionUrl and lambda:InvokeFunction via the URL`,
+      );
     }
     if (res.status === 429 || res.status >= 500) throw unavailable(`the Function URL answered HTTP ${res.status}`);
-    throw new TokenBrokerError(BROKER_ERRORS.serverError, 502, `the Function URL answered HTTP ${res.status} without a broker answer`);
+    throw new TokenBrokerError(
+      BROKER_ERRORS.serverError,
+      502,
+      `the Function URL answered HTTP ${res.status} without a broker answer`,
+    );
   };
 };

@@ -5,8 +5,9 @@
  * item, claimed together with the refresh lease in one conditional write (token-store.ts), or in the container's
  * memory while the table is down. This module only decides; refresh-lease.ts and broker.ts do the I/O.
  */
-import { sha256Hex } from './cache-key';
+
 import { type Reason, UnavailableError } from '../shared/errors';
+import { sha256Hex } from './cache-key';
 import { type CachedToken, isServable } from './token-lifetime';
 
 export const FORCE_REFRESH_LIMITED: Reason = 'force_refresh_limited';
@@ -46,7 +47,10 @@ export type ForcedRefreshStep =
  */
 export const decideForcedRefresh = (s: ForcedRefreshState): ForcedRefreshStep => {
   const token = s.token !== undefined && isServable(s.token, s.nowMs, s.minTtlSec) ? s.token : undefined;
-  const isRejected = token !== undefined && s.rejectedTokenSha256 !== undefined && sha256Hex(token.accessToken) === s.rejectedTokenSha256;
+  const isRejected =
+    token !== undefined &&
+    s.rejectedTokenSha256 !== undefined &&
+    sha256Hex(token.accessToken) === s.rejectedTokenSha256;
   if (token && s.rejectedTokenSha256 !== undefined && !isRejected) return { step: 'serve', token };
   if (s.leaseHeld) return { step: 'wait' };
   if (s.blockedUntilMs === undefined) return { step: 'fetch', claim: true };

@@ -28,7 +28,8 @@ export const coordinationTimeMs = (numberText: string | undefined): number | und
 };
 
 /** The latest end a lease taken now can have: a holder sets now + REFRESH_LEASE_MS, on a clock up to the skew ahead. */
-export const latestLeaseEndMs = (nowMs: number, leaseDurationMs: number): number => nowMs + leaseDurationMs + CLOCK_SKEW_MS;
+export const latestLeaseEndMs = (nowMs: number, leaseDurationMs: number): number =>
+  nowMs + leaseDurationMs + CLOCK_SKEW_MS;
 
 /**
  * Whether a lease read from the table holds other containers off: it has not ended, and it ends no later than a
@@ -36,7 +37,9 @@ export const latestLeaseEndMs = (nowMs: number, leaseDurationMs: number): number
  * over at once. So whatever is written, a lease seen at `nowMs` delays the others until `latestLeaseEndMs` at most.
  */
 export const isLeaseHeld = (leaseUntilEpochMs: number | undefined, nowMs: number, leaseDurationMs: number): boolean =>
-  leaseUntilEpochMs !== undefined && leaseUntilEpochMs > nowMs && leaseUntilEpochMs <= latestLeaseEndMs(nowMs, leaseDurationMs);
+  leaseUntilEpochMs !== undefined &&
+  leaseUntilEpochMs > nowMs &&
+  leaseUntilEpochMs <= latestLeaseEndMs(nowMs, leaseDurationMs);
 
 /**
  * Until when forced refreshes of a key may not fetch again: the last forced fetch plus the interval; undefined when
@@ -48,6 +51,8 @@ export const forcedFetchBlockedUntilMs = (
   nowMs: number,
   intervalMs: number,
 ): number | undefined =>
-  forcedFetchAtEpochMs !== undefined && forcedFetchAtEpochMs > nowMs - intervalMs && forcedFetchAtEpochMs <= nowMs + CLOCK_SKEW_MS
+  forcedFetchAtEpochMs !== undefined &&
+  forcedFetchAtEpochMs > nowMs - intervalMs &&
+  forcedFetchAtEpochMs <= nowMs + CLOCK_SKEW_MS
     ? forcedFetchAtEpochMs + intervalMs
     : undefined;

@@ -17,16 +17,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ClientConfig } from '../config';
 import { fullJitterDelayMs } from '../shared/backoff';
 import type { Clock } from '../shared/clock';
-import type { ClientConfig } from '../config';
-import { type BrokerError, UnavailableError, errorLogFields } from '../shared/errors';
-import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
-import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';
+import { type BrokerError, errorLogFields, UnavailableError } from '../shared/errors';
 import type { Log } from '../shared/logger';
-import type { MemoryTokenCache } from './memory-cache';
 import type { MetricsSink } from '../shared/metrics';
 import type { FetchContext, TokenProvider } from '../way-out/token-fetcher';
+import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
+import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';
+import type { MemoryTokenCache } from './memory-cache';
 import { type CachedToken, isRefreshDue } from './token-lifetime';
 import type { StoredEntry, TokenTable } from './token-store';
 
@@ -96,7 +96,10 @@ export type LeaseStep<Y> =
 
 export type LeaseDecision<Y> = (view: LeaseView) => LeaseStep<Y>;
 
-type RunResult<Y> = { kind: 'served'; token: CachedToken } | { kind: 'fetched'; token: CachedToken } | { kind: 'yielded'; value: Y };
+type RunResult<Y> =
+  | { kind: 'served'; token: CachedToken }
+  | { kind: 'fetched'; token: CachedToken }
+  | { kind: 'yielded'; value: Y };
 
 interface Policy<Y> {
   decide: LeaseDecision<Y>;
@@ -111,7 +114,10 @@ export const decideMiss =
   (accept: KeyedRequest['accept']): LeaseDecision<never> =>
   ({ entry, nowMs, heldByOther, owned }) => {
     const token = entry?.token;
-    if (owned) return token && accept(token, nowMs) && !isRefreshDue(token, nowMs) ? { step: 'serve', token } : { step: 'fetch' };
+    if (owned)
+      return token && accept(token, nowMs) && !isRefreshDue(token, nowMs)
+        ? { step: 'serve', token }
+        : { step: 'fetch' };
     if (token && accept(token, nowMs)) return { step: 'serve', token };
     return heldByOther ? { step: 'wait' } : { step: 'take' };
   };
@@ -120,7 +126,8 @@ export const decideMiss =
 export const decideForced =
   (req: KeyedRequest, forceRefreshIntervalMs: number): LeaseDecision<never> =>
   ({ entry, nowMs, heldByOther, owned }) => {
-    if (owned) return entry?.token && req.accept(entry.token, nowMs) ? { step: 'serve', token: entry.token } : { step: 'fetch' };
+    if (owned)
+      return entry?.token && req.accept(entry.token, nowMs) ? { step: 'serve', token: entry.token } : { step: 'fetch' };
     const next = decideForcedRefresh({
       token: entry?.token,
       leaseHeld: heldByOther,
@@ -137,7 +144,10 @@ export const decideForced =
       case 'fetch':
         return { step: 'take', claimForced: next.claim };
       case 'refuse':
-        return { step: 'refuse', error: forcedRefreshLimited(next.retryAfterSec, Math.round(forceRefreshIntervalMs / 1000)) };
+        return {
+          step: 'refuse',
+          error: forcedRefreshLimited(next.retryAfterSec, Math.round(forceRefreshIntervalMs / 1000)),
+        };
     }
   };
 
@@ -150,7 +160,8 @@ export const decideRefreshAhead =
   (current: CachedToken, leaseDurationMs: number): LeaseDecision<{ quietUntilMs: number }> =>
   ({ entry, nowMs, owned, lost }) => {
     const token = entry?.token;
-    if (token && token.expiresAtEpochSec > current.expiresAtEpochSec && !isRefreshDue(token, nowMs)) return { step: 'serve', token };
+    if (token && token.expiresAtEpochSec > current.expiresAtEpochSec && !isRefreshDue(token, nowMs))
+      return { step: 'serve', token };
     if (owned) return { step: 'fetch' };
     if (!lost) return { step: 'take' };
     const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + REFRESH_RETRY_AFTER_MS;
@@ -239,7 +250,8 @@ export class RefreshLease {
   /** The protocol: decide, act, decide again, until a token is served or fetched, or the policy gives up. */
   async #run<Y>(req: KeyedRequest, policy: Policy<Y>): Promise<RunResult<Y>> {
     const { clock, store, leaseDurationMs, forceRefreshIntervalMs } = this.deps;
-    let entry = policy.firstRead === 'none' ? undefined : await store.read(req.cacheKey, policy.firstRead === 'consistent');
+    let entry =
+      policy.firstRead === 'none' ? undefined : await store.read(req.cacheKey, policy.firstRead === 'consistent');
     let waits = 0;
     let lost = false;
     let lostTakes = 0;
@@ -305,7 +317,12 @@ export class RefreshLease {
   }
 
   /** Fetches while holding the lease, then writes the token (replacing `seen` if it was unusable) and releases it. */
-  async #fetchUnderLease(req: KeyedRequest, owner: string, seen: StoredEntry, previous: CachedToken | undefined): Promise<CachedToken> {
+  async #fetchUnderLease(
+    req: KeyedRequest,
+    owner: string,
+    seen: StoredEntry,
+    previous: CachedToken | undefined,
+  ): Promise<CachedToken> {
     const { clock, fetcher, store } = this.deps;
     // Retries may outlast the lease: renew it before each one, so no other container starts a second fetch.
     const beforeRetry = async () => {

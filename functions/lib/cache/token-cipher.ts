@@ -21,7 +21,10 @@ export interface SealedToken {
 
 /** A sealed token that cannot be opened: tampered, moved, or its data key cannot be unwrapped. */
 export class TokenDecryptError extends Error {
-  constructor(readonly reason: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
     super(`cached token could not be decrypted: ${reason}`, options);
     this.name = 'TokenDecryptError';
   }
@@ -106,10 +109,18 @@ export class TokenCipher {
   async #generate(tableName: string): Promise<DataKey> {
     try {
       const out = await this.kms.send(
-        new GenerateDataKeyCommand({ KeyId: this.keyId, KeySpec: 'AES_256', EncryptionContext: encryptionContextFor(tableName) }),
+        new GenerateDataKeyCommand({
+          KeyId: this.keyId,
+          KeySpec: 'AES_256',
+          EncryptionContext: encryptionContextFor(tableName),
+        }),
       );
       if (!out.Plaintext || !out.CiphertextBlob) throw new Error('GenerateDataKey returned no key');
-      const key = { plaintext: Buffer.from(out.Plaintext), wrapped: out.CiphertextBlob, createdAtMs: this.clock.nowMs() };
+      const key = {
+        plaintext: Buffer.from(out.Plaintext),
+        wrapped: out.CiphertextBlob,
+        createdAtMs: this.clock.nowMs(),
+      };
       this.#remember(key, tableName);
       return key;
     } catch (err) {
@@ -123,7 +134,8 @@ export class TokenCipher {
     const id = unwrappedId(key.wrapped, tableName);
     this.#unwrapped.delete(id);
     this.#unwrapped.set(id, key);
-    while (this.#unwrapped.size > MAX_UNWRAPPED_KEYS) this.#unwrapped.delete(this.#unwrapped.keys().next().value as string);
+    while (this.#unwrapped.size > MAX_UNWRAPPED_KEYS)
+      this.#unwrapped.delete(this.#unwrapped.keys().next().value as string);
   }
 
   async #unwrap(wrapped: Uint8Array, tableName: string): Promise<Buffer> {
@@ -131,7 +143,11 @@ export class TokenCipher {
     if (known && this.#isFresh(known)) return known.plaintext;
     try {
       const out = await this.kms.send(
-        new DecryptCommand({ KeyId: this.keyId, CiphertextBlob: wrapped, EncryptionContext: encryptionContextFor(tableName) }),
+        new DecryptCommand({
+          KeyId: this.keyId,
+          CiphertextBlob: wrapped,
+          EncryptionContext: encryptionContextFor(tableName),
+        }),
       );
       if (!out.Plaintext) throw new Error('Decrypt returned no key');
       const key = { plaintext: Buffer.from(out.Plaintext), wrapped, createdAtMs: this.clock.nowMs() };
@@ -143,4 +159,5 @@ export class TokenCipher {
   }
 }
 
-const unwrappedId = (wrapped: Uint8Array, tableName: string): string => `${tableName}\n${Buffer.from(wrapped).toString('base64')}`;
+const unwrappedId = (wrapped: Uint8Array, tableName: string): string =>
+  `${tableName}\n${Buffer.from(wrapped).toString('base64')}`;

@@ -10,10 +10,10 @@
  * its own conditional write contradicts, and a comparison of different types never decides (DynamoDB answers false,
  * moto fails the request).
  */
-import { GetItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { describeAwsError } from '../shared/aws-errors';
-import { tokenFingerprint } from './cache-key';
 import { UnavailableError, type UnusableItemReason } from '../shared/errors';
+import { tokenFingerprint } from './cache-key';
 import { CLOCK_SKEW_MS, coordinationTimeMs, latestLeaseEndMs } from './lease-rules';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
 import type { TokenCipher } from './token-cipher';
@@ -107,7 +107,13 @@ export interface TokenTable {
   /** Takes the refresh lease unless another owner holds it; the answer carries the item as it now is. */
   tryAcquireLease(cacheKey: string, owner: string, request: LeaseRequest): Promise<LeaseAttempt>;
   /** Writes a token unless a longer-lived one is stored, releasing `owner`'s lease; false when it was not written. */
-  writeToken(cacheKey: string, token: CachedToken, clientName: string, owner?: string, replaces?: Uint8Array): Promise<boolean>;
+  writeToken(
+    cacheKey: string,
+    token: CachedToken,
+    clientName: string,
+    owner?: string,
+    replaces?: Uint8Array,
+  ): Promise<boolean>;
   renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
   releaseLease(cacheKey: string, owner: string): Promise<void>;
 }
@@ -168,7 +174,10 @@ export class TokenStore implements TokenTable {
             ':latestLeaseEnd': { N: String(latestLeaseEndMs(nowMs, leaseDurationMs)) },
             ':leaseTtl': { N: String(Math.ceil(leaseUntilEpochMs / 1000) + LEASE_ITEM_GRACE_SEC) },
             ...(forced
-              ? { ':quietSince': { N: String(nowMs - forceRefreshIntervalMs) }, ':latestForced': { N: String(nowMs + CLOCK_SKEW_MS) } }
+              ? {
+                  ':quietSince': { N: String(nowMs - forceRefreshIntervalMs) },
+                  ':latestForced': { N: String(nowMs + CLOCK_SKEW_MS) },
+                }
               : {}),
           },
           ReturnValues: 'ALL_NEW',
@@ -179,7 +188,10 @@ export class TokenStore implements TokenTable {
     } catch (err) {
       if (isConditionFailure(err)) {
         const current = (err as { Item?: Record<string, AttributeValue> }).Item;
-        return { acquired: false, entry: current ? await this.#parse(cacheKey, current) : await this.read(cacheKey, true) };
+        return {
+          acquired: false,
+          entry: current ? await this.#parse(cacheKey, current) : await this.read(cacheKey, true),
+        };
       }
       throw unavailable('lease', err);
     }
@@ -193,7 +205,13 @@ export class TokenStore implements TokenTable {
    * An item whose token is not binary or whose expiry is not a number was not written by a broker and can never be
    * read as a token: it is overwritten whatever it claims, with or without `replaces`.
    */
-  async writeToken(cacheKey: string, token: CachedToken, clientName: string, owner?: string, replaces?: Uint8Array): Promise<boolean> {
+  async writeToken(
+    cacheKey: string,
+    token: CachedToken,
+    clientName: string,
+    owner?: string,
+    replaces?: Uint8Array,
+  ): Promise<boolean> {
     const fields: SealedFields = {
       client: clientName,
       scope: token.scopes.join(' '),
@@ -232,7 +250,9 @@ export class TokenStore implements TokenTable {
             // NOT attribute_type is also true when the attribute is missing (no token yet); type checks come first.
             '(NOT attribute_type(tokenCiphertext, :binaryType) OR NOT attribute_type(#expires, :numberType) OR #expires <= :expires' +
             `${replaces === undefined ? '' : ' OR tokenCiphertext = :replaces'}) AND ` +
-            (owner === undefined ? 'attribute_not_exists(leaseOwner)' : '(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)'),
+            (owner === undefined
+              ? 'attribute_not_exists(leaseOwner)'
+              : '(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)'),
           ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE, '#scope': 'scope' },
           ExpressionAttributeValues: values,
         }),
@@ -247,7 +267,13 @@ export class TokenStore implements TokenTable {
 
   /** Extends `owner`'s lease (before a retry). False if it no longer holds it. */
   renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean> {
-    return this.#updateIfOwner(cacheKey, owner, 'SET leaseUntilEpochMs = :until', { ':until': { N: String(leaseUntilEpochMs) } }, 'lease renewal');
+    return this.#updateIfOwner(
+      cacheKey,
+      owner,
+      'SET leaseUntilEpochMs = :until',
+      { ':until': { N: String(leaseUntilEpochMs) } },
+      'lease renewal',
+    );
   }
 
   /** Gives the lease back if `owner` still holds it. */
@@ -291,7 +317,8 @@ export class TokenStore implements TokenTable {
     // time holds whoever is named as owner.
     const leaseOwner = item.leaseOwner?.S;
     const leaseUntil = coordinationTimeMs(item.leaseUntilEpochMs?.N);
-    if (leaseUntil !== undefined) entry.lease = { ...(leaseOwner === undefined ? {} : { owner: leaseOwner }), untilEpochMs: leaseUntil };
+    if (leaseUntil !== undefined)
+      entry.lease = { ...(leaseOwner === undefined ? {} : { owner: leaseOwner }), untilEpochMs: leaseUntil };
     const forcedFetchAt = coordinationTimeMs(item.forcedFetchAtEpochMs?.N);
     if (forcedFetchAt !== undefined) entry.forcedFetchAtEpochMs = forcedFetchAt;
     if (!item.tokenCiphertext) return entry; // a lease-only item: no token yet
@@ -314,10 +341,21 @@ export class TokenStore implements TokenTable {
     const wrappedDataKey = item.wrappedDataKey?.B;
     if (!ciphertext || !wrappedDataKey || !isComplete(fields)) return unusable('malformed_item');
     try {
-      const accessToken = await this.cipher.open({ ciphertext, wrappedDataKey }, itemAad(cacheKey, fields), this.tableName);
+      const accessToken = await this.cipher.open(
+        { ciphertext, wrappedDataKey },
+        itemAad(cacheKey, fields),
+        this.tableName,
+      );
       const { issuedAtEpochSec, expiresAtEpochSec, refreshAtEpochSec, reissued } = fields;
       const scopes = fields.scope.split(' ').filter((s) => s !== '');
-      entry.token = { accessToken, scopes, issuedAtEpochSec, expiresAtEpochSec, refreshAtEpochSec, ...(reissued ? { reissued } : {}) };
+      entry.token = {
+        accessToken,
+        scopes,
+        issuedAtEpochSec,
+        expiresAtEpochSec,
+        refreshAtEpochSec,
+        ...(reissued ? { reissued } : {}),
+      };
       return entry;
     } catch (err) {
       const reason = (err as { reason?: unknown }).reason;

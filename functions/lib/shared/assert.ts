@@ -10,14 +10,25 @@ import { isScopeToken } from './scopes';
 export type Fail = (message: string) => never;
 
 /** A JSON object (not null, not an array): the shape every untrusted event, body and setting is checked for. */
-export const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
-export function assertRecord(value: unknown, field: string, fail: Fail, what = 'an object'): asserts value is Record<string, unknown> {
+export function assertRecord(
+  value: unknown,
+  field: string,
+  fail: Fail,
+  what = 'an object',
+): asserts value is Record<string, unknown> {
   if (!isRecord(value)) fail(`${field} must be ${what}`);
 }
 
 /** Every key of `value` is one of `known`; the first other one is named (cut to 64 characters). */
-export function assertKnownKeys(value: Record<string, unknown>, known: ReadonlySet<string>, field: string, fail: Fail): void {
+export function assertKnownKeys(
+  value: Record<string, unknown>,
+  known: ReadonlySet<string>,
+  field: string,
+  fail: Fail,
+): void {
   const unknown = Object.keys(value).find((key) => !known.has(key));
   if (unknown !== undefined) fail(`${field} has unknown field ${JSON.stringify(unknown.slice(0, 64))}`);
 }
@@ -34,7 +45,13 @@ export function assertString(
 }
 
 /** A whole number from `min` to `max`. */
-export function assertInteger(value: unknown, field: string, fail: Fail, min: number, max: number): asserts value is number {
+export function assertInteger(
+  value: unknown,
+  field: string,
+  fail: Fail,
+  min: number,
+  max: number,
+): asserts value is number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     fail(`${field} must be an integer from ${min} to ${max}`);
   }
@@ -45,7 +62,13 @@ export function assertBoolean(value: unknown, field: string, fail: Fail): assert
 }
 
 /** An array with at least `minLength` entries (default 1). */
-export function assertArray(value: unknown, field: string, fail: Fail, what = 'a non-empty array', minLength = 1): asserts value is unknown[] {
+export function assertArray(
+  value: unknown,
+  field: string,
+  fail: Fail,
+  what = 'a non-empty array',
+  minLength = 1,
+): asserts value is unknown[] {
   if (!Array.isArray(value) || value.length < minLength) fail(`${field} must be ${what}`);
 }
 

@@ -186,4 +186,7 @@ export const quote = (value: unknown, maxChars = 64): string => {
 export const errorLogFields = (err: unknown): { reason: LogReason; detail: string } =>
   err instanceof BrokerError
     ? { reason: err.reason, detail: err.message }
-    : { reason: 'unexpected', detail: (err as { name?: unknown } | undefined)?.name === undefined ? typeof err : String((err as Error).name) };
+    : {
+        reason: 'unexpected',
+        detail: (err as { name?: unknown } | undefined)?.name === undefined ? typeof err : String((err as Error).name),
+      };

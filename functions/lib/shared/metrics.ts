@@ -5,7 +5,7 @@
  * alarms (infra/alarms.yml) and the dashboard (infra/dashboard.cjs) select on exactly that, and plot only the
  * names listed here (the package test checks both).
  */
-import { Metrics as PowertoolsMetrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { MetricUnit, Metrics as PowertoolsMetrics } from '@aws-lambda-powertools/metrics';
 
 export const METRICS_NAMESPACE = 'LimitrailTokenBroker';
 export const METRICS_DIMENSION = 'FunctionName';
@@ -54,7 +54,10 @@ type Unit = 'Count' | 'Milliseconds';
  * (undated, and splitting the invocation's other metrics off) the moment a metric reaches 100.
  */
 const EMF_MAX_VALUES = 99;
-const UNITS: Record<Unit, (typeof MetricUnit)[keyof typeof MetricUnit]> = { Count: MetricUnit.Count, Milliseconds: MetricUnit.Milliseconds };
+const UNITS: Record<Unit, (typeof MetricUnit)[keyof typeof MetricUnit]> = {
+  Count: MetricUnit.Count,
+  Milliseconds: MetricUnit.Milliseconds,
+};
 
 /** What the token path counts with (Metrics; a fake in unit tests). Writing them out is the handler's (`flush`). */
 export interface MetricsSink {

@@ -41,7 +41,8 @@ export interface CallerIdentity {
 
 const ACCOUNT = /^\d{12}$/;
 const ORG = /^o-[a-z0-9]{10,32}$/;
-const IAM_ARN = /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):(root|role\/(?:[\x21-\x7E]+\/)?([\w+=,.@-]{1,64})|user\/[\x21-\x7E]+)$/;
+const IAM_ARN =
+  /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):(root|role\/(?:[\x21-\x7E]+\/)?([\w+=,.@-]{1,64})|user\/[\x21-\x7E]+)$/;
 const ASSUMED_ROLE = /^arn:(aws|aws-cn|aws-us-gov):sts::(\d{12}):assumed-role\/([\w+=,.@-]{1,64})\/[\w+=,.@-]{1,64}$/;
 
 export const parsePrincipal = (text: string): Principal | undefined => {
@@ -49,7 +50,13 @@ export const parsePrincipal = (text: string): Principal | undefined => {
   if (ORG.test(text)) return { kind: 'organization', orgId: text };
   const m = IAM_ARN.exec(text);
   if (!m) return undefined;
-  const [, partition, accountId, resource, roleName] = m as unknown as [string, string, string, string, string | undefined];
+  const [, partition, accountId, resource, roleName] = m as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string | undefined,
+  ];
   if (resource === 'root') return { kind: 'account', accountId };
   if (roleName !== undefined) return { kind: 'role', partition, accountId, roleName, arn: text };
   return { kind: 'user', arn: text };
@@ -73,7 +80,10 @@ export const principalMatches = (principal: Principal, caller: CallerIdentity): 
 
 /** The refusal of a caller no grant covers: `what` names only what the caller itself asked for, if anything. */
 export const notGranted = (caller: CallerIdentity, what?: string): AccessDeniedError =>
-  new AccessDeniedError(`caller ${quote(caller.userArn, 256)} has no grant${what ? ` ${what}` : ''}`, 'caller_not_granted');
+  new AccessDeniedError(
+    `caller ${quote(caller.userArn, 256)} has no grant${what ? ` ${what}` : ''}`,
+    'caller_not_granted',
+  );
 
 /** The clients the caller's grants name (empty: no grant at all). */
 export const clientsGrantedTo = (grants: readonly Grant[], caller: CallerIdentity): Set<string> =>
@@ -81,18 +91,28 @@ export const clientsGrantedTo = (grants: readonly Grant[], caller: CallerIdentit
 
 /** Every scope the caller's grants give it for the client (empty: no grant). */
 export const grantedScopes = (grants: readonly Grant[], caller: CallerIdentity, client: string): Set<string> =>
-  new Set(grants.filter((g) => g.client === client && principalMatches(g.principal, caller)).flatMap((g) => [...g.scopes]));
+  new Set(
+    grants.filter((g) => g.client === client && principalMatches(g.principal, caller)).flatMap((g) => [...g.scopes]),
+  );
 
 /**
  * Throws AccessDeniedError naming the scopes no grant of this caller covers for the client; returns every scope
  * the caller may have with the client. The refusal is the same whether a client or scope is configured or not
  * (grants only ever name configured ones), so a caller without a grant learns nothing about the configuration.
  */
-export const authorize = (grants: readonly Grant[], caller: CallerIdentity, client: string, scopes: readonly string[]): Set<string> => {
+export const authorize = (
+  grants: readonly Grant[],
+  caller: CallerIdentity,
+  client: string,
+  scopes: readonly string[],
+): Set<string> => {
   const allowed = grantedScopes(grants, caller, client);
   const missing = scopes.filter((s) => !allowed.has(s));
   if (missing.length === 0) return allowed;
-  throw notGranted(caller, allowed.size === 0 ? `for client ${quote(client)}` : `for scope ${missing.map((s) => quote(s)).join(', ')}`);
+  throw notGranted(
+    caller,
+    allowed.size === 0 ? `for client ${quote(client)}` : `for scope ${missing.map((s) => quote(s)).join(', ')}`,
+  );
 };
 
 /** A proven identity (STS GetCallerIdentity) as a caller: no organization, since STS does not name one. */
@@ -144,6 +164,11 @@ export const parseGrants = (
     if (!allowed) return fail(`${where}.client must name a client in BROKER_CLIENTS`);
     assertArray(scopes, `${where}.scopes`, fail);
     assertScopeTokens(scopes, (j) => `${where}.scopes[${j}]`, fail, "one of the client's scopes", allowed);
-    return { principal: parsed!, principalText: principal as string, client: client as string, scopes: new Set(normalizeScopes(scopes)) };
+    return {
+      principal: parsed!,
+      principalText: principal as string,
+      client: client as string,
+      scopes: new Set(normalizeScopes(scopes)),
+    };
   });
 };

@@ -15,8 +15,8 @@
  * A proof is a credential for its 5 minutes: no message built here contains any part of it.
  */
 import { sha256Hex } from '../cache/cache-key';
-import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from '../shared/errors';
 import { isRecord } from '../shared/assert';
+import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from '../shared/errors';
 
 export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
 /** How long a proof is accepted after it was signed, and how far ahead of our clock it may be dated. */
@@ -30,7 +30,18 @@ const BODIES = new Set(['Action=GetCallerIdentity&Version=2011-06-15', 'Version=
 const HEADER_NAME = /^[a-z0-9-]{1,64}$/;
 const HEADER_VALUE = /^[\x20-\x7E]*$/;
 /** Set by the broker itself on the replayed request, or meaningless for one: never taken from the caller. */
-const NOT_FROM_CALLER = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'proxy-connection']);
+const NOT_FROM_CALLER = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+  'proxy-authorization',
+  'proxy-connection',
+]);
 const AUTHORIZATION =
   /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]{16,128})\/(\d{8})\/([a-z0-9-]{1,32})\/([a-z0-9-]{1,32})\/aws4_request, ?SignedHeaders=([a-z0-9;-]{1,1024}), ?Signature=([0-9a-f]{64})$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
@@ -87,18 +98,22 @@ export const stsOriginFrom = (endpointUrl: string | undefined): string | undefin
 };
 
 const checkUrl = (raw: unknown, policy: ProofPolicy): string => {
-  if (typeof raw !== 'string' || raw.length > MAX_URL_CHARS) return malformed(`"url" must be a string of at most ${MAX_URL_CHARS} characters`);
+  if (typeof raw !== 'string' || raw.length > MAX_URL_CHARS)
+    return malformed(`"url" must be a string of at most ${MAX_URL_CHARS} characters`);
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
     return malformed('"url" is not an absolute URL');
   }
-  const plain = url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
-  const allowed = policy.stsOrigin !== undefined
-    ? url.origin === policy.stsOrigin
-    : url.protocol === 'https:' && url.port === '' && STS_HOSTS[policy.partition].test(url.hostname);
-  if (!plain || !allowed) refuse('its URL is not an AWS STS endpoint (https://sts.<region>.amazonaws.com/)', 'proof_not_sts');
+  const plain =
+    url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
+  const allowed =
+    policy.stsOrigin !== undefined
+      ? url.origin === policy.stsOrigin
+      : url.protocol === 'https:' && url.port === '' && STS_HOSTS[policy.partition].test(url.hostname);
+  if (!plain || !allowed)
+    refuse('its URL is not an AWS STS endpoint (https://sts.<region>.amazonaws.com/)', 'proof_not_sts');
   return url.toString();
 };
 
@@ -110,8 +125,10 @@ const checkHeaders = (raw: unknown): Record<string, string> => {
   let bytes = 0;
   for (const [name, value] of entries) {
     const lower = name.toLowerCase();
-    if (!HEADER_NAME.test(lower) || Object.hasOwn(headers, lower)) malformed('"headers" has an invalid or repeated header name');
-    if (typeof value !== 'string' || !HEADER_VALUE.test(value)) return malformed(`"headers" value of ${JSON.stringify(lower)} must be printable ASCII`);
+    if (!HEADER_NAME.test(lower) || Object.hasOwn(headers, lower))
+      malformed('"headers" has an invalid or repeated header name');
+    if (typeof value !== 'string' || !HEADER_VALUE.test(value))
+      return malformed(`"headers" value of ${JSON.stringify(lower)} must be printable ASCII`);
     bytes += lower.length + value.length;
     if (NOT_FROM_CALLER.has(lower)) continue;
     headers[lower] = value;
@@ -149,17 +166,26 @@ export const checkIdentityProof = (raw: unknown, policy: ProofPolicy, nowMs: num
   if (headers[PROOF_AUDIENCE_HEADER] !== policy.audience) {
     refuse(`its ${PROOF_AUDIENCE_HEADER} header does not name this broker`, 'proof_wrong_audience');
   }
-  if (!signed.has(PROOF_AUDIENCE_HEADER)) refuse(`its ${PROOF_AUDIENCE_HEADER} header is not signed`, 'proof_audience_unsigned');
+  if (!signed.has(PROOF_AUDIENCE_HEADER))
+    refuse(`its ${PROOF_AUDIENCE_HEADER} header is not signed`, 'proof_audience_unsigned');
   if (!signed.has('host') || !signed.has('x-amz-date')) refuse('host and x-amz-date must be signed', 'proof_unsigned');
-  if (headers.host !== undefined && headers.host !== new URL(url).host) refuse('its host header does not match its URL', 'proof_not_sts');
+  if (headers.host !== undefined && headers.host !== new URL(url).host)
+    refuse('its host header does not match its URL', 'proof_not_sts');
   const signedAtMs = parseAmzDate(headers['x-amz-date']);
   if (signedAtMs === undefined || headers['x-amz-date']!.slice(0, 8) !== credentialDate) {
     return refuse('it has no valid x-amz-date', 'proof_unsigned');
   }
-  if (signedAtMs < nowMs - PROOF_MAX_AGE_MS) refuse('it was signed more than 5 minutes ago; sign a new one', 'proof_expired');
-  if (signedAtMs > nowMs + PROOF_MAX_FUTURE_MS) refuse('it is dated more than 1 minute in the future', 'proof_from_future');
+  if (signedAtMs < nowMs - PROOF_MAX_AGE_MS)
+    refuse('it was signed more than 5 minutes ago; sign a new one', 'proof_expired');
+  if (signedAtMs > nowMs + PROOF_MAX_FUTURE_MS)
+    refuse('it is dated more than 1 minute in the future', 'proof_from_future');
   const body = raw.body as string;
-  const canonical = JSON.stringify([url, Object.entries(headers).sort(([a], [b]) => (a < b ? -1 : 1)), body, signature]);
+  const canonical = JSON.stringify([
+    url,
+    Object.entries(headers).sort(([a], [b]) => (a < b ? -1 : 1)),
+    body,
+    signature,
+  ]);
   return { url, headers, body, validUntilMs: signedAtMs + PROOF_MAX_AGE_MS, key: sha256Hex(canonical) };
 };
 
@@ -176,11 +202,19 @@ export interface ProvenIdentity {
 }
 
 const PROVEN_ARN = /^arn:(aws|aws-cn|aws-us-gov):(sts|iam)::(\d{12}):[\x21-\x7E]{1,1900}$/;
-const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException', 'ServiceUnavailable', 'InternalFailure']);
+const THROTTLED = new Set([
+  'Throttling',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'ServiceUnavailable',
+  'InternalFailure',
+]);
 
 const unavailable = (description: string, reason: Reason) => new UnavailableError(description, reason);
 
-const xmlField = (text: string, name: string): string | undefined => new RegExp(`<${name}>([^<]{1,2048})</${name}>`).exec(text)?.[1]?.trim();
+const xmlField = (text: string, name: string): string | undefined =>
+  new RegExp(`<${name}>([^<]{1,2048})</${name}>`).exec(text)?.[1]?.trim();
 
 const jsonField = (text: string, path: string[]): string | undefined => {
   try {

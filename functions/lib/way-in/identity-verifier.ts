@@ -9,8 +9,8 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Clock } from '../shared/clock';
 import { UnavailableError } from '../shared/errors';
-import { type CheckedProof, type ProvenIdentity, type StsAnswer, interpretStsAnswer } from './identity-proof';
 import { SingleFlight } from '../shared/single-flight';
+import { type CheckedProof, interpretStsAnswer, type ProvenIdentity, type StsAnswer } from './identity-proof';
 
 /** Sends one request to STS and reads the answer (bounded); rejects on network errors and timeouts. */
 export type StsTransport = (proof: CheckedProof, timeoutMs: number) => Promise<StsAnswer>;
@@ -45,11 +45,15 @@ export class IdentityVerifier implements CallerVerifier {
     if (cached && cached.validUntilMs > nowMs) return { identity: cached.identity, source: 'cached' };
     if (this.#inFlight.has(proof.key)) {
       // Another request with this proof is asking STS: share its answer, but only within this request's own deadline.
-      return { identity: await withinDeadline(this.#inFlight.run(proof.key, never), deadlineMs - nowMs), source: 'cached' };
+      return {
+        identity: await withinDeadline(this.#inFlight.run(proof.key, never), deadlineMs - nowMs),
+        source: 'cached',
+      };
     }
     const identity = await this.#inFlight.run(proof.key, async () => {
       const timeoutMs = Math.min(STS_TIMEOUT_MS, deadlineMs - this.clock.nowMs());
-      if (timeoutMs <= 0) throw new UnavailableError('no time left to verify the identity proof with STS', 'sts_unavailable');
+      if (timeoutMs <= 0)
+        throw new UnavailableError('no time left to verify the identity proof with STS', 'sts_unavailable');
       const answer = await this.transport(proof, timeoutMs);
       const proven = interpretStsAnswer(answer);
       this.#remember(proof, proven);
@@ -75,7 +79,13 @@ const withinDeadline = <T>(pending: Promise<T>, budgetMs: number): Promise<T> =>
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new UnavailableError('STS did not verify the identity proof within this invocation\'s time', 'sts_unavailable')),
+      () =>
+        reject(
+          new UnavailableError(
+            "STS did not verify the identity proof within this invocation's time",
+            'sts_unavailable',
+          ),
+        ),
       Math.max(0, budgetMs),
     );
   });
@@ -114,7 +124,13 @@ export const sendToSts: StsTransport = (proof, timeoutMs) =>
     req.on('close', () => clearTimeout(timer));
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (err: NodeJS.ErrnoException) =>
-      reject(fail(err.message === 'timeout' ? `STS did not answer within ${timeoutMs} ms` : `STS could not be reached${/^E[A-Z]+$/.test(err.code ?? '') ? ` (${err.code})` : ''}`)),
+      reject(
+        fail(
+          err.message === 'timeout'
+            ? `STS did not answer within ${timeoutMs} ms`
+            : `STS could not be reached${/^E[A-Z]+$/.test(err.code ?? '') ? ` (${err.code})` : ''}`,
+        ),
+      ),
     );
     req.end(body);
   });

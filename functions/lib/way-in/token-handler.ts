@@ -4,16 +4,23 @@
  * with one audit line per token handed out or refused.
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
-import { type CallerIdentity, authorize, callerFromProof, clientsGrantedTo, notGranted, samePrincipal } from './caller-grants';
-import { AccessDeniedError, BrokerError, type OAuthErrorBody, errorLogFields, toOAuthError } from '../shared/errors';
-import { checkIdentityProof } from './identity-proof';
-import { type InvocationContext, deadlineFor, initRuntime } from '../invocation';
-import type { Logger } from '../shared/logger';
-import type { CallerAuthMode } from '../config';
-import type { Runtime } from '../runtime';
 import type { TokenAnswer } from '../cache/token-lifetime';
+import type { CallerAuthMode } from '../config';
+import { deadlineFor, type InvocationContext, initRuntime } from '../invocation';
+import type { Runtime } from '../runtime';
+import { AccessDeniedError, BrokerError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
+import type { Logger } from '../shared/logger';
+import {
+  authorize,
+  type CallerIdentity,
+  callerFromProof,
+  clientsGrantedTo,
+  notGranted,
+  samePrincipal,
+} from './caller-grants';
+import { checkIdentityProof } from './identity-proof';
 import { clientNameFor, readTokenRequest, resolveTokenRequest } from './token-request';
-import { type UrlInput, isFunctionUrlEvent, readUrlEvent, toUrlResponse } from './url-request';
+import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './url-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
 export type { InvocationContext } from '../invocation';
@@ -65,7 +72,10 @@ const identify = async (
       return input.url ? input.caller : undefined;
     }
     if (!config.proofPolicy) {
-      throw new AccessDeniedError('identity proofs cannot be verified: the broker has no CALLER_PROOF_AUDIENCE', 'proof_unverifiable');
+      throw new AccessDeniedError(
+        'identity proofs cannot be verified: the broker has no CALLER_PROOF_AUDIENCE',
+        'proof_unverifiable',
+      );
     }
     const proof = checkIdentityProof(rawProof, config.proofPolicy, runtime.clock.nowMs());
     const { identity, source } = await runtime.callers.verify(proof, deadlineMs);
@@ -75,7 +85,10 @@ const identify = async (
     if (!input.url || !input.caller) return proven;
     if (!samePrincipal(input.caller, proven)) {
       audit.urlCaller = input.caller.userArn;
-      throw new AccessDeniedError('the Function URL caller and the identity proof name different principals', 'proof_caller_mismatch');
+      throw new AccessDeniedError(
+        'the Function URL caller and the identity proof name different principals',
+        'proof_caller_mismatch',
+      );
     }
     delete audit.urlCaller; // the URL's identity is the proven principal: the audit line names it once
     // The URL caller is the proven principal: what AWS says of its organization holds (invoke-permission grants).

@@ -4,8 +4,16 @@
  */
 import type { BrokerConfig, ClientConfig } from '../config';
 import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from '../config';
+import {
+  assertArray,
+  assertBoolean,
+  assertInteger,
+  assertRecord,
+  assertScopeTokens,
+  assertString,
+  type Fail,
+} from '../shared/assert';
 import { InvalidRequestError, InvalidScopeError, quote } from '../shared/errors';
-import { type Fail, assertArray, assertBoolean, assertInteger, assertRecord, assertScopeTokens, assertString } from '../shared/assert';
 import { normalizeScopes } from '../shared/scopes';
 
 /** A validated token request: the client, its canonical scope set and the least lifetime the caller accepts. */
@@ -44,7 +52,8 @@ const badRequest: Fail = (message) => {
 const readScopes = (raw: unknown): string[] => {
   assertArray(raw, '"scopes"', badRequest, 'an array of scope strings', 0);
   if (raw.length === 0) badRequest('"scopes" must not be empty');
-  if (raw.length > MAX_SCOPES_PER_REQUEST) badRequest(`"scopes" has ${raw.length} entries; at most ${MAX_SCOPES_PER_REQUEST} are allowed`);
+  if (raw.length > MAX_SCOPES_PER_REQUEST)
+    badRequest(`"scopes" has ${raw.length} entries; at most ${MAX_SCOPES_PER_REQUEST} are allowed`);
   assertScopeTokens(raw, (i) => `"scopes[${i}]"`, badRequest, 'an RFC 6749 scope token');
   return normalizeScopes(raw);
 };
@@ -64,7 +73,10 @@ export const readTokenRequest = (event: unknown): TokenRequestInput => {
     }
   }
   const name = event.client;
-  if (name !== undefined) assertString(name, '"client"', badRequest, 'a client name (letters, digits, ".", "_", "-")', (s) => CLIENT_NAME.test(s));
+  if (name !== undefined)
+    assertString(name, '"client"', badRequest, 'a client name (letters, digits, ".", "_", "-")', (s) =>
+      CLIENT_NAME.test(s),
+    );
   const scopes = readScopes(event.scopes);
   const minTtlSec = parseMinTtl(event.minTtlSeconds);
   const { forceRefresh, rejectedTokenSha256 } = parseForceRefresh(event.forceRefresh, event.rejectedTokenSha256);
@@ -76,15 +88,25 @@ export const readTokenRequest = (event: unknown): TokenRequestInput => {
  * so a caller without a grant learns no client's name); otherwise the only configured client. Where that is not one
  * client, the caller must name it (names are never listed: a caller learns them from its grant, not from the broker).
  */
-export const clientNameFor = (input: TokenRequestInput, config: BrokerConfig, granted?: ReadonlySet<string>): string => {
+export const clientNameFor = (
+  input: TokenRequestInput,
+  config: BrokerConfig,
+  granted?: ReadonlySet<string>,
+): string => {
   if (input.clientName !== undefined) return input.clientName;
   const candidates = granted ?? new Set(config.clients.keys());
   if (candidates.size === 1) return [...candidates][0]!;
-  throw new InvalidRequestError(`"client" is required: ${granted ? 'your grants name' : 'the broker has'} several clients`);
+  throw new InvalidRequestError(
+    `"client" is required: ${granted ? 'your grants name' : 'the broker has'} several clients`,
+  );
 };
 
 /** The request against the configuration: a known client and scopes it allows. Throws InvalidRequestError / InvalidScopeError. */
-export const resolveTokenRequest = (input: TokenRequestInput, config: BrokerConfig, name = clientNameFor(input, config)): TokenRequest => {
+export const resolveTokenRequest = (
+  input: TokenRequestInput,
+  config: BrokerConfig,
+  name = clientNameFor(input, config),
+): TokenRequest => {
   const client = config.clients.get(name);
   if (!client) throw new InvalidRequestError(`unknown client ${quote(name)}`, 'unknown_client');
   const refused = input.scopes.filter((s) => !client.scopes.has(s));
@@ -104,6 +126,8 @@ const parseForceRefresh = (force: unknown, sha: unknown) => {
   if (force !== undefined) assertBoolean(force, '"forceRefresh"', badRequest);
   if (sha === undefined) return { forceRefresh: force === true, rejectedTokenSha256: undefined };
   if (force !== true) badRequest('"rejectedTokenSha256" goes with "forceRefresh": true');
-  assertString(sha, '"rejectedTokenSha256"', badRequest, 'the hex SHA-256 of the rejected token (64 hex digits)', (s) => /^[0-9a-fA-F]{64}$/.test(s));
+  assertString(sha, '"rejectedTokenSha256"', badRequest, 'the hex SHA-256 of the rejected token (64 hex digits)', (s) =>
+    /^[0-9a-fA-F]{64}$/.test(s),
+  );
   return { forceRefresh: true, rejectedTokenSha256: sha.toLowerCase() };
 };

@@ -4,9 +4,9 @@
  * without one is refused, so a URL misconfigured with AuthType NONE is not an open token faucet.
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
-import type { CallerIdentity } from './caller-grants';
-import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from '../shared/errors';
 import { isRecord } from '../shared/assert';
+import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from '../shared/errors';
+import type { CallerIdentity } from './caller-grants';
 
 export const MAX_URL_BODY_BYTES = 16 * 1024;
 
@@ -39,7 +39,11 @@ const verifiedCaller = (event: UrlEventShape): CallerIdentity | undefined => {
     return undefined;
   }
   const org = iam.principalOrgId;
-  return { userArn: iam.userArn, accountId: iam.accountId, principalOrgId: typeof org === 'string' && org !== '' ? org : undefined };
+  return {
+    userArn: iam.userArn,
+    accountId: iam.accountId,
+    principalOrgId: typeof org === 'string' && org !== '' ? org : undefined,
+  };
 };
 
 /** Lambda sends a string body (or none) and a boolean isBase64Encoded: anything else was written by hand. */
@@ -51,7 +55,10 @@ export const readUrlEvent = (event: UrlEventShape): UrlInput => {
   const caller = verifiedCaller(event);
   if (!caller) {
     return {
-      refusal: new AccessDeniedError('no IAM-verified caller: the function URL must use AuthType AWS_IAM and SigV4-signed requests', 'caller_unverified'),
+      refusal: new AccessDeniedError(
+        'no IAM-verified caller: the function URL must use AuthType AWS_IAM and SigV4-signed requests',
+        'caller_unverified',
+      ),
     };
   }
   if (event.requestContext.http.method !== 'POST') {

@@ -7,7 +7,7 @@ import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/clien
 import { isRecord } from '../shared/assert';
 import { describeAwsError, isUnavailable } from '../shared/aws-errors';
 import type { Clock } from '../shared/clock';
-import { BrokerError, ConfigurationError, UnavailableError, quote } from '../shared/errors';
+import { BrokerError, ConfigurationError, quote, UnavailableError } from '../shared/errors';
 import { SingleFlight } from '../shared/single-flight';
 
 /**
@@ -36,7 +36,11 @@ export class ClientCredentials {
 }
 
 /** Parses a secret value `{ "client_id": "...", "client_secret": "..." }`. Errors name the secret id, never the value. */
-export const parseClientSecret = (secretId: string, value: string | undefined, versionId?: string): ClientCredentials => {
+export const parseClientSecret = (
+  secretId: string,
+  value: string | undefined,
+  versionId?: string,
+): ClientCredentials => {
   const bad = (what: string) => new ConfigurationError(`secret ${quote(secretId, 256)} ${what}`, 'secret_malformed');
   if (value === undefined) throw bad('has no SecretString (binary secrets are not supported)');
   let parsed: unknown;

@@ -4,9 +4,9 @@
  */
 import { isRecord } from '../shared/assert';
 import type { Clock } from '../shared/clock';
-import type { ClientCredentials } from './secret-source';
-import { InvalidScopeError, UnavailableError, UpstreamError, quote } from '../shared/errors';
+import { InvalidScopeError, quote, UnavailableError, UpstreamError } from '../shared/errors';
 import { missingScopes, parseScopeString, scopeString } from '../shared/scopes';
+import type { ClientCredentials } from './secret-source';
 
 /** What the endpoint granted, validated. */
 export interface TokenGrant {
@@ -35,7 +35,7 @@ export const MAX_RESPONSE_BYTES = 64 * 1024;
 export const MAX_TOKEN_LIFETIME_SEC = 86_400;
 
 const VISIBLE_ASCII = /^[\x21-\x7E]+$/;
-const SAFE_DETAIL = /^[A-Za-z0-9._:\/+=-]{1,100}$/;
+const SAFE_DETAIL = /^[A-Za-z0-9._:/+=-]{1,100}$/;
 
 const safeDetail = (value: unknown): string | undefined =>
   typeof value === 'string' && SAFE_DETAIL.test(value) ? value : undefined;
@@ -51,7 +51,9 @@ const parseJsonObject = (text: string): Record<string, unknown> | undefined => {
 
 const parseExpiresIn = (value: unknown): number | undefined => {
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  return typeof n === 'number' && Number.isFinite(n) && n >= 1 ? Math.min(Math.floor(n), MAX_TOKEN_LIFETIME_SEC) : undefined;
+  return typeof n === 'number' && Number.isFinite(n) && n >= 1
+    ? Math.min(Math.floor(n), MAX_TOKEN_LIFETIME_SEC)
+    : undefined;
 };
 
 const garbage = (what: string) =>
@@ -101,7 +103,10 @@ export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestC
   const body = parseJsonObject(res.bodyText);
   if (res.status >= 200 && res.status < 300) return interpretSuccess(body, ctx);
   if (res.status >= 300 && res.status < 400) {
-    throw new UpstreamError(`the token endpoint answered a redirect (HTTP ${res.status}); redirects are not followed`, 'upstream_redirect');
+    throw new UpstreamError(
+      `the token endpoint answered a redirect (HTTP ${res.status}); redirects are not followed`,
+      'upstream_redirect',
+    );
   }
   const { code, text } = upstreamDetails(res.status, body, res.headers.get('x-trace-id'));
   if (code === 'invalidclient' || (res.status === 401 && code === undefined)) {
@@ -119,9 +124,14 @@ export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestC
   const retryAfterMs = parseRetryAfterMs(res.headers.get('retry-after'), nowMs);
   const after = retryAfterMs === undefined ? '' : `, retry after ${Math.ceil(retryAfterMs / 1000)} s`;
   if (res.status === 429) {
-    throw new UnavailableError(`the token endpoint is rate limiting the broker ${text}${after}`, 'upstream_rate_limited', { retryAfterMs });
+    throw new UnavailableError(
+      `the token endpoint is rate limiting the broker ${text}${after}`,
+      'upstream_rate_limited',
+      { retryAfterMs },
+    );
   }
-  if (res.status >= 500) throw new UnavailableError(`the token endpoint failed ${text}${after}`, 'upstream_unavailable', { retryAfterMs });
+  if (res.status >= 500)
+    throw new UnavailableError(`the token endpoint failed ${text}${after}`, 'upstream_unavailable', { retryAfterMs });
   throw new UpstreamError(`the token endpoint refused the token request ${text}`, 'upstream_refused');
 };
 
@@ -167,7 +177,9 @@ const readBounded = async (response: Response): Promise<string> => {
 const describeFetchFailure = (err: unknown, timeoutMs: number): UnavailableError => {
   const e = err as { name?: string; cause?: { code?: unknown } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') {
-    return new UnavailableError(`the token endpoint did not answer within ${timeoutMs} ms`, 'upstream_timeout', { cause: err });
+    return new UnavailableError(`the token endpoint did not answer within ${timeoutMs} ms`, 'upstream_timeout', {
+      cause: err,
+    });
   }
   const code = safeDetail(e?.cause?.code);
   return new UnavailableError(

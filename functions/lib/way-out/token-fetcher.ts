@@ -3,16 +3,24 @@
  * with retries inside the invocation's time, the token's lifetime, and recognizing a re-issued token.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fullJitterDelayMs } from '../shared/backoff';
 import { tokenFingerprint } from '../cache/cache-key';
-import type { Clock } from '../shared/clock';
+import { type CachedToken, lifetimeOf } from '../cache/token-lifetime';
 import type { ClientConfig } from '../config';
-import { BrokerError, ConfigurationError, type LogReason, type Reason, UnavailableError, UpstreamError, quote } from '../shared/errors';
+import { fullJitterDelayMs } from '../shared/backoff';
+import type { Clock } from '../shared/clock';
+import {
+  BrokerError,
+  ConfigurationError,
+  type LogReason,
+  quote,
+  type Reason,
+  UnavailableError,
+  UpstreamError,
+} from '../shared/errors';
 import type { Log } from '../shared/logger';
 import type { DegradedKind, MetricsSink } from '../shared/metrics';
 import type { ClientCredentials, CredentialSource } from './secret-source';
-import { type TokenGrant, requestToken as httpRequestToken } from './token-endpoint';
-import { type CachedToken, lifetimeOf } from '../cache/token-lifetime';
+import { requestToken as httpRequestToken, type TokenGrant } from './token-endpoint';
 
 /** Below this much time left before the deadline, no token request is started. */
 export const MIN_REQUEST_BUDGET_MS = 100;
@@ -20,7 +28,12 @@ export const MIN_REQUEST_BUDGET_MS = 100;
 const RETRY = { baseMs: 100, capMs: 2_000 } as const;
 
 /** Failures worth another attempt: network errors, timeouts, 429 and 5xx. Never another 4xx. */
-const RETRYABLE = new Set<Reason>(['upstream_unreachable', 'upstream_timeout', 'upstream_rate_limited', 'upstream_unavailable']);
+const RETRYABLE = new Set<Reason>([
+  'upstream_unreachable',
+  'upstream_timeout',
+  'upstream_rate_limited',
+  'upstream_unavailable',
+]);
 export const isRetryable = (err: unknown): boolean => err instanceof BrokerError && RETRYABLE.has(err.reason);
 
 /** Capped exponential backoff with full jitter, but never shorter than the server's Retry-After. */
@@ -85,7 +98,14 @@ export class TokenFetcher implements TokenProvider {
     const fresh = lifetimeOf(sentAtMs, grant.expiresInSec);
     const reissued = previous !== undefined && previous.accessToken === grant.accessToken;
     const token: CachedToken = reissued
-      ? { ...fresh, accessToken: grant.accessToken, scopes: grant.scopes, issuedAtEpochSec: previous.issuedAtEpochSec, refreshAtEpochSec: fresh.expiresAtEpochSec, reissued }
+      ? {
+          ...fresh,
+          accessToken: grant.accessToken,
+          scopes: grant.scopes,
+          issuedAtEpochSec: previous.issuedAtEpochSec,
+          refreshAtEpochSec: fresh.expiresAtEpochSec,
+          reissued,
+        }
       : { ...fresh, accessToken: grant.accessToken, scopes: grant.scopes };
     log.info('token fetched from the token endpoint', {
       ...ctx.keyFields,
@@ -94,7 +114,8 @@ export class TokenFetcher implements TokenProvider {
       tokenFingerprint: tokenFingerprint(token.accessToken),
       ...(reissued ? { reissued } : {}),
     });
-    if (reissued) log.warn('token endpoint re-issued the token being refreshed; no refresh before it expires', ctx.keyFields);
+    if (reissued)
+      log.warn('token endpoint re-issued the token being refreshed; no refresh before it expires', ctx.keyFields);
     return token;
   }
 
@@ -116,14 +137,19 @@ export class TokenFetcher implements TokenProvider {
       let lastRejection = err as BrokerError;
       const current = await this.secrets.get(client.secretId, { fresh: true, onFallback });
       const candidates: { credentials: ClientCredentials; label: string }[] = [];
-      if (current.versionId !== cached.versionId) candidates.push({ credentials: current, label: 'the new current version' });
+      if (current.versionId !== cached.versionId)
+        candidates.push({ credentials: current, label: 'the new current version' });
       else {
         const previous = await this.secrets.previous(client.secretId);
-        if (previous && previous.versionId !== cached.versionId) candidates.push({ credentials: previous, label: 'AWSPREVIOUS' });
+        if (previous && previous.versionId !== cached.versionId)
+          candidates.push({ credentials: previous, label: 'AWSPREVIOUS' });
       }
       for (const { credentials, label } of candidates) {
         this.#checkClientId(client, credentials);
-        log.warn('token endpoint rejected the cached client credentials; trying another secret version', { ...keyFields, secretVersion: label });
+        log.warn('token endpoint rejected the cached client credentials; trying another secret version', {
+          ...keyFields,
+          secretVersion: label,
+        });
         try {
           const grant = await this.#withRetries(ctx, credentials);
           this.secrets.remember(credentials);
@@ -133,7 +159,10 @@ export class TokenFetcher implements TokenProvider {
           lastRejection = retryErr as BrokerError;
         }
       }
-      const tried = candidates.length === 0 ? 'its only version' : `its current and ${candidates[0]!.label === 'AWSPREVIOUS' ? 'previous' : 'new'} versions`;
+      const tried =
+        candidates.length === 0
+          ? 'its only version'
+          : `its current and ${candidates[0]!.label === 'AWSPREVIOUS' ? 'previous' : 'new'} versions`;
       throw new UpstreamError(`${lastRejection.message}; tried ${tried}`, 'upstream_invalid_client');
     }
   }
@@ -149,7 +178,13 @@ export class TokenFetcher implements TokenProvider {
       const startedMs = this.clock.nowMs();
       ctx.metrics?.count('UpstreamRequests');
       try {
-        const grant = await this.#request(client.tokenUrl, credentials, { clientName: client.name, secretId: client.secretId, scopes }, budgetMs, this.clock);
+        const grant = await this.#request(
+          client.tokenUrl,
+          credentials,
+          { clientName: client.name, secretId: client.secretId, scopes },
+          budgetMs,
+          this.clock,
+        );
         ctx.metrics?.record('UpstreamLatency', this.clock.nowMs() - startedMs, 'Milliseconds');
         return grant;
       } catch (err) {
@@ -161,9 +196,15 @@ export class TokenFetcher implements TokenProvider {
         const delayMs = retryDelayMs(attempt, this.#random(), failure.retryAfterMs);
         const outOfTime = this.clock.nowMs() + delayMs + MIN_REQUEST_BUDGET_MS > deadlineMs;
         if (attempt >= this.options.maxAttempts || outOfTime) {
-          const why = outOfTime && attempt < this.options.maxAttempts ? 'no time left for another attempt' : `${attempt} attempts`;
+          const why =
+            outOfTime && attempt < this.options.maxAttempts
+              ? 'no time left for another attempt'
+              : `${attempt} attempts`;
           ctx.degraded('retries_exhausted', failure.reason, { attempts: attempt });
-          throw new UnavailableError(`${failure.message} (${why})`, failure.reason, { cause: err, retryAfterMs: failure.retryAfterMs });
+          throw new UnavailableError(`${failure.message} (${why})`, failure.reason, {
+            cause: err,
+            retryAfterMs: failure.retryAfterMs,
+          });
         }
         log.info('token request failed, retrying', { ...keyFields, reason: failure.reason, attempt, delayMs });
         await ctx.beforeRetry?.();
