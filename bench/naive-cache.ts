@@ -3,8 +3,9 @@
  * broker written without cross-container single flight would be. Every miss fetches and writes; no refresh ahead.
  * It implements the broker's LeaseProtocol: the bench assembles the same TokenBroker over it from a runtime's parts.
  */
-import { type BrokerDeps, type LeaseProtocol, TokenBroker } from '../functions/lib/broker';
-import type { KeyedRequest, Outcome, PrewarmOutcome } from '../functions/lib/cache/refresh-lease';
+import { type BrokerDeps, TokenBroker } from '../functions/lib/broker/token-broker';
+import type { KeyedRequest } from '../functions/lib/domain/token-request';
+import type { LeaseProtocol, Outcome, PrewarmOutcome } from '../functions/lib/ports';
 import type { Runtime } from '../functions/lib/runtime';
 import { errorLogFields } from '../functions/lib/shared/errors';
 

@@ -28,7 +28,7 @@ import {
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 
-import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../functions/lib/cache/table-schema';
+import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../functions/lib/cache/table/table-schema';
 
 export interface LocalAwsOptions {
   /** moto (or any AWS-compatible) endpoint, e.g. http://127.0.0.1:PORT. */

@@ -5,18 +5,20 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { type BrokerDeps, TokenBroker } from './broker';
+import { type BrokerDeps, TokenBroker } from './broker/token-broker';
+import { TableLease, type TableLeaseDeps } from './cache/lease/table-lease';
 import { MemoryTokenCache } from './cache/memory-cache';
-import { RefreshLease, type RefreshLeaseDeps } from './cache/refresh-lease';
-import { TokenCipher } from './cache/token-cipher';
-import { TokenStore } from './cache/token-store';
-import { type BrokerConfig, loadConfig } from './config';
+import { DynamoTokenTable } from './cache/table/dynamo-token-table';
+import { TokenCipher } from './cache/table/token-cipher';
+import { StsIdentityVerifier } from './callers/sts-identity-verifier';
+import { loadConfig } from './config/load-config';
+import type { BrokerConfig } from './domain/settings';
+import type { IdentityVerifier } from './ports';
 import { type Clock, systemClock } from './shared/clock';
 import { createPowertoolsLogger, Logger } from './shared/logger';
 import { Metrics } from './shared/metrics';
-import { type CallerVerifier, IdentityVerifier } from './way-in/identity-verifier';
-import { SecretSource } from './way-out/secret-source';
-import { TokenFetcher } from './way-out/token-fetcher';
+import { EndpointTokenProvider } from './upstream/endpoint-token-provider';
+import { SecretsManagerCredentials } from './upstream/secrets-manager-credentials';
 
 export interface Runtime {
   config: BrokerConfig;
@@ -26,7 +28,7 @@ export interface Runtime {
   /** Counters of the current invocation, flushed (EMF) when it ends. */
   metrics: Metrics;
   /** Verifies callers' identity proofs with STS (one call per proof per container). */
-  callers: CallerVerifier;
+  callers: IdentityVerifier;
   /** What the broker is built from (its adapters and the lease protocol), for a different assembly of them. */
   parts: BrokerDeps;
 }
@@ -36,7 +38,7 @@ export interface RuntimeOverrides {
   dynamodb?: DynamoDBClient;
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
-  callers?: CallerVerifier;
+  callers?: IdentityVerifier;
 }
 
 /** AWS calls are on the request path: fail fast and let the broker degrade instead of hanging. */
@@ -60,18 +62,18 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   const dynamodb = overrides.dynamodb ?? new DynamoDBClient(AWS_CLIENT_SETTINGS);
   const secretsManager = overrides.secretsManager ?? new SecretsManagerClient(AWS_CLIENT_SETTINGS);
   const kms = overrides.kms ?? new KMSClient(AWS_CLIENT_SETTINGS);
-  const secrets = new SecretSource(secretsManager, clock, config.secretMaxAgeSec);
-  const store = new TokenStore(
+  const secrets = new SecretsManagerCredentials(secretsManager, clock, config.secretMaxAgeSec);
+  const store = new DynamoTokenTable(
     dynamodb,
     config.tableName,
     new TokenCipher(kms, config.kmsKeyId, clock, config.dataKeyMaxAgeSec),
   );
   const memory = new MemoryTokenCache(config.memoryCacheMaxEntries);
-  const fetcher = new TokenFetcher(secrets, clock, {
+  const fetcher = new EndpointTokenProvider(secrets, clock, {
     timeoutMs: config.tokenEndpointTimeoutMs,
     maxAttempts: config.tokenEndpointMaxAttempts,
   });
-  const leaseDeps: RefreshLeaseDeps = {
+  const leaseDeps: TableLeaseDeps = {
     store,
     fetcher,
     memory,
@@ -79,7 +81,7 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
     leaseDurationMs: config.refreshLeaseMs,
     forceRefreshIntervalMs: config.forceRefreshMinIntervalSec * 1000,
   };
-  const parts: BrokerDeps = { config, clock, log, secrets, store, memory, fetcher, lease: new RefreshLease(leaseDeps) };
+  const parts: BrokerDeps = { config, clock, log, secrets, store, memory, fetcher, lease: new TableLease(leaseDeps) };
   const broker = new TokenBroker(parts);
   if (config.callerAuth === 'invoke-permission') {
     log.warn(
@@ -91,6 +93,6 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
       },
     );
   }
-  const callers = overrides.callers ?? new IdentityVerifier(clock);
+  const callers = overrides.callers ?? new StsIdentityVerifier(clock);
   return { config, broker, clock, log, metrics, callers, parts };
 };

@@ -3,7 +3,7 @@
  * is the init phase: the container's runtime is built here, once.
  */
 
-import { createPrewarmHandler } from '../lib/prewarm-handler';
+import { createPrewarmHandler } from '../lib/handlers/prewarm-handler';
 import { createRuntime, loggerFromEnv } from '../lib/runtime';
 
 export const handler = createPrewarmHandler(

@@ -2,8 +2,9 @@
  * Lambda entry point of the token function (see functions/lib/way-in/token-handler.ts). Loading this module is the
  * init phase: the container's runtime (configuration, AWS clients, caches) is built here, once.
  */
+
+import { createTokenHandler } from '../lib/handlers/token-handler';
 import { createRuntime, loggerFromEnv } from '../lib/runtime';
-import { createTokenHandler } from '../lib/way-in/token-handler';
 
 export const handler = createTokenHandler(
   () => createRuntime(process.env),

@@ -1,9 +1,9 @@
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { CreateSecretCommand, DeleteSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table-schema';
+import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table/table-schema';
+import { createTokenHandler } from '../../functions/lib/handlers/token-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
-import { createTokenHandler } from '../../functions/lib/way-in/token-handler';
 import { type BrokerStack, SECRET_ID, startBrokerStack } from '../support/broker-stack';
 import { captureLogLines } from '../support/log-capture';
 

@@ -22,7 +22,7 @@ import { createValidatedPolicy, validateResourcePolicy } from '@cloud-copilot/ia
 import { runSimulation } from '@cloud-copilot/iam-simulate';
 import { describe, expect, it } from 'vitest';
 
-import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
+import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
 import { resolveTemplate } from '../support/cfn-resolve';
 import { recordCodeCalls } from '../support/code-calls';
 import { brokerIamOf } from '../support/iam-model';

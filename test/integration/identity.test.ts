@@ -2,10 +2,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
-import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
-import { TokenCipher } from '../../functions/lib/cache/token-cipher';
-import { lifetimeOf } from '../../functions/lib/cache/token-lifetime';
-import { TokenStore } from '../../functions/lib/cache/token-store';
+import { DynamoTokenTable } from '../../functions/lib/cache/table/dynamo-token-table';
+import { TokenCipher } from '../../functions/lib/cache/table/token-cipher';
+import { cacheKeyFor } from '../../functions/lib/domain/cache-key';
+import { lifetimeOf } from '../../functions/lib/domain/cached-token';
 import { systemClock } from '../../functions/lib/shared/clock';
 import { type BrokerStack, inProcessContainer, REGION, startBrokerStack } from '../support/broker-stack';
 import { STS_ACCOUNT, STS_REGION, type StsStack, startConnectionCounter, startStsStack } from '../support/sts-stack';
@@ -340,7 +340,7 @@ describe("tokens broader than a caller's grants", () => {
       region: REGION,
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     });
-    const store = new TokenStore(
+    const store = new DynamoTokenTable(
       stack.dynamodb,
       stack.tableName,
       new TokenCipher(kms, stack.kmsKeyId, systemClock, 300),

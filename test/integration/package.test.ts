@@ -9,9 +9,9 @@ import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table-schema';
-import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
-import { ENV } from '../../functions/lib/shared/env-names';
+import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table/table-schema';
+import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
+import { ENV } from '../../functions/lib/config/env-names';
 import {
   METRIC_FAMILIES,
   METRIC_NAMES,
@@ -283,7 +283,7 @@ describe('osls package --stage ci', () => {
   });
 
   it('configures prewarm sets the config loader accepts', async () => {
-    const { loadConfig } = await import('../../functions/lib/config');
+    const { loadConfig } = await import('../../functions/lib/config/load-config');
     const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const config = loadConfig({ ...env, [ENV.tableName]: 'table', [ENV.kmsKeyId]: 'key' } as Record<string, string>);
     expect(config.clients.get('limitrail')!.prewarm).toEqual([

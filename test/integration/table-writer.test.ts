@@ -2,8 +2,8 @@ import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { type AttributeValue, DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
-import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
+import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table/table-schema';
+import { cacheKeyFor } from '../../functions/lib/domain/cache-key';
 import type { RuntimeOverrides } from '../../functions/lib/runtime';
 import { setupLocalAws } from '../../local/aws-setup';
 import {

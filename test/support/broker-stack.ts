@@ -1,12 +1,12 @@
 import { type AttributeValue, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
-import { TokenCipher } from '../../functions/lib/cache/token-cipher';
-import { type CachedToken, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
-import { TokenStore } from '../../functions/lib/cache/token-store';
+import { DynamoTokenTable } from '../../functions/lib/cache/table/dynamo-token-table';
+import { TokenCipher } from '../../functions/lib/cache/table/token-cipher';
+import { cacheKeyFor } from '../../functions/lib/domain/cache-key';
+import { type CachedToken, lifetimeOf } from '../../functions/lib/domain/cached-token';
+import { createTokenHandler, type InvocationContext } from '../../functions/lib/handlers/token-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
 import { systemClock } from '../../functions/lib/shared/clock';
-import { createTokenHandler, type InvocationContext } from '../../functions/lib/way-in/token-handler';
 import { setupLocalAws } from '../../local/aws-setup';
 import { type MotoServer, startMoto } from '../../local/moto';
 import { type Sandbox, startSandbox } from '../../local/sandbox';
@@ -104,7 +104,11 @@ export const seedToken = async (
     region: REGION,
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
   });
-  const store = new TokenStore(stack.dynamodb, stack.tableName, new TokenCipher(kms, stack.kmsKeyId, systemClock, 300));
+  const store = new DynamoTokenTable(
+    stack.dynamodb,
+    stack.tableName,
+    new TokenCipher(kms, stack.kmsKeyId, systemClock, 300),
+  );
   const client = stack.sandbox.clients[0]!;
   const normalized = [...new Set(scopes)].sort();
   const token: CachedToken = {

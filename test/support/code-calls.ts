@@ -16,7 +16,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 
-import { createPrewarmHandler, type PrewarmSummary } from '../../functions/lib/prewarm-handler';
+import { createPrewarmHandler, type PrewarmSummary } from '../../functions/lib/handlers/prewarm-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
 import { inProcessContainer, REGION, SECRET_ID, startBrokerStack } from './broker-stack';
 import type { BrokerIam } from './iam-model';

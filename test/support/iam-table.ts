@@ -15,7 +15,7 @@
 import { createValidatedPolicy, validateResourcePolicy } from '@cloud-copilot/iam-policy';
 import { runSimulation, runUnsafeSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 
-import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
+import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
 import { type BrokerIam, type Caller, callerRole, defaultKeyPolicy, type NamedPolicy } from './iam-model';
 
 export type Decision = 'Allowed' | 'Denied';
@@ -111,7 +111,7 @@ export const failures = (results: RowResult[]): string[] =>
     .filter((r) => r.decision !== r.row.expect)
     .map((r) => `${r.row.name}: expected ${r.row.expect}, got ${r.decision}${r.detail ? ` (${r.detail})` : ''}`);
 
-/** README "Grant a caller": the identity policy of a caller that invokes directly. */
+/** README "CallerGrant a caller": the identity policy of a caller that invokes directly. */
 export const directCallerPolicy = (functionArn: string): NamedPolicy => ({
   name: 'InvokeLimitrailTokenBroker',
   policy: {
@@ -122,7 +122,7 @@ export const directCallerPolicy = (functionArn: string): NamedPolicy => ({
   },
 });
 
-/** README "Grant a caller": the identity policy of a caller that may use only the Function URL. */
+/** README "CallerGrant a caller": the identity policy of a caller that may use only the Function URL. */
 export const urlOnlyCallerPolicy = (functionArn: string): NamedPolicy => ({
   name: 'CallLimitrailTokenBrokerUrl',
   policy: {

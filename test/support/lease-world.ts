@@ -1,15 +1,22 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { expect } from 'vitest';
-import { sha256Hex } from '../../functions/lib/cache/cache-key';
-import { FORCE_REFRESH_LIMITED } from '../../functions/lib/cache/forced-refresh';
+import { FORCE_REFRESH_LIMITED } from '../../functions/lib/cache/lease/forced-refresh';
+import { TableLease } from '../../functions/lib/cache/lease/table-lease';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
-import { type KeyedRequest, RefreshLease } from '../../functions/lib/cache/refresh-lease';
-import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
-import type { Lease, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/cache/token-store';
-import type { ClientConfig } from '../../functions/lib/config';
+import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/domain/cached-token';
+import type { ClientConfig } from '../../functions/lib/domain/settings';
+import type { KeyedRequest } from '../../functions/lib/domain/token-request';
+import type {
+  Lease,
+  LeaseAttempt,
+  LeaseRequest,
+  StoredEntry,
+  TokenProvider,
+  TokenTable,
+} from '../../functions/lib/ports';
 import { UnavailableError } from '../../functions/lib/shared/errors';
+import { sha256Hex } from '../../functions/lib/shared/hash';
 import type { Log } from '../../functions/lib/shared/logger';
-import type { TokenProvider } from '../../functions/lib/way-out/token-fetcher';
 
 /** A logger that writes nothing, for unit tests of decisions. */
 export const silentLog: Log = {
@@ -115,7 +122,7 @@ export const world = () => {
    * another view of the table (a test's wrapper around it).
    */
   const container = (ownFetcher: TokenProvider = fetcher, store: TokenTable = table) =>
-    new RefreshLease({
+    new TableLease({
       store,
       fetcher: ownFetcher,
       memory: new MemoryTokenCache(10),

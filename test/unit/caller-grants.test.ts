@@ -1,12 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { authorize, principalMatches } from '../../functions/lib/callers/grants';
+import { parseGrants, parsePrincipal } from '../../functions/lib/config/grants';
+import type { Caller } from '../../functions/lib/domain/caller';
 import type { BrokerError } from '../../functions/lib/shared/errors';
-import {
-  authorize,
-  type CallerIdentity,
-  parseGrants,
-  parsePrincipal,
-  principalMatches,
-} from '../../functions/lib/way-in/caller-grants';
 
 const clientScopes = new Map([['limitrail', new Set(['a', 'b', 'c'])]]);
 const grants = parseGrants(
@@ -20,12 +16,12 @@ const grants = parseGrants(
   clientScopes,
   'BROKER_CALLERS',
 );
-const caller = (userArn: string, principalOrgId?: string): CallerIdentity => ({
-  userArn,
+const caller = (userArn: string, principalOrgId?: string): Caller => ({
+  arn: userArn,
   accountId: userArn.split(':')[4]!,
   principalOrgId,
 });
-const denied = (c: CallerIdentity, scopes: string[]) => {
+const denied = (c: Caller, scopes: string[]) => {
   try {
     authorize(grants, c, 'limitrail', scopes);
   } catch (err) {

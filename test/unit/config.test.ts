@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../functions/lib/config';
+import { loadConfig } from '../../functions/lib/config/load-config';
 import { BrokerError } from '../../functions/lib/shared/errors';
 
 const base = {

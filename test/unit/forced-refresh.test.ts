@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../functions/lib/cache/cache-key';
 import {
   decideForcedRefresh,
   FORCE_REFRESH_LIMITED,
   type ForcedRefreshState,
   forcedRefreshLimited,
-} from '../../functions/lib/cache/forced-refresh';
-import { CLOCK_SKEW_MS, forcedFetchBlockedUntilMs, isLeaseHeld } from '../../functions/lib/cache/lease-rules';
-import { type CachedToken, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
+} from '../../functions/lib/cache/lease/forced-refresh';
+import { CLOCK_SKEW_MS, forcedFetchBlockedUntilMs, isLeaseHeld } from '../../functions/lib/cache/lease/lease-rules';
+import { type CachedToken, lifetimeOf } from '../../functions/lib/domain/cached-token';
+import { sha256Hex } from '../../functions/lib/shared/hash';
 
 const NOW_MS = Date.parse('2026-11-29T06:00:00Z');
 const INTERVAL_MS = 30_000;

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { encryptionContextFor } from '../../functions/lib/cache/token-cipher';
+import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
 import { resolveTemplate } from '../support/cfn-resolve';
 import { brokerIamOf } from '../support/iam-model';
 import {

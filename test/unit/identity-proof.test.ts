@@ -1,14 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { signIdentityProof } from '../../examples/caller';
+import { checkIdentityProof, interpretStsAnswer } from '../../functions/lib/callers/identity-proof';
+import { StsIdentityVerifier, type StsTransport } from '../../functions/lib/callers/sts-identity-verifier';
+import { type CheckedProof, type ProofPolicy, partitionOf } from '../../functions/lib/domain/proof';
 import { BrokerError } from '../../functions/lib/shared/errors';
-import {
-  type CheckedProof,
-  checkIdentityProof,
-  interpretStsAnswer,
-  type ProofPolicy,
-  partitionOf,
-} from '../../functions/lib/way-in/identity-proof';
-import { IdentityVerifier, type StsTransport } from '../../functions/lib/way-in/identity-verifier';
 
 /** The decisions on identity proofs, with a fixed clock and, for the verifier, a fake STS transport. */
 const NOW = Date.parse('2026-11-29T08:00:00Z');
@@ -225,7 +220,7 @@ describe('the verifier (fake STS, fake clock)', () => {
       calls += 1;
       return answer();
     };
-    return { clock, verifier: new IdentityVerifier(clock, transport), calls: () => calls };
+    return { clock, verifier: new StsIdentityVerifier(clock, transport), calls: () => calls };
   };
 
   it('shares one STS call among concurrent requests with one proof, then answers from memory until the proof expires', async () => {

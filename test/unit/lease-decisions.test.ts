@@ -1,8 +1,13 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { decideMiss, decidePrewarm, decideRefreshAhead, type LeaseView } from '../../functions/lib/cache/refresh-lease';
-import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/cache/token-lifetime';
-import type { StoredEntry } from '../../functions/lib/cache/token-store';
+import {
+  decideMiss,
+  decidePrewarm,
+  decideRefreshAhead,
+  type LeaseView,
+} from '../../functions/lib/cache/lease/table-lease';
+import { type CachedToken, isServable, lifetimeOf } from '../../functions/lib/domain/cached-token';
+import type { StoredEntry } from '../../functions/lib/ports';
 import { KEY, LEASE_MS, world } from '../support/lease-world';
 
 /**
@@ -127,7 +132,7 @@ describe('races between containers (one loop, in-memory table, fake clock)', () 
     const container = w.container({
       fetch: async (ctx) => {
         seen.push(ctx.previous);
-        // The endpoint answers with the same token: what TokenFetcher then stores (refresh point = expiry).
+        // The endpoint answers with the same token: what EndpointTokenProvider then stores (refresh point = expiry).
         return { ...ctx.previous!, refreshAtEpochSec: ctx.previous!.expiresAtEpochSec, reissued: true };
       },
     });

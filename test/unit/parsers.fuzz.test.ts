@@ -1,12 +1,13 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
+import { checkIdentityProof, interpretStsAnswer } from '../../functions/lib/callers/identity-proof';
+import type { ProofPolicy } from '../../functions/lib/domain/proof';
+import { isFunctionUrlEvent, readUrlEvent } from '../../functions/lib/handlers/function-url';
+import { readTokenRequest } from '../../functions/lib/handlers/read-token-request';
 import { BrokerError } from '../../functions/lib/shared/errors';
-import { checkIdentityProof, interpretStsAnswer, type ProofPolicy } from '../../functions/lib/way-in/identity-proof';
-import { readTokenRequest } from '../../functions/lib/way-in/token-request';
-import { isFunctionUrlEvent, readUrlEvent } from '../../functions/lib/way-in/url-request';
-import { parseClientSecret } from '../../functions/lib/way-out/secret-source';
-import { interpretTokenResponse, MAX_TOKEN_LIFETIME_SEC } from '../../functions/lib/way-out/token-endpoint';
+import { parseClientSecret } from '../../functions/lib/upstream/secrets-manager-credentials';
+import { interpretTokenResponse, MAX_TOKEN_LIFETIME_SEC } from '../../functions/lib/upstream/token-endpoint';
 import { ABSENT, junk, outcomeOf, proofVariants, runs, shaped } from '../support/fuzz';
 
 /**

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { CLOCK_SKEW_MS } from '../../functions/lib/cache/lease-rules';
-import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/cache/token-store';
+import { CLOCK_SKEW_MS } from '../../functions/lib/cache/lease/lease-rules';
+import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/ports';
 import { type FakeTable, INTERVAL_MS, KEY, LEASE_MS, world } from '../support/lease-world';
 
 /**
  * A table that does not show the lease when read, while its conditional writes honour it: a reading that disagrees
- * with the conditions (as TokenStore's once did for a lease time without an owner). Takes beyond a thousand fail:
+ * with the conditions (as DynamoTokenTable's once did for a lease time without an owner). Takes beyond a thousand fail:
  * a loop that retries at once never moves the fake clock.
  */
 class BlindTable implements TokenTable {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { fullJitterDelayMs } from '../../functions/lib/shared/backoff';
 import { type Reason, UnavailableError, UpstreamError } from '../../functions/lib/shared/errors';
-import { parseRetryAfterMs } from '../../functions/lib/way-out/token-endpoint';
-import { isRetryable, retryDelayMs } from '../../functions/lib/way-out/token-fetcher';
+import { isRetryable, retryDelayMs } from '../../functions/lib/upstream/endpoint-token-provider';
+import { parseRetryAfterMs } from '../../functions/lib/upstream/token-endpoint';
 
 const backoffDelayMs = (attempt: number, random: number) =>
   fullJitterDelayMs(attempt, random, { baseMs: 25, capMs: 400, floorMs: 5 });

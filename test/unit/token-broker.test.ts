@@ -1,15 +1,14 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { TokenBroker } from '../../functions/lib/broker';
+import { TokenBroker } from '../../functions/lib/broker/token-broker';
+import { TableLease } from '../../functions/lib/cache/lease/table-lease';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
-import { RefreshLease } from '../../functions/lib/cache/refresh-lease';
-import { lifetimeOf } from '../../functions/lib/cache/token-lifetime';
-import type { TokenTable } from '../../functions/lib/cache/token-store';
-import { loadConfig } from '../../functions/lib/config';
+import { loadConfig } from '../../functions/lib/config/load-config';
+import { lifetimeOf } from '../../functions/lib/domain/cached-token';
+import { ClientCredentials } from '../../functions/lib/domain/client-credentials';
+import { parseTokenRequest } from '../../functions/lib/handlers/read-token-request';
+import type { CredentialSource, FetchRequest, TokenProvider, TokenTable } from '../../functions/lib/ports';
 import { UnavailableError } from '../../functions/lib/shared/errors';
-import { parseTokenRequest } from '../../functions/lib/way-in/token-request';
-import { ClientCredentials, type CredentialSource } from '../../functions/lib/way-out/secret-source';
-import type { FetchContext, TokenProvider } from '../../functions/lib/way-out/token-fetcher';
 import { FakeTable, silentLog } from '../support/lease-world';
 
 /**
@@ -52,7 +51,7 @@ const setup = () => {
     previous: async () => undefined,
     remember: () => undefined,
   };
-  const fetches: FetchContext[] = [];
+  const fetches: FetchRequest[] = [];
   let endpointDown = false;
   const fetcher: TokenProvider = {
     fetch: async (ctx) => {
@@ -63,7 +62,7 @@ const setup = () => {
     },
   };
   const memory = new MemoryTokenCache(10);
-  const lease = new RefreshLease({
+  const lease = new TableLease({
     store,
     fetcher,
     memory,

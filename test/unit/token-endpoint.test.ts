@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { ClientCredentials } from '../../functions/lib/domain/client-credentials';
 import { BrokerError } from '../../functions/lib/shared/errors';
-import { ClientCredentials, parseClientSecret } from '../../functions/lib/way-out/secret-source';
+import { parseClientSecret } from '../../functions/lib/upstream/secrets-manager-credentials';
 import {
   interpretTokenResponse,
   type RawTokenResponse,
   tokenRequestBody,
-} from '../../functions/lib/way-out/token-endpoint';
+} from '../../functions/lib/upstream/token-endpoint';
 
 const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] };
 const NOW = Date.parse('2026-11-29T06:00:00Z');

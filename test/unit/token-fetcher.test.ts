@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../functions/lib/config';
+import { loadConfig } from '../../functions/lib/config/load-config';
+import { ClientCredentials } from '../../functions/lib/domain/client-credentials';
+import type { CredentialSource } from '../../functions/lib/ports';
 import { UnavailableError } from '../../functions/lib/shared/errors';
-import { ClientCredentials, type CredentialSource } from '../../functions/lib/way-out/secret-source';
-import type { TokenGrant } from '../../functions/lib/way-out/token-endpoint';
-import { TokenFetcher } from '../../functions/lib/way-out/token-fetcher';
+import { EndpointTokenProvider } from '../../functions/lib/upstream/endpoint-token-provider';
+import type { IssuedToken } from '../../functions/lib/upstream/token-endpoint';
 import { silentLog } from '../support/lease-world';
 
 /**
@@ -25,12 +26,12 @@ const secrets: CredentialSource = {
   remember: () => undefined,
 };
 
-const setup = (answers: (TokenGrant | UnavailableError)[]) => {
+const setup = (answers: (IssuedToken | UnavailableError)[]) => {
   let nowMs = START_MS;
   const clock = { nowMs: () => nowMs };
   const attemptsAtMs: number[] = [];
   const slept: number[] = [];
-  const fetcher = new TokenFetcher(secrets, clock, {
+  const fetcher = new EndpointTokenProvider(secrets, clock, {
     timeoutMs: 5_000,
     maxAttempts: 3,
     random: () => 0.5,
@@ -57,7 +58,7 @@ const setup = (answers: (TokenGrant | UnavailableError)[]) => {
   return { fetcher, ctx, attemptsAtMs, slept, degraded };
 };
 const down = () => new UnavailableError('the token endpoint failed (HTTP 503)', 'upstream_unavailable');
-const grant: TokenGrant = { accessToken: 'eyJ.a.b', expiresInSec: 3600, scopes: ['a'] };
+const grant: IssuedToken = { accessToken: 'eyJ.a.b', expiresInSec: 3600, scopes: ['a'] };
 
 describe('token fetch retries (fake clock)', () => {
   it('retries a 5xx with capped, jittered backoff and succeeds on the third attempt', async () => {

@@ -1,12 +1,12 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type IdentityProof, signIdentityProof } from '../../examples/caller';
-import type { TokenBroker } from '../../functions/lib/broker';
+import type { TokenBroker } from '../../functions/lib/broker/token-broker';
+import type { TokenRequest } from '../../functions/lib/domain/token-request';
+import { createTokenHandler } from '../../functions/lib/handlers/token-handler';
+import type { IdentityVerifier } from '../../functions/lib/ports';
 import { createRuntime, loggerFromEnv, type Runtime } from '../../functions/lib/runtime';
 import { isRecord } from '../../functions/lib/shared/assert';
-import type { CallerVerifier } from '../../functions/lib/way-in/identity-verifier';
-import { createTokenHandler } from '../../functions/lib/way-in/token-handler';
-import type { TokenRequest } from '../../functions/lib/way-in/token-request';
 import { ABSENT, isOAuthErrorBody, junk, mostly, proofVariants, runs, shaped } from '../support/fuzz';
 import { captureLogLines, stopCapturing } from '../support/log-capture';
 import { roleSession, urlEvent } from '../support/url-event';
@@ -44,10 +44,10 @@ const harness = (options: { failing?: { metrics?: boolean; fallbackLog?: boolean
   stopCapturing(capturing);
   capturing = captureLogLines([]);
   const seen = { lines: capturing, verifications: 0, brokerCalls: 0 };
-  const callers: CallerVerifier = {
+  const callers: IdentityVerifier = {
     verify: async () => {
       seen.verifications += 1;
-      return { identity: { arn: PROVEN_ARN, accountId: ACCOUNT }, source: 'verified' };
+      return { identity: { arn: PROVEN_ARN, accountId: ACCOUNT, principalOrgId: undefined }, source: 'verified' };
     },
   };
   const broker = {

@@ -1,13 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { cacheKeyFor } from '../../functions/lib/cache/cache-key';
 import { MemoryTokenCache } from '../../functions/lib/cache/memory-cache';
-import {
-  type CachedToken,
-  isRefreshDue,
-  isServable,
-  lifetimeOf,
-  toTokenAnswer,
-} from '../../functions/lib/cache/token-lifetime';
+import { toTokenAnswer } from '../../functions/lib/domain/answer';
+import { cacheKeyFor } from '../../functions/lib/domain/cache-key';
+import { type CachedToken, isRefreshDue, isServable, lifetimeOf } from '../../functions/lib/domain/cached-token';
 
 /** A fake clock: tests move time, they do not stub decisions. */
 const clockAt = (iso: string) => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../functions/lib/config';
+import { loadConfig } from '../../functions/lib/config/load-config';
+import { parseTokenRequest } from '../../functions/lib/handlers/read-token-request';
 import { BrokerError } from '../../functions/lib/shared/errors';
-import { parseTokenRequest } from '../../functions/lib/way-in/token-request';
 
 const config = loadConfig({
   CALLER_PROOF_AUDIENCE: 'broker',

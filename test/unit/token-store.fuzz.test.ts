@@ -2,17 +2,18 @@ import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCom
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
-import { TokenCipher } from '../../functions/lib/cache/token-cipher';
-import type { CachedToken } from '../../functions/lib/cache/token-lifetime';
-import { type StoredEntry, TokenStore } from '../../functions/lib/cache/token-store';
+import { DynamoTokenTable } from '../../functions/lib/cache/table/dynamo-token-table';
+import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table/table-schema';
+import { TokenCipher } from '../../functions/lib/cache/table/token-cipher';
+import type { CachedToken } from '../../functions/lib/domain/cached-token';
+import type { StoredEntry } from '../../functions/lib/ports';
 import { runs } from '../support/fuzz';
 
 /**
  * Table items are untrusted on the way back: whatever a table writer puts in an item, reading it gives the token
  * that was sealed, a miss with the reason the item is unusable, or no token (a lease-only item), and never
- * throws. Random DynamoDB AttributeValue maps and edits of real items (written by TokenStore.writeToken) go
- * through TokenStore's own reading, the real TokenCipher (AES-GCM, item fields as additional data) and two
+ * throws. Random DynamoDB AttributeValue maps and edits of real items (written by DynamoTokenTable.writeToken) go
+ * through DynamoTokenTable's own reading, the real TokenCipher (AES-GCM, item fields as additional data) and two
  * fakes at the I/O edge: DynamoDB (answers the item under test) and KMS (one data key, for this table only).
  */
 const TABLE = 'tokens-fuzz';
@@ -56,7 +57,7 @@ const ddb = {
   },
 } as unknown as DynamoDBClient;
 
-const store = new TokenStore(ddb, TABLE, new TokenCipher(kms, 'alias/broker', { nowMs: () => NOW }, 300));
+const store = new DynamoTokenTable(ddb, TABLE, new TokenCipher(kms, 'alias/broker', { nowMs: () => NOW }, 300));
 
 /** The item a SET-only UpdateItem makes of nothing (what writeToken writes to a new key). */
 const applySet = (input: UpdateItemCommand['input']): Record<string, AttributeValue> => {
@@ -201,7 +202,7 @@ const items = (valid: Record<string, AttributeValue>[]) => {
   );
 };
 
-describe('table items on the way back (TokenStore)', () => {
+describe('table items on the way back (DynamoTokenTable)', () => {
   const tokens: CachedToken[] = [
     {
       accessToken: 'tok-fuzz-1',
@@ -259,7 +260,7 @@ describe('table items on the way back (TokenStore)', () => {
     return 'no token';
   };
 
-  it('reads the items TokenStore writes as their tokens', async () => {
+  it('reads the items DynamoTokenTable writes as their tokens', async () => {
     for (const [i, item] of valid.entries()) {
       table.answer = item;
       expect((await store.read(KEY)).token).toEqual(tokens[i]);

@@ -1,15 +1,15 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { describe, expect, it } from 'vitest';
-import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table-schema';
-import { TokenCipher } from '../../functions/lib/cache/token-cipher';
 import {
+  DynamoTokenTable,
   ITEM_FORMAT,
   itemAad,
   type SealedFields,
-  type StoredEntry,
-  TokenStore,
-} from '../../functions/lib/cache/token-store';
+} from '../../functions/lib/cache/table/dynamo-token-table';
+import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table/table-schema';
+import { TokenCipher } from '../../functions/lib/cache/table/token-cipher';
+import type { StoredEntry } from '../../functions/lib/ports';
 
 const fields: SealedFields = {
   client: 'limitrail',
@@ -54,10 +54,11 @@ describe('coordination attributes, read as the conditional writes compare them',
       send: async () => ({ Item: { [TABLE_PARTITION_KEY]: { S: 'v1:key' }, ...attributes } }),
     } as unknown as DynamoDBClient;
     const unusedKms = {} as KMSClient; // lease-only items: nothing to decrypt
-    return new TokenStore(ddb, 'tokens', new TokenCipher(unusedKms, 'alias/broker', { nowMs: () => NOW }, 300)).read(
-      'v1:key',
-      true,
-    );
+    return new DynamoTokenTable(
+      ddb,
+      'tokens',
+      new TokenCipher(unusedKms, 'alias/broker', { nowMs: () => NOW }, 300),
+    ).read('v1:key', true);
   };
 
   it('reads a lease time without an owner (or with one that is not a string) as held by an unknown owner', async () => {

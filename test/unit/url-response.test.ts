@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toUrlResponse } from '../../functions/lib/way-in/url-request';
+import { toUrlResponse } from '../../functions/lib/handlers/function-url';
 
 describe('the Function URL answer', () => {
   it('says when to retry a limited forced refresh in a Retry-After header, as the body does', () => {

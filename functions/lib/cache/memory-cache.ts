@@ -1,8 +1,8 @@
 /**
  * The per-container memory cache of tokens, the first layer of the token path.
  */
-import type { CachedToken } from './token-lifetime';
-import { remainingSec } from './token-lifetime';
+import type { CachedToken } from '../domain/cached-token';
+import { remainingSec } from '../domain/cached-token';
 
 /**
  * Per-container token cache in front of the table: a warm hit makes no AWS call. Bounded; the least recently

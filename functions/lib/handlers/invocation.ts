@@ -4,9 +4,9 @@
  * answer every invocation gets when the configuration is invalid; and the invocation's deadline.
  */
 import type { Context } from 'aws-lambda';
-import type { Runtime } from './runtime';
-import { errorLogFields, type OAuthErrorBody } from './shared/errors';
-import type { Logger } from './shared/logger';
+import type { Runtime } from '../runtime';
+import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
+import type { Logger } from '../shared/logger';
 
 export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;
 

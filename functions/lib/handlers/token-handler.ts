@@ -4,26 +4,21 @@
  * with one audit line per token handed out or refused.
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
-import type { TokenAnswer } from '../cache/token-lifetime';
-import type { CallerAuthMode } from '../config';
-import { deadlineFor, type InvocationContext, initRuntime } from '../invocation';
+import { authorize, clientsGrantedTo, notGranted, samePrincipal } from '../callers/grants';
+import { checkIdentityProof } from '../callers/identity-proof';
 import type { Runtime } from '../runtime';
 import { AccessDeniedError, BrokerError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import {
-  authorize,
-  type CallerIdentity,
-  callerFromProof,
-  clientsGrantedTo,
-  notGranted,
-  samePrincipal,
-} from './caller-grants';
-import { checkIdentityProof } from './identity-proof';
-import { clientNameFor, readTokenRequest, resolveTokenRequest } from './token-request';
-import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './url-request';
+import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './function-url';
+import { deadlineFor, type InvocationContext, initRuntime } from './invocation';
+import { clientNameFor, readTokenRequest, resolveTokenRequest } from './read-token-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
-export type { InvocationContext } from '../invocation';
+export type { InvocationContext } from './invocation';
+
+import type { TokenAnswer } from '../domain/answer';
+import type { Caller } from '../domain/caller';
+import type { CallerAuthMode } from '../domain/settings';
 
 /** Who asked, for audit lines when nothing proved it: a direct invoke in invoke-permission mode. */
 const DIRECT_INVOKE = 'direct invoke';
@@ -43,7 +38,7 @@ interface AuditCaller {
  */
 const initialAudit = (input: UrlInput & { url: boolean }, mode: CallerAuthMode): AuditCaller => {
   if (!input.url) return { caller: DIRECT_INVOKE };
-  const claimed = input.caller?.userArn;
+  const claimed = input.caller?.arn;
   if (mode === 'grants') return { caller: 'unproven', ...(claimed ? { urlCaller: claimed } : {}) };
   return { caller: claimed ?? 'unverified' };
 };
@@ -59,7 +54,7 @@ const identify = async (
   rawProof: unknown,
   deadlineMs: number,
   audit: AuditCaller,
-): Promise<CallerIdentity | undefined> => {
+): Promise<Caller | undefined> => {
   const { config, metrics } = runtime;
   try {
     if (rawProof === undefined) {
@@ -80,11 +75,11 @@ const identify = async (
     const proof = checkIdentityProof(rawProof, config.proofPolicy, runtime.clock.nowMs());
     const { identity, source } = await runtime.callers.verify(proof, deadlineMs);
     metrics.count(source === 'verified' ? 'IdentityVerifications' : 'IdentityCacheHits');
-    const proven = callerFromProof(identity);
-    Object.assign(audit, { caller: proven.userArn, identity: source });
+    const proven = identity;
+    Object.assign(audit, { caller: proven.arn, identity: source });
     if (!input.url || !input.caller) return proven;
     if (!samePrincipal(input.caller, proven)) {
-      audit.urlCaller = input.caller.userArn;
+      audit.urlCaller = input.caller.arn;
       throw new AccessDeniedError(
         'the Function URL caller and the identity proof name different principals',
         'proof_caller_mismatch',

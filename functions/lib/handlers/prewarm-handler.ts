@@ -4,13 +4,13 @@
  * summary without tokens.
  */
 
-import type { PrewarmOutcome } from './cache/refresh-lease';
-import type { BrokerConfig, ClientConfig } from './config';
+import type { BrokerConfig, ClientConfig } from '../domain/settings';
+import type { PrewarmOutcome } from '../ports';
+import type { Runtime } from '../runtime';
+import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
+import type { Logger } from '../shared/logger';
+import type { Metrics } from '../shared/metrics';
 import { deadlineFor, type InvocationContext, initRuntime } from './invocation';
-import type { Runtime } from './runtime';
-import { errorLogFields, type OAuthErrorBody } from './shared/errors';
-import type { Logger } from './shared/logger';
-import type { Metrics } from './shared/metrics';
 
 /** What one prewarm run did for one scope set. */
 export interface PrewarmResult {

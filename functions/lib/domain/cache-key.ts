@@ -2,11 +2,8 @@
  * Cache keys and fingerprints: what makes two tokens interchangeable, hashed; and the short fingerprint audit lines
  * and logs name a token by.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../shared/hash';
 import { normalizeScopes } from '../shared/scopes';
-
-/** Hex SHA-256 of a string (cache keys, token fingerprints, a caller's rejected-token fingerprint). */
-export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 /**
  * The cache key of a token: a hash of what makes two tokens interchangeable — the token URL, the OAuth client

@@ -8,10 +8,10 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { describeAwsError } from '../shared/aws-errors';
-import type { Clock } from '../shared/clock';
-import { UnavailableError } from '../shared/errors';
-import { SingleFlight } from '../shared/single-flight';
+import { describeAwsError } from '../../shared/aws-errors';
+import type { Clock } from '../../shared/clock';
+import { UnavailableError } from '../../shared/errors';
+import { SingleFlight } from '../../shared/single-flight';
 
 export interface SealedToken {
   /** version (1 byte) | IV (12 bytes) | ciphertext | GCM tag (16 bytes) */

@@ -14,9 +14,11 @@
  *   - X-Amz-Date is at most 5 minutes old and at most 1 minute in the future.
  * A proof is a credential for its 5 minutes: no message built here contains any part of it.
  */
-import { sha256Hex } from '../cache/cache-key';
+import type { Caller } from '../domain/caller';
+import type { CheckedProof, Partition, ProofPolicy } from '../domain/proof';
 import { isRecord } from '../shared/assert';
 import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from '../shared/errors';
+import { sha256Hex } from '../shared/hash';
 
 export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
 /** How long a proof is accepted after it was signed, and how far ahead of our clock it may be dated. */
@@ -45,12 +47,6 @@ const NOT_FROM_CALLER = new Set([
 const AUTHORIZATION =
   /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]{16,128})\/(\d{8})\/([a-z0-9-]{1,32})\/([a-z0-9-]{1,32})\/aws4_request, ?SignedHeaders=([a-z0-9;-]{1,1024}), ?Signature=([0-9a-f]{64})$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
-export type Partition = 'aws' | 'aws-cn' | 'aws-us-gov';
-
-/** The partition of a region: account ids are unique only within one, so proofs stay in the broker's own. */
-export const partitionOf = (region: string | undefined): Partition =>
-  region?.startsWith('cn-') ? 'aws-cn' : region?.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
-
 /** STS endpoints per partition: global, regional and FIPS (aws), GovCloud regional and FIPS, China regional. */
 const STS_HOSTS: Record<Partition, RegExp> = {
   aws: /^(?:sts\.amazonaws\.com|sts(?:-fips)?\.(?!cn-|us-gov-)[a-z]{2}(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com)$/,
@@ -58,43 +54,11 @@ const STS_HOSTS: Record<Partition, RegExp> = {
   'aws-cn': /^sts\.cn-[a-z]+-\d{1,2}\.amazonaws\.com\.cn$/,
 };
 
-/** Where proofs may be sent and who they must be made for. */
-export interface ProofPolicy {
-  /** This broker's audience: the value the signed audience header must have. */
-  readonly audience: string;
-  /** The origin of AWS_ENDPOINT_URL_STS when set: then the only place a proof may go. */
-  readonly stsOrigin: string | undefined;
-  /** The broker's partition (from AWS_REGION): only its STS endpoints are accepted. */
-  readonly partition: Partition;
-}
-
-/** A proof that passed every local check: safe to send to STS. */
-export interface CheckedProof {
-  readonly url: string;
-  /** Header names lowercased. */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: string;
-  /** Until when a verified identity may be reused: the end of the proof's freshness window. */
-  readonly validUntilMs: number;
-  /** Hash of the whole signed request, signature included: the key of the verified-identity cache. */
-  readonly key: string;
-}
-
 const refuse = (description: string, reason: Reason): never => {
   throw new AccessDeniedError(`identity proof refused: ${description}`, reason);
 };
 const malformed = (description: string): never => {
   throw new InvalidRequestError(`"identityProof" ${description}`, 'proof_malformed');
-};
-
-/** The origin a proof must go to when AWS_ENDPOINT_URL_STS is set; undefined when unset or unusable. */
-export const stsOriginFrom = (endpointUrl: string | undefined): string | undefined => {
-  if (endpointUrl === undefined || endpointUrl.trim() === '') return undefined;
-  try {
-    return new URL(endpointUrl.trim()).origin;
-  } catch {
-    return undefined;
-  }
 };
 
 const checkUrl = (raw: unknown, policy: ProofPolicy): string => {
@@ -195,12 +159,6 @@ export interface StsAnswer {
   bodyText: string;
 }
 
-export interface ProvenIdentity {
-  /** `arn:aws:sts::123456789012:assumed-role/billing/session`, `arn:aws:iam::123456789012:user/ci`, ... */
-  arn: string;
-  accountId: string;
-}
-
 const PROVEN_ARN = /^arn:(aws|aws-cn|aws-us-gov):(sts|iam)::(\d{12}):[\x21-\x7E]{1,1900}$/;
 const THROTTLED = new Set([
   'Throttling',
@@ -237,7 +195,7 @@ const errorCode = (bodyText: string): string | undefined => {
  * expired signature, unknown credentials) is access_denied 403; STS failing or throttling is temporarily_unavailable
  * 503 (never a 403 for an outage, never a token without a verified identity). Only STS's error code is kept.
  */
-export const interpretStsAnswer = (answer: StsAnswer): ProvenIdentity => {
+export const interpretStsAnswer = (answer: StsAnswer): Caller => {
   const { status, bodyText } = answer;
   if (status >= 200 && status < 300) {
     const result = ['GetCallerIdentityResponse', 'GetCallerIdentityResult'];
@@ -245,7 +203,7 @@ export const interpretStsAnswer = (answer: StsAnswer): ProvenIdentity => {
     const accountId = xmlField(bodyText, 'Account') ?? jsonField(bodyText, [...result, 'Account']);
     const m = arn === undefined ? null : PROVEN_ARN.exec(arn);
     if (!m || m[3] !== accountId) throw unavailable('STS answered without a usable identity', 'sts_malformed_answer');
-    return { arn: arn!, accountId: accountId! };
+    return { arn: arn!, accountId: accountId!, principalOrgId: undefined }; // STS names no organization
   }
   const code = errorCode(bodyText);
   const said = `HTTP ${status}${code ? `, ${code}` : ''}`;

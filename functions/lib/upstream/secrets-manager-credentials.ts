@@ -4,36 +4,13 @@
  * Secrets Manager is down.
  */
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ClientCredentials } from '../domain/client-credentials';
+import type { CredentialSource, SecretReadOptions } from '../ports';
 import { isRecord } from '../shared/assert';
 import { describeAwsError, isUnavailable } from '../shared/aws-errors';
 import type { Clock } from '../shared/clock';
 import { BrokerError, ConfigurationError, quote, UnavailableError } from '../shared/errors';
 import { SingleFlight } from '../shared/single-flight';
-
-/**
- * OAuth client credentials read from a secret. The secret is held in a private field, so it does not show in
- * JSON.stringify, util.inspect or console.log of this object.
- */
-export class ClientCredentials {
-  readonly #clientSecret: string;
-
-  constructor(
-    readonly secretId: string,
-    readonly clientId: string,
-    clientSecret: string,
-    readonly versionId: string | undefined,
-  ) {
-    this.#clientSecret = clientSecret;
-  }
-
-  clientSecret(): string {
-    return this.#clientSecret;
-  }
-
-  toJSON() {
-    return { secretId: this.secretId, clientId: this.clientId, versionId: this.versionId };
-  }
-}
 
 /** Parses a secret value `{ "client_id": "...", "client_secret": "..." }`. Errors name the secret id, never the value. */
 export const parseClientSecret = (
@@ -56,28 +33,12 @@ export const parseClientSecret = (
   return new ClientCredentials(secretId, clientId, clientSecret, versionId);
 };
 
-export interface SecretReadOptions {
-  /** Read Secrets Manager now, bypassing the memory cache (after the endpoint rejected the cached credentials). */
-  fresh?: boolean;
-  /** Called when Secrets Manager is unavailable and the last credentials read are used instead. */
-  onFallback?: (err: UnavailableError) => void;
-}
-
-/** Where the broker gets an upstream client's credentials (SecretSource; a fake in unit tests). */
-export interface CredentialSource {
-  get(secretId: string, options?: SecretReadOptions): Promise<ClientCredentials>;
-  /** The previous version, if the secret has one (after a rotation). */
-  previous(secretId: string): Promise<ClientCredentials | undefined>;
-  /** Keeps `credentials` as the secret's (a previous version the endpoint still accepts). */
-  remember(credentials: ClientCredentials): void;
-}
-
 /**
  * Client credentials from Secrets Manager, cached in memory per container for at most `maxAgeSec`. Concurrent
  * reads of one secret share one request; a failed read is not cached. If Secrets Manager is unavailable, the last
  * credentials read are used, whatever their age.
  */
-export class SecretSource implements CredentialSource {
+export class SecretsManagerCredentials implements CredentialSource {
   readonly #cache = new Map<string, { credentials: ClientCredentials; fetchedAtMs: number }>();
   readonly #inFlight = new SingleFlight<string, ClientCredentials>();
 

@@ -3,24 +3,15 @@
  * with retries inside the invocation's time, the token's lifetime, and recognizing a re-issued token.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tokenFingerprint } from '../cache/cache-key';
-import { type CachedToken, lifetimeOf } from '../cache/token-lifetime';
-import type { ClientConfig } from '../config';
+import { tokenFingerprint } from '../domain/cache-key';
+import { type CachedToken, lifetimeOf } from '../domain/cached-token';
+import type { ClientCredentials } from '../domain/client-credentials';
+import type { ClientConfig } from '../domain/settings';
+import type { CredentialSource, FetchRequest, TokenProvider } from '../ports';
 import { fullJitterDelayMs } from '../shared/backoff';
 import type { Clock } from '../shared/clock';
-import {
-  BrokerError,
-  ConfigurationError,
-  type LogReason,
-  quote,
-  type Reason,
-  UnavailableError,
-  UpstreamError,
-} from '../shared/errors';
-import type { Log } from '../shared/logger';
-import type { DegradedKind, MetricsSink } from '../shared/metrics';
-import type { ClientCredentials, CredentialSource } from './secret-source';
-import { requestToken as httpRequestToken, type TokenGrant } from './token-endpoint';
+import { BrokerError, ConfigurationError, quote, type Reason, UnavailableError, UpstreamError } from '../shared/errors';
+import { requestToken as httpRequestToken, type IssuedToken } from './token-endpoint';
 
 /** Below this much time left before the deadline, no token request is started. */
 export const MIN_REQUEST_BUDGET_MS = 100;
@@ -40,24 +31,7 @@ export const isRetryable = (err: unknown): boolean => err instanceof BrokerError
 export const retryDelayMs = (attempt: number, random: number, retryAfterMs?: number): number =>
   Math.max(retryAfterMs ?? 0, fullJitterDelayMs(attempt - 1, random, RETRY));
 
-export interface FetchContext {
-  client: ClientConfig;
-  scopes: readonly string[];
-  /** Epoch ms by which the whole fetch, retries included, must be done. */
-  deadlineMs: number;
-  log: Log;
-  /** Log fields that identify the key (client, scopes, cache key fingerprint). */
-  keyFields: Record<string, unknown>;
-  /** Reports a degraded path: one structured log line (a reason code, and details as their own fields) and a metric. */
-  degraded: (kind: DegradedKind, reason: LogReason, detail?: Record<string, unknown>) => void;
-  /** The token this fetch replaces, if any (to recognize an endpoint that re-issues it). */
-  previous?: CachedToken;
-  /** Called before each retry (the lease holder renews its lease there). */
-  beforeRetry?: () => Promise<void>;
-  metrics?: MetricsSink | undefined;
-}
-
-export interface TokenFetcherOptions {
+export interface EndpointTokenProviderOptions {
   timeoutMs: number;
   maxAttempts: number;
   request?: typeof httpRequestToken;
@@ -66,17 +40,12 @@ export interface TokenFetcherOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-/** Where the broker gets a new token: the token endpoint (TokenFetcher) or, in unit tests, a fake. */
-export interface TokenProvider {
-  fetch(ctx: FetchContext): Promise<CachedToken>;
-}
-
 /**
  * Fetches one token from the token endpoint: the client's credentials (following a secret rotation), the
  * request with retries inside the time left, and the token's lifetime. A refresh that gets back the token it was
  * meant to replace marks it re-issued.
  */
-export class TokenFetcher implements TokenProvider {
+export class EndpointTokenProvider implements TokenProvider {
   readonly #request: typeof httpRequestToken;
   readonly #random: () => number;
   readonly #sleep: (ms: number) => Promise<void>;
@@ -84,14 +53,14 @@ export class TokenFetcher implements TokenProvider {
   constructor(
     private readonly secrets: CredentialSource,
     private readonly clock: Clock,
-    private readonly options: TokenFetcherOptions,
+    private readonly options: EndpointTokenProviderOptions,
   ) {
     this.#request = options.request ?? httpRequestToken;
     this.#random = options.random ?? Math.random;
     this.#sleep = options.sleep ?? ((ms) => sleep(ms));
   }
 
-  async fetch(ctx: FetchContext): Promise<CachedToken> {
+  async fetch(ctx: FetchRequest): Promise<CachedToken> {
     const { log, previous } = ctx;
     const sentAtMs = this.clock.nowMs();
     const grant = await this.#withRotation(ctx);
@@ -124,7 +93,7 @@ export class TokenFetcher implements TokenProvider {
    * new version is tried; if the version did not change, AWSPREVIOUS is (the endpoint may not have activated the
    * rotated secret yet). Only then are the credentials reported rejected.
    */
-  async #withRotation(ctx: FetchContext): Promise<TokenGrant> {
+  async #withRotation(ctx: FetchRequest): Promise<IssuedToken> {
     const { client, log, keyFields } = ctx;
     const onFallback = (err: BrokerError) => ctx.degraded('secret_fallback', err.reason, { detail: err.message });
     const cached = await this.secrets.get(client.secretId, { onFallback });
@@ -168,7 +137,7 @@ export class TokenFetcher implements TokenProvider {
   }
 
   /** One credential set: retries on network errors, timeouts, 429 and 5xx, all inside the deadline. */
-  async #withRetries(ctx: FetchContext, credentials: ClientCredentials): Promise<TokenGrant> {
+  async #withRetries(ctx: FetchRequest, credentials: ClientCredentials): Promise<IssuedToken> {
     const { client, scopes, deadlineMs, log, keyFields } = ctx;
     for (let attempt = 1; ; attempt++) {
       const budgetMs = Math.min(this.options.timeoutMs, deadlineMs - this.clock.nowMs());

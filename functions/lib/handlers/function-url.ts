@@ -4,15 +4,15 @@
  * without one is refused, so a URL misconfigured with AuthType NONE is not an open token faucet.
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
+import type { Caller } from '../domain/caller';
 import { isRecord } from '../shared/assert';
 import { AccessDeniedError, BrokerError, InvalidRequestError, type OAuthErrorBody } from '../shared/errors';
-import type { CallerIdentity } from './caller-grants';
 
 export const MAX_URL_BODY_BYTES = 16 * 1024;
 
 export interface UrlInput {
   payload?: unknown;
-  caller?: CallerIdentity;
+  caller?: Caller;
   /** Why the request is refused before it is read as a token request. */
   refusal?: BrokerError;
 }
@@ -32,7 +32,7 @@ export const isFunctionUrlEvent = (event: unknown): event is UrlEventShape =>
   isRecord(event) && event.version === '2.0' && isRecord(event.requestContext) && isRecord(event.requestContext.http);
 
 /** requestContext.authorizer.iam, present only when AWS verified a SigV4 signature (AuthType AWS_IAM). */
-const verifiedCaller = (event: UrlEventShape): CallerIdentity | undefined => {
+const verifiedCaller = (event: UrlEventShape): Caller | undefined => {
   const { authorizer } = event.requestContext;
   const iam = isRecord(authorizer) && isRecord(authorizer.iam) ? authorizer.iam : undefined;
   if (!iam || typeof iam.userArn !== 'string' || typeof iam.accountId !== 'string' || !/^\d{12}$/.test(iam.accountId)) {
@@ -40,7 +40,7 @@ const verifiedCaller = (event: UrlEventShape): CallerIdentity | undefined => {
   }
   const org = iam.principalOrgId;
   return {
-    userArn: iam.userArn,
+    arn: iam.userArn,
     accountId: iam.accountId,
     principalOrgId: typeof org === 'string' && org !== '' ? org : undefined,
   };

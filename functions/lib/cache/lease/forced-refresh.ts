@@ -6,9 +6,9 @@
  * memory while the table is down. This module only decides; refresh-lease.ts and broker.ts do the I/O.
  */
 
-import { type Reason, UnavailableError } from '../shared/errors';
-import { sha256Hex } from './cache-key';
-import { type CachedToken, isServable } from './token-lifetime';
+import { type CachedToken, isServable } from '../../domain/cached-token';
+import { type Reason, UnavailableError } from '../../shared/errors';
+import { sha256Hex } from '../../shared/hash';
 
 export const FORCE_REFRESH_LIMITED: Reason = 'force_refresh_limited';
 

@@ -3,64 +3,13 @@
  * problem is a ConfigurationError naming the setting (and the client), never quoting a value that could be a secret.
  */
 
-import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertString } from './shared/assert';
-import { ENV } from './shared/env-names';
-import { invalidConfiguration as fail } from './shared/errors';
-import { normalizeScopes } from './shared/scopes';
-import { type Grant, parseGrants } from './way-in/caller-grants';
-import { type ProofPolicy, partitionOf, stsOriginFrom } from './way-in/identity-proof';
-
-/**
- * How callers are authorized (CALLER_AUTH). `grants`: every request, direct invoke or Function URL, carries an
- * identity proof and gets only what BROKER_CALLERS grants the proven principal. `invoke-permission`: the older
- * model, where the permission to invoke the function is the grant (a direct invoke without a proof may get any
- * configured scope); URL callers and proofs are still held to their grants.
- */
-export type CallerAuthMode = 'grants' | 'invoke-permission';
-
-/** One upstream OAuth client the broker may fetch tokens for. */
-export interface ClientConfig {
-  readonly name: string;
-  readonly secretId: string;
-  readonly tokenUrl: string;
-  /** The public client id, when configured: lets cache hits skip the secret entirely. */
-  readonly clientId: string | undefined;
-  /** The scopes callers may ask for with this client. */
-  readonly scopes: ReadonlySet<string>;
-  /** Scope sets the prewarm function keeps fresh, each canonical. */
-  readonly prewarm: readonly (readonly string[])[];
-}
-
-export interface BrokerConfig {
-  readonly tableName: string;
-  readonly kmsKeyId: string;
-  readonly clients: ReadonlyMap<string, ClientConfig>;
-  /** Who may get which tokens (BROKER_CALLERS); empty refuses every caller that must be granted. */
-  readonly grants: readonly Grant[];
-  readonly callerAuth: CallerAuthMode;
-  /** Where identity proofs may go and the audience they must name; undefined: no audience configured. */
-  readonly proofPolicy: ProofPolicy | undefined;
-  readonly secretMaxAgeSec: number;
-  readonly tokenEndpointTimeoutMs: number;
-  readonly memoryCacheMaxEntries: number;
-  readonly dataKeyMaxAgeSec: number;
-  /** How long a refresh lease holds off other containers; covers one token request and the table write. */
-  readonly refreshLeaseMs: number;
-  /** Attempts per token request on network errors, timeouts, 429 and 5xx (all inside the invocation's time). */
-  readonly tokenEndpointMaxAttempts: number;
-  /** When the endpoint fails, a cached token with at least this much life left is still answered (`stale`). */
-  readonly staleTokenMinTtlSec: number;
-  /** Forced refreshes without a fingerprint accept a token fetched within this many seconds. */
-  readonly forceRefreshMinIntervalSec: number;
-}
-
-/** The least remaining lifetime a caller gets when it does not say (seconds). */
-export const DEFAULT_MIN_TTL_SEC = 60;
-/**
- * The most a caller may demand. Well under a token lifetime (about 3600 s upstream), so a cached token serves
- * callers for most of its life instead of forcing early refreshes.
- */
-export const MAX_MIN_TTL_SEC = 900;
+import { type ProofPolicy, partitionOf, stsOriginFrom } from '../domain/proof';
+import type { BrokerConfig, CallerAuthMode, ClientConfig } from '../domain/settings';
+import { assertArray, assertKnownKeys, assertRecord, assertScopeTokens, assertString } from '../shared/assert';
+import { invalidConfiguration as fail } from '../shared/errors';
+import { normalizeScopes } from '../shared/scopes';
+import { ENV } from './env-names';
+import { parseGrants } from './grants';
 
 const CLIENT_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const CLIENT_FIELDS = new Set(['secretId', 'tokenUrl', 'clientId', 'scopes', 'prewarm']);

@@ -11,37 +11,14 @@
  * moto fails the request).
  */
 import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import { describeAwsError } from '../shared/aws-errors';
-import { UnavailableError, type UnusableItemReason } from '../shared/errors';
-import { tokenFingerprint } from './cache-key';
-import { CLOCK_SKEW_MS, coordinationTimeMs, latestLeaseEndMs } from './lease-rules';
+import { tokenFingerprint } from '../../domain/cache-key';
+import type { CachedToken } from '../../domain/cached-token';
+import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../ports';
+import { describeAwsError } from '../../shared/aws-errors';
+import { UnavailableError, type UnusableItemReason } from '../../shared/errors';
+import { CLOCK_SKEW_MS, coordinationTimeMs, latestLeaseEndMs } from '../lease/lease-rules';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
 import type { TokenCipher } from './token-cipher';
-import type { CachedToken } from './token-lifetime';
-
-export interface Lease {
-  /** Undefined when the item names no owner (or not as a string): held by an unknown owner all the same. */
-  owner?: string;
-  untilEpochMs: number;
-}
-
-export interface StoredEntry {
-  token?: CachedToken;
-  /** Why an item that holds a token could not be used (it is treated as a miss). */
-  unusable?: UnusableItemReason;
-  /** For decrypt_failed: what failed (the cipher's words: no secret, no token). */
-  unusableDetail?: string;
-  /**
-   * The sealed token of an unusable item: a token write may replace exactly this (see writeToken). Undefined when it
-   * is not binary: any token write replaces that.
-   */
-  unusableCiphertext?: Uint8Array;
-  lease?: Lease;
-  /** When a forced refresh last took the lease to fetch (epoch ms), as written; see lease-rules.ts. */
-  forcedFetchAtEpochMs?: number;
-}
-
-export type LeaseAttempt = { acquired: true; entry: StoredEntry } | { acquired: false; entry: StoredEntry };
 
 /** Items this version writes and reads. Items without it (the previous format) are misses, then replaced. */
 export const ITEM_FORMAT = 2;
@@ -73,13 +50,6 @@ export const itemAad = (cacheKey: string, f: SealedFields): string =>
     f.reissued,
   ]);
 
-export interface LeaseRequest {
-  nowMs: number;
-  leaseDurationMs: number;
-  /** Also claim the key's forced fetch (forced-refresh.ts), allowed once per this interval. */
-  forceRefreshIntervalMs?: number;
-}
-
 /** A lease-only item (no token yet) lives this long past its lease before DynamoDB's TTL removes it. */
 const LEASE_ITEM_GRACE_SEC = 300;
 
@@ -97,28 +67,7 @@ const isConditionFailure = (err: unknown): boolean =>
 const unavailable = (what: string, err: unknown) =>
   new UnavailableError(`DynamoDB ${what} failed: ${describeAwsError(err)}`, 'table_unavailable', { cause: err });
 
-/**
- * The token table as the broker and the lease protocol use it (TokenStore is the DynamoDB one; unit tests use an
- * in-memory one with the same conditions).
- */
-export interface TokenTable {
-  /** The item, parsed and authenticated; `consistent` for lease coordination. */
-  read(cacheKey: string, consistent?: boolean): Promise<StoredEntry>;
-  /** Takes the refresh lease unless another owner holds it; the answer carries the item as it now is. */
-  tryAcquireLease(cacheKey: string, owner: string, request: LeaseRequest): Promise<LeaseAttempt>;
-  /** Writes a token unless a longer-lived one is stored, releasing `owner`'s lease; false when it was not written. */
-  writeToken(
-    cacheKey: string,
-    token: CachedToken,
-    clientName: string,
-    owner?: string,
-    replaces?: Uint8Array,
-  ): Promise<boolean>;
-  renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
-  releaseLease(cacheKey: string, owner: string): Promise<void>;
-}
-
-export class TokenStore implements TokenTable {
+export class DynamoTokenTable implements TokenTable {
   constructor(
     private readonly ddb: DynamoDBClient,
     private readonly tableName: string,

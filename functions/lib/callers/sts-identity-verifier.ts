@@ -7,39 +7,32 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Caller } from '../domain/caller';
+import type { CheckedProof } from '../domain/proof';
+import type { IdentityVerifier, Verification } from '../ports';
 import type { Clock } from '../shared/clock';
 import { UnavailableError } from '../shared/errors';
 import { SingleFlight } from '../shared/single-flight';
-import { type CheckedProof, interpretStsAnswer, type ProvenIdentity, type StsAnswer } from './identity-proof';
+import { interpretStsAnswer, type StsAnswer } from './identity-proof';
 
 /** Sends one request to STS and reads the answer (bounded); rejects on network errors and timeouts. */
 export type StsTransport = (proof: CheckedProof, timeoutMs: number) => Promise<StsAnswer>;
-
-export interface VerifiedCaller {
-  identity: ProvenIdentity;
-  /** `verified`: STS was asked for this request; `cached`: an earlier request with the same proof asked it. */
-  source: 'verified' | 'cached';
-}
-
-export interface CallerVerifier {
-  verify(proof: CheckedProof, deadlineMs: number): Promise<VerifiedCaller>;
-}
 
 /** Longest wait for STS; the invocation's deadline may cut it shorter. */
 export const STS_TIMEOUT_MS = 3_000;
 const MAX_ANSWER_BYTES = 16 * 1024;
 const MAX_CACHED_PROOFS = 1_000;
 
-export class IdentityVerifier implements CallerVerifier {
-  readonly #verified = new Map<string, { identity: ProvenIdentity; validUntilMs: number }>();
-  readonly #inFlight = new SingleFlight<string, ProvenIdentity>();
+export class StsIdentityVerifier implements IdentityVerifier {
+  readonly #verified = new Map<string, { identity: Caller; validUntilMs: number }>();
+  readonly #inFlight = new SingleFlight<string, Caller>();
 
   constructor(
     private readonly clock: Clock,
     private readonly transport: StsTransport = sendToSts,
   ) {}
 
-  async verify(proof: CheckedProof, deadlineMs: number): Promise<VerifiedCaller> {
+  async verify(proof: CheckedProof, deadlineMs: number): Promise<Verification> {
     const nowMs = this.clock.nowMs();
     const cached = this.#verified.get(proof.key);
     if (cached && cached.validUntilMs > nowMs) return { identity: cached.identity, source: 'cached' };
@@ -62,7 +55,7 @@ export class IdentityVerifier implements CallerVerifier {
     return { identity, source: 'verified' };
   }
 
-  #remember(proof: CheckedProof, identity: ProvenIdentity): void {
+  #remember(proof: CheckedProof, identity: Caller): void {
     const nowMs = this.clock.nowMs();
     if (this.#verified.size >= MAX_CACHED_PROOFS) {
       for (const [key, entry] of this.#verified) if (entry.validUntilMs <= nowMs) this.#verified.delete(key);
@@ -72,7 +65,7 @@ export class IdentityVerifier implements CallerVerifier {
   }
 }
 
-const never = (): Promise<ProvenIdentity> => Promise.reject(new Error('unreachable: joined an in-flight verification'));
+const never = (): Promise<Caller> => Promise.reject(new Error('unreachable: joined an in-flight verification'));
 
 /** `pending`, or temporarily_unavailable once `budgetMs` has passed (it keeps running for whoever started it). */
 const withinDeadline = <T>(pending: Promise<T>, budgetMs: number): Promise<T> => {

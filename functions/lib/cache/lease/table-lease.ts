@@ -17,56 +17,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ClientConfig } from '../config';
-import { fullJitterDelayMs } from '../shared/backoff';
-import type { Clock } from '../shared/clock';
-import { type BrokerError, errorLogFields, UnavailableError } from '../shared/errors';
-import type { Log } from '../shared/logger';
-import type { MetricsSink } from '../shared/metrics';
-import type { FetchContext, TokenProvider } from '../way-out/token-fetcher';
+import { type CachedToken, isRefreshDue } from '../../domain/cached-token';
+import type { KeyedRequest } from '../../domain/token-request';
+import type { Outcome, PrewarmOutcome, StoredEntry, TokenProvider, TokenTable } from '../../ports';
+import { fullJitterDelayMs } from '../../shared/backoff';
+import type { Clock } from '../../shared/clock';
+import { type BrokerError, errorLogFields, UnavailableError } from '../../shared/errors';
+import type { MemoryTokenCache } from '../memory-cache';
 import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
 import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';
-import type { MemoryTokenCache } from './memory-cache';
-import { type CachedToken, isRefreshDue } from './token-lifetime';
-import type { StoredEntry, TokenTable } from './token-store';
-
-export type TokenSource = 'memory' | 'table' | 'endpoint';
-
-export interface Outcome {
-  token: CachedToken;
-  source: TokenSource;
-}
-
-/** One request for a token, as the lease protocol sees it. */
-export interface KeyedRequest {
-  client: ClientConfig;
-  scopes: readonly string[];
-  minTtlSec: number;
-  cacheKey: string;
-  /** The caller saw its token rejected (401): decided by forced-refresh.ts, at most one fetch per interval. */
-  forceRefresh?: boolean;
-  /** A forced refresh's fingerprint of the token the caller saw rejected. */
-  rejectedTokenSha256?: string | undefined;
-  /** Whether a token found in the cache answers this request (fresh enough; not the one a caller reported rejected). */
-  accept: (token: CachedToken, nowMs: number) => boolean;
-  /** Epoch ms by which the answer must be ready. */
-  deadlineMs: number;
-  log: Log;
-  /** Log fields that identify the key (client, scopes, cache key fingerprint). */
-  keyFields: Record<string, unknown>;
-  degraded: FetchContext['degraded'];
-  metrics?: MetricsSink | undefined;
-}
-
-export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';
 
 /** After a failed refresh ahead, this container leaves the key alone this long: no hot retry. */
 export const REFRESH_RETRY_AFTER_MS = 5_000;
 /** Polling a held lease: 25 ms doubling to 400 ms, full jitter, at least 5 ms. */
 const POLL = { baseMs: 25, capMs: 400, floorMs: 5 } as const;
-
-/** The table as the lease protocol uses it. */
-export type LeaseStore = TokenTable;
 
 /** What a decision sees: the item as last read (undefined before any read) and whether this request holds the lease. */
 export interface LeaseView {
@@ -176,8 +140,8 @@ export const decidePrewarm: LeaseDecision<PrewarmOutcome> = ({ entry, nowMs, own
   return lost ? { step: 'yield', value: 'in_progress' } : { step: 'take' };
 };
 
-export interface RefreshLeaseDeps {
-  store: LeaseStore;
+export interface TableLeaseDeps {
+  store: TokenTable;
   fetcher: TokenProvider;
   memory: MemoryTokenCache;
   clock: Clock;
@@ -188,7 +152,7 @@ export interface RefreshLeaseDeps {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export class RefreshLease {
+export class TableLease {
   readonly #containerId = randomUUID();
   #leases = 0;
   /** Per key: no refresh-ahead attempt before this time (lease seen held, or a refresh just failed). */
@@ -196,7 +160,7 @@ export class RefreshLease {
   readonly #random: () => number;
   readonly #sleep: (ms: number) => Promise<void>;
 
-  constructor(private readonly deps: RefreshLeaseDeps) {
+  constructor(private readonly deps: TableLeaseDeps) {
     this.#random = deps.random ?? Math.random;
     this.#sleep = deps.sleep ?? sleep;
   }

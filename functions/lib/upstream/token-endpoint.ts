@@ -2,14 +2,15 @@
  * The LimitRail token endpoint client (RFC 6749 section 4.4, client_credentials): send, then validate the answer
  * as untrusted. `interpretTokenResponse` is pure; `requestToken` does the HTTP.
  */
+
+import type { ClientCredentials } from '../domain/client-credentials';
 import { isRecord } from '../shared/assert';
 import type { Clock } from '../shared/clock';
 import { InvalidScopeError, quote, UnavailableError, UpstreamError } from '../shared/errors';
 import { missingScopes, parseScopeString, scopeString } from '../shared/scopes';
-import type { ClientCredentials } from './secret-source';
 
 /** What the endpoint granted, validated. */
-export interface TokenGrant {
+export interface IssuedToken {
   accessToken: string;
   expiresInSec: number;
   /** Canonical granted scopes. */
@@ -59,7 +60,7 @@ const parseExpiresIn = (value: unknown): number | undefined => {
 const garbage = (what: string) =>
   new UpstreamError(`the token endpoint answered 200 with ${what}`, 'upstream_malformed_response');
 
-const interpretSuccess = (body: Record<string, unknown> | undefined, ctx: TokenRequestContext): TokenGrant => {
+const interpretSuccess = (body: Record<string, unknown> | undefined, ctx: TokenRequestContext): IssuedToken => {
   if (!body) throw garbage('a body that is not a JSON object');
   const { access_token: accessToken, token_type: tokenType, scope } = body;
   if (typeof accessToken !== 'string' || accessToken === '') throw garbage('no "access_token"');
@@ -99,7 +100,7 @@ const upstreamDetails = (status: number, body: Record<string, unknown> | undefin
  * (`error`, `error_description`) and LimitRail's ProblemDetails (`errorCode`, `resourceKey`, `traceId`, `field`).
  * Only codes and ids are kept from them, never free text.
  */
-export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestContext, nowMs: number): TokenGrant => {
+export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestContext, nowMs: number): IssuedToken => {
   const body = parseJsonObject(res.bodyText);
   if (res.status >= 200 && res.status < 300) return interpretSuccess(body, ctx);
   if (res.status >= 300 && res.status < 400) {
@@ -199,7 +200,7 @@ export const requestToken = async (
   ctx: TokenRequestContext,
   timeoutMs: number,
   clock: Clock,
-): Promise<TokenGrant> => {
+): Promise<IssuedToken> => {
   let raw: RawTokenResponse;
   try {
     const response = await fetch(tokenUrl, {

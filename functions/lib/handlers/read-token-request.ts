@@ -2,8 +2,9 @@
  * The caller's token request (the way in): checked for shape first (readTokenRequest, nothing about the
  * configuration, so it can run before authorization), then against the configuration (resolveTokenRequest).
  */
-import type { BrokerConfig, ClientConfig } from '../config';
-import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC } from '../config';
+
+import type { BrokerConfig } from '../domain/settings';
+import { DEFAULT_MIN_TTL_SEC, MAX_MIN_TTL_SEC, type TokenRequest } from '../domain/token-request';
 import {
   assertArray,
   assertBoolean,
@@ -15,18 +16,6 @@ import {
 } from '../shared/assert';
 import { InvalidRequestError, InvalidScopeError, quote } from '../shared/errors';
 import { normalizeScopes } from '../shared/scopes';
-
-/** A validated token request: the client, its canonical scope set and the least lifetime the caller accepts. */
-export interface TokenRequest {
-  readonly client: ClientConfig;
-  /** Deduplicated and sorted. */
-  readonly scopes: readonly string[];
-  readonly minTtlSec: number;
-  /** The caller's LimitRail call was rejected with 401: do not answer with the token it used. */
-  readonly forceRefresh: boolean;
-  /** Hex SHA-256 of the rejected token (lowercase), when the caller gave it. */
-  readonly rejectedTokenSha256: string | undefined;
-}
 
 /** A token request as the caller wrote it, checked for shape only: nothing here depends on the configuration. */
 export interface TokenRequestInput {

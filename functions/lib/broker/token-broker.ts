@@ -4,34 +4,30 @@
  * the table bypassed while it is down. It hands a token only to a caller entitled to every scope it carries. It
  * decides; the adapters it is given (TokenTable, CredentialSource, TokenProvider) do the I/O.
  */
-import { cacheKeyFor, sha256Hex, tokenFingerprint } from './cache/cache-key';
-import { decideForcedRefresh, FORCE_REFRESH_LIMITED, forcedRefreshLimited } from './cache/forced-refresh';
-import { forcedFetchBlockedUntilMs } from './cache/lease-rules';
-import type { MemoryTokenCache } from './cache/memory-cache';
-import type { KeyedRequest, Outcome, PrewarmOutcome, RefreshLease, TokenSource } from './cache/refresh-lease';
-import {
-  type CachedToken,
-  isRefreshDue,
-  isServable,
-  remainingSec,
-  type TokenAnswer,
-  toTokenAnswer,
-} from './cache/token-lifetime';
-import type { TokenTable } from './cache/token-store';
-import type { BrokerConfig, ClientConfig } from './config';
-import type { Clock } from './shared/clock';
-import { AccessDeniedError, BrokerError, errorLogFields, type LogReason } from './shared/errors';
-import type { Log } from './shared/logger';
-import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from './shared/metrics';
-import { SingleFlight } from './shared/single-flight';
-import type { TokenRequest } from './way-in/token-request';
-import type { CredentialSource } from './way-out/secret-source';
-import type { TokenProvider } from './way-out/token-fetcher';
 
-export type { TokenSource } from './cache/refresh-lease';
-
-/** Single flight across containers (RefreshLease; the benchmark's naive baseline implements it without a lease). */
-export type LeaseProtocol = Pick<RefreshLease, 'obtain' | 'refreshAhead' | 'refreshIfDue'>;
+import { decideForcedRefresh, FORCE_REFRESH_LIMITED, forcedRefreshLimited } from '../cache/lease/forced-refresh';
+import { forcedFetchBlockedUntilMs } from '../cache/lease/lease-rules';
+import type { MemoryTokenCache } from '../cache/memory-cache';
+import { type TokenAnswer, toTokenAnswer } from '../domain/answer';
+import { cacheKeyFor, tokenFingerprint } from '../domain/cache-key';
+import { type CachedToken, isRefreshDue, isServable, remainingSec } from '../domain/cached-token';
+import type { BrokerConfig, ClientConfig } from '../domain/settings';
+import type { KeyedRequest, TokenRequest } from '../domain/token-request';
+import type {
+  CredentialSource,
+  LeaseProtocol,
+  Outcome,
+  PrewarmOutcome,
+  TokenProvider,
+  TokenSource,
+  TokenTable,
+} from '../ports';
+import type { Clock } from '../shared/clock';
+import { AccessDeniedError, BrokerError, errorLogFields, type LogReason } from '../shared/errors';
+import { sha256Hex } from '../shared/hash';
+import type { Log } from '../shared/logger';
+import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from '../shared/metrics';
+import { SingleFlight } from '../shared/single-flight';
 
 export interface BrokerDeps {
   config: BrokerConfig;

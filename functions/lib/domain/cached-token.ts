@@ -20,19 +20,6 @@ export interface CachedToken {
   readonly reissued?: boolean;
 }
 
-/** What the token function answers on success. */
-export interface TokenAnswer {
-  access_token: string;
-  token_type: 'Bearer';
-  /** Remaining lifetime at the moment of the answer (seconds), not the upstream's original figure. */
-  expires_in: number;
-  expires_at: string;
-  scope: string;
-  client: string;
-  /** Present (true) when the token endpoint failed and a still-valid cached token was answered instead. */
-  stale?: true;
-}
-
 /**
  * Issue time and expiry of a token whose request was sent at `requestSentAtMs` and answered with
  * `expiresInSec`. The clock starts when the request left, so the broker never believes a token lives longer
@@ -78,12 +65,3 @@ export const requiredRemainingSec = (token: CachedToken, minTtlSec: number): num
 /** Whether a cached token may be served to a caller who accepts no less than `minTtlSec` of life. */
 export const isServable = (token: CachedToken, nowMs: number, minTtlSec: number): boolean =>
   remainingSec(token, nowMs) >= requiredRemainingSec(token, minTtlSec);
-
-export const toTokenAnswer = (token: CachedToken, clientName: string, nowMs: number): TokenAnswer => ({
-  access_token: token.accessToken,
-  token_type: 'Bearer',
-  expires_in: Math.max(0, Math.floor(remainingSec(token, nowMs))),
-  expires_at: new Date(token.expiresAtEpochSec * 1000).toISOString().replace('.000Z', 'Z'),
-  scope: token.scopes.join(' '),
-  client: clientName,
-});

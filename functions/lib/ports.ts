@@ -1,0 +1,137 @@
+/**
+ * The ports of the broker's core: what the token path, the lease protocol and the handlers need from the outside
+ * world, declared here, apart from the adapters that implement them (DynamoTokenTable, SecretsManagerCredentials,
+ * EndpointTokenProvider, StsIdentityVerifier, TableLease, InMemoryLease; fakes in unit tests). Clock, Log and
+ * MetricsSink are declared in shared/ and re-exported here.
+ */
+import type { CachedToken } from './domain/cached-token';
+import type { Caller } from './domain/caller';
+import type { ClientCredentials } from './domain/client-credentials';
+import type { CheckedProof } from './domain/proof';
+import type { KeyedRequest } from './domain/token-request';
+import type { UnavailableError, UnusableItemReason } from './shared/errors';
+
+export type { Clock } from './shared/clock';
+export type { Log } from './shared/logger';
+export type { MetricsSink } from './shared/metrics';
+
+// ---- the token table (DynamoTokenTable; an in-memory fake in unit tests)
+
+export interface Lease {
+  /** Undefined when the item names no owner (or not as a string): held by an unknown owner all the same. */
+  owner?: string;
+  untilEpochMs: number;
+}
+
+export interface StoredEntry {
+  token?: CachedToken;
+  /** Why an item that holds a token could not be used (it is treated as a miss). */
+  unusable?: UnusableItemReason;
+  /** For decrypt_failed: what failed (the cipher's words: no secret, no token). */
+  unusableDetail?: string;
+  /**
+   * The sealed token of an unusable item: a token write may replace exactly this (see writeToken). Undefined when it
+   * is not binary: any token write replaces that.
+   */
+  unusableCiphertext?: Uint8Array;
+  lease?: Lease;
+  /** When a forced refresh last took the lease to fetch (epoch ms), as written; see lease-rules.ts. */
+  forcedFetchAtEpochMs?: number;
+}
+
+export type LeaseAttempt = { acquired: true; entry: StoredEntry } | { acquired: false; entry: StoredEntry };
+
+export interface LeaseRequest {
+  nowMs: number;
+  leaseDurationMs: number;
+  /** Also claim the key's forced fetch (forced-refresh.ts), allowed once per this interval. */
+  forceRefreshIntervalMs?: number;
+}
+
+/**
+ * The token table as the broker and the lease protocol use it (DynamoTokenTable is the DynamoDB one; unit tests use an
+ * in-memory one with the same conditions).
+ */
+export interface TokenTable {
+  /** The item, parsed and authenticated; `consistent` for lease coordination. */
+  read(cacheKey: string, consistent?: boolean): Promise<StoredEntry>;
+  /** Takes the refresh lease unless another owner holds it; the answer carries the item as it now is. */
+  tryAcquireLease(cacheKey: string, owner: string, request: LeaseRequest): Promise<LeaseAttempt>;
+  /** Writes a token unless a longer-lived one is stored, releasing `owner`'s lease; false when it was not written. */
+  writeToken(
+    cacheKey: string,
+    token: CachedToken,
+    clientName: string,
+    owner?: string,
+    replaces?: Uint8Array,
+  ): Promise<boolean>;
+  renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
+  releaseLease(cacheKey: string, owner: string): Promise<void>;
+}
+
+// ---- upstream client credentials (SecretsManagerCredentials)
+
+export interface SecretReadOptions {
+  /** Read Secrets Manager now, bypassing the memory cache (after the endpoint rejected the cached credentials). */
+  fresh?: boolean;
+  /** Called when Secrets Manager is unavailable and the last credentials read are used instead. */
+  onFallback?: (err: UnavailableError) => void;
+}
+
+/** Where the broker gets an upstream client's credentials (SecretsManagerCredentials; a fake in unit tests). */
+export interface CredentialSource {
+  get(secretId: string, options?: SecretReadOptions): Promise<ClientCredentials>;
+  /** The previous version, if the secret has one (after a rotation). */
+  previous(secretId: string): Promise<ClientCredentials | undefined>;
+  /** Keeps `credentials` as the secret's (a previous version the endpoint still accepts). */
+  remember(credentials: ClientCredentials): void;
+}
+
+// ---- new tokens (EndpointTokenProvider)
+
+/** One fetch: the keyed request's client, scopes and scope, and what the fetch replaces. */
+export interface FetchRequest
+  extends Pick<KeyedRequest, 'client' | 'scopes' | 'deadlineMs' | 'log' | 'keyFields' | 'degraded' | 'metrics'> {
+  /** The token this fetch replaces, if any (to recognize an endpoint that re-issues it). */
+  previous?: CachedToken;
+  /** Called before each retry (the lease holder renews its lease there). */
+  beforeRetry?: () => Promise<void>;
+}
+
+/** Where the broker gets a new token: the token endpoint (EndpointTokenProvider) or, in unit tests, a fake. */
+export interface TokenProvider {
+  fetch(ctx: FetchRequest): Promise<CachedToken>;
+}
+
+// ---- callers' identity (StsIdentityVerifier)
+
+export interface Verification {
+  identity: Caller;
+  /** `verified`: STS was asked for this request; `cached`: an earlier request with the same proof asked it. */
+  source: 'verified' | 'cached';
+}
+
+export interface IdentityVerifier {
+  verify(proof: CheckedProof, deadlineMs: number): Promise<Verification>;
+}
+
+// ---- single flight across containers (TableLease; InMemoryLease while the table is down)
+
+export type TokenSource = 'memory' | 'table' | 'endpoint';
+
+export interface Outcome {
+  token: CachedToken;
+  source: TokenSource;
+}
+
+export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';
+
+/** How a miss, a refresh ahead and a prewarm get their token: one fetch for all containers (TableLease). */
+export interface LeaseProtocol {
+  /** A miss (or a forced refresh): the token someone fetched under the lease, this container or another one. */
+  obtain(req: KeyedRequest): Promise<Outcome>;
+  /** Past the refresh point with a still-valid token: refresh, or serve `current` at once. Never fails. */
+  refreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome>;
+  /** Prewarm: refresh a missing or due token. */
+  refreshIfDue(req: KeyedRequest): Promise<PrewarmOutcome>;
+}
