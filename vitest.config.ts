@@ -4,7 +4,7 @@ export default defineConfig({
   // tsconfig.json "paths": the caller package (@limitrail/token-broker-client) from its sources, no build needed.
   resolve: { tsconfigPaths: true },
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'clients/node/test/**/*.test.ts'],
     // Integration tests start real processes on loopback (moto_server, the sandbox, osls).
     // Individual slow tests set their own, larger timeouts.
     testTimeout: 30_000,

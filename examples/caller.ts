@@ -15,9 +15,6 @@ import {
   urlTransport,
 } from '@limitrail/token-broker-client';
 
-// The local tools and tests sign proofs with the package's own signer.
-export { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
-
 const USAGE_COMMIT_URL = 'https://api.limitrail.example/v1/usage/commit';
 
 /** One client per process (its cache and single flight are per object): direct Lambda Invoke, default credentials. */

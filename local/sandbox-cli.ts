@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 
-import { startSandbox } from './sandbox';
+import { startSandbox } from '../test/support/stacks/sandbox';
 
 const USAGE = 'usage: tsx local/sandbox-cli.ts [--port 4010] [--token-lifetime-sec 3600]';
 

@@ -3,8 +3,8 @@
  *
  *   1. builds dist/ (scripts/build.mjs)
  *   2. starts moto_server (DynamoDB, Secrets Manager, KMS, IAM, STS) and the LimitRail sandbox (token endpoint)
- *   3. creates the table, the client secret and the KMS key in moto (local/aws-setup.ts), and two caller
- *      roles in moto's IAM, one granted scopes in BROKER_CALLERS and one not (local/demo-callers.ts)
+ *   3. creates the table, the client secret and the KMS key in moto (test/support/stacks/aws-setup.ts), and two caller
+ *      roles in moto's IAM, one granted scopes in BROKER_CALLERS and one not (test/support/stacks/demo-callers.ts)
  *   4. runs serverless-offline (osls, --stage local, callerAuth=grants): the Lambda Invoke API on 127.0.0.1
  *   5. asks the token function for a token once, like a real caller: as a session of the granted role
  *      (AssumeRole in moto), with an identity proof signed by it; prints the exchange, never the proof
@@ -27,11 +27,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import { setupLocalAws } from './aws-setup';
-import { DEMO_ROLES, demoBrokerCallers, ensureDemoCallers } from './demo-callers';
-import { freePort, type MotoServer, startMoto } from './moto';
-import { localAwsEnv, type Offline, spawned, startOffline, stopProcess } from './offline';
-import { type Sandbox, startSandbox } from './sandbox';
+import { setupLocalAws } from '../test/support/stacks/aws-setup';
+import { DEMO_ROLES, demoBrokerCallers, ensureDemoCallers } from '../test/support/stacks/demo-callers';
+import { freePort, type MotoServer, startMoto } from '../test/support/stacks/moto';
+import { localAwsEnv, type Offline, spawned, startOffline, stopProcess } from '../test/support/stacks/offline';
+import { type Sandbox, startSandbox } from '../test/support/stacks/sandbox';
 import { isAlive, isOAuthError, type LocalStack, readStack, redactAnswer, requestAs, STACK_FILE } from './token-cli';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');

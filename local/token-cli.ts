@@ -1,6 +1,6 @@
 /**
  * Asks the local stack (`npm start`) for a token, the way a real caller does: Lambda Invoke, with an identity
- * proof signed as one of the stack's demo caller roles (local/demo-callers.ts).
+ * proof signed as one of the stack's demo caller roles (test/support/stacks/demo-callers.ts).
  *
  *   npm run token -- --scopes limitrail.usage.read,limitrail.usage.write [--as granted|nogrant] [--client NAME]
  *                    [--min-ttl SEC] [--show-token]
@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 
-import { DEMO_ROLES, type DemoCaller, isDemoCaller, signAsDemoCaller } from './demo-callers';
+import { DEMO_ROLES, type DemoCaller, isDemoCaller, signAsDemoCaller } from '../test/support/stacks/demo-callers';
 
 /** What local/start.ts writes to .local/stack.json while the stack runs. */
 export interface LocalStack {

@@ -12,7 +12,7 @@ import { DynamoTokenTable } from './cache/table/dynamo-token-table';
 import { TokenCipher } from './cache/table/token-cipher';
 import { StsIdentityVerifier } from './callers/sts-identity-verifier';
 import { loadConfig } from './config/load-config';
-import type { BrokerConfig } from './domain/settings';
+import type { HandlerRuntime } from './handlers/invocation';
 import type { IdentityVerifier } from './ports';
 import { type Clock, systemClock } from './shared/clock';
 import { createPowertoolsLogger, Logger } from './shared/logger';
@@ -20,15 +20,8 @@ import { Metrics } from './shared/metrics';
 import { EndpointTokenProvider } from './upstream/endpoint-token-provider';
 import { SecretsManagerCredentials } from './upstream/secrets-manager-credentials';
 
-export interface Runtime {
-  config: BrokerConfig;
-  broker: TokenBroker;
-  clock: Clock;
-  log: Logger;
-  /** Counters of the current invocation, flushed (EMF) when it ends. */
-  metrics: Metrics;
-  /** Verifies callers' identity proofs with STS (one call per proof per container). */
-  callers: IdentityVerifier;
+/** The container's services (what the handlers use), and what the broker is built from. */
+export interface Runtime extends HandlerRuntime {
   /** What the broker is built from (its adapters and the lease protocol), for a different assembly of them. */
   parts: BrokerDeps;
 }

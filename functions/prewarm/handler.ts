@@ -1,5 +1,5 @@
 /**
- * Lambda entry point of the scheduled prewarm function (see functions/lib/prewarm-handler.ts). Loading this module
+ * Lambda entry point of the scheduled prewarm function (see functions/lib/handlers/prewarm-handler.ts). Loading this module
  * is the init phase: the container's runtime is built here, once.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Lambda entry point of the token function (see functions/lib/way-in/token-handler.ts). Loading this module is the
+ * Lambda entry point of the token function (see functions/lib/handlers/token-handler.ts). Loading this module is the
  * init phase: the container's runtime (configuration, AWS clients, caches) is built here, once.
  */
 

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table/table-schema';
 import { createTokenHandler } from '../../functions/lib/handlers/token-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../functions/lib/runtime';
-import { type BrokerStack, SECRET_ID, startBrokerStack } from '../support/broker-stack';
 import { captureLogLines } from '../support/log-capture';
+import { type BrokerStack, SECRET_ID, startBrokerStack } from '../support/stacks/broker-stack';
 
 /**
  * The token function end to end, in-process, against real components: moto_server for DynamoDB, Secrets Manager

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setupLocalAws } from '../../local/aws-setup';
-import { type MotoServer, startMoto } from '../../local/moto';
-import { awsEnv, REGION } from '../support/broker-stack';
-import { type Container, startContainer } from '../support/container';
-import { bundleRuntimes } from '../support/node-runtimes';
-import { type OidcServer, startOidcServer } from '../support/oidc-server';
+import { type Container, startContainer } from '../support/process/container';
+import { bundleRuntimes } from '../support/process/node-runtimes';
+import { setupLocalAws } from '../support/stacks/aws-setup';
+import { awsEnv, REGION } from '../support/stacks/broker-stack';
+import { type MotoServer, startMoto } from '../support/stacks/moto';
+import { type OidcServer, startOidcServer } from '../support/stacks/oidc-server';
 
 /**
  * The built bundle (dist/token/handler.js, what Lambda runs) in real OS processes, against an independent OAuth

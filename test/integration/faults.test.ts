@@ -3,8 +3,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setupLocalAws } from '../../local/aws-setup';
-import { startMoto } from '../../local/moto';
+import { setupLocalAws } from '../support/stacks/aws-setup';
 import {
   type BrokerStack,
   inProcessContainer,
@@ -12,7 +11,8 @@ import {
   SECRET_ID,
   seedToken,
   startBrokerStack,
-} from '../support/broker-stack';
+} from '../support/stacks/broker-stack';
+import { startMoto } from '../support/stacks/moto';
 
 /**
  * Failure handling, each fault injected into a real component: the LimitRail sandbox misbehaving on demand,

@@ -1,15 +1,21 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type IdentityProof, signIdentityProof } from '../../examples/caller';
 import { DynamoTokenTable } from '../../functions/lib/cache/table/dynamo-token-table';
 import { TokenCipher } from '../../functions/lib/cache/table/token-cipher';
 import { cacheKeyFor } from '../../functions/lib/domain/cache-key';
 import { lifetimeOf } from '../../functions/lib/domain/cached-token';
 import { systemClock } from '../../functions/lib/shared/clock';
-import { type BrokerStack, inProcessContainer, REGION, startBrokerStack } from '../support/broker-stack';
-import { STS_ACCOUNT, STS_REGION, type StsStack, startConnectionCounter, startStsStack } from '../support/sts-stack';
-import { roleSession, urlEvent } from '../support/url-event';
+import { roleSession, urlEvent } from '../support/fakes/url-event';
+import { type BrokerStack, inProcessContainer, REGION, startBrokerStack } from '../support/stacks/broker-stack';
+import {
+  STS_ACCOUNT,
+  STS_REGION,
+  type StsStack,
+  startConnectionCounter,
+  startStsStack,
+} from '../support/stacks/sts-stack';
 
 /**
  * Every caller proves who it is (CALLER_AUTH=grants, the default): a direct invoke or a Function URL body carries

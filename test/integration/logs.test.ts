@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METRICS_NAMESPACE } from '../../functions/lib/shared/metrics';
-import { type BrokerStack, startBrokerStack } from '../support/broker-stack';
-import { type Container, startContainer } from '../support/container';
-import { bundleRuntimes } from '../support/node-runtimes';
+import { type Container, startContainer } from '../support/process/container';
+import { bundleRuntimes } from '../support/process/node-runtimes';
+import { type BrokerStack, startBrokerStack } from '../support/stacks/broker-stack';
 
 /**
  * What a real invocation writes: the built token bundle in its own process, with the variables Lambda sets (an

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { type OidcServer, startOidcServer } from '../support/oidc-server';
+import { type OidcServer, startOidcServer } from '../support/stacks/oidc-server';
 
 async function requestToken(server: OidcServer, form: Record<string, string>, headers: Record<string, string> = {}) {
   const response = await fetch(server.tokenUrl, {

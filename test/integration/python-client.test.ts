@@ -9,11 +9,11 @@ import {
   FUNCTION_NAME,
   startCallerStack,
   UNGRANTED_SCOPE,
-} from '../support/caller-stack';
+} from '../support/stacks/caller-stack';
 
 /**
  * The Python caller package (clients/python, module limitrail_token_broker) against the real local stack: this file
- * starts it (test/support/caller-stack.ts) and runs the package's pytest suite with the machine's python3 (boto3 and
+ * starts it (test/support/stacks/caller-stack.ts) and runs the package's pytest suite with the machine's python3 (boto3 and
  * pytest; nothing is installed). clients/python/tests/test_stack.py reads the endpoints from LIMITRAIL_TEST_*
  * variables, and counts and injects through a small control server here: broker invocations as counted by the proxy
  * in front of the Invoke API, upstream requests at the sandbox, STS calls at the STS proxy.

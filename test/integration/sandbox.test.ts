@@ -2,7 +2,12 @@ import { createServer } from 'node:net';
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import { DEFAULT_SANDBOX_CLIENT_ID, DEFAULT_SANDBOX_SCOPES, type Sandbox, startSandbox } from '../../local/sandbox';
+import {
+  DEFAULT_SANDBOX_CLIENT_ID,
+  DEFAULT_SANDBOX_SCOPES,
+  type Sandbox,
+  startSandbox,
+} from '../support/stacks/sandbox';
 
 const FORM = 'application/x-www-form-urlencoded';
 

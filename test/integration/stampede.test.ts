@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type BrokerStack, seedToken, startBrokerStack } from '../support/broker-stack';
-import { type Container, startContainer } from '../support/container';
-import { bundleRuntimes } from '../support/node-runtimes';
+import { type Container, startContainer } from '../support/process/container';
+import { bundleRuntimes } from '../support/process/node-runtimes';
+import { type BrokerStack, seedToken, startBrokerStack } from '../support/stacks/broker-stack';
 
 /**
  * Single flight across containers, proven with real OS processes as Lambda containers (each its own memory

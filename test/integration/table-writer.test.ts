@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table/table-schema';
 import { cacheKeyFor } from '../../functions/lib/domain/cache-key';
 import type { RuntimeOverrides } from '../../functions/lib/runtime';
-import { setupLocalAws } from '../../local/aws-setup';
+import { setupLocalAws } from '../support/stacks/aws-setup';
 import {
   type BrokerStack,
   inProcessContainer,
@@ -13,7 +13,7 @@ import {
   SECRET_ID,
   seedToken,
   startBrokerStack,
-} from '../support/broker-stack';
+} from '../support/stacks/broker-stack';
 
 /**
  * What someone who can write the token table can and cannot do, against real moto_server (DynamoDB, KMS) and the

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BrokerStack, inProcessContainer, startBrokerStack } from '../support/broker-stack';
-import { type Iam, roleSession, urlEvent } from '../support/url-event';
+import { type Iam, roleSession, urlEvent } from '../support/fakes/url-event';
+import { type BrokerStack, inProcessContainer, startBrokerStack } from '../support/stacks/broker-stack';
 
 /**
  * The token function behind its Function URL (AuthType AWS_IAM), with BROKER_CALLERS grants, against real

@@ -1,6 +1,6 @@
+import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type IdentityProof, signIdentityProof } from '../../examples/caller';
 import { checkIdentityProof, interpretStsAnswer } from '../../functions/lib/callers/identity-proof';
 import type { ProofPolicy } from '../../functions/lib/domain/proof';
 import { isFunctionUrlEvent, readUrlEvent } from '../../functions/lib/handlers/function-url';
@@ -8,7 +8,7 @@ import { readTokenRequest } from '../../functions/lib/handlers/read-token-reques
 import { BrokerError } from '../../functions/lib/shared/errors';
 import { parseClientSecret } from '../../functions/lib/upstream/secrets-manager-credentials';
 import { interpretTokenResponse, MAX_TOKEN_LIFETIME_SEC } from '../../functions/lib/upstream/token-endpoint';
-import { ABSENT, junk, outcomeOf, proofVariants, runs, shaped } from '../support/fuzz';
+import { ABSENT, junk, outcomeOf, proofVariants, runs, shaped } from '../support/fakes/fuzz';
 
 /**
  * The parsers of untrusted input, on random input: each returns its result or throws a BrokerError (what the

@@ -1,4 +1,4 @@
-/** Environment variables the broker reads (once per container, in config.ts). Documented in the README. */
+/** Environment variables the broker reads (once per container, by config/load-config.ts): the one place that names them. */
 export const ENV = {
   tableName: 'TOKEN_TABLE_NAME',
   clients: 'BROKER_CLIENTS',

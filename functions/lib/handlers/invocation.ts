@@ -4,9 +4,28 @@
  * answer every invocation gets when the configuration is invalid; and the invocation's deadline.
  */
 import type { Context } from 'aws-lambda';
-import type { Runtime } from '../runtime';
+import type { TokenBroker } from '../broker/token-broker';
+import type { BrokerConfig } from '../domain/settings';
+import type { IdentityVerifier } from '../ports';
+import type { Clock } from '../shared/clock';
 import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
 import type { Logger } from '../shared/logger';
+import type { Metrics } from '../shared/metrics';
+
+/**
+ * What a handler needs of its container, built once by the composition root (runtime.ts), which is the only module
+ * that knows the adapters.
+ */
+export interface HandlerRuntime {
+  config: BrokerConfig;
+  broker: TokenBroker;
+  clock: Clock;
+  log: Logger;
+  /** Counters of the current invocation, flushed (EMF) when it ends. */
+  metrics: Metrics;
+  /** Verifies callers' identity proofs (one STS call per proof per container). */
+  callers: IdentityVerifier;
+}
 
 export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;
 
@@ -31,14 +50,14 @@ const misconfigured = (requestId: string | undefined): OAuthErrorBody => ({
  * `server_error` 500 "the broker is misconfigured" with its request id, before any authorization: the detail
  * (which setting, which client) goes to the log only, each time, never to a caller.
  */
-export const initRuntime = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
-  let built: { runtime: Runtime } | { error: unknown };
+export const initRuntime = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
+  let built: { runtime: HandlerRuntime } | { error: unknown };
   try {
     built = { runtime: makeRuntime() };
   } catch (error) {
     built = { error };
   }
-  return (requestId: string | undefined): { runtime: Runtime } | { error: OAuthErrorBody } => {
+  return (requestId: string | undefined): { runtime: HandlerRuntime } | { error: OAuthErrorBody } => {
     if ('runtime' in built) return built;
     fallbackLog().error('broker configuration invalid', { requestId, ...errorLogFields(built.error) });
     return { error: misconfigured(requestId) };

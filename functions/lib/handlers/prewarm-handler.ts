@@ -6,11 +6,10 @@
 
 import type { BrokerConfig, ClientConfig } from '../domain/settings';
 import type { PrewarmOutcome } from '../ports';
-import type { Runtime } from '../runtime';
 import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { Metrics } from '../shared/metrics';
-import { deadlineFor, type InvocationContext, initRuntime } from './invocation';
+import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
 
 /** What one prewarm run did for one scope set. */
 export interface PrewarmResult {
@@ -51,7 +50,7 @@ const summarize = (results: PrewarmResult[]): PrewarmSummary => {
 
 /** Refreshes every configured prewarm set that is missing or past its refresh point; one failure stops no other. */
 export const runPrewarm = async (
-  runtime: Runtime,
+  runtime: HandlerRuntime,
   deadlineMs: number,
   log: Logger,
   metrics?: Metrics,
@@ -83,7 +82,7 @@ export const runPrewarm = async (
 };
 
 /** The prewarm function, triggered by an EventBridge schedule. Returns (and logs) its summary; never throws. */
-export const createPrewarmHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
+export const createPrewarmHandler = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
   const runtimeFor = initRuntime(makeRuntime, fallbackLog);
   return async (_event: unknown, context?: InvocationContext): Promise<PrewarmSummary | OAuthErrorBody> => {
     const built = runtimeFor(context?.awsRequestId);

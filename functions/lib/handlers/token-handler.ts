@@ -6,11 +6,10 @@
 import type { LambdaFunctionURLResult } from 'aws-lambda';
 import { authorize, clientsGrantedTo, notGranted, samePrincipal } from '../callers/grants';
 import { checkIdentityProof } from '../callers/identity-proof';
-import type { Runtime } from '../runtime';
 import { AccessDeniedError, BrokerError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './function-url';
-import { deadlineFor, type InvocationContext, initRuntime } from './invocation';
+import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
 import { clientNameFor, readTokenRequest, resolveTokenRequest } from './read-token-request';
 
 export type TokenResponse = TokenAnswer | OAuthErrorBody;
@@ -49,7 +48,7 @@ const initialAudit = (input: UrlInput & { url: boolean }, mode: CallerAuthMode):
  * URL caller AWS verified, or undefined for a direct invoke (which IAM gated, with no identity to check).
  */
 const identify = async (
-  runtime: Runtime,
+  runtime: HandlerRuntime,
   input: UrlInput & { url: boolean },
   rawProof: unknown,
   deadlineMs: number,
@@ -102,7 +101,7 @@ const identify = async (
  * authorized against BROKER_CALLERS before anything is looked up, and gets a token only if every scope it carries
  * is one the caller may hold. Every token handed out and every refusal gets one audit line.
  */
-export const createTokenHandler = (makeRuntime: () => Runtime, fallbackLog: () => Logger) => {
+export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
   const runtimeFor = initRuntime(makeRuntime, fallbackLog);
 
   const handle = async (input: UrlInput & { url: boolean }, context?: InvocationContext): Promise<TokenResponse> => {

@@ -1,0 +1,294 @@
+/**
+ * The IAM evaluation table (test/support/infra/iam-table.ts) can fail: a template of the broker's shape, written out here
+ * with CloudFormation intrinsics (so the resolver runs too), holds the whole table; each deliberately broken copy
+ * fails exactly the rows its break concerns. test/infra/iam-evaluation.test.ts runs the same table against
+ * the template `osls package` produces.
+ */
+import { describe, expect, it } from 'vitest';
+
+import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
+import { resolveTemplate } from '../support/infra/cfn-resolve';
+import { brokerIamOf } from '../support/infra/iam-model';
+import {
+  brokerRows,
+  type CallsByFunction,
+  type CodeCall,
+  EXISTING_KEY,
+  evaluateTable,
+  failures,
+  kmsContext,
+} from '../support/infra/iam-table';
+import type { CfnTemplate, Json } from '../support/stacks/packaged-stack';
+
+const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'limitrail-token-broker-ci' };
+const SECRET = 'limitrail-token-broker/ci/limitrail';
+const sub = (text: string) => ({ 'Fn::Sub': text });
+const roleArn = (fn: string) =>
+  sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/limitrail-token-broker-ci-eu-west-1-${fn}`);
+const contextCondition = () => ({
+  'kms:EncryptionContext:purpose': 'limitrail-token-broker/token-cache',
+  'kms:EncryptionContext:tokenTable': { Ref: 'TokenTable' },
+});
+
+const role = (fn: string) => ({
+  Type: 'AWS::IAM::Role',
+  Properties: {
+    RoleName: `limitrail-token-broker-ci-eu-west-1-${fn}`,
+    Policies: [
+      {
+        PolicyName: `${fn}-function`,
+        PolicyDocument: {
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Effect: 'Allow',
+              Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+              Resource: sub(
+                `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/limitrail-token-broker-ci-${fn}:*`,
+              ),
+            },
+            {
+              Sid: 'TokenCacheTable',
+              Effect: 'Allow',
+              Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+              Resource: { 'Fn::GetAtt': ['TokenTable', 'Arn'] },
+            },
+            {
+              Effect: 'Allow',
+              Action: 'secretsmanager:GetSecretValue',
+              Resource: sub(
+                `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${SECRET}-??????`,
+              ),
+            },
+            {
+              Sid: 'TokenEnvelopeKey',
+              Effect: 'Allow',
+              Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+              Resource: { 'Fn::GetAtt': ['TokenKmsKey', 'Arn'] },
+              Condition: { StringEquals: contextCondition() },
+            },
+          ],
+        },
+      },
+    ],
+  },
+});
+
+const fn = (name: string) => ({
+  Type: 'AWS::Lambda::Function',
+  Properties: {
+    FunctionName: `limitrail-token-broker-ci-${name}`,
+    Role: { 'Fn::GetAtt': [`${name === 'token' ? 'Token' : 'Prewarm'}FunctionRole`, 'Arn'] },
+    Environment: { Variables: { BROKER_CLIENTS: JSON.stringify({ limitrail: { secretId: SECRET } }) } },
+  },
+});
+
+const permission = (properties: Json) => ({
+  Type: 'AWS::Lambda::Permission',
+  Properties: { FunctionName: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] }, ...properties },
+});
+
+const fixture = (): CfnTemplate =>
+  ({
+    Resources: {
+      TokenTable: { Type: 'AWS::DynamoDB::Table', Properties: {} },
+      TokenKmsKey: {
+        Type: 'AWS::KMS::Key',
+        Properties: {
+          KeyPolicy: {
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Sid: 'BrokerFunctionsUseKey',
+                Effect: 'Allow',
+                Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') },
+                Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+                Resource: '*',
+                Condition: {
+                  ArnEquals: { 'aws:PrincipalArn': [roleArn('token'), roleArn('prewarm')] },
+                  StringEquals: contextCondition(),
+                },
+              },
+            ],
+          },
+        },
+      },
+      TokenFunctionRole: role('token'),
+      PrewarmFunctionRole: role('prewarm'),
+      TokenLambdaFunction: fn('token'),
+      PrewarmLambdaFunction: fn('prewarm'),
+      PrewarmRule: { Type: 'AWS::Events::Rule', Properties: {} },
+      DirectRole: permission({
+        Action: 'lambda:InvokeFunction',
+        Principal: 'arn:aws:iam::111111111111:role/billing-service',
+      }),
+      DirectAccount: permission({ Action: 'lambda:InvokeFunction', Principal: '222222222222' }),
+      UrlReporting: permission({
+        Action: 'lambda:InvokeFunctionUrl',
+        Principal: 'arn:aws:iam::111111111111:role/reporting',
+        FunctionUrlAuthType: 'AWS_IAM',
+      }),
+      UrlInvokeReporting: permission({
+        Action: 'lambda:InvokeFunction',
+        Principal: 'arn:aws:iam::111111111111:role/reporting',
+        InvokedViaFunctionUrl: true,
+      }),
+      UrlAccount: permission({
+        Action: 'lambda:InvokeFunctionUrl',
+        Principal: '333333333333',
+        FunctionUrlAuthType: 'AWS_IAM',
+      }),
+      UrlInvokeAccount: permission({
+        Action: 'lambda:InvokeFunction',
+        Principal: '333333333333',
+        InvokedViaFunctionUrl: true,
+      }),
+    },
+  }) as unknown as CfnTemplate;
+
+/** What test/support/infra/code-calls.ts records from each function's code, written out. */
+const codeCalls = (tableArn: string, secretArn: string, keyArn: string, tableName: string): CallsByFunction => {
+  const calls = (read: string): CodeCall[] => [
+    { what: read, action: 'dynamodb:GetItem', resource: tableArn, context: {} },
+    { what: 'UpdateItem on the token table', action: 'dynamodb:UpdateItem', resource: tableArn, context: {} },
+    {
+      what: 'UpdateItem (ReturnValues ALL_NEW)',
+      action: 'dynamodb:UpdateItem',
+      resource: tableArn,
+      context: { 'dynamodb:ReturnValues': 'ALL_NEW' },
+    },
+    ...['AWSCURRENT', 'AWSPREVIOUS'].map((stage) => ({
+      what: `GetSecretValue ${stage}`,
+      action: 'secretsmanager:GetSecretValue',
+      resource: secretArn,
+      context: { 'secretsmanager:VersionStage': stage },
+    })),
+    ...['GenerateDataKey', 'Decrypt'].map((command) => ({
+      what: `${command} with the code's context`,
+      action: `kms:${command}`,
+      resource: keyArn,
+      context: kmsContext(encryptionContextFor(tableName)),
+    })),
+  ];
+  return { token: calls('GetItem on the token table'), prewarm: calls('GetItem on the token table (consistent read)') };
+};
+
+type Statement = Json & { Action: string | string[]; Condition?: { StringEquals?: Record<string, unknown> } };
+const statements = (t: CfnTemplate, id: string): Statement[] =>
+  id === 'TokenKmsKey'
+    ? (t.Resources[id]!.Properties.KeyPolicy as { Statement: Statement[] }).Statement
+    : (t.Resources[id]!.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[])[0]!.PolicyDocument
+        .Statement;
+
+const tableFailures = async (template: CfnTemplate): Promise<string[]> => {
+  const iam = brokerIamOf(resolveTemplate(template, SAMPLE));
+  return failures(
+    await evaluateTable(iam, brokerRows(iam, codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName))),
+  );
+};
+
+describe('the IAM evaluation table', () => {
+  it('holds for a template of the broker shape (the control for the broken copies below)', async () => {
+    expect(await tableFailures(fixture())).toEqual([]);
+  });
+
+  it('fails exactly the UpdateItem rows of a role whose policy lost dynamodb:UpdateItem', async () => {
+    const broken = fixture();
+    statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'TokenCacheTable')!.Action = ['dynamodb:GetItem'];
+    expect(await tableFailures(broken)).toEqual([
+      'token role: UpdateItem on the token table: expected Allowed, got Denied',
+      'token role: UpdateItem (ReturnValues ALL_NEW): expected Allowed, got Denied',
+    ]);
+  });
+
+  it('fails the Decrypt and GenerateDataKey rows when the key policy lost its statement for the function roles', async () => {
+    const broken = fixture();
+    (broken.Resources.TokenKmsKey!.Properties.KeyPolicy as { Statement: Statement[] }).Statement[0]!.Action =
+      'kms:DescribeKey';
+    expect(await tableFailures(broken)).toEqual([
+      "token role: GenerateDataKey with the code's context: expected Allowed, got Denied",
+      "token role: Decrypt with the code's context: expected Allowed, got Denied",
+      "prewarm role: GenerateDataKey with the code's context: expected Allowed, got Denied",
+      "prewarm role: Decrypt with the code's context: expected Allowed, got Denied",
+    ]);
+  });
+
+  it("fails the other-stage rows when the policies no longer bind the context to the stage's table (the raw evaluation denies)", async () => {
+    const broken = fixture();
+    for (const id of ['TokenKmsKey', 'TokenFunctionRole', 'PrewarmFunctionRole']) {
+      for (const s of statements(broken, id)) delete s.Condition?.StringEquals?.['kms:EncryptionContext:tokenTable'];
+    }
+    expect(await tableFailures(broken)).toEqual(
+      ['token', 'prewarm'].flatMap((r) =>
+        [`${r} role`, `${r} role, ${EXISTING_KEY}`].flatMap((label) => [
+          `${label}: Decrypt with another stage's table in the context: expected Denied, got Allowed`,
+          `${label}: GenerateDataKey with another stage's table in the context: expected Denied, got Allowed`,
+        ]),
+      ),
+    );
+  });
+
+  it('fails the direct-invoke rows of the URL grantees when their InvokeFunction permission lost InvokedViaFunctionUrl', async () => {
+    const broken = fixture();
+    for (const id of ['UrlInvokeReporting', 'UrlInvokeAccount'])
+      delete broken.Resources[id]!.Properties.InvokedViaFunctionUrl;
+    expect(await tableFailures(broken)).toEqual([
+      'URL grantee in another account, lambda:* on *: lambda:InvokeFunction {"lambda:InvokedViaFunctionUrl":"false"}: expected Denied, got Allowed',
+      'URL grantee role of the account, no identity policy: lambda:InvokeFunction {"lambda:InvokedViaFunctionUrl":"false"}: expected Denied, got Allowed',
+    ]);
+  });
+
+  it("fails the role's KMS scope rows when its key statement is kms:* on * without a condition (only the role policy guards an existing key)", async () => {
+    const broken = fixture();
+    const key = statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'TokenEnvelopeKey')!;
+    Object.assign(key, { Action: 'kms:*', Resource: '*' });
+    delete key.Condition;
+    expect(await tableFailures(broken)).toEqual([
+      ...[
+        'Decrypt without an encryption context',
+        'Decrypt with another purpose',
+        "Decrypt with another stage's table in the context",
+        "GenerateDataKey with another stage's table in the context",
+        "Encrypt with the broker's context",
+        'CreateGrant on the token key',
+        'PutKeyPolicy on the token key',
+        'ScheduleKeyDeletion of the token key',
+      ].map((row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`),
+      ...['Decrypt', 'GenerateDataKey'].map(
+        (action) =>
+          `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
+      ),
+    ]);
+  });
+
+  it('fails the context and other-key rows when the role may GenerateDataKey and Decrypt on * without a condition', async () => {
+    const broken = fixture();
+    const key = statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'TokenEnvelopeKey')!;
+    key.Resource = '*';
+    delete key.Condition;
+    expect(await tableFailures(broken)).toEqual([
+      ...[
+        'Decrypt without an encryption context',
+        'Decrypt with another purpose',
+        "Decrypt with another stage's table in the context",
+        "GenerateDataKey with another stage's table in the context",
+      ].map((row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`),
+      ...['Decrypt', 'GenerateDataKey'].map(
+        (action) =>
+          `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
+      ),
+    ]);
+  });
+
+  it("builds each role's allowed rows from its own function's calls, and refuses a function without any", async () => {
+    const iam = brokerIamOf(resolveTemplate(fixture(), SAMPLE));
+    const { token, prewarm } = codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName);
+    const rows = brokerRows(iam, { token: token!, prewarm: prewarm!.slice(0, 1) });
+    expect(
+      rows
+        .filter((r) => r.name.startsWith('prewarm role: ') && r.expect === 'Allowed' && !r.action.startsWith('logs:'))
+        .map((r) => r.name),
+    ).toEqual(['prewarm role: GetItem on the token table (consistent read)']);
+    expect(() => brokerRows(iam, { token: token! })).toThrow('no recorded AWS calls of the prewarm function');
+  });
+});

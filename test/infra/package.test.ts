@@ -1,0 +1,703 @@
+/**
+ * What `osls package --stage ci` produces: the zip that would be uploaded and the CloudFormation template
+ * that would be deployed. Runs fully offline: dummy credentials, and every AWS endpoint pointed at a closed
+ * loopback port, so any call to AWS fails the packaging (and this test) instead of leaving the machine.
+ */
+
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { basename, join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/cache/table/table-schema';
+import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
+import { ENV } from '../../functions/lib/config/env-names';
+import {
+  METRIC_FAMILIES,
+  METRIC_NAMES,
+  METRICS_DIMENSION,
+  METRICS_NAMESPACE,
+  type MetricName,
+  Metrics,
+} from '../../functions/lib/shared/metrics';
+import { captureLogLines, stopCapturing } from '../support/log-capture';
+import {
+  type Json,
+  type PackagedStage,
+  packageStage,
+  type CfnResource as Resource,
+  ROOT,
+} from '../support/stacks/packaged-stack';
+
+interface Statement {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Principal?: unknown;
+  Condition?: Json;
+}
+
+/**
+ * IAM actions of one AWS service that functions/ calls: every `XxxCommand` imported from its SDK client becomes
+ * `service:Xxx`. Keeps the role's actions equal to what the code does, as the code changes.
+ */
+const SDK_PACKAGES: Record<string, string> = {
+  dynamodb: 'client-dynamodb',
+  kms: 'client-kms',
+  secretsmanager: 'client-secrets-manager',
+};
+const actionsTheCodeCalls = async (service: string): Promise<string[]> => {
+  const { readdir } = await import('node:fs/promises');
+  const files = (await readdir(join(ROOT, 'functions'), { recursive: true })).filter((f) => f.endsWith('.ts'));
+  const actions = new Set<string>();
+  const importFrom = new RegExp(`import\\s*{([^}]*)}\\s*from\\s*'@aws-sdk/${SDK_PACKAGES[service]}'`, 'g');
+  for (const file of files) {
+    const source = await readFile(join(ROOT, 'functions', file), 'utf8');
+    for (const [, names] of source.matchAll(importFrom)) {
+      for (const [, command] of names!.matchAll(/\b(\w+)Command\b/g)) actions.add(`${service}:${command}`);
+    }
+  }
+  return [...actions].sort();
+};
+
+/** The file names in a zip, from its central directory (enough for listing; no extraction). */
+const zipEntries = (zip: Buffer): string[] => {
+  const EOCD = 0x06054b50;
+  const CENTRAL = 0x02014b50;
+  let eocd = -1;
+  for (let i = zip.length - 22; i >= Math.max(0, zip.length - 22 - 0xffff); i -= 1) {
+    if (zip.readUInt32LE(i) === EOCD) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd < 0) throw new Error('not a zip file (no end of central directory)');
+  const count = zip.readUInt16LE(eocd + 10);
+  let offset = zip.readUInt32LE(eocd + 16);
+  const names: string[] = [];
+  for (let n = 0; n < count; n += 1) {
+    if (zip.readUInt32LE(offset) !== CENTRAL) throw new Error(`bad central directory entry ${n}`);
+    const nameLength = zip.readUInt16LE(offset + 28);
+    const extraLength = zip.readUInt16LE(offset + 30);
+    const commentLength = zip.readUInt16LE(offset + 32);
+    names.push(zip.toString('utf8', offset + 46, offset + 46 + nameLength));
+    offset += 46 + nameLength + extraLength + commentLength;
+  }
+  return names;
+};
+
+/** package-lock.json's `packages`: each installed path (node_modules/...), flagged `dev` when only devDependencies need it. */
+type LockPackages = Record<string, { dev?: boolean; version?: string }>;
+
+/**
+ * The inputs of an esbuild metafile (dist/<fn>/meta.json) that must never be in a bundle: anything under
+ * node_modules/@cloud-copilot/ (the AGPL-3.0 IAM evaluator of the tests), and any file of a package the lockfile
+ * installs only for the devDependencies, or does not know at all. Each with the reason.
+ */
+const devOnlyInputs = (inputs: string[], packages: LockPackages): string[] =>
+  inputs.flatMap((input) => {
+    const at = input.lastIndexOf('node_modules/');
+    if (at < 0) return [];
+    if (input.includes('node_modules/@cloud-copilot/')) return [`${input} (the AGPL-3.0 IAM evaluator, tests only)`];
+    const [scope, name] = input.slice(at + 'node_modules/'.length).split('/');
+    const installed = `${input.slice(0, at)}node_modules/${scope!.startsWith('@') ? `${scope}/${name}` : scope}`;
+    const entry = packages[installed];
+    if (!entry) return [`${input} (${installed} is not in package-lock.json)`];
+    return entry.dev ? [`${input} (${installed} is installed only for devDependencies)`] : [];
+  });
+
+const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** The EMF line the broker's Metrics writes for one count of `name` in function `fn` (Powertools, on stdout). */
+const emfOf = (
+  name: MetricName,
+  fn: string,
+): {
+  _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] };
+} & Json => {
+  const lines = captureLogLines([]);
+  try {
+    const metrics = new Metrics(fn);
+    metrics.count(name);
+    metrics.flush(Date.now());
+  } finally {
+    stopCapturing(lines);
+  }
+  expect(lines).toHaveLength(1);
+  return JSON.parse(lines[0]!);
+};
+
+/** Checks that the code's EMF for `name` in `fn` is the metric CloudWatch will have: namespace, name, dimension. */
+const expectEmitted = (namespace: string, name: string, dimensions: Json, where: string) => {
+  expect(namespace, where).toBe(METRICS_NAMESPACE);
+  const [family] = name.split('.');
+  const listed =
+    (METRIC_NAMES as readonly string[]).includes(name) ||
+    (name.includes('.') && (METRIC_FAMILIES as readonly string[]).includes(family!));
+  expect(listed, `${where}: ${name} is not a metric the code emits (functions/lib/shared/metrics.ts)`).toBe(true);
+  expect(Object.keys(dimensions), where).toEqual([METRICS_DIMENSION]);
+  const fn = dimensions[METRICS_DIMENSION] as string;
+  const emf = emfOf(name as MetricName, fn);
+  const [directive] = emf._aws.CloudWatchMetrics;
+  expect(directive!.Namespace, where).toBe(namespace);
+  expect(directive!.Dimensions, where).toEqual([[METRICS_DIMENSION]]);
+  expect(
+    directive!.Metrics.map((m) => m.Name),
+    where,
+  ).toContain(name);
+  expect(emf[METRICS_DIMENSION], where).toBe(fn);
+};
+
+interface Widget {
+  type: string;
+  properties: { title?: string; metrics?: unknown[][]; alarms?: string[]; query?: string };
+}
+/** The dashboard's widgets, with the Fn::Sub placeholders filled in (region, alarm logical ids for their ARNs). */
+const dashboardWidgets = (dashboard: Resource): Widget[] => {
+  const body = (dashboard.Properties.DashboardBody as { 'Fn::Sub': string })['Fn::Sub'];
+  const filled = body.replace(/\$\{AWS::Region\}/g, 'eu-west-1').replace(/\$\{(\w+)\.Arn\}/g, 'arn-of:$1');
+  expect(filled).not.toContain('${');
+  return (JSON.parse(filled) as { widgets: Widget[] }).widgets;
+};
+
+/** The IAM condition keys on the broker's KMS encryption context (token-cipher.ts), for the stack's own table. */
+const encryptionContextCondition = (): Json =>
+  Object.fromEntries(
+    Object.entries(encryptionContextFor('<table>')).map(([k, v]) => [
+      `kms:EncryptionContext:${k}`,
+      v === '<table>' ? { Ref: 'TokenTable' } : v,
+    ]),
+  );
+
+describe('osls package --stage ci', () => {
+  let packaged: PackagedStage | undefined;
+  let template: PackagedStage['template'];
+  let zipNames: string[];
+  let prewarmZipNames: string[];
+
+  const resourcesOfType = (type: string): [string, Resource][] =>
+    Object.entries(template.Resources).filter(([, r]) => r.Type === type);
+  const tokenFunction = (): Resource => {
+    const fn = template.Resources.TokenLambdaFunction;
+    if (!fn) throw new Error('no TokenLambdaFunction in the template');
+    return fn;
+  };
+  const roleStatements = (roleName?: string): Statement[] =>
+    resourcesOfType('AWS::IAM::Role')
+      .filter(([name]) => roleName === undefined || name === roleName)
+      .flatMap(([, role]) =>
+        ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
+          (p) => p.PolicyDocument.Statement,
+        ),
+      );
+
+  beforeAll(async () => {
+    packaged = await packageStage('ci');
+    template = packaged.template;
+    const { dir, state } = packaged;
+    // The state records where `osls deploy` will look for the zip (.serverless/); it is in the package dir now.
+    const zipOf = async (fn: string) =>
+      zipEntries(await readFile(join(dir, basename(state.service.functions[fn]!.package.artifact))));
+    zipNames = await zipOf('token');
+    prewarmZipNames = await zipOf('prewarm');
+  }, 120_000);
+
+  afterAll(async () => {
+    await packaged?.remove();
+  });
+
+  it('points the token function at the bundled handler, on nodejs22.x and arm64', () => {
+    const { Properties: p } = tokenFunction();
+    expect(p.Handler).toBe('dist/token/handler.handler');
+    expect(p.Runtime).toBe('nodejs22.x');
+    expect(p.Architectures).toEqual(['arm64']);
+  });
+
+  it('ships only the bundle and its CommonJS marker in the token zip', () => {
+    expect([...zipNames].sort()).toEqual(['dist/token/handler.js', 'dist/token/package.json']);
+    expect(zipNames.filter((n) => n.startsWith('functions/') || n.includes('node_modules/'))).toEqual([]);
+  });
+
+  it('bundles no input of a devDependency-only package, @cloud-copilot/ (AGPL-3.0) above all (dist/*/meta.json)', async () => {
+    const { statSync } = await import('node:fs');
+    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages })
+      .packages;
+    for (const fn of ['token', 'prewarm']) {
+      const meta = JSON.parse(await readFile(join(ROOT, 'dist', fn, 'meta.json'), 'utf8')) as {
+        inputs: Json;
+        outputs: Record<string, { bytes: number }>;
+      };
+      // The metafile is the one of the bundle that ships: written by the same build.
+      expect(meta.outputs[`dist/${fn}/handler.js`]?.bytes, fn).toBe(
+        statSync(join(ROOT, 'dist', fn, 'handler.js')).size,
+      );
+      const inputs = Object.keys(meta.inputs);
+      expect(inputs.filter((i) => i.includes('node_modules/')).length, fn).toBeGreaterThan(100);
+      expect(devOnlyInputs(inputs, packages), fn).toEqual([]);
+    }
+  });
+
+  it('would name an evaluator or other devDependency-only file in a bundle (the check above can fail)', async () => {
+    const packages = (JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: LockPackages })
+      .packages;
+    expect(packages['node_modules/esbuild']?.dev).toBe(true);
+    expect(
+      devOnlyInputs(
+        [
+          'functions/lib/broker/token-broker.ts',
+          'node_modules/@aws-sdk/client-kms/dist-es/index.js',
+          'node_modules/@cloud-copilot/iam-simulate/dist/esm/index.js',
+          'node_modules/esbuild/lib/main.js',
+          'node_modules/some-package-never-installed/index.js',
+        ],
+        packages,
+      ),
+    ).toEqual([
+      'node_modules/@cloud-copilot/iam-simulate/dist/esm/index.js (the AGPL-3.0 IAM evaluator, tests only)',
+      'node_modules/esbuild/lib/main.js (node_modules/esbuild is installed only for devDependencies)',
+      'node_modules/some-package-never-installed/index.js (node_modules/some-package-never-installed is not in package-lock.json)',
+    ]);
+  });
+
+  it('points the prewarm function at its own bundle, with the same environment as token', () => {
+    const fn = template.Resources.PrewarmLambdaFunction!;
+    expect(fn.Properties.Handler).toBe('dist/prewarm/handler.handler');
+    expect([...prewarmZipNames].sort()).toEqual(['dist/prewarm/handler.js', 'dist/prewarm/package.json']);
+    expect(fn.Properties.Environment).toEqual(tokenFunction().Properties.Environment);
+  });
+
+  it('runs prewarm on the configured schedule and lets EventBridge invoke nothing else', () => {
+    const rules = resourcesOfType('AWS::Events::Rule');
+    expect(rules).toHaveLength(1);
+    const [, rule] = rules[0]!;
+    expect(rule.Properties.ScheduleExpression).toBe('rate(5 minutes)');
+    expect(JSON.stringify(rule.Properties.Targets)).toContain('PrewarmLambdaFunction');
+    expect(JSON.stringify(rule.Properties.Targets)).not.toContain('TokenLambdaFunction');
+    const eventPermissions = resourcesOfType('AWS::Lambda::Permission').filter(
+      ([, p]) => p.Properties.Principal === 'events.amazonaws.com',
+    );
+    expect(eventPermissions.map(([, p]) => JSON.stringify(p.Properties.FunctionName))).toEqual([
+      expect.stringContaining('PrewarmLambdaFunction'),
+    ]);
+  });
+
+  it('configures prewarm sets the config loader accepts', async () => {
+    const { loadConfig } = await import('../../functions/lib/config/load-config');
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const config = loadConfig({ ...env, [ENV.tableName]: 'table', [ENV.kmsKeyId]: 'key' } as Record<string, string>);
+    expect(config.clients.get('limitrail')!.prewarm).toEqual([
+      ['limitrail.usage.write'],
+      ['limitrail.usage.read', 'limitrail.usage.write'],
+    ]);
+  });
+
+  it('keys the table on TABLE_PARTITION_KEY and expires items by TABLE_TTL_ATTRIBUTE', () => {
+    const tables = resourcesOfType('AWS::DynamoDB::Table');
+    expect(tables).toHaveLength(1);
+    const [, table] = tables[0]!;
+    expect(table.Properties.KeySchema).toEqual([{ AttributeName: TABLE_PARTITION_KEY, KeyType: 'HASH' }]);
+    expect(table.Properties.AttributeDefinitions).toEqual([{ AttributeName: TABLE_PARTITION_KEY, AttributeType: 'S' }]);
+    expect(table.Properties.TimeToLiveSpecification).toEqual({ AttributeName: TABLE_TTL_ATTRIBUTE, Enabled: true });
+    expect(table.Properties.BillingMode).toBe('PAY_PER_REQUEST');
+    expect(table.Properties.SSESpecification).toEqual({ SSEEnabled: true });
+    expect(table.DeletionPolicy).toBe('Delete');
+  });
+
+  it('gives the function exactly the documented environment, with the table and key by reference', () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const names = Object.keys(env);
+    const documented = new Set<string>(Object.values(ENV));
+    expect(names.filter((n) => !documented.has(n))).toEqual([]);
+    expect(names).toEqual(expect.arrayContaining([ENV.tableName, ENV.clients, ENV.kmsKeyId]));
+    expect(env[ENV.tableName]).toEqual({ Ref: 'TokenTable' });
+    expect(JSON.stringify(env[ENV.kmsKeyId])).toContain('TokenKmsKey');
+    // A deployed stage never accepts a plain-http loopback token URL (the Lambda Runtime API listens there).
+    expect(env[ENV.allowLoopbackTokenUrl]).toBe('false');
+  });
+
+  it('configures only https token endpoints in BROKER_CLIENTS', () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    const clients = JSON.parse(env[ENV.clients]!) as Record<string, { tokenUrl: string; secretId: string }>;
+    expect(Object.keys(clients).length).toBeGreaterThan(0);
+    for (const client of Object.values(clients)) expect(new URL(client.tokenUrl).protocol).toBe('https:');
+  });
+
+  it('gives each function its own role, with only its log group, the table, the secret and the key', () => {
+    const roles = Object.fromEntries(resourcesOfType('AWS::IAM::Role'));
+    expect(Object.keys(roles).sort()).toEqual(['PrewarmFunctionRole', 'TokenFunctionRole']);
+    expect(tokenFunction().Properties.Role).toEqual({ 'Fn::GetAtt': ['TokenFunctionRole', 'Arn'] });
+    expect(template.Resources.PrewarmLambdaFunction!.Properties.Role).toEqual({
+      'Fn::GetAtt': ['PrewarmFunctionRole', 'Arn'],
+    });
+    for (const [name, fn] of [
+      ['TokenFunctionRole', 'token'],
+      ['PrewarmFunctionRole', 'prewarm'],
+    ] as const) {
+      const statements = roleStatements(name);
+      const resources = statements.flatMap((s) => asArray(s.Resource)).map((r) => JSON.stringify(r));
+      expect(resources).toEqual([
+        JSON.stringify({
+          'Fn::Sub': `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/limitrail-token-broker-ci-${fn}:*`,
+        }),
+        JSON.stringify({ 'Fn::GetAtt': ['TokenTable', 'Arn'] }),
+        expect.stringContaining('secretsmanager'),
+        expect.stringContaining('"TokenKmsKey","Arn"'),
+      ]);
+    }
+  });
+
+  it('grants no wildcard action and no bare "*" resource to any function role', () => {
+    const statements = roleStatements();
+    expect(statements.length).toBeGreaterThan(0);
+    for (const s of statements) {
+      for (const action of asArray(s.Action)) expect(action, JSON.stringify(s)).not.toMatch(/\*/);
+      for (const resource of asArray(s.Resource)) expect(resource, JSON.stringify(s)).not.toBe('*');
+    }
+  });
+
+  it('lets the functions read exactly the secrets named in BROKER_CLIENTS, and nothing else', async () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    const clients = JSON.parse(env[ENV.clients]!) as Record<string, { secretId: string }>;
+    const secretStatements = roleStatements().filter((s) =>
+      asArray(s.Action).some((a) => a.startsWith('secretsmanager:')),
+    );
+    expect([...new Set(secretStatements.flatMap((s) => asArray(s.Action)))]).toEqual(
+      await actionsTheCodeCalls('secretsmanager'),
+    );
+    for (const statement of secretStatements) {
+      // A name gets its exact ARN pattern; a secret given as an ARN is used as is.
+      const [condition, asArn, byName] = (statement.Resource as { 'Fn::If': [string, string, { 'Fn::Sub': string }] })[
+        'Fn::If'
+      ];
+      expect(condition).toBe('LimitrailSecretIsArn');
+      const secretIds = Object.values(clients).map((c) => c.secretId);
+      expect([asArn]).toEqual(secretIds);
+      expect([byName['Fn::Sub']]).toEqual(
+        secretIds.map(
+          (id) => `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}-??????`,
+        ),
+      );
+    }
+  });
+
+  it("scopes table and key permissions to the stack's own table and key, with exactly the actions the code calls", async () => {
+    const statements = roleStatements();
+    const dynamo = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('dynamodb:')));
+    expect(dynamo.flatMap((s) => asArray(s.Resource))).toEqual([
+      { 'Fn::GetAtt': ['TokenTable', 'Arn'] },
+      { 'Fn::GetAtt': ['TokenTable', 'Arn'] },
+    ]);
+    for (const s of dynamo) expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('dynamodb'));
+    const kms = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('kms:')));
+    expect(kms).toHaveLength(2);
+    for (const s of kms) {
+      expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('kms'));
+      expect(JSON.stringify(s.Resource)).toContain('"TokenKmsKey","Arn"');
+      expect(s.Condition).toEqual({ StringEquals: encryptionContextCondition() });
+    }
+  });
+
+  it("creates a key whose policy lets only the two function roles use it, with the broker's encryption context", () => {
+    const keys = resourcesOfType('AWS::KMS::Key');
+    expect(keys).toHaveLength(1);
+    const [, key] = keys[0]!;
+    const roleNames = resourcesOfType('AWS::IAM::Role').map(([, role]) => role.Properties.RoleName as string);
+    const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
+    const users = statements.filter((s) =>
+      asArray(s.Action).some((a) => a === 'kms:Decrypt' || a === 'kms:GenerateDataKey'),
+    );
+    expect(users).toHaveLength(1);
+    const condition = users[0]!.Condition as { ArnEquals: Record<string, { 'Fn::Sub': string }[]>; StringEquals: Json };
+    expect(condition.ArnEquals['aws:PrincipalArn']!.map((a) => a['Fn::Sub'].split(':role/')[1]).sort()).toEqual(
+      roleNames.sort(),
+    );
+    expect(condition.StringEquals).toEqual(encryptionContextCondition());
+    for (const s of statements) {
+      expect(JSON.stringify(s.Principal)).not.toBe('"*"');
+      for (const action of asArray(s.Action)) expect(action).not.toMatch(/^\*$|^kms:\*$/);
+    }
+  });
+
+  it('lets no administrator hand itself the key: named actions, no grants, one statement for key policy changes', () => {
+    const [, key] = resourcesOfType('AWS::KMS::Key')[0]!;
+    const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
+    const accountRoot = { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } };
+    const actions = statements.flatMap((s) => asArray(s.Action));
+    // Named actions: kms:Create* would include kms:CreateGrant, kms:Put* kms:PutKeyPolicy.
+    for (const action of actions) expect(action).toMatch(/^kms:[A-Za-z]+$/);
+    expect(actions).not.toContain('kms:CreateGrant');
+    // Only the functions' statement (checked above) uses the key.
+    const uses =
+      /^kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey|GenerateMac|VerifyMac|Sign|Verify|DeriveSharedSecret)/;
+    expect(statements.filter((s) => asArray(s.Action).some((a) => uses.test(a))).map((s) => s.Sid)).toEqual([
+      'BrokerFunctionsUseKey',
+    ]);
+    // Key policy changes: one statement, the account root (AWS's lockout safety check needs whoever deploys to be
+    // allowed), held to the deploy role when the stage names one; no Deny anywhere that could lock it out.
+    const policyChanges = statements.filter((s) => asArray(s.Action).includes('kms:PutKeyPolicy'));
+    expect(policyChanges).toHaveLength(1);
+    expect(policyChanges[0]).toMatchObject({
+      Effect: 'Allow',
+      Action: 'kms:PutKeyPolicy',
+      Principal: accountRoot,
+      Resource: '*',
+    });
+    // The ci stage names its deploy role (serverless.yml tokenKeyAdminRoleArn): only that role may change the policy.
+    const deployRole = 'arn:aws:iam::111111111111:role/platform-deploy';
+    expect(policyChanges[0]!.Condition).toEqual({
+      'Fn::If': ['TokenKeyAdminRoleGiven', { ArnEquals: { 'aws:PrincipalArn': deployRole } }, { Ref: 'AWS::NoValue' }],
+    });
+    expect(template.Conditions!.TokenKeyAdminRoleGiven).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [deployRole, ''] }] });
+    for (const s of statements) expect(s).toMatchObject({ Effect: 'Allow', Principal: accountRoot });
+  });
+
+  it('serves the token function on a Function URL with AuthType AWS_IAM', () => {
+    const urls = resourcesOfType('AWS::Lambda::Url');
+    expect(urls).toHaveLength(1);
+    expect(urls[0]![1].Properties).toEqual({
+      AuthType: 'AWS_IAM',
+      TargetFunctionArn: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] },
+    });
+  });
+
+  it('lets exactly the configured principals invoke the token function, directly or through its URL', () => {
+    const permissions = resourcesOfType('AWS::Lambda::Permission')
+      .map(([, p]) => p.Properties)
+      .filter((p) => JSON.stringify(p.FunctionName).includes('TokenLambdaFunction'));
+    const who = (p: Json) => (p.PrincipalOrgID as string | undefined) ?? (p.Principal as string);
+    const direct = permissions.filter(
+      (p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl === undefined,
+    );
+    const viaUrl = permissions.filter(
+      (p) => p.Action === 'lambda:InvokeFunction' && p.InvokedViaFunctionUrl !== undefined,
+    );
+    const url = permissions.filter((p) => p.Action === 'lambda:InvokeFunctionUrl');
+    expect(permissions.length).toBe(direct.length + viaUrl.length + url.length);
+    // The ci stage's invokePrincipals (serverless.yml).
+    const invokePrincipals = ['222222222222', 'arn:aws:iam::111111111111:role/billing-service'];
+    expect(direct.map(who).sort()).toEqual(invokePrincipals);
+    // The principals of the BROKER_CALLERS grants the function gets, each once with each of the two
+    // permissions AWS requires for a Function URL call.
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    const granted = [
+      ...new Set((JSON.parse(env[ENV.callers]!) as { principal: string }[]).map((g) => g.principal)),
+    ].sort();
+    expect(granted.length).toBeGreaterThan(0);
+    expect(url.map(who).sort()).toEqual(granted);
+    expect(viaUrl.map(who).sort()).toEqual(granted);
+    for (const p of url) expect(p.FunctionUrlAuthType).toBe('AWS_IAM');
+    for (const p of viaUrl) expect(p.InvokedViaFunctionUrl).toBe(true);
+    // A grantee that may only use the URL cannot invoke directly (and so skip AWS's URL authentication).
+    const urlOnly = granted.filter((principal) => !invokePrincipals.includes(principal));
+    expect(urlOnly.length).toBeGreaterThan(0);
+    for (const principal of urlOnly) expect(direct.map(who)).not.toContain(principal);
+  });
+
+  it('runs the ci stage in grants mode with account and principal grants only, no organization grant', () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    expect(env[ENV.callerAuth]).toBe('grants');
+    const principals = (JSON.parse(env[ENV.callers]!) as { principal: string }[]).map((g) => g.principal);
+    expect(principals.length).toBeGreaterThan(0);
+    expect(principals.filter((p) => p.startsWith('o-'))).toEqual([]);
+  });
+
+  it("binds identity proofs to the token function's own name by default", () => {
+    const env = (tokenFunction().Properties.Environment as { Variables: Record<string, string> }).Variables;
+    expect(env[ENV.callerProofAudience]).toBe('limitrail-token-broker-ci-token');
+    expect(env[ENV.callerProofAudience]).toBe(tokenFunction().Properties.FunctionName);
+  });
+
+  it('alarms on errors, throttles and duration of both functions, and on upstream failures and stale answers', () => {
+    const alarms = resourcesOfType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    const watched = alarms.map(
+      (a) => `${a.Namespace as string}/${a.MetricName as string}/${JSON.stringify(a.Dimensions)}`,
+    );
+    for (const fn of ['token', 'prewarm']) {
+      for (const metric of ['Errors', 'Throttles', 'Duration']) {
+        expect(watched).toContain(
+          `AWS/Lambda/${metric}/${JSON.stringify([{ Name: 'FunctionName', Value: `limitrail-token-broker-ci-${fn}` }])}`,
+        );
+      }
+    }
+    const own = alarms.filter((a) => a.Namespace === 'LimitrailTokenBroker').map((a) => a.MetricName);
+    expect(own.sort()).toEqual(['RetriesExhausted', 'StaleAnswers']);
+    // Every alarm on the broker's own metrics watches one the code emits, with the dimensions its EMF lines carry.
+    const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
+    for (const a of alarms.filter((alarm) => alarm.Namespace !== 'AWS/Lambda')) {
+      const dimensions = Object.fromEntries(
+        (a.Dimensions as { Name: string; Value: string }[]).map((d) => [d.Name, d.Value]),
+      );
+      expect(functionNames).toContain(dimensions[METRICS_DIMENSION]);
+      expectEmitted(a.Namespace as string, a.MetricName as string, dimensions, `alarm ${a.AlarmDescription as string}`);
+    }
+    const duration = alarms.find((a) => a.MetricName === 'Duration')!;
+    expect(duration.Threshold).toBeLessThan((tokenFunction().Properties.Timeout as number) * 1000);
+    for (const a of alarms)
+      expect(JSON.stringify(a.AlarmActions)).toContain('arn:aws:sns:eu-west-1:111111111111:platform-alarms');
+  });
+
+  it('has one dashboard for the stage, with a widget for each thing the runbook looks at', () => {
+    const dashboards = resourcesOfType('AWS::CloudWatch::Dashboard');
+    expect(dashboards).toHaveLength(1);
+    const [, dashboard] = dashboards[0]!;
+    expect(dashboard.Properties.DashboardName).toBe('limitrail-token-broker-ci');
+    const titles = dashboardWidgets(dashboard).map((w) => w.properties.title);
+    expect(titles).toEqual(
+      expect.arrayContaining([
+        'Alarms',
+        'Hits by layer',
+        'Endpoint fetches and upstream requests',
+        'Upstream latency',
+        'Upstream errors by kind',
+        'Lease waits',
+        'Stale answers and degraded paths',
+        'Refusals',
+        'Refusals by reason',
+        'Identity verifications',
+        'Unusable items',
+        'Function errors',
+        'Function throttles',
+        'Function duration',
+      ]),
+    );
+  });
+
+  it('shows every alarm of the stack on the dashboard', () => {
+    const widgets = dashboardWidgets(resourcesOfType('AWS::CloudWatch::Dashboard')[0]![1]);
+    const shown = widgets.filter((w) => w.type === 'alarm').flatMap((w) => w.properties.alarms ?? []);
+    expect(shown.sort()).toEqual(
+      resourcesOfType('AWS::CloudWatch::Alarm')
+        .map(([id]) => `arn-of:${id}`)
+        .sort(),
+    );
+  });
+
+  it("plots only metrics the code emits, with the dimensions its EMF lines carry, and the functions' own", () => {
+    const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
+    const widgets = dashboardWidgets(resourcesOfType('AWS::CloudWatch::Dashboard')[0]![1]);
+    const plotted = new Set<string>();
+    for (const widget of widgets.filter((w) => w.type === 'metric')) {
+      const where = `widget "${widget.properties.title}"`;
+      expect(widget.properties.metrics?.length, where).toBeGreaterThan(0);
+      for (const entry of widget.properties.metrics!) {
+        // CloudWatch's dashboard body: every entry is an array; a metric expression is a one-element array.
+        expect(Array.isArray(entry), `${where}: ${JSON.stringify(entry)} is not an array`).toBe(true);
+        if (entry.length === 1 && typeof entry[0] === 'object' && entry[0] !== null && 'expression' in entry[0]) {
+          const { expression } = entry[0] as { expression: string };
+          // A search for every <family>.<reason> metric of one function, without the family's total.
+          const search =
+            /^SEARCH\('\{(\w+),(\w+)\} FunctionName="([\w-]+)" MetricName=(\w+) NOT MetricName="(\w+)"', 'Sum', 300\)$/.exec(
+              expression,
+            );
+          expect(search, `${where}: ${expression}`).not.toBeNull();
+          const [, namespace, dimension, fn, familyName, total] = search!;
+          expect(functionNames, where).toContain(fn);
+          expect(total, where).toBe(`${familyName}s`);
+          expectEmitted(namespace!, total!, { [dimension!]: fn }, where);
+          expectEmitted(namespace!, `${familyName}.some_reason`, { [dimension!]: fn }, where);
+          plotted.add(`${familyName}.*`);
+          continue;
+        }
+        const [namespace, name, dimension, fn, ...rest] = entry as string[];
+        expect(
+          rest.every((r) => typeof r === 'object'),
+          `${where}: ${JSON.stringify(entry)} has one dimension`,
+        ).toBe(true);
+        expect(functionNames, where).toContain(fn);
+        if (namespace === 'AWS/Lambda') expect(['Errors', 'Throttles', 'Duration'], where).toContain(name);
+        else expectEmitted(namespace!, name!, { [dimension!]: fn }, where);
+        plotted.add(name!);
+      }
+    }
+    expect([...plotted]).toEqual(
+      expect.arrayContaining([
+        'MemoryHits',
+        'TableHits',
+        'EndpointFetches',
+        'UpstreamRequests',
+        'UpstreamLatency',
+        'UpstreamErrors',
+        'UpstreamError.*',
+      ]),
+    );
+    expect([...plotted]).toEqual(
+      expect.arrayContaining([
+        'LeaseWaits',
+        'StaleAnswers',
+        'Refusals',
+        'IdentityVerifications',
+        'IdentityCacheHits',
+        'IdentityFailures',
+      ]),
+    );
+    expect([...plotted]).toEqual(expect.arrayContaining(['UnusableItems', 'Errors', 'Throttles', 'Duration']));
+    // Logs Insights widgets read the functions' own log groups.
+    for (const widget of widgets.filter((w) => w.type === 'log')) {
+      expect(widget.properties.query).toMatch(/^SOURCE '\/aws\/lambda\/limitrail-token-broker-ci-(token|prewarm)' \| /);
+    }
+  });
+
+  it('keeps function logs for a limited time', () => {
+    const logGroups = resourcesOfType('AWS::Logs::LogGroup');
+    expect(logGroups.length).toBeGreaterThan(0);
+    for (const [, group] of logGroups) expect(group.Properties.RetentionInDays).toBeGreaterThan(0);
+  });
+});
+
+/** infra/caller-access.cjs on its own, with stage parameters other than the ci stage's (no osls run needed). */
+describe('infra/caller-access.cjs', () => {
+  type CallerAccess = (ctx: {
+    resolveVariable: (name: string) => Promise<string>;
+  }) => Promise<{ Resources: Record<string, Resource> }>;
+  const callerAccess = createRequire(import.meta.url)('../../infra/caller-access.cjs') as CallerAccess;
+  const render = (params: Record<string, string>) =>
+    callerAccess({
+      resolveVariable: async (name) => {
+        const value = { callerAuth: 'grants', invokePrincipals: '[]', brokerCallers: '[]', ...params }[
+          name.replace(/^param:/, '')
+        ];
+        if (value === undefined) throw new Error(`unexpected variable ${name}`);
+        return value;
+      },
+    });
+  const orgGrant = '[{"principal":"o-a1b2c3d4e5","client":"limitrail","scopes":["limitrail.accounts.read"]}]';
+
+  it('fails the packaging on an organization grant in grants mode, saying to grant accounts instead', async () => {
+    await expect(render({ brokerCallers: orgGrant })).rejects.toThrow(
+      /"o-a1b2c3d4e5" is an organization id.*grant the account ids instead/,
+    );
+  });
+
+  it('grants an organization both Function URL permissions by PrincipalOrgID in invoke-permission mode', async () => {
+    const { Resources } = await render({ callerAuth: 'invoke-permission', brokerCallers: orgGrant });
+    const permissions = Object.values(Resources).map((r) => r.Properties);
+    const common = {
+      FunctionName: { 'Fn::GetAtt': ['TokenLambdaFunction', 'Arn'] },
+      Principal: '*',
+      PrincipalOrgID: 'o-a1b2c3d4e5',
+    };
+    expect(permissions.sort((a, b) => String(a.Action).localeCompare(String(b.Action)))).toEqual([
+      { Action: 'lambda:InvokeFunction', InvokedViaFunctionUrl: true, ...common },
+      { Action: 'lambda:InvokeFunctionUrl', FunctionUrlAuthType: 'AWS_IAM', ...common },
+    ]);
+  });
+
+  it('refuses a callerAuth mode the broker does not know', async () => {
+    await expect(render({ callerAuth: 'grant' })).rejects.toThrow(
+      'parameter callerAuth "grant" must be one of grants, invoke-permission',
+    );
+  });
+
+  it('names each permission after its principal and kind, the same on every run', async () => {
+    const params = {
+      invokePrincipals: '["arn:aws:iam::111111111111:role/billing-service"]',
+      brokerCallers:
+        '[{"principal":"arn:aws:iam::111111111111:role/billing-service","client":"limitrail","scopes":["limitrail.usage.read"]}]',
+    };
+    const first = Object.keys((await render(params)).Resources);
+    expect(first).toHaveLength(3);
+    expect(new Set(first).size).toBe(3);
+    expect(Object.keys((await render(params)).Resources)).toEqual(first);
+  });
+});

@@ -1,0 +1,174 @@
+import { setImmediate as nextTick } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { TokenBroker } from '../../../functions/lib/broker/token-broker';
+import { TableLease } from '../../../functions/lib/cache/lease/table-lease';
+import { MemoryTokenCache } from '../../../functions/lib/cache/memory-cache';
+import { loadConfig } from '../../../functions/lib/config/load-config';
+import { lifetimeOf } from '../../../functions/lib/domain/cached-token';
+import { ClientCredentials } from '../../../functions/lib/domain/client-credentials';
+import { parseTokenRequest } from '../../../functions/lib/handlers/read-token-request';
+import type { CredentialSource, FetchRequest, TokenProvider, TokenTable } from '../../../functions/lib/ports';
+import { UnavailableError } from '../../../functions/lib/shared/errors';
+import { FakeTable, silentLog } from '../../support/fakes/lease-world';
+
+/**
+ * The token path's decisions (broker.ts) with every adapter faked behind its interface: an in-memory table with the
+ * store's conditions, a credential source, a token endpoint that counts requests, and a fake clock. The real
+ * broker, lease protocol and memory cache run over them.
+ */
+const START_MS = Date.parse('2026-11-29T06:00:00Z');
+const config = loadConfig({
+  CALLER_PROOF_AUDIENCE: 'broker',
+  TOKEN_TABLE_NAME: 'tokens',
+  TOKEN_KMS_KEY_ID: 'key',
+  BROKER_CLIENTS: JSON.stringify({
+    limitrail: { secretId: 's', tokenUrl: 'https://auth.example/connect/token', clientId: 'lr_1', scopes: ['a', 'b'] },
+  }),
+});
+
+const setup = () => {
+  let nowMs = START_MS;
+  const clock = { nowMs: () => nowMs };
+  const table = new FakeTable();
+  let tableDown = false;
+  const tableCalls = { reads: 0 };
+  const store: TokenTable = {
+    read: async (key) => {
+      tableCalls.reads += 1;
+      if (tableDown) throw new UnavailableError('DynamoDB read failed', 'table_unavailable');
+      return table.read(key);
+    },
+    tryAcquireLease: async (...args) => {
+      if (tableDown) throw new UnavailableError('DynamoDB update failed', 'table_unavailable');
+      return table.tryAcquireLease(...args);
+    },
+    writeToken: (key, token, client, owner) => table.writeToken(key, token, client, owner),
+    renewLease: (...args) => table.renewLease(...args),
+    releaseLease: (...args) => table.releaseLease(...args),
+  };
+  const secrets: CredentialSource = {
+    get: async () => new ClientCredentials('s', 'lr_1', 'secret', 'v1'),
+    previous: async () => undefined,
+    remember: () => undefined,
+  };
+  const fetches: FetchRequest[] = [];
+  let endpointDown = false;
+  const fetcher: TokenProvider = {
+    fetch: async (ctx) => {
+      fetches.push(ctx);
+      await nextTick();
+      if (endpointDown) throw new UnavailableError('the token endpoint failed', 'upstream_unavailable');
+      return { accessToken: `token-${fetches.length}`, scopes: [...ctx.scopes], ...lifetimeOf(nowMs, 3600) };
+    },
+  };
+  const memory = new MemoryTokenCache(10);
+  const lease = new TableLease({
+    store,
+    fetcher,
+    memory,
+    clock,
+    leaseDurationMs: 8000,
+    forceRefreshIntervalMs: 30_000,
+    random: () => 0.5,
+  });
+  const container = () =>
+    new TokenBroker({
+      config,
+      clock,
+      log: silentLog,
+      secrets,
+      store,
+      memory: new MemoryTokenCache(10),
+      fetcher,
+      lease,
+    });
+  const broker = new TokenBroker({ config, clock, log: silentLog, secrets, store, memory, fetcher, lease });
+  const ask = (
+    b: TokenBroker,
+    event: Record<string, unknown> = { scopes: ['a'] },
+    allowedScopes?: ReadonlySet<string>,
+  ) =>
+    b.getToken(parseTokenRequest(event, config), {
+      deadlineMs: nowMs + 10_000,
+      log: silentLog,
+      ...(allowedScopes ? { allowedScopes } : {}),
+    });
+  return {
+    broker,
+    container,
+    ask,
+    fetches,
+    tableCalls,
+    advance: (ms: number) => (nowMs += ms),
+    setTableDown: (down: boolean) => (tableDown = down),
+    setEndpointDown: (down: boolean) => (endpointDown = down),
+  };
+};
+
+describe('the token path with faked adapters', () => {
+  it('fetches on a miss, then answers from memory without touching the table', async () => {
+    const t = setup();
+    expect((await t.ask(t.broker)).source).toBe('endpoint');
+    const reads = t.tableCalls.reads;
+    const again = await t.ask(t.broker);
+    expect(again.source).toBe('memory');
+    expect(t.tableCalls.reads).toBe(reads);
+    expect(t.fetches).toHaveLength(1);
+  });
+
+  it('serves a cold container from the table, and concurrent misses in one container share one fetch', async () => {
+    const t = setup();
+    const answers = await Promise.all(Array.from({ length: 10 }, () => t.ask(t.broker, { scopes: ['b', 'a', 'a'] })));
+    expect(new Set(answers.map((a) => a.answer.access_token)).size).toBe(1);
+    expect(t.fetches).toHaveLength(1);
+    expect((await t.ask(t.container(), { scopes: ['a', 'b'] })).source).toBe('table');
+  });
+
+  it('refreshes ahead past the refresh point with one request, while the others are served the current token', async () => {
+    const t = setup();
+    const first = await t.ask(t.broker);
+    t.advance(2800 * 1000); // past 75 % of 3600 s
+    const [one, two] = await Promise.all([t.ask(t.broker), t.ask(t.broker)]);
+    expect(t.fetches).toHaveLength(2);
+    expect([one.answer.access_token, two.answer.access_token]).toContain(first.answer.access_token);
+    expect((await t.ask(t.broker)).answer.access_token).toBe('token-2');
+  });
+
+  it('works from memory and the endpoint while the table is down', async () => {
+    const t = setup();
+    t.setTableDown(true);
+    expect((await t.ask(t.broker)).source).toBe('endpoint');
+    expect((await t.ask(t.broker)).source).toBe('memory');
+    expect(t.fetches).toHaveLength(1);
+  });
+
+  it('answers a still-valid token as stale when the endpoint fails, and an error when nothing valid is left', async () => {
+    const t = setup();
+    await t.ask(t.broker);
+    t.advance(3500 * 1000); // 100 s left: below the caller's 120 s, above the 30 s floor
+    t.setEndpointDown(true);
+    const stale = await t.ask(t.container(), { scopes: ['a'], minTtlSeconds: 120 });
+    expect(stale.answer).toMatchObject({ access_token: 'token-1', stale: true });
+    t.advance(90 * 1000);
+    await expect(t.ask(t.container(), { scopes: ['a'], minTtlSeconds: 120 })).rejects.toMatchObject({
+      error: 'temporarily_unavailable',
+    });
+  });
+
+  it('hands a token only to a caller entitled to every scope it carries', async () => {
+    const t = setup();
+    await expect(t.ask(t.broker, { scopes: ['a'] }, new Set(['b']))).rejects.toMatchObject({
+      error: 'access_denied',
+      reason: 'token_scope_beyond_grant',
+    });
+    expect((await t.ask(t.broker, { scopes: ['a'] }, new Set(['a', 'b']))).answer.scope).toBe('a');
+  });
+
+  it('prewarms a missing scope set once, then reports it fresh', async () => {
+    const t = setup();
+    const client = config.clients.get('limitrail')!;
+    expect(await t.broker.prewarm(client, ['a'], { deadlineMs: START_MS + 10_000 })).toBe('refreshed');
+    expect(await t.broker.prewarm(client, ['a'], { deadlineMs: START_MS + 10_000 })).toBe('fresh');
+    expect(t.fetches).toHaveLength(1);
+  });
+});

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryTokenCache } from '../../../functions/lib/cache/memory-cache';
+import { type CachedToken, lifetimeOf } from '../../../functions/lib/domain/cached-token';
+
+/** A fake clock: tests move time, they do not stub decisions. */
+const clockAt = (iso: string) => {
+  let nowMs = Date.parse(iso);
+  return { nowMs: () => nowMs, advanceSec: (s: number) => (nowMs += s * 1000) };
+};
+
+const tokenIssuedAt = (nowMs: number, lifetimeSec = 3600): CachedToken => ({
+  accessToken: 'tok',
+  scopes: ['a'],
+  ...lifetimeOf(nowMs, lifetimeSec),
+});
+
+describe('memory cache', () => {
+  it('drops expired entries and evicts the least recently used beyond its bound', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const cache = new MemoryTokenCache(2);
+    cache.set('k1', tokenIssuedAt(clock.nowMs()));
+    cache.set('k2', tokenIssuedAt(clock.nowMs()));
+    cache.get('k1', clock.nowMs());
+    cache.set('k3', tokenIssuedAt(clock.nowMs()));
+    expect(cache.get('k2', clock.nowMs())).toBeUndefined();
+    expect(cache.get('k1', clock.nowMs())).toBeDefined();
+    clock.advanceSec(3600);
+    expect(cache.get('k1', clock.nowMs())).toBeUndefined();
+    expect(cache.size).toBe(1);
+  });
+
+  it('does not replace a token with one that expires sooner', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const cache = new MemoryTokenCache(10);
+    const newer = tokenIssuedAt(clock.nowMs() + 60_000);
+    cache.set('k', newer);
+    cache.set('k', tokenIssuedAt(clock.nowMs()));
+    expect(cache.get('k', clock.nowMs())).toBe(newer);
+  });
+});

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { authorize, principalMatches } from '../../../functions/lib/callers/grants';
+import { parseGrants, parsePrincipal } from '../../../functions/lib/config/grants';
+import type { Caller } from '../../../functions/lib/domain/caller';
+import type { BrokerError } from '../../../functions/lib/shared/errors';
+
+const clientScopes = new Map([['limitrail', new Set(['a', 'b', 'c'])]]);
+const grants = parseGrants(
+  JSON.stringify([
+    { principal: 'arn:aws:iam::111111111111:role/service/billing', client: 'limitrail', scopes: ['a'] },
+    { principal: 'arn:aws:iam::111111111111:role/billing', client: 'limitrail', scopes: ['b'] },
+    { principal: '222222222222', client: 'limitrail', scopes: ['c'] },
+    { principal: 'arn:aws:iam::333333333333:user/ci', client: 'limitrail', scopes: ['a'] },
+    { principal: 'o-abcdef1234', client: 'limitrail', scopes: ['b'] },
+  ]),
+  clientScopes,
+  'BROKER_CALLERS',
+);
+const caller = (userArn: string, principalOrgId?: string): Caller => ({
+  arn: userArn,
+  accountId: userArn.split(':')[4]!,
+  principalOrgId,
+});
+const denied = (c: Caller, scopes: string[]) => {
+  try {
+    authorize(grants, c, 'limitrail', scopes);
+  } catch (err) {
+    return (err as BrokerError).toOAuth();
+  }
+  return undefined;
+};
+
+describe('caller grants', () => {
+  it('lets a session of a granted role have the union of its grants', () => {
+    const session = caller('arn:aws:sts::111111111111:assumed-role/billing/i-0abc');
+    expect(denied(session, ['a', 'b'])).toBeUndefined();
+    expect(denied(session, ['a', 'c'])).toEqual({
+      error: 'access_denied',
+      status: 403,
+      error_description: 'caller "arn:aws:sts::111111111111:assumed-role/billing/i-0abc" has no grant for scope "c"',
+    });
+  });
+
+  it('does not confuse roles of the same name in other accounts, or other roles', () => {
+    expect(denied(caller('arn:aws:sts::999999999999:assumed-role/billing/s'), ['a'])?.error).toBe('access_denied');
+    expect(denied(caller('arn:aws:sts::111111111111:assumed-role/billing-admin/s'), ['a'])?.error).toBe(
+      'access_denied',
+    );
+    expect(denied(caller('arn:aws:sts::111111111111:assumed-role/other/s'), ['a'])?.error_description).toContain(
+      'no grant for client "limitrail"',
+    );
+  });
+
+  it('grants everything in an account, a named user, or an organization', () => {
+    expect(denied(caller('arn:aws:sts::222222222222:assumed-role/anything/s'), ['c'])).toBeUndefined();
+    expect(denied(caller('arn:aws:iam::333333333333:user/ci'), ['a'])).toBeUndefined();
+    expect(denied(caller('arn:aws:iam::333333333333:user/other'), ['a'])?.error).toBe('access_denied');
+    expect(denied(caller('arn:aws:sts::444444444444:assumed-role/x/s', 'o-abcdef1234'), ['b'])).toBeUndefined();
+  });
+
+  it('reads principals', () => {
+    expect(parsePrincipal('arn:aws:iam::123456789012:root')).toEqual({ kind: 'account', accountId: '123456789012' });
+    expect(parsePrincipal('arn:aws:iam::123456789012:role/a/b/name')).toMatchObject({ kind: 'role', roleName: 'name' });
+    expect(parsePrincipal('arn:aws:sts::123456789012:assumed-role/x/y')).toBeUndefined();
+    expect(parsePrincipal('*')).toBeUndefined();
+    expect(parsePrincipal('12345')).toBeUndefined();
+    const role = parsePrincipal('arn:aws:iam::123456789012:role/name')!;
+    expect(principalMatches(role, caller('arn:aws:iam::123456789012:role/name'))).toBe(true);
+  });
+
+  it.each([
+    ['not JSON', '[{', 'not valid JSON'],
+    ['an object', '{}', 'JSON array'],
+    ['a wildcard principal', '[{"principal":"*","client":"limitrail","scopes":["a"]}]', 'principal must be'],
+    ['an unknown client', '[{"principal":"123456789012","client":"x","scopes":["a"]}]', 'client must name'],
+    ['a scope the client lacks', '[{"principal":"123456789012","client":"limitrail","scopes":["z"]}]', 'scopes[0]'],
+    [
+      'an unknown field',
+      '[{"principal":"123456789012","client":"limitrail","scopes":["a"],"scope":"a"}]',
+      'unknown field',
+    ],
+  ])('refuses BROKER_CALLERS with %s', (_name, text, fragment) => {
+    expect(() => parseGrants(text, clientScopes, 'BROKER_CALLERS')).toThrow(fragment);
+  });
+});

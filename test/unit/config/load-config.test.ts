@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../functions/lib/config/load-config';
+import { BrokerError } from '../../../functions/lib/shared/errors';
+
+const base = {
+  CALLER_PROOF_AUDIENCE: 'limitrail-token-broker-test-token',
+  TOKEN_TABLE_NAME: 'tokens',
+  TOKEN_KMS_KEY_ID: 'alias/broker',
+  BROKER_CLIENTS: JSON.stringify({
+    limitrail: { secretId: 'limitrail/client', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['b', 'a'] },
+  }),
+};
+
+const problem = (env: Record<string, string | undefined>) => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(BrokerError);
+    const body = (err as BrokerError).toOAuth();
+    expect(body).toMatchObject({ error: 'server_error', status: 500 });
+    return body.error_description;
+  }
+  throw new Error('expected a configuration error');
+};
+
+const clients = (client: Record<string, unknown>) => ({
+  ...base,
+  BROKER_CLIENTS: JSON.stringify({ limitrail: client }),
+});
+const good = { secretId: 's', tokenUrl: 'https://auth.example.com/connect/token', scopes: ['a'] };
+
+describe('loadConfig', () => {
+  it('reads a valid configuration with defaults', () => {
+    const config = loadConfig(base);
+    expect(config.tableName).toBe('tokens');
+    expect([...config.clients.get('limitrail')!.scopes]).toEqual(['a', 'b']);
+    expect(config.secretMaxAgeSec).toBe(300);
+    expect(config.tokenEndpointTimeoutMs).toBe(5000);
+  });
+
+  it('reads prewarm sets canonically and drops repeats', () => {
+    const config = loadConfig(clients({ ...good, scopes: ['a', 'b'], prewarm: [['b', 'a'], ['a'], ['a', 'b', 'a']] }));
+    expect(config.clients.get('limitrail')!.prewarm).toEqual([['a', 'b'], ['a']]);
+  });
+
+  it('defaults the refresh lease to the token request budget plus 3 s', () => {
+    expect(loadConfig(base).refreshLeaseMs).toBe(8000);
+    expect(loadConfig({ ...base, TOKEN_ENDPOINT_TIMEOUT_MS: '2000' }).refreshLeaseMs).toBe(5000);
+    expect(loadConfig({ ...base, REFRESH_LEASE_MS: '1500' }).refreshLeaseMs).toBe(1500);
+  });
+
+  it('names each missing required variable', () => {
+    expect(problem({ ...base, TOKEN_TABLE_NAME: undefined })).toContain('TOKEN_TABLE_NAME is not set');
+    expect(problem({ ...base, TOKEN_KMS_KEY_ID: '' })).toContain('TOKEN_KMS_KEY_ID is not set');
+    expect(problem({ ...base, BROKER_CLIENTS: undefined })).toContain('BROKER_CLIENTS is not set');
+  });
+
+  it('does not quote invalid JSON back (it could hold a pasted secret)', () => {
+    const description = problem({ ...base, BROKER_CLIENTS: '{"limitrail": hunter2-secret' });
+    expect(description).toBe('invalid configuration: BROKER_CLIENTS is not valid JSON');
+  });
+
+  it('accepts http only for loopback token URLs, and only where ALLOW_LOOPBACK_TOKEN_URL=true', () => {
+    const local = { ALLOW_LOOPBACK_TOKEN_URL: 'true' };
+    expect(
+      loadConfig({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1:4010/connect/token' }), ...local }).clients.size,
+    ).toBe(1);
+    expect(
+      loadConfig({ ...clients({ ...good, tokenUrl: 'http://localhost:4010/connect/token' }), ...local }).clients.size,
+    ).toBe(1);
+    expect(problem({ ...clients({ ...good, tokenUrl: 'http://auth.example.com/connect/token' }), ...local })).toContain(
+      'must be https',
+    );
+    expect(problem({ ...clients({ ...good, tokenUrl: 'http://127.0.0.1.example.com/t' }), ...local })).toContain(
+      'must be https',
+    );
+  });
+
+  it('refuses a loopback token URL in a deployed stage (inside Lambda, 127.0.0.1:9001 is the Runtime API), naming the client', () => {
+    for (const flag of [undefined, 'false']) {
+      const description = problem({
+        ...clients({ ...good, tokenUrl: 'http://127.0.0.1:9001/connect/token' }),
+        ALLOW_LOOPBACK_TOKEN_URL: flag,
+      });
+      expect(description).toBe(
+        'invalid configuration: BROKER_CLIENTS.limitrail.tokenUrl is plain http to a loopback host, allowed only with ALLOW_LOOPBACK_TOKEN_URL=true (local runs and tests)',
+      );
+    }
+    expect(problem({ ...base, ALLOW_LOOPBACK_TOKEN_URL: 'yes' })).toContain(
+      'ALLOW_LOOPBACK_TOKEN_URL must be "true" or "false"',
+    );
+    expect(loadConfig(clients(good)).clients.size).toBe(1); // https needs no flag
+  });
+
+  it('refuses token URLs with credentials without echoing them', () => {
+    const description = problem(clients({ ...good, tokenUrl: 'https://user:pa55@auth.example.com/t' }));
+    expect(description).toContain('must not contain credentials');
+    expect(description).not.toContain('pa55');
+  });
+
+  it.each([
+    ['no clients', { ...base, BROKER_CLIENTS: '{}' }, 'configures no client'],
+    ['an array', { ...base, BROKER_CLIENTS: '[]' }, 'must be a JSON object'],
+    ['an unknown client field', clients({ ...good, scope: 'a' }), 'unknown field "scope"'],
+    ['empty scopes', clients({ ...good, scopes: [] }), 'scopes must be a non-empty array'],
+    ['a bad scope', clients({ ...good, scopes: ['a', 'b c'] }), 'scopes[1]'],
+    ['no secretId', clients({ ...good, secretId: '' }), 'secretId'],
+    ['a relative token URL', clients({ ...good, tokenUrl: '/connect/token' }), 'not an absolute URL'],
+    ['prewarm not an array', clients({ ...good, prewarm: 'a' }), 'prewarm must be an array'],
+    ['an empty prewarm set', clients({ ...good, prewarm: [[]] }), 'prewarm[0] must be a non-empty array'],
+    [
+      'a prewarm scope the client may not use',
+      clients({ ...good, prewarm: [['a'], ['a', 'z']] }),
+      "prewarm[1][1] must be one of the client's scopes",
+    ],
+    ['a bad numeric setting', { ...base, TOKEN_ENDPOINT_TIMEOUT_MS: '5s' }, 'TOKEN_ENDPOINT_TIMEOUT_MS'],
+  ])('refuses %s', (_name, env, fragment) => {
+    expect(problem(env)).toContain(fragment);
+  });
+});

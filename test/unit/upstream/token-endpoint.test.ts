@@ -1,0 +1,179 @@
+import { describe, expect, it } from 'vitest';
+import { ClientCredentials } from '../../../functions/lib/domain/client-credentials';
+import { BrokerError } from '../../../functions/lib/shared/errors';
+import { parseClientSecret } from '../../../functions/lib/upstream/secrets-manager-credentials';
+import {
+  interpretTokenResponse,
+  type RawTokenResponse,
+  tokenRequestBody,
+} from '../../../functions/lib/upstream/token-endpoint';
+
+const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] };
+const NOW = Date.parse('2026-11-29T06:00:00Z');
+const response = (status: number, body: unknown, headers: Record<string, string> = {}): RawTokenResponse => ({
+  status,
+  headers: new Headers(headers),
+  bodyText: typeof body === 'string' ? body : JSON.stringify(body),
+});
+const refusal = (res: RawTokenResponse) => {
+  try {
+    interpretTokenResponse(res, ctx, NOW);
+  } catch (err) {
+    expect(err).toBeInstanceOf(BrokerError);
+    return (err as BrokerError).toOAuth();
+  }
+  throw new Error('expected a refusal');
+};
+const ok = { access_token: 'eyJ.abc.def', token_type: 'Bearer', expires_in: 3600, scope: 'b a' };
+
+describe('interpretTokenResponse: success', () => {
+  it('accepts a valid answer and canonicalizes the granted scope', () => {
+    expect(interpretTokenResponse(response(200, ok), ctx, NOW)).toEqual({
+      accessToken: 'eyJ.abc.def',
+      expiresInSec: 3600,
+      scopes: ['a', 'b'],
+    });
+  });
+
+  it('accepts token_type in any case, a numeric string expires_in and an absent scope', () => {
+    const grant = interpretTokenResponse(
+      response(200, { access_token: 't', token_type: 'bearer', expires_in: '3599' }),
+      ctx,
+      NOW,
+    );
+    expect(grant).toEqual({ accessToken: 't', expiresInSec: 3599, scopes: ['a', 'b'] });
+  });
+
+  it('accepts a granted superset', () => {
+    expect(interpretTokenResponse(response(200, { ...ok, scope: 'a b c' }), ctx, NOW).scopes).toEqual(['a', 'b', 'c']);
+  });
+
+  it('does not hand out a token whose granted scope does not cover the request', () => {
+    expect(refusal(response(200, { ...ok, scope: 'a' }))).toMatchObject({ error: 'invalid_scope', status: 400 });
+  });
+
+  it.each([
+    ['an HTML page', '<html>oops</html>'],
+    ['a JSON array', [ok]],
+    ['no access_token', { ...ok, access_token: undefined }],
+    ['an empty access_token', { ...ok, access_token: '' }],
+    ['an access_token with a newline', { ...ok, access_token: 'a\nb' }],
+    ['token_type mac', { ...ok, token_type: 'mac' }],
+    ['no expires_in', { ...ok, expires_in: undefined }],
+    ['expires_in zero', { ...ok, expires_in: 0 }],
+    ['expires_in negative', { ...ok, expires_in: -5 }],
+    ['expires_in not numeric', { ...ok, expires_in: 'soon' }],
+    ['scope not a string', { ...ok, scope: ['a', 'b'] }],
+  ])('answers 200 with %s: server_error 502', (_name, body) => {
+    expect(refusal(response(200, body))).toMatchObject({ error: 'server_error', status: 502 });
+  });
+
+  it('never puts the token into an error description', () => {
+    const description = refusal(
+      response(200, { ...ok, token_type: 'mac', access_token: 'SECRET-TOKEN' }),
+    ).error_description;
+    expect(description).not.toContain('SECRET-TOKEN');
+  });
+});
+
+describe('interpretTokenResponse: errors', () => {
+  it('maps ProblemDetails invalid_client (401) to server_error naming the secret and keeping code and traceId', () => {
+    const body = {
+      title: 'Unauthorized',
+      status: 401,
+      errorCode: 'invalid_client',
+      resourceKey: 'auth.token.invalid_client',
+      traceId: 'abc123',
+    };
+    expect(refusal(response(401, body))).toEqual({
+      error: 'server_error',
+      status: 502,
+      error_description:
+        'the token endpoint rejected the client credentials in secret "limitrail/client" (invalid_client, HTTP 401, resourceKey auth.token.invalid_client, traceId abc123)',
+    });
+  });
+
+  it('maps RFC 6749 invalid_client answered with 400 the same way', () => {
+    expect(refusal(response(400, { error: 'invalid_client', error_description: 'bad' }))).toMatchObject({
+      error: 'server_error',
+      error_description: expect.stringContaining('secret "limitrail/client"'),
+    });
+  });
+
+  it('maps invalid_scope in either shape to invalid_scope', () => {
+    expect(refusal(response(400, { error: 'invalid_scope' })).error).toBe('invalid_scope');
+    expect(refusal(response(400, { errorCode: 'InvalidScope', field: 'scope', traceId: 't1' }))).toEqual({
+      error: 'invalid_scope',
+      status: 400,
+      error_description:
+        'the token endpoint refused scope "a b" for client "limitrail" (InvalidScope, HTTP 400, field scope, traceId t1)',
+    });
+  });
+
+  it('maps 429 and 5xx to temporarily_unavailable', () => {
+    expect(refusal(response(429, '', { 'retry-after': '7' }))).toMatchObject({
+      error: 'temporarily_unavailable',
+      status: 503,
+      error_description: expect.stringContaining('retry after 7'),
+    });
+    expect(refusal(response(503, '<html>down</html>'))).toMatchObject({
+      error: 'temporarily_unavailable',
+      status: 503,
+    });
+  });
+
+  it('maps a redirect to server_error and does not follow it', () => {
+    expect(refusal(response(302, '', { location: 'https://elsewhere/' }))).toMatchObject({
+      error: 'server_error',
+      status: 502,
+    });
+  });
+
+  it('keeps no free text from the upstream body', () => {
+    const body = {
+      error: 'invalid_request',
+      error_description: 'client_secret=hunter2 is wrong',
+      traceId: 'has spaces and secret',
+    };
+    const description = refusal(response(400, body)).error_description;
+    expect(description).toBe('the token endpoint refused the token request (invalid_request, HTTP 400)');
+  });
+});
+
+describe('client secret', () => {
+  it('sends the canonical scope set as a form body', () => {
+    const body = new URLSearchParams(tokenRequestBody(new ClientCredentials('s', 'id', 'sec ret', 'v1'), ['a', 'b']));
+    expect(Object.fromEntries(body)).toEqual({
+      grant_type: 'client_credentials',
+      client_id: 'id',
+      client_secret: 'sec ret',
+      scope: 'a b',
+    });
+  });
+
+  it('keeps the client secret out of JSON and inspection', async () => {
+    const credentials = new ClientCredentials('s', 'id', 'hunter2hunter2', 'v1');
+    const { inspect } = await import('node:util');
+    expect(JSON.stringify(credentials)).not.toContain('hunter2');
+    expect(inspect(credentials, { showHidden: true, depth: 5 })).not.toContain('hunter2');
+  });
+
+  it.each([
+    ['not JSON', 'hunter2hunter2', 'is not valid JSON'],
+    ['a JSON string', '"hunter2hunter2"', 'is not a JSON object'],
+    ['no client_secret', '{"client_id":"id","secret":"hunter2hunter2"}', 'no non-empty string "client_secret"'],
+    ['no client_id', '{"client_secret":"hunter2hunter2"}', 'no non-empty string "client_id"'],
+    ['a binary secret', undefined, 'no SecretString'],
+  ])('refuses a secret that is %s naming the id, never the value', (_name, value, fragment) => {
+    try {
+      parseClientSecret('limitrail/client', value);
+      throw new Error('expected a refusal');
+    } catch (err) {
+      const body = (err as BrokerError).toOAuth();
+      expect(body.error).toBe('server_error');
+      expect(body.error_description).toContain('secret "limitrail/client"');
+      expect(body.error_description).toContain(fragment);
+      expect(body.error_description).not.toContain('hunter2');
+    }
+  });
+});
