@@ -5,11 +5,11 @@
  * decides; the adapters it is given (TokenTable, CredentialSource, TokenProvider) do the I/O.
  */
 
-import { decideForcedRefresh, FORCE_REFRESH_LIMITED, forcedRefreshLimited } from '../cache/lease/forced-refresh';
-import { forcedFetchBlockedUntilMs } from '../cache/lease/lease-rules';
+import { FORCE_REFRESH_LIMITED } from '../cache/lease/forced-refresh';
+import { InMemoryLease } from '../cache/lease/in-memory-lease';
 import type { MemoryTokenCache } from '../cache/memory-cache';
 import { type TokenAnswer, toTokenAnswer } from '../domain/answer';
-import { cacheKeyFor, tokenFingerprint } from '../domain/cache-key';
+import { cacheKeyFor } from '../domain/cache-key';
 import { type CachedToken, isRefreshDue, isServable, remainingSec } from '../domain/cached-token';
 import type { BrokerConfig, ClientConfig } from '../domain/settings';
 import type { KeyedRequest, TokenRequest } from '../domain/token-request';
@@ -28,6 +28,7 @@ import { sha256Hex } from '../shared/hash';
 import type { Log } from '../shared/logger';
 import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from '../shared/metrics';
 import { SingleFlight } from '../shared/single-flight';
+import { auditIssued, DIRECT_INVOKE } from './audit';
 
 export interface BrokerDeps {
   config: BrokerConfig;
@@ -37,6 +38,8 @@ export interface BrokerDeps {
   memory: MemoryTokenCache;
   fetcher: TokenProvider;
   lease: LeaseProtocol;
+  /** The lease protocol while the table is down; default InMemoryLease over the same parts. */
+  tableDown?: LeaseProtocol;
   log: Log;
 }
 
@@ -73,10 +76,14 @@ export class TokenBroker {
   readonly #reads = new SingleFlight<string, CachedToken | undefined>();
   readonly #misses = new SingleFlight<string, Outcome>();
   readonly #refreshes = new SingleFlight<string, Outcome>();
-  /** Per key: when a forced refresh last fetched, for while the table (where this is kept) is down. */
-  readonly #forcedFetchAtMs = new Map<string, number>();
+  /** The lease protocol while the table is down: this container alone. */
+  readonly #tableDown: LeaseProtocol;
 
-  constructor(private readonly deps: BrokerDeps) {}
+  constructor(private readonly deps: BrokerDeps) {
+    this.#tableDown =
+      deps.tableDown ??
+      new InMemoryLease({ ...deps, forceRefreshIntervalMs: deps.config.forceRefreshMinIntervalSec * 1000 });
+  }
 
   async getToken(request: TokenRequest, options: CallOptions): Promise<{ answer: TokenAnswer; source: TokenSource }> {
     const { clock, memory } = this.deps;
@@ -84,16 +91,14 @@ export class TokenBroker {
     const served = ({ token, source }: Outcome, stale = false) => {
       checkTokenScopes(token, options.allowedScopes, req);
       options.metrics?.count(SOURCE_METRIC[source]);
-      req.log.info('token served', {
-        audit: 'issued',
-        caller: options.caller ?? 'direct invoke',
-        ...(options.identity ? { identity: options.identity } : {}),
-        ...req.keyFields,
+      auditIssued(
+        req.log,
+        { caller: options.caller ?? DIRECT_INVOKE, identity: options.identity },
+        req.keyFields,
         source,
-        tokenFingerprint: tokenFingerprint(token.accessToken),
-        expiresAtEpochSec: token.expiresAtEpochSec,
-        ...(stale ? { stale } : {}),
-      });
+        token,
+        stale,
+      );
       const answer = toTokenAnswer(token, req.client.name, clock.nowMs());
       return { answer: stale ? { ...answer, stale } : answer, source };
     };
@@ -210,41 +215,8 @@ export class TokenBroker {
     } catch (err) {
       if (!(err instanceof BrokerError && err.reason === 'table_unavailable')) throw err;
       req.degraded('table_bypass', err.reason);
-      return this.#withoutTable(req);
+      return this.#tableDown.obtain(req);
     }
-  }
-
-  /**
-   * A miss while the table is down: fetch directly (single flight within the container). A forced refresh is
-   * bounded as with the table, by this container's memory of the key's last forced fetch.
-   */
-  #withoutTable(req: KeyedRequest): Promise<Outcome> | Outcome {
-    if (!req.forceRefresh) return this.#fetchDirectly(req);
-    const nowMs = this.deps.clock.nowMs();
-    const intervalMs = this.deps.config.forceRefreshMinIntervalSec * 1000;
-    const next = decideForcedRefresh({
-      token: this.deps.memory.get(req.cacheKey, nowMs),
-      leaseHeld: false,
-      blockedUntilMs: forcedFetchBlockedUntilMs(this.#forcedFetchAtMs.get(req.cacheKey), nowMs, intervalMs),
-      rejectedTokenSha256: req.rejectedTokenSha256,
-      minTtlSec: req.minTtlSec,
-      nowMs,
-    });
-    if (next.step === 'serve') return { token: next.token, source: 'memory' };
-    if (next.step === 'refuse')
-      throw forcedRefreshLimited(next.retryAfterSec, this.deps.config.forceRefreshMinIntervalSec);
-    if (next.step === 'fetch' && next.claim) {
-      for (const [key, atMs] of this.#forcedFetchAtMs)
-        if (atMs <= nowMs - intervalMs) this.#forcedFetchAtMs.delete(key);
-      this.#forcedFetchAtMs.set(req.cacheKey, nowMs);
-    }
-    return this.#fetchDirectly(req);
-  }
-
-  async #fetchDirectly(req: KeyedRequest): Promise<Outcome> {
-    const token = await this.deps.fetcher.fetch(req);
-    this.deps.memory.set(req.cacheKey, token);
-    return { token, source: 'endpoint' };
   }
 }
 

@@ -4,9 +4,10 @@
  * with one audit line per token handed out or refused.
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
+import { type AuditCaller, auditRefused, DIRECT_INVOKE } from '../broker/audit';
 import { authorize, clientsGrantedTo, notGranted, samePrincipal } from '../callers/grants';
 import { checkIdentityProof } from '../callers/identity-proof';
-import { AccessDeniedError, BrokerError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
+import { AccessDeniedError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './function-url';
 import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
@@ -18,17 +19,6 @@ export type { InvocationContext } from './invocation';
 import type { TokenAnswer } from '../domain/answer';
 import type { Caller } from '../domain/caller';
 import type { CallerAuthMode } from '../domain/settings';
-
-/** Who asked, for audit lines when nothing proved it: a direct invoke in invoke-permission mode. */
-const DIRECT_INVOKE = 'direct invoke';
-
-/** What the audit lines say of the caller: its proven ARN once known, and how it was established. */
-interface AuditCaller {
-  caller: string;
-  identity?: 'verified' | 'cached';
-  /** The identity a Function URL event names (requestContext.authorizer.iam) when it is not the proven caller. */
-  urlCaller?: string;
-}
 
 /**
  * Whom the audit lines name before anything is proven. In grants mode nobody: a URL-shaped event's identity is what
@@ -136,16 +126,7 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
     } catch (err) {
       runtime.metrics.count('Refusals');
       const body = toOAuthError(err);
-      const why = errorLogFields(err);
-      log[body.status >= 500 ? 'error' : 'warn']('token request refused', {
-        audit: 'refused',
-        ...audit,
-        ...(asked ? { client: asked.client, scopes: asked.scopes } : {}),
-        error: body.error,
-        status: body.status,
-        ...why,
-        ...(err instanceof BrokerError ? {} : { detail: body.error_description, errorName: why.detail }),
-      });
+      auditRefused(log, { who: audit, asked, body, err });
       return body;
     } finally {
       runtime.metrics.flush(runtime.clock.nowMs());
@@ -166,13 +147,12 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
     } catch (err) {
       const body = toOAuthError(err);
       try {
-        fallbackLog().error('token request refused', {
-          audit: 'refused',
+        auditRefused(fallbackLog(), {
+          who: { caller: url ? 'unverified' : DIRECT_INVOKE },
+          body,
+          err,
           requestId: context?.awsRequestId,
-          caller: url ? 'unverified' : DIRECT_INVOKE,
-          error: body.error,
-          status: body.status,
-          ...errorLogFields(err),
+          describeUnexpected: false,
         });
       } catch {
         // Nothing left to log with; the answer still goes out.

@@ -6,103 +6,22 @@ import { MemoryTokenCache } from '../../../functions/lib/cache/memory-cache';
 import { type CachedToken, isServable, lifetimeOf } from '../../../functions/lib/domain/cached-token';
 import type { ClientConfig } from '../../../functions/lib/domain/settings';
 import type { KeyedRequest } from '../../../functions/lib/domain/token-request';
-import type {
-  Lease,
-  LeaseAttempt,
-  LeaseRequest,
-  StoredEntry,
-  TokenProvider,
-  TokenTable,
-} from '../../../functions/lib/ports';
+import type { TokenProvider, TokenTable } from '../../../functions/lib/ports';
 import { UnavailableError } from '../../../functions/lib/shared/errors';
 import { sha256Hex } from '../../../functions/lib/shared/hash';
-import type { Log } from '../../../functions/lib/shared/logger';
-
-/** A logger that writes nothing, for unit tests of decisions. */
-export const silentLog: Log = {
-  child: () => silentLog,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-};
+import { FakeTable } from './fake-table';
+import { silentLog } from './silent-log';
 
 /**
- * The lease protocol against an in-memory table whose conditional writes are token-store.ts's DynamoDB conditions
- * written out, with a fake clock that sleeping moves: waiting times are measured exactly, not timed.
+ * The lease protocol against an in-memory table whose conditional writes evaluate DynamoTokenTable's named conditions, with a fake clock that sleeping moves: waiting times are measured exactly, not timed.
  */
+export { FakeTable } from './fake-table';
+export { silentLog } from './silent-log';
+
 export const LEASE_MS = 8_000;
 export const INTERVAL_MS = 30_000;
 export const KEY = 'v1:key';
 export const START_MS = Date.parse('2026-11-29T06:00:00Z');
-
-interface FakeItem {
-  token?: CachedToken;
-  lease?: Lease;
-  forcedFetchAtEpochMs?: number;
-}
-
-export class FakeTable implements TokenTable {
-  readonly items = new Map<string, FakeItem>();
-  acquisitions = 0;
-
-  async read(key: string): Promise<StoredEntry> {
-    return this.#entry(key);
-  }
-
-  async tryAcquireLease(
-    key: string,
-    owner: string,
-    { nowMs, leaseDurationMs, forceRefreshIntervalMs }: LeaseRequest,
-  ): Promise<LeaseAttempt> {
-    this.acquisitions += 1;
-    const item = this.items.get(key) ?? {};
-    const until = item.lease?.untilEpochMs;
-    const forcedAt = item.forcedFetchAtEpochMs;
-    // NOT attribute_type(leaseUntilEpochMs, N) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :now + duration + skew
-    // (NOT attribute_type(leaseUntilEpochMs, N) is the undefined here: this table holds only numbers, and any owner.)
-    const leaseFree = until === undefined || until <= nowMs || until > nowMs + leaseDurationMs + 1_000;
-    // NOT attribute_type(forcedFetchAtEpochMs, N) OR forcedFetchAtEpochMs <= :now - interval OR forcedFetchAtEpochMs > :now + skew
-    const forcedFree =
-      forceRefreshIntervalMs === undefined ||
-      forcedAt === undefined ||
-      forcedAt <= nowMs - forceRefreshIntervalMs ||
-      forcedAt > nowMs + 1_000;
-    if (!leaseFree || !forcedFree) return { acquired: false, entry: this.#entry(key) };
-    const claimed = forceRefreshIntervalMs === undefined ? {} : { forcedFetchAtEpochMs: nowMs };
-    this.items.set(key, { ...item, ...claimed, lease: { owner, untilEpochMs: nowMs + leaseDurationMs } });
-    return { acquired: true, entry: this.#entry(key) };
-  }
-
-  async writeToken(key: string, token: CachedToken, _client: string, owner?: string): Promise<boolean> {
-    const item = this.items.get(key) ?? {};
-    const older = item.token === undefined || item.token.expiresAtEpochSec <= token.expiresAtEpochSec;
-    if (!older || (item.lease !== undefined && item.lease.owner !== owner)) return false;
-    this.items.set(key, { ...item, token, lease: undefined });
-    return true;
-  }
-
-  async renewLease(key: string, owner: string, untilEpochMs: number): Promise<boolean> {
-    const item = this.items.get(key);
-    if (item?.lease?.owner !== owner) return false;
-    item.lease = { owner, untilEpochMs };
-    return true;
-  }
-
-  async releaseLease(key: string, owner: string): Promise<void> {
-    const item = this.items.get(key);
-    if (item?.lease?.owner === owner) item.lease = undefined;
-  }
-
-  #entry(key: string): StoredEntry {
-    const { token, lease, forcedFetchAtEpochMs } = this.items.get(key) ?? {};
-    return {
-      ...(token ? { token } : {}),
-      ...(lease ? { lease: { ...lease } } : {}),
-      ...(forcedFetchAtEpochMs === undefined ? {} : { forcedFetchAtEpochMs }),
-    };
-  }
-}
 
 /** One world: a table, a clock, a token endpoint that counts requests; containers share the first three. */
 export const world = () => {

@@ -7,9 +7,10 @@ import { loadConfig } from '../../../functions/lib/config/load-config';
 import { lifetimeOf } from '../../../functions/lib/domain/cached-token';
 import { ClientCredentials } from '../../../functions/lib/domain/client-credentials';
 import { parseTokenRequest } from '../../../functions/lib/handlers/read-token-request';
-import type { CredentialSource, FetchRequest, TokenProvider, TokenTable } from '../../../functions/lib/ports';
+import type { CredentialSource, FetchRequest, TokenProvider } from '../../../functions/lib/ports';
 import { UnavailableError } from '../../../functions/lib/shared/errors';
-import { FakeTable, silentLog } from '../../support/fakes/lease-world';
+import { FakeTable, OutageTable } from '../../support/fakes/fake-table';
+import { silentLog } from '../../support/fakes/silent-log';
 
 /**
  * The token path's decisions (broker.ts) with every adapter faked behind its interface: an in-memory table with the
@@ -30,22 +31,7 @@ const setup = () => {
   let nowMs = START_MS;
   const clock = { nowMs: () => nowMs };
   const table = new FakeTable();
-  let tableDown = false;
-  const tableCalls = { reads: 0 };
-  const store: TokenTable = {
-    read: async (key) => {
-      tableCalls.reads += 1;
-      if (tableDown) throw new UnavailableError('DynamoDB read failed', 'table_unavailable');
-      return table.read(key);
-    },
-    tryAcquireLease: async (...args) => {
-      if (tableDown) throw new UnavailableError('DynamoDB update failed', 'table_unavailable');
-      return table.tryAcquireLease(...args);
-    },
-    writeToken: (key, token, client, owner) => table.writeToken(key, token, client, owner),
-    renewLease: (...args) => table.renewLease(...args),
-    releaseLease: (...args) => table.releaseLease(...args),
-  };
+  const store = new OutageTable(table);
   const secrets: CredentialSource = {
     get: async () => new ClientCredentials('s', 'lr_1', 'secret', 'v1'),
     previous: async () => undefined,
@@ -98,9 +84,11 @@ const setup = () => {
     container,
     ask,
     fetches,
-    tableCalls,
+    tableCalls: store,
     advance: (ms: number) => (nowMs += ms),
-    setTableDown: (down: boolean) => (tableDown = down),
+    setTableDown: (down: boolean) => {
+      store.down = down;
+    },
     setEndpointDown: (down: boolean) => (endpointDown = down),
   };
 };

@@ -1,64 +1,35 @@
 /**
- * Single flight across containers: the refresh lease on a key's DynamoDB item. The protocol is written once, as a
- * loop (`#run`) that performs one pure decision at a time:
+ * Single flight across containers: the refresh lease on a key's DynamoDB item (TableLease, the LeaseProtocol of
+ * ports.ts). The protocol is written once, as a loop (`#run`) that performs one pure decision (decisions.ts) at a time:
  *
  *   look at the item -> decide: serve a token / wait for the holder / take the lease / give up
  *   took the lease   -> decide again on the item as it now is (the double check): serve it, or fetch and write
  *
  * Waiting polls the item (consistent reads, backoff with full jitter), bounded by the lease and the invocation's
  * deadline; a holder that dies blocks others only until its lease expires, and a lease nobody could have taken
- * (pinned far out) counts as expired (lease-rules.ts). The four ways in are thin policies over that loop, each a
- * decision function (`decide*`, exported for unit tests):
- *   - obtain (a miss): serve a token someone wrote, else fetch under the lease;
- *   - a forced refresh (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval;
- *   - refreshAhead (past a token's refresh point): refresh if this request gets the lease, else serve the current
- *     token at once and leave the key alone while the lease is held;
- *   - refreshIfDue (prewarm): refresh a missing or due token through the lease.
+ * (pinned far out) counts as expired (lease-rules.ts states the bound and the clock skew).
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type CachedToken, isRefreshDue } from '../../domain/cached-token';
+import type { CachedToken } from '../../domain/cached-token';
 import type { KeyedRequest } from '../../domain/token-request';
-import type { Outcome, PrewarmOutcome, StoredEntry, TokenProvider, TokenTable } from '../../ports';
+import type { LeaseProtocol, Outcome, PrewarmOutcome, StoredEntry, TokenProvider, TokenTable } from '../../ports';
 import { fullJitterDelayMs } from '../../shared/backoff';
 import type { Clock } from '../../shared/clock';
-import { type BrokerError, errorLogFields, UnavailableError } from '../../shared/errors';
+import { errorLogFields, UnavailableError } from '../../shared/errors';
 import type { MemoryTokenCache } from '../memory-cache';
-import { decideForcedRefresh, forcedRefreshLimited } from './forced-refresh';
-import { forcedFetchBlockedUntilMs, isLeaseHeld } from './lease-rules';
+import {
+  decideForced,
+  decideMiss,
+  decidePrewarm,
+  decideRefreshAhead,
+  type LeaseDecision,
+  REFRESH_RETRY_AFTER_MS,
+} from './decisions';
+import { isLeaseHeld } from './lease-rules';
 
-/** After a failed refresh ahead, this container leaves the key alone this long: no hot retry. */
-export const REFRESH_RETRY_AFTER_MS = 5_000;
 /** Polling a held lease: 25 ms doubling to 400 ms, full jitter, at least 5 ms. */
 const POLL = { baseMs: 25, capMs: 400, floorMs: 5 } as const;
-
-/** What a decision sees: the item as last read (undefined before any read) and whether this request holds the lease. */
-export interface LeaseView {
-  entry: StoredEntry | undefined;
-  nowMs: number;
-  /** Another container's lease holds this one off (lease-rules.ts isLeaseHeld). */
-  heldByOther: boolean;
-  /** This request has just taken the lease: the double check. */
-  owned: boolean;
-  /** This request's last attempt to take the lease failed (`entry` is the item as that attempt saw it). */
-  lost: boolean;
-}
-
-export type LeaseStep<Y> =
-  /** Answer with this token (releasing the lease when this request holds it). */
-  | { step: 'serve'; token: CachedToken }
-  /** Another container is fetching: poll the item, then decide again. */
-  | { step: 'wait' }
-  /** Try to take the lease; `claimForced`: as the interval's forced fetch. */
-  | { step: 'take'; claimForced?: boolean }
-  /** This request holds the lease: fetch, write the token, release the lease. */
-  | { step: 'fetch' }
-  /** Stop without a token of this request's own; the policy's result. */
-  | { step: 'yield'; value: Y }
-  /** Refuse the request. */
-  | { step: 'refuse'; error: BrokerError };
-
-export type LeaseDecision<Y> = (view: LeaseView) => LeaseStep<Y>;
 
 type RunResult<Y> =
   | { kind: 'served'; token: CachedToken }
@@ -73,73 +44,6 @@ interface Policy<Y> {
   previous?: (entry: StoredEntry) => CachedToken | undefined;
 }
 
-/** A miss: serve a token that answers the request, else wait for the holder or take the lease and fetch. */
-export const decideMiss =
-  (accept: KeyedRequest['accept']): LeaseDecision<never> =>
-  ({ entry, nowMs, heldByOther, owned }) => {
-    const token = entry?.token;
-    if (owned)
-      return token && accept(token, nowMs) && !isRefreshDue(token, nowMs)
-        ? { step: 'serve', token }
-        : { step: 'fetch' };
-    if (token && accept(token, nowMs)) return { step: 'serve', token };
-    return heldByOther ? { step: 'wait' } : { step: 'take' };
-  };
-
-/** A forced refresh: forced-refresh.ts decides before the lease; with it, serve what answers the request or fetch. */
-export const decideForced =
-  (req: KeyedRequest, forceRefreshIntervalMs: number): LeaseDecision<never> =>
-  ({ entry, nowMs, heldByOther, owned }) => {
-    if (owned)
-      return entry?.token && req.accept(entry.token, nowMs) ? { step: 'serve', token: entry.token } : { step: 'fetch' };
-    const next = decideForcedRefresh({
-      token: entry?.token,
-      leaseHeld: heldByOther,
-      blockedUntilMs: forcedFetchBlockedUntilMs(entry?.forcedFetchAtEpochMs, nowMs, forceRefreshIntervalMs),
-      rejectedTokenSha256: req.rejectedTokenSha256,
-      minTtlSec: req.minTtlSec,
-      nowMs,
-    });
-    switch (next.step) {
-      case 'serve':
-        return { step: 'serve', token: next.token };
-      case 'wait':
-        return { step: 'wait' };
-      case 'fetch':
-        return { step: 'take', claimForced: next.claim };
-      case 'refuse':
-        return {
-          step: 'refuse',
-          error: forcedRefreshLimited(next.retryAfterSec, Math.round(forceRefreshIntervalMs / 1000)),
-        };
-    }
-  };
-
-/**
- * Refresh ahead of `current`: a newer token someone wrote is served; if another container has the lease this one
- * gives up (serving `current`) and stays quiet until that lease ends, never longer than a lease can last. It does
- * not wait: every caller meanwhile is served the current token.
- */
-export const decideRefreshAhead =
-  (current: CachedToken, leaseDurationMs: number): LeaseDecision<{ quietUntilMs: number }> =>
-  ({ entry, nowMs, owned, lost }) => {
-    const token = entry?.token;
-    if (token && token.expiresAtEpochSec > current.expiresAtEpochSec && !isRefreshDue(token, nowMs))
-      return { step: 'serve', token };
-    if (owned) return { step: 'fetch' };
-    if (!lost) return { step: 'take' };
-    const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + REFRESH_RETRY_AFTER_MS;
-    return { step: 'yield', value: { quietUntilMs: Math.min(leaseUntilMs, nowMs + leaseDurationMs) } };
-  };
-
-/** Prewarm: a token not yet due is fresh; a lease someone else has means another container is at it; else refresh. */
-export const decidePrewarm: LeaseDecision<PrewarmOutcome> = ({ entry, nowMs, owned, lost }) => {
-  const token = entry?.token;
-  if (token && !isRefreshDue(token, nowMs)) return owned ? { step: 'serve', token } : { step: 'yield', value: 'fresh' };
-  if (owned) return { step: 'fetch' };
-  return lost ? { step: 'yield', value: 'in_progress' } : { step: 'take' };
-};
-
 export interface TableLeaseDeps {
   store: TokenTable;
   fetcher: TokenProvider;
@@ -152,7 +56,7 @@ export interface TableLeaseDeps {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export class TableLease {
+export class TableLease implements LeaseProtocol {
   readonly #containerId = randomUUID();
   #leases = 0;
   /** Per key: no refresh-ahead attempt before this time (lease seen held, or a refresh just failed). */

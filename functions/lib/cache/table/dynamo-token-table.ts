@@ -1,65 +1,32 @@
 /**
- * The shared token cache in DynamoDB: one item per cache key holding the token (access token envelope-encrypted,
- * `expiresAtEpochSec` as the table's TTL attribute), while a container refreshes it the refresh lease
- * (`leaseOwner`, `leaseUntilEpochMs`), and the time of the last forced fetch (`forcedFetchAtEpochMs`). Token and
- * lease share the item, so one consistent read shows both and a token write releases the lease atomically. Items
- * are untrusted on the way back: every token field is bound to the sealed token (itemAad), and anything malformed,
- * edited, moved or in the previous format is a miss, never a crash. The lease and forced-fetch times are bounded
- * instead (lease-rules.ts). An attribute of another type than this code writes counts as absent both when an item is
- * read and in the conditions of the writes (`NOT attribute_type(...)`), so a container never decides on a reading
- * its own conditional write contradicts, and a comparison of different types never decides (DynamoDB answers false,
- * moto fails the request).
+ * The shared token cache in DynamoDB (DynamoTokenTable, the TokenTable of ports.ts): one item per cache key holding
+ * the token (access token envelope-encrypted, `expiresAtEpochSec` as the table's TTL attribute), while a container
+ * refreshes it the refresh lease (`leaseOwner`, `leaseUntilEpochMs`), and the time of the last forced fetch
+ * (`forcedFetchAtEpochMs`). Token and lease share the item, so one consistent read shows both and a token write
+ * releases the lease atomically. This module does the I/O only: the item format and its authentication are
+ * item-codec.ts's, the write conditions conditions.ts's.
  */
 import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { tokenFingerprint } from '../../domain/cache-key';
 import type { CachedToken } from '../../domain/cached-token';
 import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../ports';
 import { describeAwsError } from '../../shared/aws-errors';
-import { UnavailableError, type UnusableItemReason } from '../../shared/errors';
-import { CLOCK_SKEW_MS, coordinationTimeMs, latestLeaseEndMs } from '../lease/lease-rules';
+import { UnavailableError } from '../../shared/errors';
+import {
+  allOf,
+  forcedFetchQuiet,
+  leaseFreeOrOwnedBy,
+  leaseTakeable,
+  noLeaseOwner,
+  noLongerLivedToken,
+  ownsLease,
+} from './conditions';
+import { ITEM_FORMAT, itemAad, parseItem, sealedFieldsOf } from './item-codec';
 import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from './table-schema';
 import type { TokenCipher } from './token-cipher';
 
-/** Items this version writes and reads. Items without it (the previous format) are misses, then replaced. */
-export const ITEM_FORMAT = 2;
-
-/** The item fields the broker decides on or answers with, as stored. */
-export interface SealedFields {
-  client: string;
-  /** Granted scopes, space-separated. */
-  scope: string;
-  issuedAtEpochSec: number;
-  expiresAtEpochSec: number;
-  refreshAtEpochSec: number;
-  reissued: boolean;
-}
-
-/**
- * The additional authenticated data of a sealed token: the item format, its cache key and every field the broker
- * decides on or answers with. Moved onto another key, or with any field edited, the token fails to decrypt.
- */
-export const itemAad = (cacheKey: string, f: SealedFields): string =>
-  JSON.stringify([
-    `limitrail-token-broker/item-v${ITEM_FORMAT}`,
-    cacheKey,
-    f.client,
-    f.scope,
-    f.issuedAtEpochSec,
-    f.expiresAtEpochSec,
-    f.refreshAtEpochSec,
-    f.reissued,
-  ]);
-
 /** A lease-only item (no token yet) lives this long past its lease before DynamoDB's TTL removes it. */
 const LEASE_ITEM_GRACE_SEC = 300;
-
-const num = (v: AttributeValue | undefined): number | undefined => {
-  const n = v?.N === undefined ? NaN : Number(v.N);
-  return Number.isSafeInteger(n) ? n : undefined;
-};
-
-/** For `attribute_type` in conditions. */
-const TYPE_VALUES = { ':numberType': { S: 'N' }, ':binaryType': { S: 'B' } } as const;
 
 const isConditionFailure = (err: unknown): boolean =>
   (err as { name?: unknown }).name === 'ConditionalCheckFailedException';
@@ -100,6 +67,9 @@ export class DynamoTokenTable implements TokenTable {
     const { nowMs, leaseDurationMs, forceRefreshIntervalMs } = request;
     const leaseUntilEpochMs = nowMs + leaseDurationMs;
     const forced = forceRefreshIntervalMs !== undefined;
+    const condition = forced
+      ? allOf(leaseTakeable(nowMs, leaseDurationMs), forcedFetchQuiet(nowMs, forceRefreshIntervalMs))
+      : leaseTakeable(nowMs, leaseDurationMs);
     try {
       const out = await this.ddb.send(
         new UpdateItemCommand({
@@ -108,26 +78,14 @@ export class DynamoTokenTable implements TokenTable {
           UpdateExpression:
             'SET leaseOwner = :owner, leaseUntilEpochMs = :until, #expires = if_not_exists(#expires, :leaseTtl)' +
             (forced ? ', forcedFetchAtEpochMs = :now' : ''),
-          ConditionExpression:
-            // Type checks first: a comparison of different types never decides (moto would fail the request).
-            '(NOT attribute_type(leaseUntilEpochMs, :numberType) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :latestLeaseEnd)' +
-            (forced
-              ? ' AND (NOT attribute_type(forcedFetchAtEpochMs, :numberType) OR forcedFetchAtEpochMs <= :quietSince OR forcedFetchAtEpochMs > :latestForced)'
-              : ''),
+          ConditionExpression: condition.expression,
           ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE },
           ExpressionAttributeValues: {
-            ':numberType': TYPE_VALUES[':numberType'],
+            ...condition.values,
             ':owner': { S: owner },
             ':until': { N: String(leaseUntilEpochMs) },
             ':now': { N: String(nowMs) },
-            ':latestLeaseEnd': { N: String(latestLeaseEndMs(nowMs, leaseDurationMs)) },
             ':leaseTtl': { N: String(Math.ceil(leaseUntilEpochMs / 1000) + LEASE_ITEM_GRACE_SEC) },
-            ...(forced
-              ? {
-                  ':quietSince': { N: String(nowMs - forceRefreshIntervalMs) },
-                  ':latestForced': { N: String(nowMs + CLOCK_SKEW_MS) },
-                }
-              : {}),
           },
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -161,17 +119,9 @@ export class DynamoTokenTable implements TokenTable {
     owner?: string,
     replaces?: Uint8Array,
   ): Promise<boolean> {
-    const fields: SealedFields = {
-      client: clientName,
-      scope: token.scopes.join(' '),
-      issuedAtEpochSec: token.issuedAtEpochSec,
-      expiresAtEpochSec: token.expiresAtEpochSec,
-      refreshAtEpochSec: token.refreshAtEpochSec,
-      reissued: token.reissued === true,
-    };
+    const fields = sealedFieldsOf(token, clientName);
     const sealed = await this.cipher.seal(token.accessToken, itemAad(cacheKey, fields), this.tableName);
     const values: Record<string, AttributeValue> = {
-      ...TYPE_VALUES,
       ':format': { N: String(ITEM_FORMAT) },
       ':expires': { N: String(fields.expiresAtEpochSec) },
       ':issued': { N: String(fields.issuedAtEpochSec) },
@@ -183,8 +133,10 @@ export class DynamoTokenTable implements TokenTable {
       ':ciphertext': { B: sealed.ciphertext },
       ':wrappedKey': { B: sealed.wrappedDataKey },
     };
-    if (owner !== undefined) values[':owner'] = { S: owner };
-    if (replaces !== undefined) values[':replaces'] = { B: replaces };
+    const condition = allOf(
+      noLongerLivedToken(fields.expiresAtEpochSec, replaces),
+      owner === undefined ? noLeaseOwner() : leaseFreeOrOwnedBy(owner),
+    );
     try {
       await this.ddb.send(
         new UpdateItemCommand({
@@ -195,15 +147,9 @@ export class DynamoTokenTable implements TokenTable {
             'reissued = :reissued, client = :client, #scope = :scope, tokenFingerprint = :fingerprint, ' +
             'tokenCiphertext = :ciphertext, wrappedDataKey = :wrappedKey' +
             (owner === undefined ? '' : ' REMOVE leaseOwner, leaseUntilEpochMs'),
-          ConditionExpression:
-            // NOT attribute_type is also true when the attribute is missing (no token yet); type checks come first.
-            '(NOT attribute_type(tokenCiphertext, :binaryType) OR NOT attribute_type(#expires, :numberType) OR #expires <= :expires' +
-            `${replaces === undefined ? '' : ' OR tokenCiphertext = :replaces'}) AND ` +
-            (owner === undefined
-              ? 'attribute_not_exists(leaseOwner)'
-              : '(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)'),
-          ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE, '#scope': 'scope' },
-          ExpressionAttributeValues: values,
+          ConditionExpression: condition.expression,
+          ExpressionAttributeNames: { ...condition.names, '#scope': 'scope' },
+          ExpressionAttributeValues: { ...values, ...condition.values },
         }),
       );
       return true;
@@ -244,8 +190,8 @@ export class DynamoTokenTable implements TokenTable {
           TableName: this.tableName,
           Key: this.#key(cacheKey),
           UpdateExpression: updateExpression,
-          ConditionExpression: 'leaseOwner = :owner',
-          ExpressionAttributeValues: { ...values, ':owner': { S: owner } },
+          ConditionExpression: ownsLease(owner).expression,
+          ExpressionAttributeValues: { ...values, ...ownsLease(owner).values },
         }),
       );
       return true;
@@ -259,59 +205,7 @@ export class DynamoTokenTable implements TokenTable {
     return { [TABLE_PARTITION_KEY]: { S: cacheKey } };
   }
 
-  async #parse(cacheKey: string, item: Record<string, AttributeValue> | undefined): Promise<StoredEntry> {
-    if (!item) return {};
-    const entry: StoredEntry = {};
-    // As the conditions read them (lease-rules.ts coordinationTimeMs): a time of another type is none, and a lease
-    // time holds whoever is named as owner.
-    const leaseOwner = item.leaseOwner?.S;
-    const leaseUntil = coordinationTimeMs(item.leaseUntilEpochMs?.N);
-    if (leaseUntil !== undefined)
-      entry.lease = { ...(leaseOwner === undefined ? {} : { owner: leaseOwner }), untilEpochMs: leaseUntil };
-    const forcedFetchAt = coordinationTimeMs(item.forcedFetchAtEpochMs?.N);
-    if (forcedFetchAt !== undefined) entry.forcedFetchAtEpochMs = forcedFetchAt;
-    if (!item.tokenCiphertext) return entry; // a lease-only item: no token yet
-    const ciphertext = item.tokenCiphertext.B;
-    const unusable = (reason: UnusableItemReason, detail?: string): StoredEntry => ({
-      ...entry,
-      unusable: reason,
-      ...(detail === undefined ? {} : { unusableDetail: detail }),
-      ...(ciphertext ? { unusableCiphertext: ciphertext } : {}),
-    });
-    if (num(item.itemFormat) !== ITEM_FORMAT) return unusable('previous_item_format');
-    const fields = {
-      client: item.client?.S,
-      scope: item.scope?.S,
-      issuedAtEpochSec: num(item.issuedAtEpochSec),
-      expiresAtEpochSec: num(item[TABLE_TTL_ATTRIBUTE]),
-      refreshAtEpochSec: num(item.refreshAtEpochSec),
-      reissued: item.reissued?.BOOL,
-    };
-    const wrappedDataKey = item.wrappedDataKey?.B;
-    if (!ciphertext || !wrappedDataKey || !isComplete(fields)) return unusable('malformed_item');
-    try {
-      const accessToken = await this.cipher.open(
-        { ciphertext, wrappedDataKey },
-        itemAad(cacheKey, fields),
-        this.tableName,
-      );
-      const { issuedAtEpochSec, expiresAtEpochSec, refreshAtEpochSec, reissued } = fields;
-      const scopes = fields.scope.split(' ').filter((s) => s !== '');
-      entry.token = {
-        accessToken,
-        scopes,
-        issuedAtEpochSec,
-        expiresAtEpochSec,
-        refreshAtEpochSec,
-        ...(reissued ? { reissued } : {}),
-      };
-      return entry;
-    } catch (err) {
-      const reason = (err as { reason?: unknown }).reason;
-      return unusable('decrypt_failed', typeof reason === 'string' ? reason : 'unknown');
-    }
+  #parse(cacheKey: string, item: Record<string, AttributeValue> | undefined): Promise<StoredEntry> {
+    return parseItem(cacheKey, item, (sealed, aad) => this.cipher.open(sealed, aad, this.tableName));
   }
 }
-
-const isComplete = (f: { [K in keyof SealedFields]: SealedFields[K] | undefined }): f is SealedFields =>
-  Object.values(f).every((v) => v !== undefined);

@@ -5,7 +5,7 @@ import {
   decidePrewarm,
   decideRefreshAhead,
   type LeaseView,
-} from '../../../../functions/lib/cache/lease/table-lease';
+} from '../../../../functions/lib/cache/lease/decisions';
 import { type CachedToken, isServable, lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { StoredEntry } from '../../../../functions/lib/ports';
 import { KEY, LEASE_MS, world } from '../../../support/fakes/lease-world';

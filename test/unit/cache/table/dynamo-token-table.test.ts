@@ -1,12 +1,8 @@
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { describe, expect, it } from 'vitest';
-import {
-  DynamoTokenTable,
-  ITEM_FORMAT,
-  itemAad,
-  type SealedFields,
-} from '../../../../functions/lib/cache/table/dynamo-token-table';
+import { DynamoTokenTable } from '../../../../functions/lib/cache/table/dynamo-token-table';
+import { ITEM_FORMAT, itemAad, type SealedFields } from '../../../../functions/lib/cache/table/item-codec';
 import { TABLE_PARTITION_KEY } from '../../../../functions/lib/cache/table/table-schema';
 import { TokenCipher } from '../../../../functions/lib/cache/table/token-cipher';
 import type { StoredEntry } from '../../../../functions/lib/ports';

@@ -1,0 +1,111 @@
+/**
+ * The conditions of the token table's writes, each named and stated twice: as a DynamoDB condition expression
+ * fragment (what DynamoTokenTable sends) and as the same rule on the item's facts (`holds`, what the unit tests' fake
+ * table evaluates), as Powertools names its `idempotencyKeyDoesNotExist`. The rules are lease-rules.ts's: a lease
+ * or forced-fetch time that is not a number counts as absent (`NOT attribute_type(x, :numberType)` comes first, so
+ * a comparison of different types never decides: DynamoDB answers false, moto fails the request), and a lease
+ * ending later than any holder could have set it counts as expired.
+ */
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { CLOCK_SKEW_MS, latestLeaseEndMs } from '../lease/lease-rules';
+import { TABLE_TTL_ATTRIBUTE } from './table-schema';
+
+/** What the conditions look at on an item, as the table holds it (a value of another type than written: undefined). */
+export interface ItemFacts {
+  leaseOwner?: string | undefined;
+  leaseUntilEpochMs?: number | undefined;
+  forcedFetchAtEpochMs?: number | undefined;
+  /** The stored token's expiry, when the item holds a binary token and a numeric expiry. */
+  tokenExpiresAtEpochSec?: number | undefined;
+}
+
+export interface Condition {
+  readonly name: string;
+  readonly expression: string;
+  readonly values: Record<string, AttributeValue>;
+  readonly names?: Record<string, string>;
+  /** The same rule on an item's facts. */
+  holds(item: ItemFacts): boolean;
+}
+
+const NUMBER_TYPE = { ':numberType': { S: 'N' } } as const;
+const BINARY_TYPE = { ':binaryType': { S: 'B' } } as const;
+const n = (value: number): AttributeValue => ({ N: String(value) });
+
+/** The refresh lease may be taken: none, ended, or pinned beyond any holder's reach (lease-rules.ts isLeaseHeld). */
+export const leaseTakeable = (nowMs: number, leaseDurationMs: number): Condition => {
+  const latest = latestLeaseEndMs(nowMs, leaseDurationMs);
+  return {
+    name: 'leaseTakeable',
+    expression:
+      '(NOT attribute_type(leaseUntilEpochMs, :numberType) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :latestLeaseEnd)',
+    values: { ...NUMBER_TYPE, ':now': n(nowMs), ':latestLeaseEnd': n(latest) },
+    holds: ({ leaseUntilEpochMs: until }) => until === undefined || until <= nowMs || until > latest,
+  };
+};
+
+/** No forced fetch within the interval (or one recorded beyond the skew: not a broker's; forcedFetchBlockedUntilMs). */
+export const forcedFetchQuiet = (nowMs: number, intervalMs: number): Condition => {
+  const quietSince = nowMs - intervalMs;
+  const latest = nowMs + CLOCK_SKEW_MS;
+  return {
+    name: 'forcedFetchQuiet',
+    expression:
+      '(NOT attribute_type(forcedFetchAtEpochMs, :numberType) OR forcedFetchAtEpochMs <= :quietSince OR forcedFetchAtEpochMs > :latestForced)',
+    values: { ...NUMBER_TYPE, ':quietSince': n(quietSince), ':latestForced': n(latest) },
+    holds: ({ forcedFetchAtEpochMs: at }) => at === undefined || at <= quietSince || at > latest,
+  };
+};
+
+/**
+ * The cache never goes back in time: no stored token lives longer than the one written. An item whose token is not
+ * binary or whose expiry is not a number was not written by a broker: it never blocks a write. `replaces`: the sealed
+ * token of an item found unusable, overwritten whatever expiry it claims.
+ */
+export const noLongerLivedToken = (expiresAtEpochSec: number, replaces?: Uint8Array): Condition => ({
+  name: 'noLongerLivedToken',
+  expression:
+    '(NOT attribute_type(tokenCiphertext, :binaryType) OR NOT attribute_type(#expires, :numberType) OR #expires <= :expires' +
+    `${replaces === undefined ? '' : ' OR tokenCiphertext = :replaces'})`,
+  values: {
+    ...NUMBER_TYPE,
+    ...BINARY_TYPE,
+    ':expires': n(expiresAtEpochSec),
+    ...(replaces === undefined ? {} : { ':replaces': { B: replaces } }),
+  },
+  names: { '#expires': TABLE_TTL_ATTRIBUTE },
+  holds: ({ tokenExpiresAtEpochSec: stored }) => stored === undefined || stored <= expiresAtEpochSec,
+});
+
+/** Nobody holds the lease (a write without a lease: degraded or lease-less mode). */
+export const noLeaseOwner = (): Condition => ({
+  name: 'noLeaseOwner',
+  expression: 'attribute_not_exists(leaseOwner)',
+  values: {},
+  holds: ({ leaseOwner }) => leaseOwner === undefined,
+});
+
+/** Nobody else holds the lease: none, or `owner` (a holder's write). */
+export const leaseFreeOrOwnedBy = (owner: string): Condition => ({
+  name: 'leaseFreeOrOwnedBy',
+  expression: '(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)',
+  values: { ':owner': { S: owner } },
+  holds: ({ leaseOwner }) => leaseOwner === undefined || leaseOwner === owner,
+});
+
+/** `owner` holds the lease (renewal, release). */
+export const ownsLease = (owner: string): Condition => ({
+  name: 'ownsLease',
+  expression: 'leaseOwner = :owner',
+  values: { ':owner': { S: owner } },
+  holds: ({ leaseOwner }) => leaseOwner === owner,
+});
+
+/** Conditions joined with AND, for one write. */
+export const allOf = (...conditions: Condition[]): Condition => ({
+  name: conditions.map((c) => c.name).join(' AND '),
+  expression: conditions.map((c) => c.expression).join(' AND '),
+  values: Object.assign({}, ...conditions.map((c) => c.values)),
+  names: Object.assign({}, ...conditions.map((c) => c.names ?? {})),
+  holds: (item) => conditions.every((c) => c.holds(item)),
+});
