@@ -32,30 +32,41 @@ const NUMBER_TYPE = { ':numberType': { S: 'N' } } as const;
 const BINARY_TYPE = { ':binaryType': { S: 'B' } } as const;
 const n = (value: number): AttributeValue => ({ N: String(value) });
 
-/** The refresh lease may be taken: none, ended, or pinned beyond any holder's reach (lease-rules.ts isLeaseHeld). */
-export const leaseTakeable = (nowMs: number, leaseDurationMs: number): Condition => {
-  const latest = latestLeaseEndMs(nowMs, leaseDurationMs);
+/**
+ * A coordination time (lease end, forced fetch) that no longer holds anyone off: absent or not a number, at most
+ * `notAfter`, or later than `writableUntil` (beyond what a broker could have written: ignored).
+ */
+const timeReleased = (
+  name: string,
+  attribute: 'leaseUntilEpochMs' | 'forcedFetchAtEpochMs',
+  bounds: { notAfter: [string, number]; writableUntil: [string, number] },
+): Condition => {
+  const [low, lowMs] = bounds.notAfter;
+  const [high, highMs] = bounds.writableUntil;
   return {
-    name: 'leaseTakeable',
-    expression:
-      '(NOT attribute_type(leaseUntilEpochMs, :numberType) OR leaseUntilEpochMs <= :now OR leaseUntilEpochMs > :latestLeaseEnd)',
-    values: { ...NUMBER_TYPE, ':now': n(nowMs), ':latestLeaseEnd': n(latest) },
-    holds: ({ leaseUntilEpochMs: until }) => until === undefined || until <= nowMs || until > latest,
+    name,
+    expression: `(NOT attribute_type(${attribute}, :numberType) OR ${attribute} <= ${low} OR ${attribute} > ${high})`,
+    values: { ...NUMBER_TYPE, [low]: n(lowMs), [high]: n(highMs) },
+    holds: (item) => {
+      const at = item[attribute];
+      return at === undefined || at <= lowMs || at > highMs;
+    },
   };
 };
 
+/** The refresh lease may be taken: none, ended, or pinned beyond any holder's reach (lease-rules.ts isLeaseHeld). */
+export const leaseTakeable = (nowMs: number, leaseDurationMs: number): Condition =>
+  timeReleased('leaseTakeable', 'leaseUntilEpochMs', {
+    notAfter: [':now', nowMs],
+    writableUntil: [':latestLeaseEnd', latestLeaseEndMs(nowMs, leaseDurationMs)],
+  });
+
 /** No forced fetch within the interval (or one recorded beyond the skew: not a broker's; forcedFetchBlockedUntilMs). */
-export const forcedFetchQuiet = (nowMs: number, intervalMs: number): Condition => {
-  const quietSince = nowMs - intervalMs;
-  const latest = nowMs + CLOCK_SKEW_MS;
-  return {
-    name: 'forcedFetchQuiet',
-    expression:
-      '(NOT attribute_type(forcedFetchAtEpochMs, :numberType) OR forcedFetchAtEpochMs <= :quietSince OR forcedFetchAtEpochMs > :latestForced)',
-    values: { ...NUMBER_TYPE, ':quietSince': n(quietSince), ':latestForced': n(latest) },
-    holds: ({ forcedFetchAtEpochMs: at }) => at === undefined || at <= quietSince || at > latest,
-  };
-};
+export const forcedFetchQuiet = (nowMs: number, intervalMs: number): Condition =>
+  timeReleased('forcedFetchQuiet', 'forcedFetchAtEpochMs', {
+    notAfter: [':quietSince', nowMs - intervalMs],
+    writableUntil: [':latestForced', nowMs + CLOCK_SKEW_MS],
+  });
 
 /**
  * The cache never goes back in time: no stored token lives longer than the one written. An item whose token is not
