@@ -219,6 +219,16 @@ describe('osls package --stage ci', () => {
     expect(p.Architectures).toEqual(['arm64']);
   });
 
+  it('passes the package-time configuration checks without a warning (infra/config-check.ts)', () => {
+    expect(packaged!.output).toContain('Service packaged');
+    expect(packaged!.output).not.toMatch(/^Warning:/m);
+  });
+
+  it("reserves the ci stage's tokenReservedConcurrency for the token function only (unset: config-check.test.ts)", () => {
+    expect(tokenFunction().Properties.ReservedConcurrentExecutions).toBe(50);
+    expect(template.Resources.PrewarmLambdaFunction!.Properties).not.toHaveProperty('ReservedConcurrentExecutions');
+  });
+
   it('ships only the bundle and its CommonJS marker in the token zip', () => {
     expect([...zipNames].sort()).toEqual(['dist/token/handler.js', 'dist/token/package.json']);
     expect(zipNames.filter((n) => n.startsWith('functions/') || n.includes('node_modules/'))).toEqual([]);
