@@ -1,6 +1,6 @@
 // osls plugin: checks the stage's configuration before `osls package` and `osls deploy` (also `deploy function`), so
 // a stage the broker would refuse at start-up is never packaged. The checks are infra/config-check.ts, which runs the
-// broker's own configuration loader (functions/lib/config.ts); this file only wires them into osls:
+// broker's own configuration loader (functions/lib/config/load-config.ts); this file only wires them into osls:
 //   - at start-up, before osls resolves the stage parameters, the required ones missing, named together (instead of
 //     osls's `Cannot resolve variable at "params.default.brokerClients"`);
 //   - before packaging (or deploying), the resolved environment of the token function and the stage parameters:

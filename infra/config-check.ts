@@ -1,19 +1,16 @@
 /**
  * The stage's configuration, checked by `osls package` and `osls deploy` (the plugin infra/config-check-plugin.cjs
- * runs these): the broker's own loader (functions/lib/config.ts) on the environment the token function would get,
- * and what only the deployment can get wrong (who may invoke, who administers the token key, the stage's name).
- * Each finding names the stage parameter to change. docs/configuration.md lists every check.
+ * runs these): the broker's own loader (functions/lib/config/load-config.ts) on the environment the token function
+ * would get, and what only the deployment can get wrong (who may invoke, who administers the token key, the stage's
+ * name). Each finding names the stage parameter to change. docs/configuration.md lists every check.
  */
-import { type BrokerConfig, loadConfig } from '../functions/lib/config';
-import { ENV } from '../functions/lib/shared/env-names';
+import { principalMatches } from '../functions/lib/callers/grants';
+import { ENV } from '../functions/lib/config/env-names';
+import { parsePrincipal } from '../functions/lib/config/grants';
+import { loadConfig } from '../functions/lib/config/load-config';
+import type { Caller, CallerGrant, Principal } from '../functions/lib/domain/caller';
+import type { BrokerConfig } from '../functions/lib/domain/settings';
 import { ConfigurationError } from '../functions/lib/shared/errors';
-import {
-  type CallerIdentity,
-  type Grant,
-  type Principal,
-  parsePrincipal,
-  principalMatches,
-} from '../functions/lib/way-in/caller-grants';
 
 /** What the checks found: errors fail the packaging, warnings are printed. */
 export interface Findings {
@@ -178,17 +175,17 @@ const functionEnvironment = (settings: StageSettings): NodeJS.ProcessEnv => {
 };
 
 /** A principal's own session (a role's) or itself (a user), as the broker would see it proven. */
-const identityOf = (principal: Principal & { kind: 'role' | 'user' }): CallerIdentity =>
+const identityOf = (principal: Principal & { kind: 'role' | 'user' }): Caller =>
   principal.kind === 'role'
     ? {
-        userArn: `arn:${principal.partition}:sts::${principal.accountId}:assumed-role/${principal.roleName}/package-check`,
+        arn: `arn:${principal.partition}:sts::${principal.accountId}:assumed-role/${principal.roleName}/package-check`,
         accountId: principal.accountId,
         principalOrgId: undefined,
       }
-    : { userArn: principal.arn, accountId: principal.arn.split(':')[4]!, principalOrgId: undefined };
+    : { arn: principal.arn, accountId: principal.arn.split(':')[4]!, principalOrgId: undefined };
 
 /** Whether every principal an invoke permission for `invoker` admits has a grant (the broker would serve it). */
-const covered = (invoker: Principal, grants: readonly Grant[]): boolean => {
+const covered = (invoker: Principal, grants: readonly CallerGrant[]): boolean => {
   switch (invoker.kind) {
     case 'account':
       return grants.some((g) => g.principal.kind === 'account' && g.principal.accountId === invoker.accountId);

@@ -224,7 +224,7 @@ describe('osls package --stage ci', () => {
     expect(packaged!.output).not.toMatch(/^Warning:/m);
   });
 
-  it("reserves the ci stage's tokenReservedConcurrency for the token function only (unset: config-check.test.ts)", () => {
+  it("reserves the ci stage's tokenReservedConcurrency for the token function only (unset: config-check-package.test.ts)", () => {
     expect(tokenFunction().Properties.ReservedConcurrentExecutions).toBe(50);
     expect(template.Resources.PrewarmLambdaFunction!.Properties).not.toHaveProperty('ReservedConcurrentExecutions');
   });

@@ -1,7 +1,7 @@
 /**
  * The package-time checks of a stage (infra/config-check.ts) on their own, with stage settings written out here and
  * the parameter sources read from the real serverless.yml. What `osls package` prints for them, through the plugin:
- * test/integration/config-check.test.ts.
+ * test/infra/config-check-package.test.ts.
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import {
   type RawConfig,
   type StageSettings,
 } from '../../infra/config-check';
-import { ROOT } from '../support/packaged-stack';
+import { ROOT } from '../support/stacks/packaged-stack';
 
 /** serverless.yml as osls reads it, before any variable is resolved. */
 const readServerlessYml = async (): Promise<RawConfig> =>

@@ -3,11 +3,12 @@
  * to fix (the plugin infra/config-check-plugin.cjs, running infra/config-check.ts and with it the broker's own
  * configuration loader). Each refusal is the ci stage of serverless.yml with one setting changed on the command line
  * (`--param`), so each run proves that setting alone fails it; every case of the checks without osls is in
- * test/unit/config-check.test.ts. Offline: every AWS endpoint is a closed loopback port (test/support/packaged-stack.ts).
+ * test/infra/config-check.test.ts. Offline: every AWS endpoint is a closed loopback port
+ * (test/support/stacks/packaged-stack.ts).
  */
 import { describe, expect, it } from 'vitest';
 
-import { type OslsRun, packageStage, runOsls, tryPackageStage } from '../support/packaged-stack';
+import { type OslsRun, packageStage, runOsls, tryPackageStage } from '../support/stacks/packaged-stack';
 
 const REQUIRED = {
   limitrailTokenUrl: 'https://auth.limitrail.example/connect/token',
