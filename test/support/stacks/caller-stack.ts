@@ -24,7 +24,7 @@ import { STS_ACCOUNT, type StsStack, startStsStack } from './sts-stack';
  * credentials, then invokes the function with the URL event AWS would build, naming the signer as AWS does.
  * Everything binds to 127.0.0.1; stop() ends every process by PID.
  */
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const FUNCTION_NAME = 'limitrail-token-broker-local-token';
 export const CALLER_REGION = REGION;
 /** Roles in the STS stack; `billing` is granted these scopes of the `limitrail` client, `nogrant` nothing. */
