@@ -63,7 +63,12 @@ class BrokerConfigCheck {
     const stage = this.stage();
     const cliParams = this.cliParams();
     const resolved = this.serverless.configurationInput.params ?? {};
-    const params = { ...resolved.default, ...resolved[stage] };
+    // osls's order: --param, then the stage's block, then default; a null value counts as not set.
+    const params = {};
+    for (const block of [resolved.default, resolved[stage]]) {
+      for (const [name, value] of Object.entries(block ?? {}))
+        if (value !== null && value !== undefined) params[name] = value;
+    }
     for (const entry of cliParams) {
       const at = entry.indexOf('=');
       if (at > 0) params[entry.slice(0, at)] = entry.slice(at + 1).trimEnd();
