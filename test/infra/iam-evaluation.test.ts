@@ -123,6 +123,8 @@ describe('the encryption-context workaround', () => {
       expect.arrayContaining([
         "token role: Decrypt with another stage's table in the context",
         'token role: Decrypt with another purpose',
+        "token role: Decrypt with the code's context plus an extra key",
+        "prewarm role, existing key (AWS's default key policy): GenerateDataKey with the code's context plus an extra key",
       ]),
     );
     for (const name of deniedRaw) expect((await evaluated(name)).decision).toBe('Denied');

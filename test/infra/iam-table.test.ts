@@ -29,6 +29,7 @@ const contextCondition = () => ({
   'kms:EncryptionContext:purpose': 'limitrail-token-broker/token-cache',
   'kms:EncryptionContext:tokenTable': { Ref: 'TokenTable' },
 });
+const contextKeysCondition = () => ({ 'kms:EncryptionContextKeys': ['purpose', 'tokenTable'] });
 
 const role = (fn: string) => ({
   Type: 'AWS::IAM::Role',
@@ -65,7 +66,7 @@ const role = (fn: string) => ({
               Effect: 'Allow',
               Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
               Resource: { 'Fn::GetAtt': ['TokenKmsKey', 'Arn'] },
-              Condition: { StringEquals: contextCondition() },
+              Condition: { StringEquals: contextCondition(), 'ForAllValues:StringEquals': contextKeysCondition() },
             },
           ],
         },
@@ -107,6 +108,7 @@ const fixture = (): CfnTemplate =>
                 Condition: {
                   ArnEquals: { 'aws:PrincipalArn': [roleArn('token'), roleArn('prewarm')] },
                   StringEquals: contextCondition(),
+                  'ForAllValues:StringEquals': contextKeysCondition(),
                 },
               },
             ],
@@ -122,7 +124,10 @@ const fixture = (): CfnTemplate =>
         Action: 'lambda:InvokeFunction',
         Principal: 'arn:aws:iam::111111111111:role/billing-service',
       }),
-      DirectAccount: permission({ Action: 'lambda:InvokeFunction', Principal: '222222222222' }),
+      DirectExporter: permission({
+        Action: 'lambda:InvokeFunction',
+        Principal: 'arn:aws:iam::333333333333:role/usage-exporter',
+      }),
       UrlReporting: permission({
         Action: 'lambda:InvokeFunctionUrl',
         Principal: 'arn:aws:iam::111111111111:role/reporting',
@@ -173,7 +178,10 @@ const codeCalls = (tableArn: string, secretArn: string, keyArn: string, tableNam
   return { token: calls('GetItem on the token table'), prewarm: calls('GetItem on the token table (consistent read)') };
 };
 
-type Statement = Json & { Action: string | string[]; Condition?: { StringEquals?: Record<string, unknown> } };
+type Statement = Json & {
+  Action: string | string[];
+  Condition?: { StringEquals?: Record<string, unknown>; 'ForAllValues:StringEquals'?: Record<string, unknown> };
+};
 const statements = (t: CfnTemplate, id: string): Statement[] =>
   id === 'TokenKmsKey'
     ? (t.Resources[id]!.Properties.KeyPolicy as { Statement: Statement[] }).Statement
@@ -228,6 +236,35 @@ describe('the IAM evaluation table', () => {
     );
   });
 
+  it('fails the extra-key rows when the policies no longer hold the context to its two keys (ForAllValues)', async () => {
+    const broken = fixture();
+    for (const id of ['TokenKmsKey', 'TokenFunctionRole', 'PrewarmFunctionRole']) {
+      for (const s of statements(broken, id)) delete s.Condition?.['ForAllValues:StringEquals'];
+    }
+    expect(await tableFailures(broken)).toEqual(
+      ['token', 'prewarm'].flatMap((r) =>
+        [`${r} role`, `${r} role, ${EXISTING_KEY}`].flatMap((label) =>
+          ['GenerateDataKey', 'Decrypt'].map(
+            (action) => `${label}: ${action} with the code's context plus an extra key: expected Denied, got Allowed`,
+          ),
+        ),
+      ),
+    );
+  });
+
+  it('fails only the existing-key extra-key rows when just the role policy lost ForAllValues (the key policy still guards its own key)', async () => {
+    const broken = fixture();
+    delete statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'TokenEnvelopeKey')!.Condition![
+      'ForAllValues:StringEquals'
+    ];
+    expect(await tableFailures(broken)).toEqual(
+      ['GenerateDataKey', 'Decrypt'].map(
+        (action) =>
+          `token role, ${EXISTING_KEY}: ${action} with the code's context plus an extra key: expected Denied, got Allowed`,
+      ),
+    );
+  });
+
   it('fails the direct-invoke rows of the URL grantees when their InvokeFunction permission lost InvokedViaFunctionUrl', async () => {
     const broken = fixture();
     for (const id of ['UrlInvokeReporting', 'UrlInvokeAccount'])
@@ -249,6 +286,8 @@ describe('the IAM evaluation table', () => {
         'Decrypt with another purpose',
         "Decrypt with another stage's table in the context",
         "GenerateDataKey with another stage's table in the context",
+        "GenerateDataKey with the code's context plus an extra key",
+        "Decrypt with the code's context plus an extra key",
         "Encrypt with the broker's context",
         'CreateGrant on the token key',
         'PutKeyPolicy on the token key',
@@ -272,6 +311,8 @@ describe('the IAM evaluation table', () => {
         'Decrypt with another purpose',
         "Decrypt with another stage's table in the context",
         "GenerateDataKey with another stage's table in the context",
+        "GenerateDataKey with the code's context plus an extra key",
+        "Decrypt with the code's context plus an extra key",
       ].map((row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`),
       ...['Decrypt', 'GenerateDataKey'].map(
         (action) =>

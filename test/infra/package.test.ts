@@ -170,6 +170,11 @@ const encryptionContextCondition = (): Json =>
     ]),
   );
 
+/** The IAM condition holding the context to exactly the keys of the broker's (no extra key). */
+const encryptionContextKeysCondition = (): Json => ({
+  'kms:EncryptionContextKeys': Object.keys(encryptionContextFor('<table>')),
+});
+
 describe('osls package --stage ci', () => {
   let packaged: PackagedStage | undefined;
   let template: PackagedStage['template'];
@@ -212,6 +217,16 @@ describe('osls package --stage ci', () => {
     expect(p.Handler).toBe('dist/token/handler.handler');
     expect(p.Runtime).toBe('nodejs22.x');
     expect(p.Architectures).toEqual(['arm64']);
+  });
+
+  it('passes the package-time configuration checks without a warning (infra/config-check.ts)', () => {
+    expect(packaged!.output).toContain('Service packaged');
+    expect(packaged!.output).not.toMatch(/^Warning:/m);
+  });
+
+  it("reserves the ci stage's tokenReservedConcurrency for the token function only (unset: config-check-package.test.ts)", () => {
+    expect(tokenFunction().Properties.ReservedConcurrentExecutions).toBe(50);
+    expect(template.Resources.PrewarmLambdaFunction!.Properties).not.toHaveProperty('ReservedConcurrentExecutions');
   });
 
   it('ships only the bundle and its CommonJS marker in the token zip', () => {
@@ -394,7 +409,10 @@ describe('osls package --stage ci', () => {
     for (const s of kms) {
       expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('kms'));
       expect(JSON.stringify(s.Resource)).toContain('"TokenKmsKey","Arn"');
-      expect(s.Condition).toEqual({ StringEquals: encryptionContextCondition() });
+      expect(s.Condition).toEqual({
+        StringEquals: encryptionContextCondition(),
+        'ForAllValues:StringEquals': encryptionContextKeysCondition(),
+      });
     }
   });
 
@@ -408,11 +426,16 @@ describe('osls package --stage ci', () => {
       asArray(s.Action).some((a) => a === 'kms:Decrypt' || a === 'kms:GenerateDataKey'),
     );
     expect(users).toHaveLength(1);
-    const condition = users[0]!.Condition as { ArnEquals: Record<string, { 'Fn::Sub': string }[]>; StringEquals: Json };
+    const condition = users[0]!.Condition as {
+      ArnEquals: Record<string, { 'Fn::Sub': string }[]>;
+      StringEquals: Json;
+      'ForAllValues:StringEquals': Json;
+    };
     expect(condition.ArnEquals['aws:PrincipalArn']!.map((a) => a['Fn::Sub'].split(':role/')[1]).sort()).toEqual(
       roleNames.sort(),
     );
     expect(condition.StringEquals).toEqual(encryptionContextCondition());
+    expect(condition['ForAllValues:StringEquals']).toEqual(encryptionContextKeysCondition());
     for (const s of statements) {
       expect(JSON.stringify(s.Principal)).not.toBe('"*"');
       for (const action of asArray(s.Action)) expect(action).not.toMatch(/^\*$|^kms:\*$/);
@@ -475,7 +498,10 @@ describe('osls package --stage ci', () => {
     const url = permissions.filter((p) => p.Action === 'lambda:InvokeFunctionUrl');
     expect(permissions.length).toBe(direct.length + viaUrl.length + url.length);
     // The ci stage's invokePrincipals (serverless.yml).
-    const invokePrincipals = ['222222222222', 'arn:aws:iam::111111111111:role/billing-service'];
+    const invokePrincipals = [
+      'arn:aws:iam::111111111111:role/billing-service',
+      'arn:aws:iam::333333333333:role/usage-exporter',
+    ];
     expect(direct.map(who).sort()).toEqual(invokePrincipals);
     // The principals of the BROKER_CALLERS grants the function gets, each once with each of the two
     // permissions AWS requires for a Function URL call.

@@ -5,6 +5,10 @@
  * jitter within `deadlineMs` (which also bounds each attempt: the transport's signal aborts when it passes, and the
  * attempt is given up whether or not the transport heeds it), and one forced refresh after LimitRail rejects a token
  * with 401.
+ *
+ * Time: every decision (a token's reuse, the deadline) runs on the monotonic clock (`performance.now()`), which a
+ * wall-clock step (NTP, a manual change) does not move. A kept token is also dropped once the wall clock says its
+ * time is up, so a process that was suspended (the monotonic clock stands still meanwhile) does not reuse it either.
  */
 import { createHash } from 'node:crypto';
 
@@ -41,8 +45,14 @@ export interface TokenOptions {
 
 interface Cached {
   token: string;
-  refreshAtMs: number;
+  /** On the monotonic clock (`performance.now()`). */
+  refreshAtMonotonicMs: number;
+  /** The same instant on the wall clock (`Date.now()`): a second bound, for a process that was suspended. */
+  refreshAtWallMs: number;
 }
+
+/** The clock of every decision here: monotonic, so a wall-clock step back never makes a token look fresh. */
+const monotonicNowMs = (): number => performance.now();
 
 const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
@@ -104,7 +114,7 @@ export class TokenBrokerClient {
   #fresh(key: string): string | undefined {
     const cached = this.#cache.get(key);
     if (!cached) return undefined;
-    if (Date.now() < cached.refreshAtMs) return cached.token;
+    if (monotonicNowMs() < cached.refreshAtMonotonicMs && Date.now() < cached.refreshAtWallMs) return cached.token;
     this.#cache.delete(key);
     return undefined;
   }
@@ -120,22 +130,29 @@ export class TokenBrokerClient {
 
   /** One broker call, retried on `temporarily_unavailable` while the next attempt fits before the deadline. */
   async #ask(key: string, request: TokenRequest): Promise<string> {
-    const deadlineAtMs = Date.now() + this.#deadlineMs;
+    const deadlineAtMs = monotonicNowMs() + this.#deadlineMs;
     for (let attempt = 1; ; attempt += 1) {
-      const askedAtMs = Date.now();
+      const askedAtMs = monotonicNowMs();
+      const askedAtWallMs = Date.now();
       let answer: TokenAnswer;
       try {
         answer = tokenAnswerOf(await this.#attempt(request, deadlineAtMs));
       } catch (err) {
         if (!(err instanceof TokenBrokerError) || !err.retryable) throw err;
         const delayMs = backoffDelayMs(attempt, Math.random(), err.retryAfterSeconds);
-        if (!fitsBeforeDeadline(Date.now(), delayMs, deadlineAtMs)) throw err;
+        if (!fitsBeforeDeadline(monotonicNowMs(), delayMs, deadlineAtMs)) throw err;
         await sleep(delayMs);
         continue;
       }
       const refreshAt = refreshAtMs(askedAtMs, answer.expires_in, this.#marginSec);
       // A token with less than the margin left (a `stale` answer while the endpoint fails) is used once, not kept.
-      if (refreshAt > Date.now()) this.#cache.set(key, { token: answer.access_token, refreshAtMs: refreshAt });
+      if (refreshAt > monotonicNowMs()) {
+        this.#cache.set(key, {
+          token: answer.access_token,
+          refreshAtMonotonicMs: refreshAt,
+          refreshAtWallMs: refreshAtMs(askedAtWallMs, answer.expires_in, this.#marginSec),
+        });
+      }
       return answer.access_token;
     }
   }
@@ -158,7 +175,7 @@ export class TokenBrokerClient {
           controller.abort(err);
           reject(err);
         },
-        Math.max(0, deadlineAtMs - Date.now()),
+        Math.max(0, deadlineAtMs - monotonicNowMs()),
       );
     });
     try {

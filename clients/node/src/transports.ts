@@ -171,12 +171,37 @@ export interface UrlTransportOptions {
   timeoutMs?: number;
 }
 
+/** Loopback hosts, as the URL parser writes them: 127.0.0.0/8, ::1, localhost. */
+const isLoopbackHost = (hostname: string): boolean =>
+  hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+
+/**
+ * The Function URL, parsed: https, or plain http to a loopback host only (a local broker). Anywhere else plain http
+ * would carry the identity proof and the token in clear.
+ */
+const functionUrlOf = (functionUrl: string): URL => {
+  let url: URL;
+  try {
+    url = new URL(functionUrl);
+  } catch {
+    throw new TypeError('"functionUrl" must be an absolute URL (the broker\'s Function URL)');
+  }
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))) return url;
+  throw new TypeError(
+    '"functionUrl" must be https (plain http only to a loopback host: 127.0.0.0/8, ::1, localhost); ' +
+      'elsewhere the identity proof and the token would cross the network in clear',
+  );
+};
+
 const isBrokerAnswer = (value: unknown): boolean =>
   typeof value === 'object' && value !== null && ('error' in value || 'access_token' in value);
 
-/** The broker's Function URL (AuthType AWS_IAM): a SigV4-signed POST with the caller's own credentials. */
+/**
+ * The broker's Function URL (AuthType AWS_IAM): a SigV4-signed POST with the caller's own credentials. The URL must be
+ * https (plain http only to a loopback host, for a local broker).
+ */
 export const urlTransport = (functionUrl: string, options: UrlTransportOptions): Transport => {
-  const url = new URL(functionUrl);
+  const url = functionUrlOf(functionUrl);
   if (!options?.region) throw new TypeError('"region" must be the Function URL\'s region');
   if (!options.audience)
     throw new TypeError('"audience" must be the broker\'s audience (the URL does not name the function)');

@@ -16,7 +16,7 @@ import { BACKOFF_CAP_MS, backoffDelayMs, cacheKeyOf, minTtlSecondsFor, refreshAt
 
 /**
  * The Node caller package's decisions and its client over a fake transport (what the broker answers is scripted;
- * the real broker is in clients/node/test/stack.test.ts). The clock is moved with fake Date, never stubbed.
+ * the real broker is in clients/node/test/stack.test.ts). The clocks are moved with fake timers, never stubbed.
  */
 const answer = (token: string, expiresIn = 3600, extra: Record<string, unknown> = {}) => ({
   access_token: token,
@@ -83,17 +83,50 @@ describe('policy', () => {
 });
 
 describe('TokenBrokerClient', () => {
-  it('asks with canonical scopes and minTtlSeconds = margin, and reuses the token until the margin', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
+  // Both clocks faked: vi.advanceTimersByTime moves the wall clock (Date) and the monotonic one (performance.now)
+  // together, as time passing does; vi.setSystemTime moves the wall clock alone, as a clock step does.
+  const fakeClocks = () => {
+    vi.useFakeTimers({ toFake: ['Date', 'performance'] });
     vi.setSystemTime(new Date('2026-11-29T06:00:00Z'));
+  };
+
+  it('asks with canonical scopes and minTtlSeconds = margin, and reuses the token until the margin', async () => {
+    fakeClocks();
     const { transport, requests } = scripted(answer('t1'), answer('t2'));
     const broker = new TokenBrokerClient(transport, { marginSec: 60 });
     expect(await broker.token(['b', 'a', 'b'])).toBe('t1');
     expect(requests[0]).toEqual({ scopes: ['a', 'b'], minTtlSeconds: 60 });
-    vi.setSystemTime(new Date('2026-11-29T06:58:59Z'));
+    vi.advanceTimersByTime(3_539_000);
     expect(await broker.token(['a', 'b'])).toBe('t1');
-    vi.setSystemTime(new Date('2026-11-29T06:59:00.100Z'));
+    vi.advanceTimersByTime(1_100);
     expect(await broker.token(['a', 'b'])).toBe('t2');
+    expect(requests).toHaveLength(2);
+  });
+
+  it('does not reuse an expired token after the wall clock steps back (expiry runs on the monotonic clock)', async () => {
+    fakeClocks();
+    const { transport, requests } = scripted(answer('t1', 120), answer('t2', 120));
+    const broker = new TokenBrokerClient(transport, { marginSec: 60 });
+    expect(await broker.token(['a'])).toBe('t1');
+    vi.advanceTimersByTime(61_000);
+    // An NTP correction or a manual change sets the wall clock an hour back: t1 is past its margin all the same.
+    vi.setSystemTime(new Date('2026-11-29T05:01:01Z'));
+    expect(await broker.token(['a'])).toBe('t2');
+    expect(requests).toHaveLength(2);
+    // The new token is kept for its own lifetime from now, whatever the wall clock reads.
+    vi.advanceTimersByTime(30_000);
+    expect(await broker.token(['a'])).toBe('t2');
+    expect(requests).toHaveLength(2);
+  });
+
+  it('does not reuse a token once the wall clock says it is past its margin (a suspended process)', async () => {
+    fakeClocks();
+    const { transport, requests } = scripted(answer('t1', 120), answer('t2', 120));
+    const broker = new TokenBrokerClient(transport, { marginSec: 60 });
+    expect(await broker.token(['a'])).toBe('t1');
+    // Suspended for an hour: the monotonic clock stood still, the wall clock did not.
+    vi.setSystemTime(new Date('2026-11-29T07:00:00Z'));
+    expect(await broker.token(['a'])).toBe('t2');
     expect(requests).toHaveLength(2);
   });
 
@@ -201,6 +234,43 @@ describe('TokenBrokerClient', () => {
     expect(`${inspect(broker, { depth: 10, showHidden: true })} ${JSON.stringify(broker)}`).not.toContain(
       'secret-token-value',
     );
+  });
+});
+
+describe('urlTransport', () => {
+  const options = {
+    region: 'eu-central-1',
+    audience: 'limitrail-token-broker-test-token',
+    credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-secret' },
+  };
+
+  it('refuses a plain-http Function URL to any host but loopback, saying why', () => {
+    for (const url of [
+      'http://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-central-1.on.aws/',
+      'http://10.0.0.7:8080/',
+      'http://127.0.0.1.nip.io/',
+      'http://localhost.example/',
+      'http://[::2]/',
+      'ftp://127.0.0.1/',
+    ]) {
+      expect(() => urlTransport(url, options), url).toThrow(
+        /"functionUrl" must be https \(plain http only to a loopback host: 127\.0\.0\.0\/8, ::1, localhost\).*in clear/,
+      );
+    }
+    expect(() => urlTransport('not a url', options)).toThrow('"functionUrl" must be an absolute URL');
+  });
+
+  it('accepts https anywhere and plain http to 127.0.0.0/8, ::1 and localhost', () => {
+    for (const url of [
+      'https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-central-1.on.aws/',
+      'http://127.0.0.1:9000/',
+      'http://127.45.6.7/',
+      'http://[::1]:8080/',
+      'http://localhost:3000/',
+      'http://LOCALHOST:3000/',
+    ]) {
+      expect(typeof urlTransport(url, options), url).toBe('function');
+    }
   });
 });
 

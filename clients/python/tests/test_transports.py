@@ -87,6 +87,39 @@ def unavailable_error(box):
 
 
 
+# The Function URL: https, or plain http to loopback only.
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-central-1.on.aws/",
+        "http://10.0.0.7:8080/",
+        "http://127.0.0.1.nip.io/",
+        "http://localhost.example/",
+        "http://[::2]/",
+        "ftp://127.0.0.1/",
+    ],
+)
+def test_url_transport_refuses_a_plain_http_function_url_to_any_host_but_loopback(url):
+    with pytest.raises(ValueError, match=r"must be https \(plain http only to a loopback host: 127\.0\.0\.0/8, ::1, localhost\).*in clear"):
+        url_transport(url, REGION, FUNCTION, session=session())
+    with pytest.raises(ValueError, match="must be an absolute URL"):
+        url_transport("not a url", REGION, FUNCTION, session=session())
+
+
+def test_url_transport_accepts_https_anywhere_and_plain_http_to_loopback():
+    for url in [
+        "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-central-1.on.aws/",
+        "http://127.0.0.1:9000/",
+        "http://127.45.6.7/",
+        "http://[::1]:8080/",
+        "http://localhost:3000/",
+        "http://LOCALHOST:3000/",
+    ]:
+        assert callable(url_transport(url, REGION, FUNCTION, session=session())), url
+
+
 class Counting:
     """A transport that counts its calls and passes them on."""
 

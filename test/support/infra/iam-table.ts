@@ -181,6 +181,7 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
   // A key of the account with no policy written for it: AWS's default key policy (iam-model.ts resourcePolicyFor).
   const otherKeyArn = `arn:aws:kms:${region}:${accountId}:key/3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f`;
   const ownContext = kmsContext(encryptionContextFor(tableName));
+  const extraKeyContext = kmsContext({ ...encryptionContextFor(tableName), reason: 'caller-chosen' });
   const defaultPolicy = defaultKeyPolicy(accountId);
   const rows: IamRow[] = [];
   for (const [fn, role] of Object.entries(iam.functionRoles)) {
@@ -265,6 +266,10 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
         'Denied',
         kmsContext(encryptionContextFor(otherTable)),
       );
+      // The code's exact context plus one key of the caller's choosing: a different context to KMS, refused by
+      // ForAllValues:StringEquals on kms:EncryptionContextKeys.
+      for (const action of ['GenerateDataKey', 'Decrypt'])
+        keyRow(`${action} with the code's context plus an extra key`, `kms:${action}`, 'Denied', extraKeyContext);
       keyRow("Encrypt with the broker's context", 'kms:Encrypt', 'Denied', ownContext);
       keyRow('CreateGrant on the token key', 'kms:CreateGrant', 'Denied');
       keyRow('PutKeyPolicy on the token key', 'kms:PutKeyPolicy', 'Denied');
@@ -297,8 +302,8 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
   const billing = callerRole(accountId, 'billing-service', [directCallerPolicy(token)]);
   caller('invokePrincipals role, README direct policy', billing, 'lambda:InvokeFunction', 'Allowed', DIRECT);
   caller(
-    'invokePrincipals account 222222222222, README direct policy',
-    callerRole('222222222222', 'any-role', [directCallerPolicy(token)]),
+    'invokePrincipals role of the granted account 333333333333, README direct policy',
+    callerRole('333333333333', 'usage-exporter', [directCallerPolicy(token)]),
     'lambda:InvokeFunction',
     'Allowed',
     DIRECT,

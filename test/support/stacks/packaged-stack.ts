@@ -36,6 +36,8 @@ export interface PackagedStage {
   template: CfnTemplate;
   /** serverless-state.json. */
   state: { service: { functions: Record<string, { package: { artifact: string } }> } };
+  /** What osls printed (its warnings among it). */
+  output: string;
   remove(): Promise<void>;
 }
 
@@ -59,27 +61,65 @@ const offlineEnv = (): NodeJS.ProcessEnv => {
   };
 };
 
-/** Packages `stage` into a private temporary directory (parallel runs never clash; nothing is written into the repo). */
-export const packageStage = async (stage = 'ci'): Promise<PackagedStage> => {
-  if (!['token', 'prewarm'].every((fn) => existsSync(join(ROOT, 'dist', fn, 'handler.js')))) {
-    await run(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
-  }
-  const dir = await mkdtemp(join(tmpdir(), 'token-broker-package-'));
-  const remove = () => rm(dir, { recursive: true, force: true });
+/** Stage parameters given on the command line (`--param name=value`), which win over serverless.yml's. */
+export type StageParams = Record<string, string>;
+
+export interface OslsRun {
+  /** osls's exit code (0: it did what it was asked). */
+  code: number;
+  /** What it printed, stdout then stderr. */
+  output: string;
+}
+
+/** Runs osls offline (`args` after `osls`, plus `--param` for each of `params`); resolves whatever osls exits with. */
+export const runOsls = async (args: string[], params: StageParams = {}): Promise<OslsRun> => {
+  const paramArgs = Object.entries(params).flatMap(([name, value]) => ['--param', `${name}=${value}`]);
   try {
-    await run(process.execPath, [OSLS, 'package', '--stage', stage, '--package', dir], {
+    const { stdout, stderr } = await run(process.execPath, [OSLS, ...args, ...paramArgs], {
       cwd: ROOT,
       env: offlineEnv(),
       timeout: 110_000,
     });
+    return { code: 0, output: `${stdout}\n${stderr}` };
   } catch (err) {
+    const { code, stdout = '', stderr = '' } = err as { code?: number | string; stdout?: string; stderr?: string };
+    return { code: typeof code === 'number' ? code : -1, output: `${stdout}\n${stderr}` };
+  }
+};
+
+const ensureBuilt = async () => {
+  if (!['token', 'prewarm'].every((fn) => existsSync(join(ROOT, 'dist', fn, 'handler.js')))) {
+    await run(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
+  }
+};
+
+/**
+ * `osls package` of `stage` into a private temporary directory (parallel runs never clash; nothing is written into
+ * the repo), removed again: what it printed and its exit code, for a stage expected to be refused.
+ */
+export const tryPackageStage = async (stage: string, params: StageParams = {}): Promise<OslsRun> => {
+  await ensureBuilt();
+  const dir = await mkdtemp(join(tmpdir(), 'token-broker-package-'));
+  try {
+    return await runOsls(['package', '--stage', stage, '--package', dir], params);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+};
+
+/** Packages `stage` into a private temporary directory (parallel runs never clash; nothing is written into the repo). */
+export const packageStage = async (stage = 'ci', params: StageParams = {}): Promise<PackagedStage> => {
+  await ensureBuilt();
+  const dir = await mkdtemp(join(tmpdir(), 'token-broker-package-'));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  const { code, output } = await runOsls(['package', '--stage', stage, '--package', dir], params);
+  if (code !== 0) {
     await remove();
-    const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string };
-    throw new Error(`osls package failed:\n${stdout}\n${stderr}`);
+    throw new Error(`osls package failed:\n${output}`);
   }
   const template = JSON.parse(
     await readFile(join(dir, 'cloudformation-template-update-stack.json'), 'utf8'),
   ) as CfnTemplate;
   const state = JSON.parse(await readFile(join(dir, 'serverless-state.json'), 'utf8')) as PackagedStage['state'];
-  return { dir, template, state, remove };
+  return { dir, template, state, output, remove };
 };

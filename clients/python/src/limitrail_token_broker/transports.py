@@ -13,9 +13,11 @@ them. Their reprs name the function or URL and the audience, never credentials."
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import threading
+from urllib.parse import urlsplit
 from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 
 import boto3
@@ -217,15 +219,45 @@ class _UrlTransport:
         return f"url_transport({self._url!r}, region={self._region!r}, audience={self._audience!r})"
 
 
+def _is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (``host`` as ``urlsplit`` gives it: lower case, no brackets)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_function_url(function_url: str) -> None:
+    """https, or plain http to a loopback host only (a local broker): elsewhere plain http would carry the identity
+    proof and the token in clear."""
+    try:
+        parts = urlsplit(function_url)
+        host = parts.hostname
+    except ValueError:  # an invalid port or IPv6 address
+        host = None
+    if not host:
+        raise ValueError('"function_url" must be an absolute URL (the broker\'s Function URL)') from None
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback_host(host)):
+        return
+    raise ValueError(
+        '"function_url" must be https (plain http only to a loopback host: 127.0.0.0/8, ::1, localhost); '
+        "elsewhere the identity proof and the token would cross the network in clear"
+    )
+
+
 def url_transport(function_url: str, region: str, audience: str, session: Optional[boto3.session.Session] = None) -> Transport:
     """The broker's Function URL (AuthType AWS_IAM): a SigV4-signed POST with the caller's own credentials.
 
     ``audience``: the broker's audience (the stage's ``callerProofAudience``, by default its token function's name);
     the URL does not name the function, so it is required. ``session``: whose credentials sign the call and the proof
     (default: a new boto3 Session, the default credential chain). Each call gives up after the time left before
-    ``TokenBrokerClient``'s deadline without a connection or an answer."""
+    ``TokenBrokerClient``'s deadline without a connection or an answer. The URL must be https (plain http only to a
+    loopback host, for a local broker)."""
     if not function_url:
         raise ValueError('"function_url" must be the broker\'s Function URL')
+    _check_function_url(function_url)
     if not region:
         raise ValueError('"region" must be the Function URL\'s region')
     if not audience:
