@@ -11,6 +11,7 @@ import { invokeTransport, TokenBrokerClient } from '@limitrail/token-broker-clie
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../local/moto';
+import { localAwsEnv, startOffline } from '../../local/offline';
 import type { LocalStack } from '../../local/token-cli';
 
 /**
@@ -383,4 +384,29 @@ describe('npm start, the newcomer path', () => {
     }
     expect(again.output()).toContain('nothing left running');
   }, 90_000);
+});
+
+describe('a configuration error at start', () => {
+  it('is shown as its message, without the stack trace osls appends (an organization grant in grants mode)', async () => {
+    const lambdaPort = await freePort();
+    const failure = await startOffline(lambdaPort, {
+      root: process.cwd(),
+      stage: 'local',
+      params: {
+        callerAuth: 'grants',
+        brokerCallers: JSON.stringify([
+          { principal: 'o-abcdefghij', client: 'limitrail', scopes: ['limitrail.usage.read'] },
+        ]),
+      },
+      env: localAwsEnv({ aws: 'http://127.0.0.1:9' }, 'us-east-1'),
+      onLine: () => undefined,
+    }).then(
+      () => new Error('serverless-offline started'),
+      (err: unknown) => err as Error,
+    );
+    expect(failure.message).toMatch(/^serverless-offline exited \(code 1\):\nError:\n/);
+    expect(failure.message).toContain('"o-abcdefghij" is an organization id, which callerAuth "grants" refuses');
+    expect(failure.message).not.toMatch(/\n\s+at /);
+    expect(failure.message).not.toContain('node_modules/osls');
+  }, 30_000);
 });
