@@ -1,13 +1,21 @@
 /**
  * `npm start`: the whole broker on this machine, on loopback, with nothing to configure.
  *
+ *   npm start [-- --port N] [--json] [--no-build]
+ *
  *   1. builds dist/ (scripts/build.mjs)
  *   2. starts moto_server (DynamoDB, Secrets Manager, KMS, IAM, STS) and the LimitRail sandbox (token endpoint)
  *   3. creates the table, the client secret and the KMS key in moto (test/support/stacks/aws-setup.ts), and two caller
  *      roles in moto's IAM, one granted scopes in BROKER_CALLERS and one not (test/support/stacks/demo-callers.ts)
  *   4. runs serverless-offline (osls, --stage local, callerAuth=grants): the Lambda Invoke API on 127.0.0.1
- *   5. asks the token function for a token once, like a real caller: as a session of the granted role
+ *   5. writes .local/caller.env and the AWS profiles `granted` and `nogrant` (.local/aws/config, credentials: sessions
+ *      of the two roles), with which your own code calls the local broker (local/caller-files.ts)
+ *   6. asks the token function for a token once, like a real caller: as a session of the granted role
  *      (AssumeRole in moto), with an identity proof signed by it; prints the exchange, never the proof
+ *
+ * `--port N` fixes the ports: the Lambda API on N, moto_server (the AWS APIs, STS) on N+1, the sandbox on N+2, so
+ * that .local/caller.env is the same after a restart (default: free ports, new with each run). The functions' output
+ * is one line per request (local/console.ts); `--json` shows their JSON log lines as they are.
  *
  * Writes the endpoints to .local/stack.json (for `npm run token`) and stays up until Ctrl-C, then stops
  * every child it started, by PID, and checks that none is left.
@@ -23,15 +31,23 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { createServer } from 'node:net';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 
 import { setupLocalAws } from '../test/support/stacks/aws-setup';
-import { DEMO_ROLES, demoBrokerCallers, ensureDemoCallers } from '../test/support/stacks/demo-callers';
+import {
+  assumeDemoCaller,
+  DEMO_ROLES,
+  demoBrokerCallers,
+  ensureDemoCallers,
+} from '../test/support/stacks/demo-callers';
 import { freePort, type MotoServer, startMoto } from '../test/support/stacks/moto';
 import { localAwsEnv, type Offline, spawned, startOffline, stopProcess } from '../test/support/stacks/offline';
 import { type Sandbox, startSandbox } from '../test/support/stacks/sandbox';
+import { DEMO_PROFILES, writeCallerFiles } from './caller-files';
+import { consoleLine, isMetricsLine } from './console';
 import { isAlive, isOAuthError, type LocalStack, readStack, redactAnswer, requestAs, STACK_FILE } from './token-cli';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -44,8 +60,84 @@ const KMS_ALIAS = `alias/${SERVICE}-local`;
 const TOKEN_FUNCTION = `${SERVICE}-${STAGE}-token`;
 const DEMO_EVENT = { scopes: ['limitrail.usage.write'] };
 
+/** The session name of the demo roles' sessions in .local/aws/credentials: what the broker's audit lines show. */
+const PROFILE_SESSION = 'your-code';
+/** How long to wait for the demo request's metrics line before printing the hints after it. */
+const METRICS_LINE_WAIT_MS = 3_000;
+
 const say = (line = ''): void => console.log(line);
 const step = (line: string): void => console.log(`• ${line}`);
+
+const USAGE = `usage: npm start [-- --port N] [--json] [--no-build]
+  --port N    fixed ports: the Lambda API on N, moto_server (AWS APIs, STS) on N+1, the LimitRail sandbox on N+2,
+              so that .local/caller.env stays the same across restarts (default: free ports, new with each run)
+  --json      show the functions' JSON log lines as they are, instead of one line per request
+  --no-build  use dist/ as it is`;
+
+class UsageError extends Error {}
+
+interface Options {
+  /** Lambda API, moto, sandbox; undefined: free ports. */
+  ports?: { lambda: number; moto: number; sandbox: number };
+  json: boolean;
+  build: boolean;
+  help: boolean;
+}
+
+const parseStartArgs = (argv: string[]): Options => {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        port: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        'no-build': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const options: Options = { json: values.json ?? false, build: !values['no-build'], help: values.help ?? false };
+  if (values.port !== undefined) {
+    const port = Number(values.port);
+    if (!/^\d+$/.test(values.port) || port < 1024 || port > 65_533) {
+      throw new UsageError('--port must be a whole number from 1024 to 65533 (it also takes the next two ports)');
+    }
+    options.ports = { lambda: port, moto: port + 1, sandbox: port + 2 };
+  }
+  return options;
+};
+
+/** Whether nothing listens on this loopback port (we bind it and let go at once). */
+const portIsFree = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+
+const checkPortsFree = async (ports: NonNullable<Options['ports']>): Promise<void> => {
+  const names = { lambda: 'the Lambda API', moto: 'moto_server', sandbox: 'the LimitRail sandbox' } as const;
+  for (const [key, port] of Object.entries(ports) as [keyof typeof names, number][]) {
+    if (!(await portIsFree(port))) {
+      throw new Error(
+        `port ${port} (${names[key]}) is in use on 127.0.0.1: is another npm start running? Choose another --port ` +
+          '(it takes three: N, N+1, N+2).',
+      );
+    }
+  }
+};
+
+/** A path as a person types it here: relative when under the current directory, shell-quoted when it needs it. */
+const shown = (path: string): string => {
+  const rel = relative(process.cwd(), path);
+  const display = rel && !rel.startsWith('..') ? rel : path;
+  return /^[\w@%+=:,./-]+$/.test(display) ? display : `'${display.replaceAll("'", `'\\''`)}'`;
+};
 
 const build = async (): Promise<void> => {
   try {
@@ -83,9 +175,13 @@ const childProcesses = (): string[] => {
 
 /**
  * The processes that launched us: our parent, up to and including npm (`npm start` runs
- * npm -> sh -c -> tsx -> this). A signal sent to npm alone (not to the whole process group, as
- * Ctrl-C does) kills `sh`, and npm exits without us hearing anything: we would live on as orphans
- * with moto and serverless-offline. So: stop when any of them is gone.
+ * npm -> sh -c `exec node --import tsx` -> this; run by hand, `tsx local/start.ts` puts tsx between). A signal sent
+ * to npm alone (not to the whole process group, as Ctrl-C does) may end it without us hearing anything: we would
+ * live on as orphans with moto and serverless-offline. So: stop when any of them is gone.
+ *
+ * Why `node --import tsx` and not the tsx command: tsx relays a Ctrl-C to its child and, when the child does not
+ * confirm within 30 ms (a busy machine), sends SIGKILL: this process would die without stopping moto and
+ * serverless-offline, and `npm start` end with 130 instead of a clean stop.
  */
 const launchers = (): number[] => {
   const chain: number[] = [];
@@ -119,6 +215,18 @@ const watchLaunchers = (onGone: () => void): void => {
 
 const main = async (): Promise<void> => {
   const startedMs = Date.now();
+  let options: Options;
+  try {
+    options = parseStartArgs(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (options.help) {
+    say(USAGE);
+    return;
+  }
   // One stack per checkout: a second one would overwrite .local/stack.json and remove it on exit.
   const running = await readStack();
   if (running && running.pid !== process.pid && isAlive(running.pid)) {
@@ -172,7 +280,7 @@ const main = async (): Promise<void> => {
     stopping = stopAll().then((clean) => process.exit(clean ? 0 : 1));
   };
   const onSignal = (signal: NodeJS.Signals): void => {
-    // Ctrl-C reaches us twice (from the terminal and relayed by npm/tsx): only a later one means "now".
+    // Ctrl-C reaches us twice (from the terminal and relayed by npm): only a later one means "now".
     if (stopping && Date.now() - firstSignalMs > 2_000) {
       if (offline) offline.child.kill('SIGKILL');
       if (moto) process.kill(moto.pid, 'SIGKILL');
@@ -183,14 +291,36 @@ const main = async (): Promise<void> => {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
-  watchLaunchers(() => requestStop('npm or tsx went away'));
+  watchLaunchers(() => requestStop('npm went away'));
+
+  // The functions' output (local/console.ts), and the EMF metrics lines counted: the hints wait for the demo's.
+  let metricsLines = 0;
+  const onMetricsLine: Array<() => void> = [];
+  const showFunctionLine = (line: string): void => {
+    if (isMetricsLine(line)) {
+      metricsLines += 1;
+      for (const wake of onMetricsLine.splice(0)) wake();
+    }
+    const text = consoleLine(line, { json: options.json });
+    if (text !== undefined) say(`  λ │ ${text}`);
+  };
+  const metricsLineAfter = (seen: number): Promise<void> =>
+    new Promise((resolve) => {
+      if (metricsLines > seen) return resolve();
+      const timer = setTimeout(resolve, METRICS_LINE_WAIT_MS);
+      onMetricsLine.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
 
   try {
+    if (options.ports) await checkPortsFree(options.ports);
     // `--no-build`: use dist/ as it is (the test suite has just built it, and other tests read it).
-    if (!process.argv.includes('--no-build')) await build();
+    if (options.build) await build();
     const [startedMoto, startedSandbox] = await Promise.allSettled([
-      startMoto(),
-      startSandbox({ log: (l) => say(`  sandbox │ ${l}`) }),
+      startMoto(options.ports ? { port: options.ports.moto } : {}),
+      startSandbox({ port: options.ports?.sandbox, log: (l) => say(`  sandbox │ ${l}`) }),
     ]);
     // Keep whatever did start, so that stopAll() stops it.
     if (startedMoto.status === 'fulfilled') moto = startedMoto.value;
@@ -217,7 +347,7 @@ const main = async (): Promise<void> => {
     step(`created table ${aws.tableName}, secret ${SECRET_ID} and KMS key ${KMS_ALIAS} in moto`);
     step(`created caller roles ${DEMO_ROLES.granted} (granted) and ${DEMO_ROLES.nogrant} (no grant) in moto's IAM`);
 
-    const lambdaPort = await freePort();
+    const lambdaPort = options.ports?.lambda ?? (await freePort());
     offline = await startOffline(lambdaPort, {
       root: ROOT,
       stage: STAGE,
@@ -232,7 +362,7 @@ const main = async (): Promise<void> => {
         brokerCallers: demoBrokerCallers(callers),
       },
       env: localAwsEnv({ aws: moto.endpoint }, REGION),
-      onLine: (line) => say(`  λ │ ${line}`),
+      onLine: showFunctionLine,
     });
     const lambdaEndpoint = `http://127.0.0.1:${lambdaPort}`;
     step(`serverless-offline Lambda API on ${lambdaEndpoint} (pid ${offline.pid})`);
@@ -257,9 +387,30 @@ const main = async (): Promise<void> => {
     };
     await mkdir(dirname(STACK_FILE), { recursive: true });
     await writeFile(STACK_FILE, `${JSON.stringify(stack, null, 2)}\n`);
-    step(`ready in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; endpoints in .local/stack.json`);
+
+    // Your own code's way in: caller.env and a profile per demo role, with sessions assumed in moto.
+    const assume = (roleArn: string) =>
+      assumeDemoCaller({ stsEndpoint: moto!.endpoint, region: REGION, roleArn, sessionName: PROFILE_SESSION });
+    const [granted, nogrant] = await Promise.all([assume(callers.granted), assume(callers.nogrant)]);
+    const files = await writeCallerFiles(
+      dirname(STACK_FILE),
+      {
+        region: REGION,
+        lambdaEndpoint,
+        stsEndpoint: stack.stsEndpoint,
+        functionName: TOKEN_FUNCTION,
+        audience: stack.proofAudience,
+      },
+      { granted, nogrant },
+    );
+    step(
+      `wrote ${shown(files.envFile)} and the AWS profiles ${Object.values(DEMO_PROFILES).join(', ')} ` +
+        `(${shown(files.configFile)}, ${shown(files.credentialsFile)})`,
+    );
+    step(`ready in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; endpoints in ${shown(STACK_FILE)}`);
 
     say();
+    const metricsBefore = metricsLines;
     const { answer, functionError } = await requestAs(stack, {
       as: 'granted',
       event: DEMO_EVENT,
@@ -274,9 +425,17 @@ const main = async (): Promise<void> => {
     say(`← ${functionError ? `function error (${functionError}) ` : ''}${body}`);
     if (functionError || isOAuthError(answer)) say('  (the function answered an error: see the λ lines above)');
     else say(`  proven: the broker replayed the proof to STS (moto) and found ${DEMO_ROLES.granted}'s grant`);
+    // The function's last line (its metrics) comes a moment after its answer: the hints come after it.
+    await metricsLineAfter(metricsBefore);
     say();
     say('Ask for another:  npm run token -- --scopes limitrail.usage.read,limitrail.usage.write');
     say('See a refusal:    npm run token -- --scopes limitrail.usage.read --as nogrant');
+    say('From your own code (docs/callers.md, "Call the local broker from your own code"):');
+    say(`  set -a; . ${shown(files.envFile)}; set +a`);
+    say(
+      `  export AWS_PROFILE=${DEMO_PROFILES.granted}   # or ${DEMO_PROFILES.nogrant}; then node examples/local-node.mjs`,
+    );
+    if (!options.ports) say('  (the ports change with each run: npm start -- --port 4566 keeps them, and the file)');
     say('Stop with Ctrl-C.');
   } catch (err) {
     if (stopping) return;
@@ -286,4 +445,8 @@ const main = async (): Promise<void> => {
   }
 };
 
-await main();
+// Anything main() did not handle: its message, not a stack trace.
+await main().catch((err: unknown) => {
+  console.error(`✗ ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

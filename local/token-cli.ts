@@ -5,6 +5,11 @@
  *   npm run token -- --scopes limitrail.usage.read,limitrail.usage.write [--as granted|nogrant] [--client NAME]
  *                    [--min-ttl SEC] [--show-token]
  *
+ * With --stage, the smoke test of a deployed stage instead, with your own AWS credentials (local/stage-token.ts):
+ *
+ *   npm run token -- --stage prod --scopes limitrail.usage.read [--region R] [--profile P] [--function NAME]
+ *                    [--audience A] [--client NAME] [--min-ttl SEC] [--show-token]
+ *
  * Each run assumes the role in moto (AssumeRole) and signs a fresh proof with the session's credentials; the
  * broker replays it to moto's STS and checks the proven role against BROKER_CALLERS. `--as nogrant` signs as the
  * role without a grant, to see the refusal. Prints the function's JSON answer with the access token redacted
@@ -20,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 
 import { DEMO_ROLES, type DemoCaller, isDemoCaller, signAsDemoCaller } from '../test/support/stacks/demo-callers';
+import { type StageRequest, smokeTest } from './stage-token';
 
 /** What local/start.ts writes to .local/stack.json while the stack runs. */
 export interface LocalStack {
@@ -167,10 +173,15 @@ export const isAlive = (pid: number): boolean => {
 
 const USAGE =
   'usage: npm run token -- --scopes a,b [--as granted|nogrant] [--client NAME] [--min-ttl SEC] [--show-token]\n' +
-  `  --as   the demo role whose proof is sent: granted (default, ${DEMO_ROLES.granted}: limitrail.usage.read and\n` +
-  `         limitrail.usage.write) or nogrant (${DEMO_ROLES.nogrant}: no grant, refused with access_denied)\n` +
+  '       npm run token -- --stage STAGE --scopes a,b [--region R] [--profile P] [--function NAME] [--audience A]\n' +
+  '                        [--client NAME] [--min-ttl SEC] [--show-token]\n' +
+  `  --as     the demo role whose proof is sent: granted (default, ${DEMO_ROLES.granted}: limitrail.usage.read and\n` +
+  `           limitrail.usage.write) or nogrant (${DEMO_ROLES.nogrant}: no grant, refused with access_denied)\n` +
+  '  --stage  smoke-test a deployed stage with your own AWS credentials (default chain, or --profile): its token\n' +
+  '           function <service>-<stage>-token, proofs for its audience (that name, or --audience)\n' +
   '  e.g. npm run token -- --scopes limitrail.usage.read,limitrail.usage.write\n' +
-  '       npm run token -- --scopes limitrail.usage.read --as nogrant';
+  '       npm run token -- --scopes limitrail.usage.read --as nogrant\n' +
+  '       npm run token -- --stage prod --region eu-central-1 --scopes limitrail.usage.read';
 
 class UsageError extends Error {}
 
@@ -179,7 +190,11 @@ interface Cli {
   as: DemoCaller;
   showToken: boolean;
   help: boolean;
+  /** With --stage: the smoke test of a deployed stage instead of the local stack. */
+  stage?: Omit<StageRequest, 'event' | 'showToken'>;
 }
+
+const STAGE_ONLY = ['region', 'profile', 'function', 'audience'] as const;
 
 const parseCli = (argv: string[]): Cli => {
   let values;
@@ -189,7 +204,12 @@ const parseCli = (argv: string[]): Cli => {
       options: {
         scopes: { type: 'string' },
         client: { type: 'string' },
-        as: { type: 'string', default: 'granted' },
+        as: { type: 'string' },
+        stage: { type: 'string' },
+        region: { type: 'string' },
+        profile: { type: 'string' },
+        function: { type: 'string' },
+        audience: { type: 'string' },
         'min-ttl': { type: 'string' },
         'show-token': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -203,6 +223,21 @@ const parseCli = (argv: string[]): Cli => {
   if (values.help) return { event: { scopes: [] }, as: 'granted', showToken: false, help: true };
   const as = values.as ?? 'granted';
   if (!isDemoCaller(as)) throw new UsageError(`--as must be ${Object.keys(DEMO_ROLES).join(' or ')}`);
+  let stage: Cli['stage'];
+  if (values.stage !== undefined) {
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(values.stage)) throw new UsageError('--stage must be a stage name such as prod');
+    if (values.as !== undefined) throw new UsageError('--as names a demo role of the local stack: not with --stage');
+    stage = {
+      stage: values.stage,
+      region: values.region,
+      profile: values.profile,
+      functionName: values.function,
+      audience: values.audience,
+    };
+  } else {
+    const stray = STAGE_ONLY.find((name) => values[name] !== undefined);
+    if (stray) throw new UsageError(`--${stray} goes with --stage (the smoke test of a deployed stage)`);
+  }
   const scopes = (values.scopes ?? '')
     .split(/[,\s]+/)
     .map((s) => s.trim())
@@ -214,7 +249,7 @@ const parseCli = (argv: string[]): Cli => {
     if (!/^\d+$/.test(values['min-ttl'])) throw new UsageError('--min-ttl must be a whole number of seconds');
     event.minTtlSeconds = Number(values['min-ttl']);
   }
-  return { event, as, showToken: values['show-token'] ?? false, help: false };
+  return { event, as, showToken: values['show-token'] ?? false, help: false, stage };
 };
 
 const main = async (): Promise<number> => {
@@ -230,6 +265,12 @@ const main = async (): Promise<number> => {
   if (cli.help) {
     console.log(USAGE);
     return 0;
+  }
+  if (cli.stage) {
+    return smokeTest(
+      { ...cli.stage, event: cli.event, showToken: cli.showToken },
+      { out: (line) => console.log(line), err: (line) => console.error(line) },
+    );
   }
   const stack = await readStack();
   if (!stack || !isAlive(stack.pid)) {

@@ -1,7 +1,10 @@
-import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CALLER_REGION,
@@ -16,7 +19,9 @@ import {
  * starts it (test/support/stacks/caller-stack.ts) and runs the package's pytest suite with the machine's python3 (boto3 and
  * pytest; nothing is installed). clients/python/tests/test_stack.py reads the endpoints from LIMITRAIL_TEST_*
  * variables, and counts and injects through a small control server here: broker invocations as counted by the proxy
- * in front of the Invoke API, upstream requests at the sandbox, STS calls at the STS proxy.
+ * in front of the Invoke API, upstream requests at the sandbox, STS calls at the STS proxy. It also builds the package's
+ * wheel the way CI does (clients/python/build_backend.py, standard library only) and installs it into a fresh venv,
+ * offline, where it gets a token from the same stack.
  */
 let stack: CallerStack;
 let control: Server;
@@ -78,10 +83,16 @@ const startControl = async (): Promise<void> => {
   controlUrl = `http://127.0.0.1:${(control.address() as AddressInfo).port}`;
 };
 
-/** pytest's exit code and output. Its environment: no inherited AWS settings; the granted role as the default chain. */
-const pytest = (): Promise<{ code: number | null; output: string }> => {
+/** The machine's environment less every AWS_* setting. */
+const withoutAws = (): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('AWS_')) env[key] = value;
+  return env;
+};
+
+/** pytest's exit code and output. Its environment: no inherited AWS settings; the granted role as the default chain. */
+const pytest = (): Promise<{ code: number | null; output: string }> => {
+  const env = withoutAws();
   const granted = stack.credentials('billing');
   const nogrant = stack.credentials('nogrant');
   Object.assign(env, {
@@ -139,5 +150,56 @@ describe('the Python client (clients/python)', () => {
     const logs = stack.logs().join('\n');
     expect(logs).toContain(stack.sessionArn('billing'));
     expect(logs).not.toContain(stack.credentials('billing').sessionToken);
+  }, 60_000);
+
+  it('builds as a wheel with only the standard library (clients/python/dist, what CI keeps) that installs offline into a fresh venv and gets a token', async () => {
+    const run = promisify(execFile);
+    // No pip configuration of this machine (its find-links and local indexes): as on a machine without an index.
+    const offline = { ...withoutAws(), PIP_CONFIG_FILE: '/dev/null', PIP_NO_INDEX: '1', PYTHONDONTWRITEBYTECODE: '1' };
+    const { stdout: built } = await run('python3', ['clients/python/build_backend.py'], { env: offline });
+    const wheel = built.trim();
+    expect(wheel).toMatch(/clients\/python\/dist\/limitrail_token_broker-\d+\.\d+\.\d+-py3-none-any\.whl$/);
+    // The same sources make the same bytes: a second build is identical.
+    const before = readFileSync(wheel);
+    await run('python3', ['clients/python/build_backend.py'], { env: offline });
+    expect(readFileSync(wheel).equals(before)).toBe(true);
+
+    const venv = mkdtempSync(join(tmpdir(), 'broker-venv-'));
+    try {
+      // boto3 from the machine's site-packages (no index to fetch it from); the package only from the wheel.
+      await run('python3', ['-m', 'venv', '--system-site-packages', venv], { env: offline });
+      const python = join(venv, 'bin', 'python');
+      const pip = await run(python, ['-m', 'pip', 'install', '--no-index', '--no-deps', wheel], { env: offline });
+      expect(pip.stdout).toContain('Successfully installed limitrail-token-broker');
+      const granted = stack.credentials('billing');
+      const script = [
+        'import importlib.metadata, os, limitrail_token_broker as lr',
+        'broker = lr.TokenBrokerClient(lr.invoke_transport(os.environ["FUNCTION_NAME"]))',
+        'token = broker.token(["limitrail.usage.read"])',
+        'print(lr.__file__, importlib.metadata.version("limitrail-token-broker"), token.startswith("eyJ"))',
+      ].join('\n');
+      const { stdout } = await run(python, ['-c', script], {
+        cwd: venv, // not the repository: nothing of clients/python/src on the path
+        env: {
+          ...offline,
+          FUNCTION_NAME,
+          AWS_ACCESS_KEY_ID: granted.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: granted.secretAccessKey,
+          AWS_SESSION_TOKEN: granted.sessionToken,
+          AWS_DEFAULT_REGION: CALLER_REGION,
+          AWS_ENDPOINT_URL_LAMBDA: stack.lambdaEndpoint,
+          AWS_ENDPOINT_URL_STS: stack.sts.endpoint,
+          AWS_CONFIG_FILE: '/nonexistent/aws-config',
+          AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
+        },
+      });
+      const [file, version, gotToken] = stdout.trim().split(' ');
+      expect(file!.startsWith(`${venv}/lib/`)).toBe(true);
+      expect(file).toMatch(/\/site-packages\/limitrail_token_broker\/__init__\.py$/);
+      expect(version).toBe(/version = "([^"]+)"/.exec(readFileSync('clients/python/pyproject.toml', 'utf8'))![1]);
+      expect(gotToken).toBe('True');
+    } finally {
+      rmSync(venv, { recursive: true, force: true });
+    }
   }, 60_000);
 });

@@ -17,7 +17,7 @@
 import type { Caller } from '../domain/caller';
 import type { CheckedProof, Partition, ProofPolicy } from '../domain/proof';
 import { isRecord } from '../shared/assert';
-import { AccessDeniedError, InvalidRequestError, type Reason, UnavailableError } from '../shared/errors';
+import { AccessDeniedError, InvalidRequestError, quote, type Reason, UnavailableError } from '../shared/errors';
 import { sha256Hex } from '../shared/hash';
 
 export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
@@ -44,8 +44,14 @@ const NOT_FROM_CALLER = new Set([
   'proxy-authorization',
   'proxy-connection',
 ]);
+/** The SigV4 Authorization header, read in parts so that a refusal can say which part is wrong. */
 const AUTHORIZATION =
-  /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]{16,128})\/(\d{8})\/([a-z0-9-]{1,32})\/([a-z0-9-]{1,32})\/aws4_request, ?SignedHeaders=([a-z0-9;-]{1,1024}), ?Signature=([0-9a-f]{64})$/;
+  /^AWS4-HMAC-SHA256 Credential=([^,\s]{0,512}), ?SignedHeaders=([^,\s]{0,1024}), ?Signature=(\S{0,128})$/;
+const CREDENTIAL_SCOPE = /^([^/]{0,256})\/(\d{8})\/([a-z0-9-]{1,32})\/([a-z0-9-]{1,32})\/aws4_request$/;
+/** AWS access key ids (AKIA…, ASIA…) are 16 to 128 letters and digits. */
+const ACCESS_KEY_ID = /^[A-Za-z0-9]{16,128}$/;
+const SIGNED_HEADERS = /^[a-z0-9-]+(;[a-z0-9-]+)*$/;
+const SIGNATURE = /^[0-9a-f]{64}$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 /** STS endpoints per partition: global, regional and FIPS (aws), GovCloud regional and FIPS, China regional. */
 const STS_HOSTS: Record<Partition, RegExp> = {
@@ -72,12 +78,26 @@ const checkUrl = (raw: unknown, policy: ProofPolicy): string => {
   }
   const plain =
     url.pathname === '/' && url.search === '' && url.hash === '' && url.username === '' && url.password === '';
-  const allowed =
-    policy.stsOrigin !== undefined
-      ? url.origin === policy.stsOrigin
-      : url.protocol === 'https:' && url.port === '' && STS_HOSTS[policy.partition].test(url.hostname);
-  if (!plain || !allowed)
-    refuse('its URL is not an AWS STS endpoint (https://sts.<region>.amazonaws.com/)', 'proof_not_sts');
+  if (policy.stsOrigin !== undefined && url.origin !== policy.stsOrigin) {
+    refuse(
+      `its URL is not an AWS STS endpoint this broker accepts: only ${policy.stsOrigin}/ (its AWS_ENDPOINT_URL_STS)`,
+      'proof_not_sts',
+    );
+  }
+  if (
+    policy.stsOrigin === undefined &&
+    !(url.protocol === 'https:' && url.port === '' && STS_HOSTS[policy.partition].test(url.hostname))
+  ) {
+    const example =
+      policy.partition === 'aws-cn' ? 'https://sts.<region>.amazonaws.com.cn/' : 'https://sts.<region>.amazonaws.com/';
+    refuse(`its URL is not an AWS STS endpoint of this broker's partition (${example})`, 'proof_not_sts');
+  }
+  if (!plain) {
+    refuse(
+      "its URL is not an AWS STS endpoint's root: the path must be / with no query, fragment or user",
+      'proof_not_sts',
+    );
+  }
   return url.toString();
 };
 
@@ -109,6 +129,43 @@ const parseAmzDate = (value: string | undefined): number | undefined => {
   return Number.isNaN(ms) ? undefined : ms;
 };
 
+/** The parts of the SigV4 Authorization header the checks need; a refusal naming the part that is wrong. */
+const readAuthorization = (
+  value: string | undefined,
+): { credentialDate: string; service: string; signed: Set<string>; signature: string } => {
+  if (value === undefined) return refuse('it has no Authorization header: sign it with SigV4', 'proof_unsigned');
+  if (!value.startsWith('AWS4-HMAC-SHA256 '))
+    refuse('its Authorization header is not a SigV4 signature (AWS4-HMAC-SHA256)', 'proof_unsigned');
+  const parts = AUTHORIZATION.exec(value);
+  if (!parts) {
+    return refuse(
+      'its Authorization header is not "AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…"',
+      'proof_unsigned',
+    );
+  }
+  const [, credential, signedHeaderList, signature] = parts as unknown as [string, string, string, string];
+  const scope = CREDENTIAL_SCOPE.exec(credential);
+  if (!scope) {
+    return refuse(
+      'its Authorization Credential is not <access key id>/<yyyymmdd>/<region>/<service>/aws4_request',
+      'proof_unsigned',
+    );
+  }
+  const [, accessKeyId, credentialDate, , service] = scope as unknown as [string, string, string, string, string];
+  if (!ACCESS_KEY_ID.test(accessKeyId)) {
+    refuse(
+      `its access key id has an unsupported format (${accessKeyId.length} characters): AWS access key ids are 16 to ` +
+        '128 letters and digits (AKIA…, ASIA…), which a placeholder such as "test" is not; sign it with the ' +
+        'credentials of an AWS (or, locally, moto) session',
+      'proof_unsigned',
+    );
+  }
+  if (!SIGNED_HEADERS.test(signedHeaderList))
+    refuse('its Authorization SignedHeaders is not a list of lowercase header names separated by ;', 'proof_unsigned');
+  if (!SIGNATURE.test(signature)) refuse('its Authorization Signature is not 64 hexadecimal digits', 'proof_unsigned');
+  return { credentialDate, service, signed: new Set(signedHeaderList.split(';')), signature };
+};
+
 /**
  * Checks a proof as the caller sent it. Throws InvalidRequestError for a malformed one (400) and
  * AccessDeniedError (403) for one that is well formed but not acceptable; sends nothing.
@@ -122,23 +179,28 @@ export const checkIdentityProof = (raw: unknown, policy: ProofPolicy, nowMs: num
   if (typeof raw.body !== 'string' || !BODIES.has(raw.body)) {
     refuse('its body must be exactly Action=GetCallerIdentity&Version=2011-06-15', 'proof_not_get_caller_identity');
   }
-  const auth = AUTHORIZATION.exec(headers.authorization ?? '');
-  if (!auth) return refuse('it has no SigV4 Authorization header', 'proof_unsigned');
-  const [, , credentialDate, , service, signedHeaderList, signature] = auth as unknown as string[];
+  const { credentialDate, service, signed, signature } = readAuthorization(headers.authorization);
   if (service !== 'sts') refuse('it is not signed for the sts service', 'proof_not_sts');
-  const signed = new Set(signedHeaderList!.split(';'));
-  if (headers[PROOF_AUDIENCE_HEADER] !== policy.audience) {
-    refuse(`its ${PROOF_AUDIENCE_HEADER} header does not name this broker`, 'proof_wrong_audience');
+  const audience = headers[PROOF_AUDIENCE_HEADER];
+  if (audience !== policy.audience) {
+    const wrong =
+      audience === undefined
+        ? `it has no ${PROOF_AUDIENCE_HEADER} header`
+        : `its ${PROOF_AUDIENCE_HEADER} header does not name this broker`;
+    refuse(`${wrong}: sign it for audience ${quote(policy.audience, 256)}`, 'proof_wrong_audience');
   }
   if (!signed.has(PROOF_AUDIENCE_HEADER))
     refuse(`its ${PROOF_AUDIENCE_HEADER} header is not signed`, 'proof_audience_unsigned');
-  if (!signed.has('host') || !signed.has('x-amz-date')) refuse('host and x-amz-date must be signed', 'proof_unsigned');
+  if (!signed.has('host') || !signed.has('x-amz-date'))
+    refuse('its signature does not cover the host and x-amz-date headers (SignedHeaders)', 'proof_unsigned');
   if (headers.host !== undefined && headers.host !== new URL(url).host)
     refuse('its host header does not match its URL', 'proof_not_sts');
+  if (headers['x-amz-date'] === undefined) refuse('it has no x-amz-date header', 'proof_unsigned');
   const signedAtMs = parseAmzDate(headers['x-amz-date']);
-  if (signedAtMs === undefined || headers['x-amz-date']!.slice(0, 8) !== credentialDate) {
-    return refuse('it has no valid x-amz-date', 'proof_unsigned');
-  }
+  if (signedAtMs === undefined)
+    return refuse('its x-amz-date is not a time such as 20260101T120000Z', 'proof_unsigned');
+  if (headers['x-amz-date']!.slice(0, 8) !== credentialDate)
+    refuse('its x-amz-date is not on the date of its Credential scope', 'proof_unsigned');
   if (signedAtMs < nowMs - PROOF_MAX_AGE_MS)
     refuse('it was signed more than 5 minutes ago; sign a new one', 'proof_expired');
   if (signedAtMs > nowMs + PROOF_MAX_FUTURE_MS)

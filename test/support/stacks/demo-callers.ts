@@ -2,8 +2,9 @@
  * The local stack's callers: two IAM roles in moto, one with a grant in BROKER_CALLERS and one without, and the
  * way a local tool becomes one of them (STS AssumeRole in moto, then an identity proof signed with the session's
  * credentials). `npm start` creates the roles and passes the grant; `npm run token` and the tests sign as them.
- * Set-up code for local runs, never part of the broker. Session credentials stay in memory: the stack file
- * records only the role ARNs, the STS endpoint and the audience.
+ * Set-up code for local runs, never part of the broker. The stack file records only the role ARNs, the STS endpoint
+ * and the audience; session credentials are written only to .local/aws/credentials, the profiles for your own code
+ * (local/caller-files.ts), and are moto's: useless anywhere else.
  */
 import { CreateRoleCommand, EntityAlreadyExistsException, GetRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';

@@ -27,6 +27,10 @@ export const localAwsEnv = (endpoints: { aws: string; sts?: string }, region: st
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     AWS_EC2_METADATA_DISABLED: 'true',
+    // What Lambda sets for an on-demand function. serverless-offline does not, and Powertools then never reports a
+    // cold start (its rule: cold_start only with 'on-demand'): every line said cold_start false, even the first
+    // invocation's of a new worker. With it, a worker's first invocation says true, as a new container's does.
+    AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
     // Node 20 locally; Lambda runs nodejs22.x. The SDK's "upgrade Node" notice is noise here.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     SLS_TELEMETRY_DISABLED: '1',
@@ -42,6 +46,19 @@ export interface OfflineOptions {
   /** Each line the functions log once serverless-offline is ready. */
   onLine: (line: string) => void;
 }
+
+/**
+ * What osls printed before it failed, for a person: without its banner (Environment, Docs) and without the stack
+ * trace it appends to an error thrown while resolving serverless.yml (a stage parameter infra/caller-access.cjs
+ * refuses, such as an organization grant in grants mode), which buries the one line that says what is wrong.
+ */
+export const oslsFailure = (output: string): string =>
+  output
+    .split('\n')
+    .filter((line) => !/^\s+at\s/.test(line) && !/^(Environment|Docs|Support|Bugs):\s/.test(line))
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim();
 
 const portAnswers = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
@@ -106,11 +123,11 @@ export const startOffline = async (lambdaPort: number, options: OfflineOptions):
   }
   const deadline = Date.now() + OFFLINE_READY_TIMEOUT_MS;
   while (!(await portAnswers(lambdaPort))) {
-    if (exitInfo !== undefined) throw new Error(`serverless-offline exited (${exitInfo}):\n${early.trim()}`);
+    if (exitInfo !== undefined) throw new Error(`serverless-offline exited (${exitInfo}):\n${oslsFailure(early)}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(
-        `serverless-offline did not listen on ${lambdaPort} within ${OFFLINE_READY_TIMEOUT_MS} ms:\n${early.trim()}`,
+        `serverless-offline did not listen on ${lambdaPort} within ${OFFLINE_READY_TIMEOUT_MS} ms:\n${oslsFailure(early)}`,
       );
     }
     await sleep(150);

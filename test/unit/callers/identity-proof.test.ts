@@ -154,6 +154,109 @@ describe('what a proof must say', () => {
 });
 type Proof = Awaited<ReturnType<typeof proof>>;
 
+describe('what a refusal says', () => {
+  const refusal = (raw: unknown, policy = AWS) => {
+    try {
+      checkIdentityProof(raw, policy, NOW);
+    } catch (err) {
+      return `${(err as BrokerError).reason}: ${(err as Error).message}`;
+    }
+    return 'accepted';
+  };
+  const auth = (p: Proof, change: (value: string) => string) => {
+    p.headers.authorization = change(p.headers.authorization!);
+  };
+
+  it('names an unsupported access key id format, not a missing signature, for a placeholder key such as "test"', async () => {
+    const raw = await signIdentityProof({
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      region: 'us-east-1',
+      audience: AWS.audience,
+      stsUrl: 'https://sts.us-east-1.amazonaws.com/',
+      signingDate: new Date(NOW),
+    });
+    const said = refusal(raw);
+    expect(said).toMatch(
+      /^proof_unsigned: identity proof refused: its access key id has an unsupported format \(4 characters\)/,
+    );
+    expect(said).not.toContain('no Authorization header');
+  });
+
+  it.each([
+    ['no Authorization header', (p: Proof) => delete p.headers.authorization, 'it has no Authorization header'],
+    [
+      'another scheme',
+      (p: Proof) => auth(p, (a) => a.replace('AWS4-HMAC-SHA256', 'AWS4-ECDSA-P256-SHA256')),
+      'is not a SigV4 signature',
+    ],
+    [
+      'a missing Signature part',
+      (p: Proof) => auth(p, (a) => a.replace(/, ?Signature=.*$/, '')),
+      'is not "AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…"',
+    ],
+    [
+      'a credential scope without aws4_request',
+      (p: Proof) => auth(p, (a) => a.replace('/aws4_request', '')),
+      'Credential is not <access key id>/<yyyymmdd>/<region>/<service>/aws4_request',
+    ],
+    [
+      'upper-case signed header names',
+      (p: Proof) => auth(p, (a) => a.replace('SignedHeaders=', 'SignedHeaders=X-')),
+      'SignedHeaders is not a list of lowercase header names',
+    ],
+    [
+      'a short signature',
+      (p: Proof) => auth(p, (a) => a.replace(/Signature=([0-9a-f]{64})/, 'Signature=abc')),
+      'Signature is not 64 hexadecimal digits',
+    ],
+    [
+      'host and x-amz-date not signed',
+      (p: Proof) => auth(p, (a) => a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=x-limitrail-broker-audience')),
+      'does not cover the host and x-amz-date headers',
+    ],
+    ['no x-amz-date header', (p: Proof) => delete p.headers['x-amz-date'], 'it has no x-amz-date header'],
+    ['an x-amz-date that is no time', (p: Proof) => (p.headers['x-amz-date'] = 'yesterday'), 'is not a time such as'],
+    [
+      'an x-amz-date on another day than the credential scope',
+      (p: Proof) => (p.headers['x-amz-date'] = '20261128T235959Z'),
+      'is not on the date of its Credential scope',
+    ],
+    [
+      'no audience header',
+      (p: Proof) => delete p.headers['x-limitrail-broker-audience'],
+      'it has no x-limitrail-broker-audience header: sign it for audience "broker-prod-token"',
+    ],
+    [
+      'another audience',
+      (p: Proof) => (p.headers['x-limitrail-broker-audience'] = 'broker-dev-token'),
+      'does not name this broker: sign it for audience "broker-prod-token"',
+    ],
+    [
+      'a path after the STS host',
+      (p: Proof) => (p.url = 'https://sts.eu-central-1.amazonaws.com/other'),
+      "is not an AWS STS endpoint's root",
+    ],
+    [
+      'a host that is not STS',
+      (p: Proof) => {
+        p.url = 'https://evil.example/';
+        p.headers.host = 'evil.example';
+      },
+      "is not an AWS STS endpoint of this broker's partition (https://sts.<region>.amazonaws.com/)",
+    ],
+  ])('%s: says so', async (_name, change, said) => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    change(raw);
+    expect(refusal(raw)).toContain(said);
+  });
+
+  it('names the one STS origin a local broker accepts (AWS_ENDPOINT_URL_STS)', async () => {
+    const local: ProofPolicy = { audience: AWS.audience, stsOrigin: 'http://127.0.0.1:5000', partition: 'aws' };
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    expect(refusal(raw, local)).toContain('only http://127.0.0.1:5000/ (its AWS_ENDPOINT_URL_STS)');
+  });
+});
+
 describe("reading STS's answer", () => {
   const ok =
     '<GetCallerIdentityResponse><GetCallerIdentityResult><UserId>AROA:s</UserId><Account>111111111111</Account><Arn>arn:aws:sts::111111111111:assumed-role/billing/s</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>';
