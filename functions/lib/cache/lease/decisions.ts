@@ -89,16 +89,21 @@ export const decideForced =
   };
 
 /**
- * Refresh ahead of `current`: a newer token someone wrote is served; if another container has the lease this one
- * gives up (serving `current`) and stays quiet until that lease ends, never longer than a lease can last. It does
- * not wait: every caller meanwhile is served the current token.
+ * Refresh ahead of `current`: a newer token someone wrote is served if it answers the request (a forced refresh may
+ * have reported it rejected: then `current` is served, and nothing is refreshed, the newer token not being due); if
+ * another container has the lease this one gives up (serving `current`) and stays quiet until that lease ends, never
+ * longer than a lease can last. It does not wait: every caller meanwhile is served the current token.
  */
 export const decideRefreshAhead =
-  (current: CachedToken, leaseDurationMs: number): LeaseDecision<{ quietUntilMs: number }> =>
+  (
+    current: CachedToken,
+    leaseDurationMs: number,
+    accept: KeyedRequest['accept'],
+  ): LeaseDecision<{ quietUntilMs: number }> =>
   ({ entry, nowMs, owned, lost }) => {
     const token = entry?.token;
     if (token && token.expiresAtEpochSec > current.expiresAtEpochSec && !isRefreshDue(token, nowMs))
-      return { step: 'serve', token };
+      return accept(token, nowMs) ? { step: 'serve', token } : { step: 'yield', value: { quietUntilMs: nowMs } };
     if (owned) return { step: 'fetch' };
     if (!lost) return { step: 'take' };
     const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + REFRESH_RETRY_AFTER_MS;

@@ -93,7 +93,7 @@ export class TableLease implements LeaseProtocol {
     }
     try {
       const result = await this.#run(req, {
-        decide: decideRefreshAhead(current.token, this.deps.leaseDurationMs),
+        decide: decideRefreshAhead(current.token, this.deps.leaseDurationMs, req.accept),
         firstRead: 'eventual',
         previous: (entry) => entry.token ?? current.token,
       });

@@ -65,8 +65,21 @@ describe('decisions', () => {
     ],
     ['holding the lease', { token: due }, { owned: true }, 'fetch'],
   ])('refresh ahead, %s: %s', (_name, entry, over, expected) => {
-    expect(stepOf(decideRefreshAhead(due, LEASE_MS)(view(entry, over)))).toBe(expected);
+    expect(stepOf(decideRefreshAhead(due, LEASE_MS, accept60)(view(entry, over)))).toBe(expected);
   });
+
+  it.each([
+    ['first look', {}],
+    ['holding the lease', { owned: true }],
+  ])(
+    'refresh ahead for a forced refresh that reported the newer token rejected, %s: keeps the current one',
+    (_n, over) => {
+      const newer = token(10, 'newer');
+      const notNewer = (t: CachedToken, nowMs: number) => accept60(t, nowMs) && t.accessToken !== 'newer';
+      const step = decideRefreshAhead(due, LEASE_MS, notNewer)(view({ token: newer }, over));
+      expect(stepOf(step)).toBe(`yield {"quietUntilMs":${NOW}}`);
+    },
+  );
 
   it.each([
     ['a fresh token', { token: fresh }, {}, 'yield "fresh"'],
