@@ -1,6 +1,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import {
+  decideForced,
   decideMiss,
   decidePrewarm,
   decideRefreshAhead,
@@ -80,6 +81,21 @@ describe('decisions', () => {
       expect(stepOf(step)).toBe(`yield {"quietUntilMs":${NOW}}`);
     },
   );
+
+  it.each([
+    ['claimed the forced fetch, a fresh token there', 'fetch', { token: fresh }, { claimed: true }],
+    ['did not claim it (spent interval), a fresh token was just written', 'serve current', { token: fresh }, {}],
+    ['did not claim it, a due token', 'fetch', { token: due }, {}],
+    ['did not claim it, nothing there', 'fetch', {}, {}],
+  ])('a forced refresh without a fingerprint holding the lease, %s: %s', (_name, expected, entry, over) => {
+    const forced = world().forced();
+    expect(stepOf(decideForced(forced, 30_000)(view(entry, { owned: true, ...over })))).toBe(expected);
+  });
+
+  it('a forced refresh holding the lease without the claim never serves the token it reported rejected', () => {
+    const forced = world().forced(fresh);
+    expect(stepOf(decideForced(forced, 30_000)(view({ token: fresh }, { owned: true })))).toBe('fetch');
+  });
 
   it.each([
     ['a fresh token', { token: fresh }, {}, 'yield "fresh"'],

@@ -147,6 +147,28 @@ describe('forced refreshes across containers', () => {
   });
 });
 
+describe('a forced refresh in a spent interval, with no servable token', () => {
+  it('is a plain miss: a token another container writes between its read and its take answers it, no fetch', async () => {
+    const w = world();
+    w.table.items.set(KEY, { forcedFetchAtEpochMs: w.nowMs() - 1_000 }); // this interval's forced fetch is spent
+    const written = { accessToken: 'written-meanwhile', scopes: ['a'], ...lifetimeOf(w.nowMs(), 3600) };
+    const racing: TokenTable = {
+      read: (key) => w.table.read(key),
+      tryAcquireLease: async (key, owner, request) => {
+        await w.table.writeToken(key, written, 'limitrail'); // another container's miss completes first
+        return w.table.tryAcquireLease(key, owner, request);
+      },
+      writeToken: (key, token, client, owner) => w.table.writeToken(key, token, client, owner),
+      renewLease: (key, owner, until) => w.table.renewLease(key, owner, until),
+      releaseLease: (key, owner) => w.table.releaseLease(key, owner),
+    };
+    const outcome = await w.container(undefined, racing).obtain(w.forced());
+    expect(outcome).toEqual({ token: written, source: 'table' });
+    expect(w.fetchedAtMs).toHaveLength(0);
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
+  });
+});
+
 describe('refresh ahead for a forced refresh', () => {
   it('never answers with the token the caller reported rejected, though the table holds it and it is newer', async () => {
     const w = world();
