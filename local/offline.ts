@@ -27,7 +27,7 @@ export const localAwsEnv = (endpoints: { aws: string; sts?: string }, region: st
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     AWS_EC2_METADATA_DISABLED: 'true',
-    // Node 20 locally; Lambda runs nodejs22.x. The SDK's "upgrade Node" notice is noise here.
+    // Node 20 may run this locally; Lambda runs nodejs24.x. The SDK's "upgrade Node" notice is noise here.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     SLS_TELEMETRY_DISABLED: '1',
     SLS_NOTIFICATIONS_MODE: 'off',

@@ -59,15 +59,19 @@ const offlineEnv = (): NodeJS.ProcessEnv => {
   };
 };
 
-/** Packages `stage` into a private temporary directory (parallel runs never clash; nothing is written into the repo). */
-export const packageStage = async (stage = 'ci'): Promise<PackagedStage> => {
+/**
+ * Packages `stage` into a private temporary directory (parallel runs never clash; nothing is written into the repo).
+ * `params`: `--param name=value` overrides of the stage's parameters.
+ */
+export const packageStage = async (stage = 'ci', params: Record<string, string> = {}): Promise<PackagedStage> => {
   if (!['token', 'prewarm'].every((fn) => existsSync(join(ROOT, 'dist', fn, 'handler.js')))) {
     await run(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT });
   }
   const dir = await mkdtemp(join(tmpdir(), 'token-broker-package-'));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
-    await run(process.execPath, [OSLS, 'package', '--stage', stage, '--package', dir], {
+    const overrides = Object.entries(params).flatMap(([name, value]) => ['--param', `${name}=${value}`]);
+    await run(process.execPath, [OSLS, 'package', '--stage', stage, '--package', dir, ...overrides], {
       cwd: ROOT,
       env: offlineEnv(),
       timeout: 110_000,
