@@ -32,7 +32,7 @@ interface RuntimeModule {
   defaultRuntime(root: string): string;
   majorOf(runtime: string): number;
 }
-const runtimeModule = createRequire(import.meta.url)('../../infra/runtime.cjs') as RuntimeModule;
+const runtimeModule = createRequire(import.meta.url)('../../../infra/runtime.cjs') as RuntimeModule;
 
 /** The Lambda runtime serverless.yml deploys on by default (params.default.runtime), e.g. nodejs24.x. */
 export const deployRuntime = (): string => runtimeModule.defaultRuntime(ROOT);
