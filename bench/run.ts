@@ -1,6 +1,6 @@
 /**
- * `npm run bench`: the numbers behind the README's performance claims, measured against real local components
- * (moto_server, the LimitRail sandbox). Timings are printed, never asserted.
+ * `npm run bench`: the numbers behind docs/design.md "Measured" and docs/operations.md "Cost", measured against real
+ * local components (moto_server, the LimitRail sandbox). Timings are printed, never asserted.
  *
  *   - bundle size per function (cold-start weight)
  *   - cold start: time to load the bundle in a fresh Node process
