@@ -1,17 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { InvokeStore, InvokeStoreBase } from '@aws/lambda-invoke-store';
 import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
-import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table/table-schema';
-import type { CheckedProof } from '../../functions/lib/domain/proof';
 import type { HandlerRuntime } from '../../functions/lib/handlers/invocation';
 import { createTokenHandler, type InvocationContext } from '../../functions/lib/handlers/token-handler';
-import type { IdentityVerifier, Verification } from '../../functions/lib/ports';
 import { createRuntime, loggerFromEnv, type Runtime } from '../../functions/lib/runtime';
-import type { Log, LogFields } from '../../functions/lib/shared/logger';
-import type { InvocationMetrics } from '../../functions/lib/shared/metrics';
-import type { Telemetry } from '../../functions/lib/shared/telemetry';
+import { GATE_ACCOUNT, GatedVerifier, type GateRole, gateProof, sessionNumber } from '../support/fakes/gated-verifier';
+import { sharedLogContext, sharedMetrics } from '../support/fakes/shared-telemetry';
 import { captureLogLines, stopCapturing } from '../support/log-capture';
 import { type BrokerStack, seedToken, startBrokerStack } from '../support/stacks/broker-stack';
 
@@ -29,7 +25,6 @@ import { type BrokerStack, seedToken, startBrokerStack } from '../support/stacks
  * telemetry port (one metrics accumulator for every invocation; one logger whose context is the latest
  * invocation's, as `addContext` on a shared logger had it) and sees each check fail.
  */
-const ACCOUNT = '111111111111';
 const AUDIENCE = 'limitrail-token-broker-concurrency-token';
 const FUNCTION_NAME = 'limitrail-token-broker-concurrency-token';
 const MEMORY = ['limitrail.usage.read'];
@@ -42,7 +37,6 @@ const ROUNDS = 10;
 const GATED = ROUNDS * 5;
 const BAD_INPUT = 6;
 
-type Role = 'billing' | 'nogrant';
 type Outcome = 'memory' | 'table' | 'endpoint' | 'refused';
 interface Planned {
   id: string;
@@ -54,61 +48,12 @@ interface Planned {
   gated: boolean;
 }
 
-/** A proof's caller, by its access key id: ASIA, then BILL or NOGR, then the request's number. */
-const accessKeyOf = (role: Role, n: number) =>
-  `ASIA${role === 'billing' ? 'BILL' : 'NOGR'}${String(n).padStart(12, '0')}`;
-const sessionArn = (role: Role, n: number) => `arn:aws:sts::${ACCOUNT}:assumed-role/${role}/s${n}`;
-const sessionNumber = (arn: unknown) => (typeof arn === 'string' ? /\/s(\d+)$/.exec(arn)?.[1] : undefined);
-
-/**
- * STS as a gate. Armed for `n` verifications, it holds each until the n-th arrives, then releases them all together;
- * disarmed, it answers at once. Each proof's identity is the session its access key id names (accessKeyOf).
- */
-class GatedVerifier implements IdentityVerifier {
-  #expected = 0;
-  #arrived = 0;
-  #open: () => void = () => undefined;
-  #opened: Promise<void> = Promise.resolve();
-  /** How many verifications were held at once when the gate opened. */
-  heldAtOnce = 0;
-
-  arm(n: number): void {
-    this.#expected = n;
-    this.#arrived = 0;
-    this.#opened = new Promise((resolve) => (this.#open = resolve));
-  }
-
-  async verify(proof: CheckedProof): Promise<Verification> {
-    this.#arrived += 1;
-    if (this.#arrived === this.#expected) {
-      this.heldAtOnce = this.#arrived;
-      this.#open();
-    }
-    await this.#opened;
-    const key = /Credential=ASIA(BILL|NOGR)(\d{12})\//.exec(proof.headers.authorization ?? '');
-    if (!key) throw new Error('a proof without a test access key');
-    const role: Role = key[1] === 'BILL' ? 'billing' : 'nogrant';
-    return {
-      identity: { arn: sessionArn(role, Number(key[2])), accountId: ACCOUNT, principalOrgId: undefined },
-      source: 'verified',
-    };
-  }
-}
-
-const proofOf = (role: Role, n: number): Promise<IdentityProof> =>
-  signIdentityProof({
-    credentials: { accessKeyId: accessKeyOf(role, n), secretAccessKey: 'not-checked', sessionToken: 'session' },
-    region: 'us-east-1',
-    audience: AUDIENCE,
-    stsUrl: 'https://sts.us-east-1.amazonaws.com/',
-  });
-
 /** The batch, interleaved: each round starts one invocation of each kind; bad input every few. */
 const planBatch = async (): Promise<Planned[]> => {
   const planned: Planned[] = [];
-  const add = async (role: Role, outcome: Outcome, request: Record<string, unknown>, gated = true) => {
+  const add = async (role: GateRole, outcome: Outcome, request: Record<string, unknown>, gated = true) => {
     const n = planned.length;
-    const identityProof = await proofOf(role, n);
+    const identityProof = await gateProof(role, n, AUDIENCE);
     planned.push({ id: randomUUID(), n, event: { ...request, identityProof }, outcome, gated });
   };
   for (let round = 0; round < ROUNDS; round++) {
@@ -166,7 +111,7 @@ const runBatch = async (
       () => loggerFromEnv(env),
     );
     const warmUp = (await handler(
-      { scopes: MEMORY, identityProof: await proofOf('billing', 999) },
+      { scopes: MEMORY, identityProof: await gateProof('billing', 999, AUDIENCE) },
       { awsRequestId: 'warm-up' },
     )) as Record<string, unknown>;
     if (typeof warmUp.access_token !== 'string')
@@ -282,7 +227,7 @@ describe('one process serving 56 overlapping invocations (Lambda Managed Instanc
       CALLER_AUTH: 'grants',
       CALLER_PROOF_AUDIENCE: AUDIENCE,
       BROKER_CALLERS: JSON.stringify([
-        { principal: `arn:aws:iam::${ACCOUNT}:role/billing`, client: 'limitrail', scopes: GRANTED },
+        { principal: `arn:aws:iam::${GATE_ACCOUNT}:role/billing`, client: 'limitrail', scopes: GRANTED },
       ]),
       AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
       AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
@@ -316,36 +261,6 @@ describe('one process serving 56 overlapping invocations (Lambda Managed Instanc
   });
 
   describe('the checks fail on a deliberately shared request context', () => {
-    /** One metrics accumulator for every invocation, each flushing it when it ends, as before per-invocation metrics. */
-    const sharedMetrics = (real: Telemetry): Telemetry => {
-      let shared: InvocationMetrics | undefined;
-      return {
-        begin: (context) => {
-          const own = real.begin(context);
-          shared ??= own.metrics;
-          return { log: own.log, metrics: shared };
-        },
-      };
-    };
-    /** One logger whose Lambda context is the latest invocation's, as `addContext` on a shared logger had it. */
-    const sharedLogContext = (real: Telemetry): Telemetry => {
-      let latest: Log | undefined;
-      const delegate = (fields: LogFields): Log => ({
-        child: (more) => delegate({ ...fields, ...more }),
-        debug: (message, extra) => latest!.debug(message, { ...fields, ...extra }),
-        info: (message, extra) => latest!.info(message, { ...fields, ...extra }),
-        warn: (message, extra) => latest!.warn(message, { ...fields, ...extra }),
-        error: (message, extra) => latest!.error(message, { ...fields, ...extra }),
-      });
-      return {
-        begin: (context) => {
-          const own = real.begin(context);
-          latest = own.log;
-          return { log: delegate({}), metrics: own.metrics };
-        },
-      };
-    };
-
     it('a shared metrics accumulator: the EMF check fails, the audit check still passes', async () => {
       const shared = await runBatch(stack, env, (runtime) => ({
         ...runtime,
