@@ -13,6 +13,7 @@ import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/ca
 import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
 import { ENV } from '../../functions/lib/config/env-names';
 import {
+  EmfWriter,
   METRIC_FAMILIES,
   METRIC_NAMES,
   METRICS_DIMENSION,
@@ -118,7 +119,7 @@ const emfOf = (
 } & Json => {
   const lines = captureLogLines([]);
   try {
-    const metrics = new Metrics(fn);
+    const metrics = new Metrics(new EmfWriter(fn));
     metrics.count(name);
     metrics.flush(Date.now());
   } finally {
