@@ -15,7 +15,7 @@ export interface CheckOptions extends WorldOptions {
   /** Replays this run (and its shrinking steps) only. */
   path?: string;
   maxTicks?: number;
-  /** Containers serve overlapping invocations (see Scenario.overlap). */
+  /** Containers serve overlapping invocations in every run (true), in none (false); default: in half of them. */
   overlap?: boolean;
   /** Stop at the first violation (else every run of the budget is explored). */
   stopAtFirst?: boolean;

@@ -3,7 +3,8 @@
  * scenarios and schedules (default 1000), prints `N schedules explored, K violations` and, for a violation, the seed
  * and path that replay it and the trace of the run (shrunk to a shorter one that breaks the same property, unless
  * --no-shrink). With --path, replays that one run and prints its trace. Exits 1 when a property was broken.
- * --overlap: containers serve overlapping invocations; --strict: known issues count as violations; --break NAME:
+ * --overlap / --one-at-a-time: every container serves overlapping invocations (Lambda Managed Instances) / one at a
+ * time (default: half the runs each); --strict: known issues count as violations; --break NAME:
  * runs against a deliberately broken table (breaks.ts) and stops at the first violation.
  */
 import { parseArgs } from 'node:util';
@@ -18,7 +19,8 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     path: { type: 'string' },
     'no-shrink': { type: 'boolean', default: false },
-    overlap: { type: 'boolean', default: false },
+    overlap: { type: 'boolean' },
+    'one-at-a-time': { type: 'boolean' },
     strict: { type: 'boolean', default: false },
     break: { type: 'string' },
     'max-ticks': { type: 'string' },
@@ -42,7 +44,7 @@ const show = (failure: Failure, title: string): void => {
   );
   console.log(`  ${PROPERTIES[violation.property]}`);
   console.log(`  ${violation.detail}`);
-  console.log(`  replay: npm run model-check -- --seed ${seed} --path ${path}`);
+  console.log(`  replay: npm run model-check -- --seed ${seed} --path ${path}${replayFlags}`);
   const ticks = scenario.ticks
     .map((t) => {
       const ops = t.ops.map((o) => describeOperation(o, (c) => `c${(c % scenario.containers) + 1}`)).join('; ');
@@ -64,6 +66,15 @@ if (breakName !== undefined && !(breakName in BREAKS)) {
 }
 const below = breakName === undefined ? undefined : BREAKS[breakName as BreakName];
 
+const overlap = values.overlap ? true : values['one-at-a-time'] ? false : undefined;
+/** What a replay must repeat besides seed and path: whatever shapes the generated runs or the table. */
+const replayFlags = [
+  overlap === true ? ' --overlap' : overlap === false ? ' --one-at-a-time' : '',
+  values['max-ticks'] === undefined ? '' : ` --max-ticks ${values['max-ticks']}`,
+  values.strict ? ' --strict' : '',
+  breakName === undefined ? '' : ` --break ${breakName}`,
+].join('');
+
 const main = async () => {
   const runs = integer('runs', values.runs) ?? 1000;
   const maxTicks = integer('max-ticks', values['max-ticks']);
@@ -72,7 +83,7 @@ const main = async () => {
     seed: integer('seed', values.seed),
     path: values.path,
     maxTicks,
-    overlap: values.overlap,
+    overlap,
     strict: values.strict,
     below,
     stopAtFirst: below !== undefined,
@@ -100,7 +111,7 @@ const main = async () => {
   if (others.length > 0) console.log(`other violating runs (seed ${result.seed}): ${others.join(', ')}`);
   show(first, values.path === undefined ? 'first violation' : 'replayed violation');
   if (values.path === undefined && !values['no-shrink'])
-    show(await shrinkFailure(first, { maxTicks, overlap: values.overlap, strict: values.strict, below }), 'shrunk');
+    show(await shrinkFailure(first, { maxTicks, overlap, strict: values.strict, below }), 'shrunk');
   process.exitCode = 1;
 };
 

@@ -104,10 +104,11 @@ export const tickArb: fc.Arbitrary<Tick> = fc.record({
 
 const skewMs = fc.oneof(fc.constantFrom(0, CLOCK_SKEW_MS), fc.nat(CLOCK_SKEW_MS));
 
-export const scenarioArb = (maxTicks = 24, overlap = false): fc.Arbitrary<Scenario> =>
+/** `overlap`: every run with overlapping invocations (true), none (false), or either (undefined). */
+export const scenarioArb = (maxTicks = 24, overlap?: boolean): fc.Arbitrary<Scenario> =>
   fc.record({
     containers: fc.integer({ min: 2, max: MAX_CONTAINERS }),
-    overlap: fc.constant(overlap),
+    overlap: overlap === undefined ? fc.boolean() : fc.constant(overlap),
     skewsMs: fc.array(skewMs, { minLength: MAX_CONTAINERS, maxLength: MAX_CONTAINERS }),
     seed: fc.nat(),
     tableLatency: fc.array(fc.constantFrom<TableLatency>('fast', 'fast', 'jittery', 'slow'), {
