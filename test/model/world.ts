@@ -16,7 +16,7 @@ import { Container } from './container';
 import { FakeEndpoint } from './endpoint';
 import { launch } from './launch';
 import { LeaseProperties } from './lease-properties';
-import { labelKey, SharedTable } from './model-table';
+import { keyLabel, labelKey, SharedTable } from './model-table';
 import { describeOperation, KEYS, MAX_BUDGET_MS, type Operation, type Scenario } from './operations';
 import { ProgressError, Sim, seededRandom } from './sim';
 import { Trace } from './trace';
@@ -87,7 +87,6 @@ export class World {
   readonly #shared: SharedTable;
   readonly #random: () => number;
   #requests = 0;
-  #crashes = 0;
   #lastFaultTrueMs = Number.NEGATIVE_INFINITY;
 
   constructor(
@@ -171,7 +170,7 @@ export class World {
       if (lease && lease.untilEpochMs > this.sim.nowMs)
         this.violations.add(
           'leaseTooLong',
-          `a lease of ${key} still holds ${lease.untilEpochMs - this.sim.nowMs} ms on`,
+          `a lease of ${keyLabel(key)} still holds ${lease.untilEpochMs - this.sim.nowMs} ms on`,
         );
     }
   }
@@ -190,7 +189,6 @@ export class World {
       case 'crash':
         c.crash();
         for (const req of this.live) if (req.who === c) this.live.delete(req);
-        this.#crashes += 1;
         this.#lastFaultTrueMs = this.sim.nowMs;
         this.slots[slot] = this.#newContainer(slot, this.#generation(slot));
         return;
