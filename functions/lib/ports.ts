@@ -48,6 +48,18 @@ export interface LeaseRequest {
   forceRefreshIntervalMs?: number;
 }
 
+/** Spending a caller's forced-refresh budget (one item per caller and client, beside the token items). */
+export interface BudgetRequest {
+  nowMs: number;
+  /** The budget allows one forced fetch per this interval (FORCE_REFRESH_MIN_INTERVAL_SEC). */
+  intervalMs: number;
+}
+
+export type BudgetClaim =
+  | { claimed: true }
+  /** Spent: `spentAtEpochMs` is when, as written (undefined when the item says nothing a broker could read). */
+  | { claimed: false; spentAtEpochMs: number | undefined };
+
 /**
  * The token table as the broker and the lease protocol use it (DynamoTokenTable is the DynamoDB one; unit tests use an
  * in-memory one with the same conditions).
@@ -67,6 +79,10 @@ export interface TokenTable {
   ): Promise<boolean>;
   renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
   releaseLease(cacheKey: string, owner: string): Promise<void>;
+  /** Spends the budget item `budgetKey` as `claim` unless it was spent within the interval (force-budget.ts). */
+  claimForceBudget(budgetKey: string, claim: string, request: BudgetRequest): Promise<BudgetClaim>;
+  /** Gives the budget back if `claim` spent it last (the claim fetched nothing). */
+  returnForceBudget(budgetKey: string, claim: string): Promise<void>;
 }
 
 // ---- upstream client credentials (SecretsManagerCredentials)

@@ -66,6 +66,7 @@ export const REASONS = [
   'lease_wait_timeout',
   'deadline_exceeded',
   'force_refresh_limited',
+  'force_refresh_budget',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 /** Why a table item holding a token was treated as a miss (logged, counted as UnusableItems). */

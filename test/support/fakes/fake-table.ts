@@ -1,5 +1,7 @@
 import {
   allOf,
+  budgetClaimedBy,
+  forceBudgetUnspent,
   forcedFetchQuiet,
   type ItemFacts,
   leaseFreeOrOwnedBy,
@@ -9,7 +11,15 @@ import {
   ownsLease,
 } from '../../../functions/lib/cache/table/conditions';
 import type { CachedToken } from '../../../functions/lib/domain/cached-token';
-import type { Lease, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../../functions/lib/ports';
+import type {
+  BudgetClaim,
+  BudgetRequest,
+  Lease,
+  LeaseAttempt,
+  LeaseRequest,
+  StoredEntry,
+  TokenTable,
+} from '../../../functions/lib/ports';
 import { UnavailableError } from '../../../functions/lib/shared/errors';
 
 interface FakeItem {
@@ -32,7 +42,10 @@ const factsOf = (item: FakeItem): ItemFacts => ({
  */
 export class FakeTable implements TokenTable {
   readonly items = new Map<string, FakeItem>();
+  /** Forced-refresh budget items, by budget key: when last spent, and by which claim. */
+  readonly budgets = new Map<string, { spentAtEpochMs?: number; claim?: string }>();
   acquisitions = 0;
+  budgetClaims = 0;
 
   async read(key: string): Promise<StoredEntry> {
     return this.#entry(key);
@@ -77,6 +90,19 @@ export class FakeTable implements TokenTable {
     if (item && ownsLease(owner).holds(factsOf(item))) item.lease = undefined;
   }
 
+  async claimForceBudget(key: string, claim: string, { nowMs, intervalMs }: BudgetRequest): Promise<BudgetClaim> {
+    this.budgetClaims += 1;
+    const budget = this.budgets.get(key) ?? {};
+    if (!forceBudgetUnspent(nowMs, intervalMs).holds({ budgetSpentAtEpochMs: budget.spentAtEpochMs }))
+      return { claimed: false, spentAtEpochMs: budget.spentAtEpochMs };
+    this.budgets.set(key, { spentAtEpochMs: nowMs, claim });
+    return { claimed: true };
+  }
+
+  async returnForceBudget(key: string, claim: string): Promise<void> {
+    if (budgetClaimedBy(claim).holds({ budgetClaim: this.budgets.get(key)?.claim })) this.budgets.delete(key);
+  }
+
   #entry(key: string): StoredEntry {
     const { token, lease, forcedFetchAtEpochMs } = this.items.get(key) ?? {};
     return {
@@ -118,5 +144,14 @@ export class OutageTable implements TokenTable {
 
   releaseLease(key: string, owner: string): Promise<void> {
     return this.table.releaseLease(key, owner);
+  }
+
+  async claimForceBudget(key: string, claim: string, request: BudgetRequest): Promise<BudgetClaim> {
+    if (this.down) throw new UnavailableError('DynamoDB update failed', 'table_unavailable');
+    return this.table.claimForceBudget(key, claim, request);
+  }
+
+  returnForceBudget(key: string, claim: string): Promise<void> {
+    return this.table.returnForceBudget(key, claim);
   }
 }

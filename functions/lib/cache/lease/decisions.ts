@@ -35,8 +35,11 @@ export type LeaseStep<Y> =
   | { step: 'serve'; token: CachedToken }
   /** Another container is fetching: poll the item, then decide again. */
   | { step: 'wait' }
-  /** Try to take the lease; `claimForced`: as the interval's forced fetch. */
-  | { step: 'take'; claimForced?: boolean }
+  /**
+   * Try to take the lease; `claimForced`: as the interval's forced fetch; `spendsBudget`: spend the caller's
+   * forced-refresh budget first (force-budget.ts).
+   */
+  | { step: 'take'; claimForced?: boolean; spendsBudget?: boolean }
   /** This request holds the lease: fetch, write the token, release the lease. */
   | { step: 'fetch' }
   /** Stop without a token of this request's own; the policy's result. */
@@ -79,7 +82,7 @@ export const decideForced =
       case 'wait':
         return { step: 'wait' };
       case 'fetch':
-        return { step: 'take', claimForced: next.claim };
+        return { step: 'take', claimForced: next.claim, spendsBudget: next.spendsBudget };
       case 'refuse':
         return {
           step: 'refuse',

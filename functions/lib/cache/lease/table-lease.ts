@@ -7,7 +7,9 @@
  *
  * Waiting polls the item (consistent reads, backoff with full jitter), bounded by the lease and the invocation's
  * deadline; a holder that dies blocks others only until its lease expires, and a lease nobody could have taken
- * (pinned far out) counts as expired (lease-rules.ts states the bound and the clock skew).
+ * (pinned far out) counts as expired (lease-rules.ts states the bound and the clock skew). A forced fetch that
+ * replaces a servable token first spends its caller's budget (force-budget.ts), given back if the request then
+ * fetches nothing. Every item read passes the request's vetTableToken (a rolled-back token reads as absent).
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,10 +28,17 @@ import {
   type LeaseDecision,
   REFRESH_RETRY_AFTER_MS,
 } from './decisions';
+import { budgetRetryAfterSec, forceBudgetSpent } from './force-budget';
 import { isLeaseHeld } from './lease-rules';
 
 /** Polling a held lease: 25 ms doubling to 400 ms, full jitter, at least 5 ms. */
 const POLL = { baseMs: 25, capMs: 400, floorMs: 5 } as const;
+
+/** A budget this request spent (force-budget.ts), to give back if it ends up fetching nothing. */
+interface SpentBudget {
+  budgetKey: string;
+  claim: string;
+}
 
 type RunResult<Y> =
   | { kind: 'served'; token: CachedToken }
@@ -118,8 +127,7 @@ export class TableLease implements LeaseProtocol {
   /** The protocol: decide, act, decide again, until a token is served or fetched, or the policy gives up. */
   async #run<Y>(req: KeyedRequest, policy: Policy<Y>): Promise<RunResult<Y>> {
     const { clock, store, leaseDurationMs, forceRefreshIntervalMs } = this.deps;
-    let entry =
-      policy.firstRead === 'none' ? undefined : await store.read(req.cacheKey, policy.firstRead === 'consistent');
+    let entry = policy.firstRead === 'none' ? undefined : await this.#read(req, policy.firstRead === 'consistent');
     let waits = 0;
     let lost = false;
     let lostTakes = 0;
@@ -161,27 +169,64 @@ export class TableLease implements LeaseProtocol {
       }
       waits = 0;
       const owner = this.#newOwner();
+      // The caller's budget first: a caller over budget never touches the key's item.
+      const budget = next.spendsBudget ? await this.#spendBudget(req, owner, nowMs) : undefined;
       const claim = next.claimForced ? { forceRefreshIntervalMs } : {};
-      const attempt = await store.tryAcquireLease(req.cacheKey, owner, { nowMs, leaseDurationMs, ...claim });
-      entry = attempt.entry;
+      const attempt = await store
+        .tryAcquireLease(req.cacheKey, owner, { nowMs, leaseDurationMs, ...claim })
+        .catch(async (err: unknown) => {
+          await this.#giveBack(budget);
+          throw err;
+        });
+      entry = this.#vet(req, attempt.entry);
       lost = !attempt.acquired;
-      if (lost) continue;
+      if (lost) {
+        await this.#giveBack(budget);
+        continue;
+      }
       const again = policy.decide({ entry, nowMs, heldByOther: false, owned: true, lost });
       if (again.step === 'fetch') {
         const previous = policy.previous ? policy.previous(entry) : entry.token;
         return { kind: 'fetched', token: await this.#fetchUnderLease(req, owner, entry, previous) };
       }
-      await store.releaseLease(req.cacheKey, owner); // what answers the request was written just before
+      await this.#giveBack(budget); // what answers the request was written just before: no upstream request
+      await store.releaseLease(req.cacheKey, owner);
       if (again.step === 'serve') return { kind: 'served', token: this.#remember(req, again.token) };
       if (again.step === 'yield') return { kind: 'yielded', value: again.value };
       if (again.step === 'refuse') throw again.error;
     }
   }
 
+  /** Reads the item; a table token the request does not trust (a rollback) reads as absent. */
+  async #read(req: KeyedRequest, consistent: boolean): Promise<StoredEntry> {
+    return this.#vet(req, await this.deps.store.read(req.cacheKey, consistent));
+  }
+
+  #vet(req: KeyedRequest, entry: StoredEntry): StoredEntry {
+    if (!entry.token || !req.vetTableToken || req.vetTableToken(entry.token)) return entry;
+    const { token: _refused, ...rest } = entry;
+    return rest;
+  }
+
+  /** Spends the caller's forced-refresh budget as `claim`, or refuses the request (force-budget.ts). */
+  async #spendBudget(req: KeyedRequest, claim: string, nowMs: number): Promise<SpentBudget | undefined> {
+    const budgetKey = req.forceBudgetKey;
+    if (budgetKey === undefined) return undefined;
+    const intervalMs = this.deps.forceRefreshIntervalMs;
+    const spent = await this.deps.store.claimForceBudget(budgetKey, claim, { nowMs, intervalMs });
+    if (spent.claimed) return { budgetKey, claim };
+    throw forceBudgetSpent(budgetRetryAfterSec(spent.spentAtEpochMs, nowMs, intervalMs), Math.round(intervalMs / 1000));
+  }
+
+  /** Gives a budget spent on a request that fetched nothing back (best effort: it lapses after the interval). */
+  async #giveBack(budget: SpentBudget | undefined): Promise<void> {
+    if (budget) await this.deps.store.returnForceBudget(budget.budgetKey, budget.claim).catch(() => undefined);
+  }
+
   /** One poll step: sleeps a backoff step (full jitter, never past `untilMs`), then reads the item consistently. */
   async #pollAfter(req: KeyedRequest, attempt: number, nowMs: number, untilMs: number): Promise<StoredEntry> {
     await this.#sleep(Math.min(fullJitterDelayMs(attempt, this.#random(), POLL), untilMs - nowMs));
-    return this.deps.store.read(req.cacheKey, true);
+    return this.#read(req, true);
   }
 
   /** Fetches while holding the lease, then writes the token (replacing `seen` if it was unusable) and releases it. */

@@ -17,6 +17,9 @@ export interface ItemFacts {
   forcedFetchAtEpochMs?: number | undefined;
   /** The stored token's expiry, when the item holds a binary token and a numeric expiry. */
   tokenExpiresAtEpochSec?: number | undefined;
+  /** A forced-refresh budget item (one per caller and client): when a forced fetch last spent it, and by which claim. */
+  budgetSpentAtEpochMs?: number | undefined;
+  budgetClaim?: string | undefined;
 }
 
 export interface Condition {
@@ -38,7 +41,7 @@ const n = (value: number): AttributeValue => ({ N: String(value) });
  */
 const timeReleased = (
   name: string,
-  attribute: 'leaseUntilEpochMs' | 'forcedFetchAtEpochMs',
+  attribute: 'leaseUntilEpochMs' | 'forcedFetchAtEpochMs' | 'budgetSpentAtEpochMs',
   bounds: { notAfter: [string, number]; writableUntil: [string, number] },
 ): Condition => {
   const [low, lowMs] = bounds.notAfter;
@@ -67,6 +70,24 @@ export const forcedFetchQuiet = (nowMs: number, intervalMs: number): Condition =
     notAfter: [':quietSince', nowMs - intervalMs],
     writableUntil: [':latestForced', nowMs + CLOCK_SKEW_MS],
   });
+
+/**
+ * The caller's forced-refresh budget is unspent: no forced fetch for this caller and client within the interval (or
+ * one recorded beyond the skew: not a broker's, ignored). The same bound as forcedFetchQuiet, on the budget item.
+ */
+export const forceBudgetUnspent = (nowMs: number, intervalMs: number): Condition =>
+  timeReleased('forceBudgetUnspent', 'budgetSpentAtEpochMs', {
+    notAfter: [':budgetSince', nowMs - intervalMs],
+    writableUntil: [':latestBudget', nowMs + CLOCK_SKEW_MS],
+  });
+
+/** The budget was last spent by `claim` (giving it back after a claim that fetched nothing). */
+export const budgetClaimedBy = (claim: string): Condition => ({
+  name: 'budgetClaimedBy',
+  expression: 'budgetClaim = :claim',
+  values: { ':claim': { S: claim } },
+  holds: ({ budgetClaim }) => budgetClaim === claim,
+});
 
 /**
  * The cache never goes back in time: no stored token lives longer than the one written. An item whose token is not

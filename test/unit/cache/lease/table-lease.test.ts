@@ -22,6 +22,9 @@ class BlindTable implements TokenTable {
     this.table.writeToken(key, token, client, owner);
   renewLease: TokenTable['renewLease'] = (key, owner, until) => this.table.renewLease(key, owner, until);
   releaseLease: TokenTable['releaseLease'] = (key, owner) => this.table.releaseLease(key, owner);
+  claimForceBudget: TokenTable['claimForceBudget'] = (key, claim, request) =>
+    this.table.claimForceBudget(key, claim, request);
+  returnForceBudget: TokenTable['returnForceBudget'] = (key, claim) => this.table.returnForceBudget(key, claim);
 }
 const hideLease = ({ lease: _hidden, ...rest }: StoredEntry): StoredEntry => rest;
 
