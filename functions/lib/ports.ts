@@ -78,11 +78,10 @@ export interface TokenTable {
     replaces?: Uint8Array,
   ): Promise<boolean>;
   renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
-  releaseLease(cacheKey: string, owner: string): Promise<void>;
-  /** Spends the budget item `budgetKey` as `claim` unless it was spent within the interval (force-budget.ts). */
-  claimForceBudget(budgetKey: string, claim: string, request: BudgetRequest): Promise<BudgetClaim>;
-  /** Gives the budget back if `claim` spent it last (the claim fetched nothing). */
-  returnForceBudget(budgetKey: string, claim: string): Promise<void>;
+  /** Gives the lease back; `forcedFetch`: and the forced fetch its take claimed (nothing was fetched after all). */
+  releaseLease(cacheKey: string, owner: string, options?: { forcedFetch?: boolean }): Promise<void>;
+  /** Spends the budget item `budgetKey` unless it was spent within the interval (force-budget.ts). */
+  claimForceBudget(budgetKey: string, request: BudgetRequest): Promise<BudgetClaim>;
 }
 
 // ---- upstream client credentials (SecretsManagerCredentials)

@@ -1,6 +1,5 @@
 import {
   allOf,
-  budgetClaimedBy,
   forceBudgetUnspent,
   forcedFetchQuiet,
   type ItemFacts,
@@ -42,8 +41,8 @@ const factsOf = (item: FakeItem): ItemFacts => ({
  */
 export class FakeTable implements TokenTable {
   readonly items = new Map<string, FakeItem>();
-  /** Forced-refresh budget items, by budget key: when last spent, and by which claim. */
-  readonly budgets = new Map<string, { spentAtEpochMs?: number; claim?: string }>();
+  /** Forced-refresh budget items, by budget key: when last spent. */
+  readonly budgets = new Map<string, { spentAtEpochMs?: number }>();
   acquisitions = 0;
   budgetClaims = 0;
 
@@ -85,22 +84,20 @@ export class FakeTable implements TokenTable {
     return true;
   }
 
-  async releaseLease(key: string, owner: string): Promise<void> {
+  async releaseLease(key: string, owner: string, options: { forcedFetch?: boolean } = {}): Promise<void> {
     const item = this.items.get(key);
-    if (item && ownsLease(owner).holds(factsOf(item))) item.lease = undefined;
+    if (!item || !ownsLease(owner).holds(factsOf(item))) return;
+    item.lease = undefined;
+    if (options.forcedFetch) item.forcedFetchAtEpochMs = undefined;
   }
 
-  async claimForceBudget(key: string, claim: string, { nowMs, intervalMs }: BudgetRequest): Promise<BudgetClaim> {
+  async claimForceBudget(key: string, { nowMs, intervalMs }: BudgetRequest): Promise<BudgetClaim> {
     this.budgetClaims += 1;
     const budget = this.budgets.get(key) ?? {};
     if (!forceBudgetUnspent(nowMs, intervalMs).holds({ budgetSpentAtEpochMs: budget.spentAtEpochMs }))
       return { claimed: false, spentAtEpochMs: budget.spentAtEpochMs };
-    this.budgets.set(key, { spentAtEpochMs: nowMs, claim });
+    this.budgets.set(key, { spentAtEpochMs: nowMs });
     return { claimed: true };
-  }
-
-  async returnForceBudget(key: string, claim: string): Promise<void> {
-    if (budgetClaimedBy(claim).holds({ budgetClaim: this.budgets.get(key)?.claim })) this.budgets.delete(key);
   }
 
   #entry(key: string): StoredEntry {
@@ -142,16 +139,12 @@ export class OutageTable implements TokenTable {
     return this.table.renewLease(key, owner, untilEpochMs);
   }
 
-  releaseLease(key: string, owner: string): Promise<void> {
-    return this.table.releaseLease(key, owner);
+  releaseLease(key: string, owner: string, options?: { forcedFetch?: boolean }): Promise<void> {
+    return this.table.releaseLease(key, owner, options);
   }
 
-  async claimForceBudget(key: string, claim: string, request: BudgetRequest): Promise<BudgetClaim> {
+  async claimForceBudget(key: string, request: BudgetRequest): Promise<BudgetClaim> {
     if (this.down) throw new UnavailableError('DynamoDB update failed', 'table_unavailable');
-    return this.table.claimForceBudget(key, claim, request);
-  }
-
-  returnForceBudget(key: string, claim: string): Promise<void> {
-    return this.table.returnForceBudget(key, claim);
+    return this.table.claimForceBudget(key, request);
   }
 }

@@ -2,13 +2,14 @@
  * The lease protocol's decisions, pure: given the key's item as last read (LeaseView), what a request does next
  * (LeaseStep). table-lease.ts executes them in one loop; each way in is one decision function:
  *   - decideMiss (a miss): serve a token someone wrote, else wait for the holder or take the lease and fetch;
- *   - decideForced (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval;
+ *   - decideForced (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval per
+ *     key, and one per interval per caller and client across keys (force-budget.ts);
  *   - decideRefreshAhead (past a token's refresh point): refresh if this request gets the lease, else serve the
  *     current token at once and leave the key alone while the lease is held;
  *   - decidePrewarm: refresh a missing or due token through the lease.
  * The lease bound and clock skew are lease-rules.ts's.
  */
-import { type CachedToken, isRefreshDue } from '../../domain/cached-token';
+import { type CachedToken, isRefreshDue, isServable } from '../../domain/cached-token';
 import type { KeyedRequest } from '../../domain/token-request';
 import type { PrewarmOutcome, StoredEntry } from '../../ports';
 import type { BrokerError } from '../../shared/errors';
@@ -35,13 +36,13 @@ export type LeaseStep<Y> =
   | { step: 'serve'; token: CachedToken }
   /** Another container is fetching: poll the item, then decide again. */
   | { step: 'wait' }
+  /** Try to take the lease; `claimForced`: as the interval's forced fetch. */
+  | { step: 'take'; claimForced?: boolean }
   /**
-   * Try to take the lease; `claimForced`: as the interval's forced fetch; `spendsBudget`: spend the caller's
-   * forced-refresh budget first (force-budget.ts).
+   * This request holds the lease: fetch, write the token, release the lease. `spendsBudget`: the fetch replaces a
+   * servable token on a forced refresh, so it spends the caller's forced-refresh budget first (force-budget.ts).
    */
-  | { step: 'take'; claimForced?: boolean; spendsBudget?: boolean }
-  /** This request holds the lease: fetch, write the token, release the lease. */
-  | { step: 'fetch' }
+  | { step: 'fetch'; spendsBudget?: boolean }
   /** Stop without a token of this request's own; the policy's result. */
   | { step: 'yield'; value: Y }
   /** Refuse the request. */
@@ -66,8 +67,12 @@ export const decideMiss =
 export const decideForced =
   (req: KeyedRequest, forceRefreshIntervalMs: number): LeaseDecision<never> =>
   ({ entry, nowMs, heldByOther, owned }) => {
-    if (owned)
-      return entry?.token && req.accept(entry.token, nowMs) ? { step: 'serve', token: entry.token } : { step: 'fetch' };
+    if (owned) {
+      // The double check: what answers the request is served; a fetch that replaces a servable token spends the budget.
+      const token = entry?.token;
+      if (token && req.accept(token, nowMs)) return { step: 'serve', token };
+      return { step: 'fetch', spendsBudget: token !== undefined && isServable(token, nowMs, req.minTtlSec) };
+    }
     const next = decideForcedRefresh({
       token: entry?.token,
       leaseHeld: heldByOther,
@@ -82,7 +87,7 @@ export const decideForced =
       case 'wait':
         return { step: 'wait' };
       case 'fetch':
-        return { step: 'take', claimForced: next.claim, spendsBudget: next.spendsBudget };
+        return { step: 'take', claimForced: next.claim };
       case 'refuse':
         return {
           step: 'refuse',

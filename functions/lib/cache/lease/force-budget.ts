@@ -8,11 +8,13 @@
  * sealed token, so it is bounded instead: a time nobody could have written (beyond the clock skew) counts as none, so a
  * table writer can delay a caller's forced refreshes by at most one interval per write (lease-rules.ts).
  *
- * A forced refresh answered without an upstream request spends nothing: the budget is claimed just before the lease is
- * taken (so a caller over budget never touches the key's item) and given back when the request then fetches nothing
- * (the take lost, or the double check found another token). A forced refresh of a key with no servable token is a
- * plain miss, which any request would fetch: it needs no budget. Over budget: 503 temporarily_unavailable,
- * `force_refresh_budget`, with `retryAfterSeconds`.
+ * A forced refresh answered without an upstream request spends nothing: the budget is spent only by the request that
+ * holds the key's lease and, on the item as it now is (the double check), is about to fetch a token to replace a
+ * servable one. A herd of one caller's requests for one key thus waits for that holder and gets its token, as before.
+ * A holder over budget fetches nothing: it gives the lease back, with the key's forced fetch its take claimed (so
+ * another caller's report of the same token can still fetch), and is refused. A forced refresh of a key with no
+ * servable token is a plain miss, which any request would fetch: it needs no budget. Over budget: 503
+ * temporarily_unavailable, `force_refresh_budget`, with `retryAfterSeconds`.
  */
 import { type Reason, UnavailableError } from '../../shared/errors';
 import { forcedFetchBlockedUntilMs } from './lease-rules';

@@ -8,8 +8,8 @@
  * Waiting polls the item (consistent reads, backoff with full jitter), bounded by the lease and the invocation's
  * deadline; a holder that dies blocks others only until its lease expires, and a lease nobody could have taken
  * (pinned far out) counts as expired (lease-rules.ts states the bound and the clock skew). A forced fetch that
- * replaces a servable token first spends its caller's budget (force-budget.ts), given back if the request then
- * fetches nothing. Every item read passes the request's vetTableToken (a rolled-back token reads as absent).
+ * replaces a servable token spends its caller's budget once it holds the lease, just before fetching
+ * (force-budget.ts). Every item read passes the request's vetTableToken (a rolled-back token reads as absent).
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -33,12 +33,6 @@ import { isLeaseHeld } from './lease-rules';
 
 /** Polling a held lease: 25 ms doubling to 400 ms, full jitter, at least 5 ms. */
 const POLL = { baseMs: 25, capMs: 400, floorMs: 5 } as const;
-
-/** A budget this request spent (force-budget.ts), to give back if it ends up fetching nothing. */
-interface SpentBudget {
-  budgetKey: string;
-  claim: string;
-}
 
 type RunResult<Y> =
   | { kind: 'served'; token: CachedToken }
@@ -169,28 +163,18 @@ export class TableLease implements LeaseProtocol {
       }
       waits = 0;
       const owner = this.#newOwner();
-      // The caller's budget first: a caller over budget never touches the key's item.
-      const budget = next.spendsBudget ? await this.#spendBudget(req, owner, nowMs) : undefined;
       const claim = next.claimForced ? { forceRefreshIntervalMs } : {};
-      const attempt = await store
-        .tryAcquireLease(req.cacheKey, owner, { nowMs, leaseDurationMs, ...claim })
-        .catch(async (err: unknown) => {
-          await this.#giveBack(budget);
-          throw err;
-        });
+      const attempt = await store.tryAcquireLease(req.cacheKey, owner, { nowMs, leaseDurationMs, ...claim });
       entry = this.#vet(req, attempt.entry);
       lost = !attempt.acquired;
-      if (lost) {
-        await this.#giveBack(budget);
-        continue;
-      }
+      if (lost) continue;
       const again = policy.decide({ entry, nowMs, heldByOther: false, owned: true, lost });
       if (again.step === 'fetch') {
+        if (again.spendsBudget) await this.#spendBudget(req, owner, next.claimForced === true);
         const previous = policy.previous ? policy.previous(entry) : entry.token;
         return { kind: 'fetched', token: await this.#fetchUnderLease(req, owner, entry, previous) };
       }
-      await this.#giveBack(budget); // what answers the request was written just before: no upstream request
-      await store.releaseLease(req.cacheKey, owner);
+      await store.releaseLease(req.cacheKey, owner); // what answers the request was written just before
       if (again.step === 'serve') return { kind: 'served', token: this.#remember(req, again.token) };
       if (again.step === 'yield') return { kind: 'yielded', value: again.value };
       if (again.step === 'refuse') throw again.error;
@@ -208,19 +192,21 @@ export class TableLease implements LeaseProtocol {
     return rest;
   }
 
-  /** Spends the caller's forced-refresh budget as `claim`, or refuses the request (force-budget.ts). */
-  async #spendBudget(req: KeyedRequest, claim: string, nowMs: number): Promise<SpentBudget | undefined> {
-    const budgetKey = req.forceBudgetKey;
-    if (budgetKey === undefined) return undefined;
-    const intervalMs = this.deps.forceRefreshIntervalMs;
-    const spent = await this.deps.store.claimForceBudget(budgetKey, claim, { nowMs, intervalMs });
-    if (spent.claimed) return { budgetKey, claim };
+  /**
+   * Holding the key's lease, about to fetch: spends the caller's forced-refresh budget, or gives the lease (and the
+   * key's forced fetch this take claimed) back and refuses the request (force-budget.ts).
+   */
+  async #spendBudget(req: KeyedRequest, owner: string, claimedForced: boolean): Promise<void> {
+    const { clock, store, forceRefreshIntervalMs: intervalMs } = this.deps;
+    if (req.forceBudgetKey === undefined) return;
+    const nowMs = clock.nowMs();
+    const spent = await store.claimForceBudget(req.forceBudgetKey, { nowMs, intervalMs }).catch(async (err) => {
+      await store.releaseLease(req.cacheKey, owner).catch(() => undefined);
+      throw err;
+    });
+    if (spent.claimed) return;
+    await store.releaseLease(req.cacheKey, owner, { forcedFetch: claimedForced }).catch(() => undefined);
     throw forceBudgetSpent(budgetRetryAfterSec(spent.spentAtEpochMs, nowMs, intervalMs), Math.round(intervalMs / 1000));
-  }
-
-  /** Gives a budget spent on a request that fetched nothing back (best effort: it lapses after the interval). */
-  async #giveBack(budget: SpentBudget | undefined): Promise<void> {
-    if (budget) await this.deps.store.returnForceBudget(budget.budgetKey, budget.claim).catch(() => undefined);
   }
 
   /** One poll step: sleeps a backoff step (full jitter, never past `untilMs`), then reads the item consistently. */

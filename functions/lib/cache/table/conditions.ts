@@ -17,9 +17,8 @@ export interface ItemFacts {
   forcedFetchAtEpochMs?: number | undefined;
   /** The stored token's expiry, when the item holds a binary token and a numeric expiry. */
   tokenExpiresAtEpochSec?: number | undefined;
-  /** A forced-refresh budget item (one per caller and client): when a forced fetch last spent it, and by which claim. */
+  /** A forced-refresh budget item (one per caller and client): when a forced fetch last spent it. */
   budgetSpentAtEpochMs?: number | undefined;
-  budgetClaim?: string | undefined;
 }
 
 export interface Condition {
@@ -80,14 +79,6 @@ export const forceBudgetUnspent = (nowMs: number, intervalMs: number): Condition
     notAfter: [':budgetSince', nowMs - intervalMs],
     writableUntil: [':latestBudget', nowMs + CLOCK_SKEW_MS],
   });
-
-/** The budget was last spent by `claim` (giving it back after a claim that fetched nothing). */
-export const budgetClaimedBy = (claim: string): Condition => ({
-  name: 'budgetClaimedBy',
-  expression: 'budgetClaim = :claim',
-  values: { ':claim': { S: claim } },
-  holds: ({ budgetClaim }) => budgetClaim === claim,
-});
 
 /**
  * The cache never goes back in time: no stored token lives longer than the one written. An item whose token is not

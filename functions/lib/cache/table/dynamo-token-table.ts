@@ -15,7 +15,6 @@ import { UnavailableError } from '../../shared/errors';
 import { coordinationTimeMs } from '../lease/lease-rules';
 import {
   allOf,
-  budgetClaimedBy,
   type Condition,
   forceBudgetUnspent,
   forcedFetchQuiet,
@@ -175,31 +174,35 @@ export class DynamoTokenTable implements TokenTable {
     );
   }
 
-  /** Gives the lease back if `owner` still holds it. */
-  async releaseLease(cacheKey: string, owner: string): Promise<void> {
-    await this.#updateIf(cacheKey, ownsLease(owner), 'REMOVE leaseOwner, leaseUntilEpochMs', {}, 'lease release');
+  /**
+   * Gives the lease back if `owner` still holds it; `forcedFetch`: and the forced fetch its take claimed. That take's
+   * condition found no forced fetch within the interval, and nobody claims one without the lease, so removing the time
+   * puts the key back as it was.
+   */
+  async releaseLease(cacheKey: string, owner: string, options: { forcedFetch?: boolean } = {}): Promise<void> {
+    const remove = `REMOVE leaseOwner, leaseUntilEpochMs${options.forcedFetch ? ', forcedFetchAtEpochMs' : ''}`;
+    await this.#updateIf(cacheKey, ownsLease(owner), remove, {}, 'lease release');
   }
 
   /**
    * Spends a caller's forced-refresh budget: its own item (`budgetKey`, domain/cache-key.ts forceBudgetKeyFor) records
-   * this forced fetch as `claim`, unless one was recorded within the interval (forceBudgetUnspent: a time that is not a
+   * this forced fetch, unless one was recorded within the interval (forceBudgetUnspent: a time that is not a
    * number, or one beyond the clock skew, counts as none, so a written value delays at most one interval). The item
    * expires (TTL) once the interval is over.
    */
-  async claimForceBudget(budgetKey: string, claim: string, { nowMs, intervalMs }: BudgetRequest): Promise<BudgetClaim> {
+  async claimForceBudget(budgetKey: string, { nowMs, intervalMs }: BudgetRequest): Promise<BudgetClaim> {
     const condition = forceBudgetUnspent(nowMs, intervalMs);
     try {
       await this.ddb.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: this.#key(budgetKey),
-          UpdateExpression: 'SET budgetSpentAtEpochMs = :now, budgetClaim = :claim, #expires = :budgetTtl',
+          UpdateExpression: 'SET budgetSpentAtEpochMs = :now, #expires = :budgetTtl',
           ConditionExpression: condition.expression,
           ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE },
           ExpressionAttributeValues: {
             ...condition.values,
             ':now': { N: String(nowMs) },
-            ':claim': { S: claim },
             ':budgetTtl': { N: String(Math.ceil((nowMs + intervalMs) / 1000) + LEASE_ITEM_GRACE_SEC) },
           },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -213,18 +216,7 @@ export class DynamoTokenTable implements TokenTable {
     }
   }
 
-  /** Gives the budget back if `claim` spent it last (the claim ended without an upstream request). */
-  async returnForceBudget(budgetKey: string, claim: string): Promise<void> {
-    await this.#updateIf(
-      budgetKey,
-      budgetClaimedBy(claim),
-      'REMOVE budgetSpentAtEpochMs, budgetClaim',
-      {},
-      'forced-refresh budget return',
-    );
-  }
-
-  /** An update of the item under `condition` (the lease's owner, the budget's claim); false when it does not hold. */
+  /** An update of the item under `condition` (the lease's owner); false when it does not hold. */
   async #updateIf(
     key: string,
     condition: Condition,

@@ -101,9 +101,11 @@ describe('forced refreshes of many scope sets by one caller, across containers',
       expect(err.toOAuth()).toMatchObject({ status: 503, retryAfterSeconds: 30 });
     }
     expect(w.fetchedAtMs).toHaveLength(1);
-    // A caller over budget never touched those keys' items: no lease taken, no forced fetch claimed on them.
-    expect(w.table.acquisitions).toBe(1);
-    for (const key of keys.slice(1)) expect(w.table.items.get(key)?.forcedFetchAtEpochMs).toBeUndefined();
+    // A caller over budget gave each key's lease and forced fetch back: the keys are as they were.
+    for (const key of keys.slice(1)) {
+      expect(w.table.items.get(key)?.forcedFetchAtEpochMs).toBeUndefined();
+      expect(w.table.items.get(key)?.lease).toBeUndefined();
+    }
     // Another caller has a budget of its own.
     expect((await fleet[1]!.obtain(forcedOf(w, keys[1]!, OTHER_CALLER, current[1]))).source).toBe('endpoint');
     // Once the interval has passed, the caller fetches once more, then is refused again.
@@ -143,7 +145,7 @@ describe('forced refreshes of many scope sets by one caller, across containers',
     expect((await c.obtain(forcedOf(w, keys[3]!, CALLER, current[3]))).source).toBe('endpoint');
   });
 
-  it('gives the budget back when the double check finds a token another container just wrote', async () => {
+  it('spends nothing when the double check finds a token another container just wrote', async () => {
     const w = world();
     const current = seedAll(w);
     const newer = { accessToken: 'written-meanwhile', scopes: ['a'], ...lifetimeOf(w.nowMs(), 3600) };
@@ -158,16 +160,38 @@ describe('forced refreshes of many scope sets by one caller, across containers',
       writeToken: TokenTable['writeToken'] = (key, token, client, owner) =>
         this.table.writeToken(key, token, client, owner);
       renewLease: TokenTable['renewLease'] = (...args) => this.table.renewLease(...args);
-      releaseLease: TokenTable['releaseLease'] = (...args) => this.table.releaseLease(...args);
-      claimForceBudget: TokenTable['claimForceBudget'] = (...args) => this.table.claimForceBudget(...args);
-      returnForceBudget: TokenTable['returnForceBudget'] = (...args) => this.table.returnForceBudget(...args);
+      releaseLease: TokenTable['releaseLease'] = (key, owner, options) => this.table.releaseLease(key, owner, options);
+      claimForceBudget: TokenTable['claimForceBudget'] = (key, request) => this.table.claimForceBudget(key, request);
     }
     const c = w.container(undefined, new RacedTable(w.table));
     expect((await c.obtain(forcedOf(w, keys[0]!, CALLER, current[0]))).token).toEqual(newer);
     expect(w.fetchedAtMs).toHaveLength(0);
-    expect(w.table.budgetClaims).toBe(1);
-    expect(w.table.budgets.has(CALLER)).toBe(false);
+    expect(w.table.budgetClaims).toBe(0);
     expect((await c.obtain(forcedOf(w, keys[1]!, CALLER, current[1]))).source).toBe('endpoint');
+  });
+
+  it('make one fetch for a herd of one caller forcing one key at once, every request served its token', async () => {
+    const w = world();
+    const current = seedAll(w);
+    const fleet = [w.container(), w.container(), w.container()];
+    const outcomes = await Promise.all(
+      fleet.flatMap((c) => [
+        c.obtain(forcedOf(w, keys[0]!, CALLER, current[0])),
+        c.obtain(forcedOf(w, keys[0]!, CALLER)),
+      ]),
+    );
+    expect(new Set(outcomes.map((o) => o.token.accessToken))).toEqual(new Set(['token-1']));
+    expect(w.fetchedAtMs).toHaveLength(1);
+  });
+
+  it("leave a key's forced fetch to other callers when refused over budget", async () => {
+    const w = world();
+    const current = seedAll(w);
+    const c = w.container();
+    await c.obtain(forcedOf(w, keys[0]!, CALLER, current[0]));
+    expect((await errorOf(c.obtain(forcedOf(w, keys[1]!, CALLER, current[1])))).reason).toBe(FORCE_REFRESH_BUDGET);
+    // The refused attempt fetched nothing, so the key's interval is unspent: another caller's report fetches.
+    expect((await c.obtain(forcedOf(w, keys[1]!, OTHER_CALLER, current[1]))).source).toBe('endpoint');
   });
 
   it("bounds a caller's forced refreshes in the container's memory while the table is down", async () => {

@@ -21,10 +21,8 @@ class BlindTable implements TokenTable {
   writeToken: TokenTable['writeToken'] = (key, token, client, owner) =>
     this.table.writeToken(key, token, client, owner);
   renewLease: TokenTable['renewLease'] = (key, owner, until) => this.table.renewLease(key, owner, until);
-  releaseLease: TokenTable['releaseLease'] = (key, owner) => this.table.releaseLease(key, owner);
-  claimForceBudget: TokenTable['claimForceBudget'] = (key, claim, request) =>
-    this.table.claimForceBudget(key, claim, request);
-  returnForceBudget: TokenTable['returnForceBudget'] = (key, claim) => this.table.returnForceBudget(key, claim);
+  releaseLease: TokenTable['releaseLease'] = (key, owner, options) => this.table.releaseLease(key, owner, options);
+  claimForceBudget: TokenTable['claimForceBudget'] = (key, request) => this.table.claimForceBudget(key, request);
 }
 const hideLease = ({ lease: _hidden, ...rest }: StoredEntry): StoredEntry => rest;
 
