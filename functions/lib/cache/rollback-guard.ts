@@ -75,22 +75,26 @@ export class RollbackGuard {
 
   /**
    * A request's vetTableToken (domain/token-request.ts): true for a table token that may be served; for one that may
-   * not, logs `rollback_suspected` (the token's fingerprint and times, never the token), counts RollbackSuspected and
-   * answers false.
+   * not, logs `rollback_suspected` (the token's fingerprint and times, never the token) and counts RollbackSuspected,
+   * once per token for the request, and answers false.
    */
   vetter(
     cacheKey: string,
     scope: { log: Log; keyFields: Record<string, unknown>; metrics?: MetricsSink | undefined },
   ): (token: CachedToken) => boolean {
+    const reported = new Set<string>(); // once per token and request, however often the request reads the item
     return (token) => {
       const verdict = this.verdict(cacheKey, token);
       if (verdict === undefined) return true;
+      const fingerprint = tokenFingerprint(token.accessToken);
+      if (reported.has(fingerprint)) return false;
+      reported.add(fingerprint);
       scope.metrics?.count('RollbackSuspected');
       scope.log.warn('rollback suspected: a table token this container must not serve, treated as a miss', {
         ...scope.keyFields,
         reason: 'rollback_suspected',
         verdict,
-        tokenFingerprint: tokenFingerprint(token.accessToken),
+        tokenFingerprint: fingerprint,
         issuedAtEpochSec: token.issuedAtEpochSec,
         expiresAtEpochSec: token.expiresAtEpochSec,
         newestServed: this.#keys.get(cacheKey)?.newest,
