@@ -1,10 +1,10 @@
 /**
  * The conditions of the token table's writes, each named and stated twice: as a DynamoDB condition expression
  * fragment (what DynamoTokenTable sends) and as the same rule on the item's facts (`holds`, what the unit tests' fake
- * table evaluates), as Powertools names its `idempotencyKeyDoesNotExist`. The rules are lease-rules.ts's: a lease
- * or forced-fetch time that is not a number counts as absent (`NOT attribute_type(x, :numberType)` comes first, so
- * a comparison of different types never decides: DynamoDB answers false, moto fails the request), and a lease
- * ending later than any holder could have set it counts as expired.
+ * table evaluates), as Powertools names its `idempotencyKeyDoesNotExist`. The rules are lease-rules.ts's: a lease,
+ * forced-fetch or forced-refresh budget time that is not a number counts as absent (`NOT attribute_type(x, :numberType)` comes first, so
+ * a comparison of different types never decides: DynamoDB answers false, moto fails the request), and a time later
+ * than any broker could have set it counts as expired (a lease) or as none (a forced fetch, a budget).
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { CLOCK_SKEW_MS, latestLeaseEndMs } from '../lease/lease-rules';

@@ -3,7 +3,8 @@
  * the token (access token envelope-encrypted, `expiresAtEpochSec` as the table's TTL attribute), while a container
  * refreshes it the refresh lease (`leaseOwner`, `leaseUntilEpochMs`), and the time of the last forced fetch
  * (`forcedFetchAtEpochMs`). Token and lease share the item, so one consistent read shows both and a token write
- * releases the lease atomically. This module does the I/O only: the item format and its authentication are
+ * releases the lease atomically. Beside them, one item per caller and client holds its forced-refresh budget
+ * (`budgetSpentAtEpochMs`, cache/lease/force-budget.ts). This module does the I/O only: the item format and its authentication are
  * item-codec.ts's, the write conditions conditions.ts's.
  */
 import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
