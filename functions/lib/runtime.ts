@@ -16,7 +16,8 @@ import type { HandlerRuntime } from './handlers/invocation';
 import type { IdentityVerifier } from './ports';
 import { type Clock, systemClock } from './shared/clock';
 import { createPowertoolsLogger, Logger } from './shared/logger';
-import { Metrics } from './shared/metrics';
+import { EmfWriter } from './shared/metrics';
+import { ContainerTelemetry, functionSettingsFromEnv } from './shared/telemetry';
 import { EndpointTokenProvider } from './upstream/endpoint-token-provider';
 import { SecretsManagerCredentials } from './upstream/secrets-manager-credentials';
 
@@ -46,9 +47,10 @@ export const loggerFromEnv = (env: NodeJS.ProcessEnv): Logger => new Logger(crea
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
 export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
   const log = loggerFromEnv(env);
-  const metrics = new Metrics(
-    env.AWS_LAMBDA_FUNCTION_NAME ?? 'local',
-    env.AWS_LAMBDA_INITIALIZATION_TYPE === 'on-demand',
+  const telemetry = new ContainerTelemetry(
+    log,
+    new EmfWriter(env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'),
+    functionSettingsFromEnv(env),
   );
   const config = loadConfig(env);
   const clock = overrides.clock ?? systemClock;
@@ -87,5 +89,5 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
     );
   }
   const callers = overrides.callers ?? new StsIdentityVerifier(clock);
-  return { config, broker, clock, log, metrics, callers, parts };
+  return { config, broker, clock, telemetry, callers, parts };
 };

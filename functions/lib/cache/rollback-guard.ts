@@ -16,6 +16,7 @@
  */
 import { tokenFingerprint } from '../domain/cache-key';
 import type { CachedToken } from '../domain/cached-token';
+import type { LogReason } from '../shared/errors';
 import { sha256Hex } from '../shared/hash';
 import type { Log } from '../shared/logger';
 import type { MetricsSink } from '../shared/metrics';
@@ -92,7 +93,7 @@ export class RollbackGuard {
       scope.metrics?.count('RollbackSuspected');
       scope.log.warn('rollback suspected: a table token this container must not serve, treated as a miss', {
         ...scope.keyFields,
-        reason: 'rollback_suspected',
+        reason: 'rollback_suspected' satisfies LogReason,
         verdict,
         tokenFingerprint: fingerprint,
         issuedAtEpochSec: token.issuedAtEpochSec,

@@ -9,6 +9,7 @@ import { authorize, clientsGrantedTo, notGranted, principalKeyOf, samePrincipal 
 import { checkIdentityProof } from '../callers/identity-proof';
 import { AccessDeniedError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
+import type { MetricsSink } from '../shared/metrics';
 import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './function-url';
 import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
 import { clientNameFor, readTokenRequest, resolveTokenRequest } from './read-token-request';
@@ -43,9 +44,9 @@ const identify = async (
   input: UrlInput & { url: boolean },
   rawProof: unknown,
   deadlineMs: number,
-  audit: AuditCaller,
+  { audit, metrics }: { audit: AuditCaller; metrics: MetricsSink },
 ): Promise<Caller | undefined> => {
-  const { config, metrics } = runtime;
+  const { config } = runtime;
   try {
     if (rawProof === undefined) {
       if (config.callerAuth === 'grants') {
@@ -100,16 +101,18 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
     const built = runtimeFor(requestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
-    runtime.log.addContext(context);
+    // This invocation's own log context and metrics: others may be running in this process at the same time.
+    const telemetry = runtime.telemetry.begin(context);
+    const { metrics } = telemetry;
     const { config } = runtime;
     const audit = initialAudit(input, config.callerAuth);
-    const log = runtime.log.child({ requestId });
+    const log = telemetry.log.child({ requestId });
     let asked: { client: string; scopes: readonly string[] } | undefined;
     try {
       const deadlineMs = deadlineFor(runtime.clock.nowMs(), context);
       if (input.refusal) throw input.refusal;
       const read = readTokenRequest(input.payload);
-      const caller = await identify(runtime, input, read.identityProof, deadlineMs, audit);
+      const caller = await identify(runtime, input, read.identityProof, deadlineMs, { audit, metrics });
       // Without a named client, the caller's grants say which one it means (a caller without a grant learns none).
       const clients = caller && read.clientName === undefined ? clientsGrantedTo(config.grants, caller) : undefined;
       if (clients?.size === 0) throw notGranted(caller!);
@@ -119,7 +122,7 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
       const { answer } = await runtime.broker.getToken(request, {
         deadlineMs,
         log,
-        metrics: runtime.metrics,
+        metrics,
         caller: audit.caller,
         identity: audit.identity,
         // Only a proof proves a principal: a URL event's identity without one may be what a direct invoker wrote.
@@ -128,12 +131,12 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
       });
       return answer;
     } catch (err) {
-      runtime.metrics.count('Refusals');
+      metrics.count('Refusals');
       const body = toOAuthError(err);
       auditRefused(log, { who: audit, asked, body, err });
       return body;
     } finally {
-      runtime.metrics.flush(runtime.clock.nowMs());
+      metrics.flush(runtime.clock.nowMs());
     }
   };
 
