@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { auditRefused, MAX_REFUSAL_FIELDS_BYTES } from '../../../functions/lib/broker/audit';
 import { AccessDeniedError, InvalidRequestError, toOAuthError } from '../../../functions/lib/shared/errors';
-import { createPowertoolsLogger, Logger } from '../../../functions/lib/shared/logger';
+import { createPowertoolsLogger, Logger, lambdaContextFields } from '../../../functions/lib/shared/logger';
 import { captureLogLines, stopCapturing } from '../../support/log-capture';
 
 /**
@@ -11,18 +11,21 @@ import { captureLogLines, stopCapturing } from '../../support/log-capture';
 const lines = captureLogLines([]);
 afterAll(() => stopCapturing(lines));
 
-const logger = () => {
-  const log = new Logger(createPowertoolsLogger({}));
-  log.addContext({
-    awsRequestId: '8f5a3c2e-0000-4000-8000-000000000000',
-    functionName: 'limitrail-token-broker-production-token',
-    invokedFunctionArn:
-      'arn:aws:lambda:eu-central-1:123456789012:function:limitrail-token-broker-production-token:live',
-    memoryLimitInMB: '1024',
-    functionVersion: '$LATEST',
-  } as never);
-  return log.child({ requestId: '8f5a3c2e-0000-4000-8000-000000000000' });
-};
+const logger = () =>
+  new Logger(createPowertoolsLogger({}))
+    .child(
+      lambdaContextFields(
+        {
+          awsRequestId: '8f5a3c2e-0000-4000-8000-000000000000',
+          functionName: 'limitrail-token-broker-production-token',
+          invokedFunctionArn:
+            'arn:aws:lambda:eu-central-1:123456789012:function:limitrail-token-broker-production-token:live',
+          memoryLimitInMB: '1024',
+        },
+        true,
+      ),
+    )
+    .child({ requestId: '8f5a3c2e-0000-4000-8000-000000000000' });
 const lastLine = () => lines.at(-1)!;
 const OWN_KEYS_AFTER = 'sampling_rate'; // Powertools' last key; the broker's fields follow it
 
