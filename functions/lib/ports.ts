@@ -48,6 +48,18 @@ export interface LeaseRequest {
   forceRefreshIntervalMs?: number;
 }
 
+/** Spending a caller's forced-refresh budget (one item per caller and client, beside the token items). */
+export interface BudgetRequest {
+  nowMs: number;
+  /** The budget allows one forced fetch per this interval (FORCE_REFRESH_MIN_INTERVAL_SEC). */
+  intervalMs: number;
+}
+
+export type BudgetClaim =
+  | { claimed: true }
+  /** Spent: `spentAtEpochMs` is when, as written (undefined when the item says nothing a broker could read). */
+  | { claimed: false; spentAtEpochMs: number | undefined };
+
 /**
  * The token table as the broker and the lease protocol use it (DynamoTokenTable is the DynamoDB one; unit tests use an
  * in-memory one with the same conditions).
@@ -66,7 +78,10 @@ export interface TokenTable {
     replaces?: Uint8Array,
   ): Promise<boolean>;
   renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
-  releaseLease(cacheKey: string, owner: string): Promise<void>;
+  /** Gives the lease back; `forcedFetch`: and the forced fetch its take claimed (nothing was fetched after all). */
+  releaseLease(cacheKey: string, owner: string, options?: { forcedFetch?: boolean }): Promise<void>;
+  /** Spends the budget item `budgetKey` unless it was spent within the interval (force-budget.ts). */
+  claimForceBudget(budgetKey: string, request: BudgetRequest): Promise<BudgetClaim>;
 }
 
 // ---- upstream client credentials (SecretsManagerCredentials)
@@ -122,6 +137,8 @@ export type TokenSource = 'memory' | 'table' | 'endpoint';
 export interface Outcome {
   token: CachedToken;
   source: TokenSource;
+  /** Fetched but not written to the table (InMemoryLease, or a failed write): the table may hold an older token. */
+  aroundTable?: true;
 }
 
 export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';

@@ -542,7 +542,7 @@ describe('osls package --stage ci', () => {
     expect(env[ENV.callerProofAudience]).toBe(tokenFunction().Properties.FunctionName);
   });
 
-  it('alarms on errors, throttles and duration of both functions, and on upstream failures and stale answers', () => {
+  it('alarms on errors, throttles and duration of both functions, and on upstream failures, stale answers and suspected rollbacks', () => {
     const alarms = resourcesOfType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
     const watched = alarms.map(
       (a) => `${a.Namespace as string}/${a.MetricName as string}/${JSON.stringify(a.Dimensions)}`,
@@ -555,7 +555,7 @@ describe('osls package --stage ci', () => {
       }
     }
     const own = alarms.filter((a) => a.Namespace === 'LimitrailTokenBroker').map((a) => a.MetricName);
-    expect(own.sort()).toEqual(['RetriesExhausted', 'StaleAnswers']);
+    expect(own.sort()).toEqual(['RetriesExhausted', 'RollbackSuspected', 'StaleAnswers']);
     // Every alarm on the broker's own metrics watches one the code emits, with the dimensions its EMF lines carry.
     const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
     for (const a of alarms.filter((alarm) => alarm.Namespace !== 'AWS/Lambda')) {
@@ -589,7 +589,7 @@ describe('osls package --stage ci', () => {
         'Refusals',
         'Refusals by reason',
         'Identity verifications',
-        'Unusable items',
+        'Unusable items and rollbacks',
         'Function errors',
         'Function throttles',
         'Function duration',

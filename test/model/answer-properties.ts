@@ -6,6 +6,7 @@
  * longer than any lease and request lasts.
  */
 
+import { FORCE_REFRESH_BUDGET } from '../../functions/lib/cache/lease/force-budget';
 import { FORCE_REFRESH_LIMITED } from '../../functions/lib/cache/lease/forced-refresh';
 import { CLOCK_SKEW_MS } from '../../functions/lib/cache/lease/lease-rules';
 import type { TokenAnswer } from '../../functions/lib/domain/answer';
@@ -86,7 +87,8 @@ export class AnswerProperties {
       this.violations.add('untypedError', `${what} threw ${name}`);
       return;
     }
-    if (req.healthy && err.reason !== FORCE_REFRESH_LIMITED)
+    // The two bounds on forced refreshes (per key; per caller and client across keys) are refusals by design.
+    if (req.healthy && err.reason !== FORCE_REFRESH_LIMITED && err.reason !== FORCE_REFRESH_BUDGET)
       this.violations.add(
         'refusedWhileHealthy',
         `${what} failed with ${err.reason}: ${err.message}`,

@@ -13,7 +13,14 @@
  * - releaseHangs: a release that never answers (the request that releases never ends).
  */
 import { forcedFetchQuiet, type ItemFacts } from '../../functions/lib/cache/table/conditions';
-import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/ports';
+import type {
+  BudgetClaim,
+  BudgetRequest,
+  LeaseAttempt,
+  LeaseRequest,
+  StoredEntry,
+  TokenTable,
+} from '../../functions/lib/ports';
 import type { FakeTable } from '../support/fakes/fake-table';
 import { snapshot } from './model-table';
 import type { TableBelow } from './world';
@@ -35,6 +42,9 @@ class Passthrough implements TokenTable {
   }
   releaseLease(key: string, owner: string) {
     return this.table.releaseLease(key, owner);
+  }
+  claimForceBudget(key: string, request: BudgetRequest): Promise<BudgetClaim> {
+    return this.table.claimForceBudget(key, request);
   }
 }
 

@@ -8,7 +8,14 @@
  */
 
 import type { CachedToken } from '../../functions/lib/domain/cached-token';
-import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../functions/lib/ports';
+import type {
+  BudgetClaim,
+  BudgetRequest,
+  LeaseAttempt,
+  LeaseRequest,
+  StoredEntry,
+  TokenTable,
+} from '../../functions/lib/ports';
 import { UnavailableError } from '../../functions/lib/shared/errors';
 import { type FakeTable, OutageTable } from '../support/fakes/fake-table';
 import { type Actor, pick, type Sim } from './sim';
@@ -25,7 +32,7 @@ export type TableLatency = keyof typeof TABLE_LATENCIES_MS;
 /** The most a table call takes in the model (the slack of the deadline property). */
 export const MAX_TABLE_LATENCY_MS = 50;
 
-export type TableOpName = 'read' | 'take' | 'write' | 'renew' | 'release';
+export type TableOpName = 'read' | 'take' | 'write' | 'renew' | 'release' | 'budget';
 
 /** A table call that was applied, as the properties see it. */
 export interface AppliedOp {
@@ -154,6 +161,10 @@ export class ContainerTable implements TokenTable {
 
   releaseLease(key: string, owner: string): Promise<void> {
     return this.#call({ op: 'release', key, owner }, (t) => t.releaseLease(key, owner));
+  }
+
+  claimForceBudget(key: string, request: BudgetRequest): Promise<BudgetClaim> {
+    return this.#call({ op: 'budget', key }, (t) => t.claimForceBudget(key, request));
   }
 
   async #call<T>(

@@ -67,12 +67,16 @@ export const authorize = (
   );
 };
 
-/** The principal behind an ARN: a role for any of its sessions, else the ARN itself. */
-const principalOf = (caller: Caller): string => {
+/**
+ * The principal behind a verified identity: a role for any of its sessions (`role:<partition>:<account>:<name>`), else
+ * the ARN itself. What the forced-refresh budget and the verified-identity cache count per caller: new sessions of a
+ * role are not new callers.
+ */
+export const principalKeyOf = (caller: Pick<Caller, 'arn'>): string => {
   const m = ASSUMED_ROLE.exec(caller.arn);
   return m ? `role:${m[1]}:${m[2]}:${m[3]}` : caller.arn;
 };
 
 /** Whether two verified identities are one principal (two sessions of one role are). */
 export const samePrincipal = (a: Caller, b: Caller): boolean =>
-  a.accountId === b.accountId && principalOf(a) === principalOf(b);
+  a.accountId === b.accountId && principalKeyOf(a) === principalKeyOf(b);

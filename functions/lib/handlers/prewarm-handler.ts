@@ -1,7 +1,8 @@
 /**
  * The prewarm function: on a schedule, refreshes every configured scope set that is missing or past its refresh
- * point, through the same lease as the token function, a few at a time, within the invocation; returns and logs a
- * summary without tokens.
+ * point, through the same lease as the token function, a few at a time, within the invocation. It answers counts
+ * only (PrewarmCounts: no client name, scope set or secret id, since whoever may invoke it reads the answer); what
+ * each set did, and why one failed, goes to its log line (`prewarm run`), never a token.
  */
 
 import type { BrokerConfig, ClientConfig } from '../domain/settings';
@@ -19,12 +20,17 @@ export interface PrewarmResult {
   reason?: string;
 }
 
-export interface PrewarmSummary {
+/** What the prewarm function answers: how many sets ended how, nothing about the configuration. */
+export interface PrewarmCounts {
   refreshed: number;
   fresh: number;
   inProgress: number;
   failed: number;
   skipped: number;
+}
+
+/** What a run logs: the counts and what each set did (names, scopes, failure reasons). */
+export interface PrewarmSummary extends PrewarmCounts {
   results: PrewarmResult[];
 }
 
@@ -81,17 +87,29 @@ export const runPrewarm = async (
   return summary;
 };
 
-/** The prewarm function, triggered by an EventBridge schedule. Returns (and logs) its summary; never throws. */
+/** The counts of a run, as the function answers them. */
+export const countsOf = ({ refreshed, fresh, inProgress, failed, skipped }: PrewarmSummary): PrewarmCounts => ({
+  refreshed,
+  fresh,
+  inProgress,
+  failed,
+  skipped,
+});
+
+/**
+ * The prewarm function, triggered by an EventBridge schedule. Logs its summary and answers its counts only; never
+ * throws.
+ */
 export const createPrewarmHandler = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
   const runtimeFor = initRuntime(makeRuntime, fallbackLog);
-  return async (_event: unknown, context?: InvocationContext): Promise<PrewarmSummary | OAuthErrorBody> => {
+  return async (_event: unknown, context?: InvocationContext): Promise<PrewarmCounts | OAuthErrorBody> => {
     const built = runtimeFor(context?.awsRequestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
     const telemetry = runtime.telemetry.begin(context);
     const log = telemetry.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
     try {
-      return await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, telemetry.metrics);
+      return countsOf(await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, telemetry.metrics));
     } finally {
       telemetry.metrics.flush(runtime.clock.nowMs());
     }

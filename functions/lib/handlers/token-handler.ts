@@ -5,7 +5,7 @@
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
 import { type AuditCaller, auditRefused, DIRECT_INVOKE } from '../broker/audit';
-import { authorize, clientsGrantedTo, notGranted, samePrincipal } from '../callers/grants';
+import { authorize, clientsGrantedTo, notGranted, principalKeyOf, samePrincipal } from '../callers/grants';
 import { checkIdentityProof } from '../callers/identity-proof';
 import { AccessDeniedError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
@@ -24,13 +24,14 @@ import type { CallerAuthMode } from '../domain/settings';
 /**
  * Whom the audit lines name before anything is proven. In grants mode nobody: a URL-shaped event's identity is what
  * its sender wrote (a direct invoker can write one), so it is kept apart as `urlCaller` until a proof names the
- * caller. In invoke-permission mode, the identity AWS verified for a Function URL call, or "direct invoke".
+ * caller. In invoke-permission mode, the identity AWS verified for a Function URL call, or "direct invoke". A claimed
+ * identity is logged only as function-url.ts's label: an ARN of bounded length, or `invalid (<n> characters)`.
  */
 const initialAudit = (input: UrlInput & { url: boolean }, mode: CallerAuthMode): AuditCaller => {
   if (!input.url) return { caller: DIRECT_INVOKE };
-  const claimed = input.caller?.arn;
-  if (mode === 'grants') return { caller: 'unproven', ...(claimed ? { urlCaller: claimed } : {}) };
-  return { caller: claimed ?? 'unverified' };
+  const claimed = input.claimed === undefined ? {} : { urlCaller: input.claimed };
+  if (mode === 'grants') return { caller: 'unproven', ...claimed };
+  return input.caller ? { caller: input.caller.arn } : { caller: 'unverified', ...claimed };
 };
 
 /**
@@ -122,7 +123,10 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
         deadlineMs,
         log,
         metrics,
-        ...audit,
+        caller: audit.caller,
+        identity: audit.identity,
+        // Only a proof proves a principal: a URL event's identity without one may be what a direct invoker wrote.
+        ...(caller && audit.identity ? { principal: principalKeyOf(caller) } : {}),
         allowedScopes: granted ?? request.client.scopes,
       });
       return answer;

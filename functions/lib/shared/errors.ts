@@ -66,14 +66,22 @@ export const REASONS = [
   'lease_wait_timeout',
   'deadline_exceeded',
   'force_refresh_limited',
+  'force_refresh_budget',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 /** Why a table item holding a token was treated as a miss (logged, counted as UnusableItems). */
 export const UNUSABLE_ITEM_REASONS = ['previous_item_format', 'malformed_item', 'decrypt_failed'] as const;
 export type UnusableItemReason = (typeof UNUSABLE_ITEM_REASONS)[number];
 
-/** Reasons only log lines carry: `unexpected` for anything that is not a broker error (logged by name only). */
-export const LOG_ONLY_REASONS = ['unexpected'] as const;
+/**
+ * Reasons only log lines carry: `unexpected` for anything that is not a broker error (logged by name only), and
+ * `rollback_suspected`.
+ */
+export const LOG_ONLY_REASONS = [
+  'unexpected',
+  /** A table token older than one the container served, or reported rejected: a miss (cache/rollback-guard.ts). */
+  'rollback_suspected',
+] as const;
 /** A log line's reason: a broker error's, or a log-only one. */
 export type LogReason = Reason | (typeof LOG_ONLY_REASONS)[number];
 

@@ -124,16 +124,24 @@ export class Logger implements Log {
     return new Logger(this.powertools, { ...this.fields, ...fields });
   }
 
+  /**
+   * A line's fields: the call's first, in its order (a refusal's decision leads its line: broker/audit.ts), then this
+   * logger's; the call's value wins where both name a field.
+   */
+  #lineFields(fields: LogFields): LogFields {
+    return { ...fields, ...this.fields, ...fields };
+  }
+
   debug(message: string, fields: LogFields = {}): void {
-    this.powertools.debug(message, { ...this.fields, ...fields });
+    this.powertools.debug(message, this.#lineFields(fields));
   }
   info(message: string, fields: LogFields = {}): void {
-    this.powertools.info(message, { ...this.fields, ...fields });
+    this.powertools.info(message, this.#lineFields(fields));
   }
   warn(message: string, fields: LogFields = {}): void {
-    this.powertools.warn(message, { ...this.fields, ...fields });
+    this.powertools.warn(message, this.#lineFields(fields));
   }
   error(message: string, fields: LogFields = {}): void {
-    this.powertools.error(message, { ...this.fields, ...fields });
+    this.powertools.error(message, this.#lineFields(fields));
   }
 }

@@ -31,6 +31,8 @@ export const METRIC_NAMES = [
   'IdentityVerifications',
   'IdentityCacheHits',
   'IdentityFailures',
+  /** A table token older than one the container served, or reported rejected (cache/rollback-guard.ts). */
+  'RollbackSuspected',
   /** 1 on the first invocation of an on-demand container (Powertools' name for it). */
   'ColdStart',
 ] as const;

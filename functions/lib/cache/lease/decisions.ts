@@ -2,7 +2,8 @@
  * The lease protocol's decisions, pure: given the key's item as last read (LeaseView), what a request does next
  * (LeaseStep). table-lease.ts executes them in one loop; each way in is one decision function:
  *   - decideMiss (a miss): serve a token someone wrote, else wait for the holder or take the lease and fetch;
- *   - decideForced (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval;
+ *   - decideForced (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval per
+ *     key, and one per interval per caller and client across keys (force-budget.ts);
  *   - decideRefreshAhead (past a token's refresh point): refresh if this request gets the lease, else serve the
  *     current token at once and leave the key alone while the lease is held;
  *   - decidePrewarm: refresh a missing or due token through the lease.
@@ -39,8 +40,11 @@ export type LeaseStep<Y> =
   | { step: 'wait' }
   /** Try to take the lease; `claimForced`: as the interval's forced fetch. */
   | { step: 'take'; claimForced?: boolean }
-  /** This request holds the lease: fetch, write the token, release the lease. */
-  | { step: 'fetch' }
+  /**
+   * This request holds the lease: fetch, write the token, release the lease. `spendsBudget`: the fetch replaces a
+   * servable token on a forced refresh, so it spends the caller's forced-refresh budget first (force-budget.ts).
+   */
+  | { step: 'fetch'; spendsBudget?: boolean }
   /** Stop without a token of this request's own; the policy's result. */
   | { step: 'yield'; value: Y }
   /** Refuse the request. */
@@ -70,6 +74,7 @@ export const decideForced =
   (req: KeyedRequest, forceRefreshIntervalMs: number): LeaseDecision<never> =>
   ({ entry, nowMs, heldByOther, owned, claimed }) => {
     if (owned) {
+      // The double check: what answers the request is served; a fetch that replaces a servable token spends the budget.
       const token = entry?.token;
       if (token && req.accept(token, nowMs)) return { step: 'serve', token };
       const asMiss =
@@ -78,7 +83,8 @@ export const decideForced =
         token !== undefined &&
         isServable(token, nowMs, req.minTtlSec) &&
         !isRefreshDue(token, nowMs);
-      return asMiss ? { step: 'serve', token } : { step: 'fetch' };
+      if (asMiss) return { step: 'serve', token };
+      return { step: 'fetch', spendsBudget: token !== undefined && isServable(token, nowMs, req.minTtlSec) };
     }
     const next = decideForcedRefresh({
       token: entry?.token,

@@ -22,7 +22,8 @@ class BlindTable implements TokenTable {
   writeToken: TokenTable['writeToken'] = (key, token, client, owner) =>
     this.table.writeToken(key, token, client, owner);
   renewLease: TokenTable['renewLease'] = (key, owner, until) => this.table.renewLease(key, owner, until);
-  releaseLease: TokenTable['releaseLease'] = (key, owner) => this.table.releaseLease(key, owner);
+  releaseLease: TokenTable['releaseLease'] = (key, owner, options) => this.table.releaseLease(key, owner, options);
+  claimForceBudget: TokenTable['claimForceBudget'] = (key, request) => this.table.claimForceBudget(key, request);
 }
 const hideLease = ({ lease: _hidden, ...rest }: StoredEntry): StoredEntry => rest;
 
@@ -161,6 +162,7 @@ describe('a forced refresh in a spent interval, with no servable token', () => {
       writeToken: (key, token, client, owner) => w.table.writeToken(key, token, client, owner),
       renewLease: (key, owner, until) => w.table.renewLease(key, owner, until),
       releaseLease: (key, owner) => w.table.releaseLease(key, owner),
+      claimForceBudget: (key, request) => w.table.claimForceBudget(key, request),
     };
     const outcome = await w.container(undefined, racing).obtain(w.forced());
     expect(outcome).toEqual({ token: written, source: 'table' });
