@@ -30,6 +30,10 @@ export const METRIC_NAMES = [
   'IdentityVerifications',
   'IdentityCacheHits',
   'IdentityFailures',
+  /** Requests authorized with the last valid callers parameter value: the parameter unreadable or invalid now. */
+  'CallersStale',
+  /** Requests that met an invalid callers parameter value (served from the last valid one, or refused cold). */
+  'CallersParameterInvalid',
   /** 1 on the first invocation of an on-demand container (Powertools' name for it). */
   'ColdStart',
 ] as const;
