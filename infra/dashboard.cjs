@@ -1,5 +1,5 @@
-// The stage's CloudWatch dashboard, `<service>-<stage>`: the broker at a glance, and where the runbook (README
-// "Runbook") sends whoever an alarm wakes.
+// The stage's CloudWatch dashboard, `<service>-<stage>`: the broker at a glance, and where the runbook
+// (docs/operations.md, "Runbook") sends whoever an alarm wakes.
 //   - the alarms of infra/alarms.yml, their state;
 //   - the token path: hits by layer, endpoint fetches and upstream requests, upstream latency and errors by kind,
 //     lease waits, stale answers and the other degraded paths, refusals (and by reason, from the audit lines),

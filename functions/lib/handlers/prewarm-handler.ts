@@ -7,8 +7,8 @@
 import type { BrokerConfig, ClientConfig } from '../domain/settings';
 import type { PrewarmOutcome } from '../ports';
 import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
-import type { Logger } from '../shared/logger';
-import type { Metrics } from '../shared/metrics';
+import type { Log, Logger } from '../shared/logger';
+import type { MetricsSink } from '../shared/metrics';
 import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
 
 /** What one prewarm run did for one scope set. */
@@ -52,8 +52,8 @@ const summarize = (results: PrewarmResult[]): PrewarmSummary => {
 export const runPrewarm = async (
   runtime: HandlerRuntime,
   deadlineMs: number,
-  log: Logger,
-  metrics?: Metrics,
+  log: Log,
+  metrics?: MetricsSink,
 ): Promise<PrewarmSummary> => {
   const queue = prewarmSets(runtime.config);
   const results: PrewarmResult[] = [];
@@ -88,12 +88,12 @@ export const createPrewarmHandler = (makeRuntime: () => HandlerRuntime, fallback
     const built = runtimeFor(context?.awsRequestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
-    runtime.log.addContext(context);
-    const log = runtime.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
+    const telemetry = runtime.telemetry.begin(context);
+    const log = telemetry.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
     try {
-      return await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, runtime.metrics);
+      return await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, telemetry.metrics);
     } finally {
-      runtime.metrics.flush(runtime.clock.nowMs());
+      telemetry.metrics.flush(runtime.clock.nowMs());
     }
   };
 };

@@ -8,7 +8,8 @@ import { type AuditCaller, auditRefused, DIRECT_INVOKE } from '../broker/audit';
 import { authorize, clientsGrantedTo, notGranted, refuseRevoked, samePrincipal } from '../callers/grants';
 import { checkIdentityProof } from '../callers/identity-proof';
 import { AccessDeniedError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
-import type { Logger } from '../shared/logger';
+import type { Log, Logger } from '../shared/logger';
+import type { MetricsSink } from '../shared/metrics';
 import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './function-url';
 import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
 import { clientNameFor, readTokenRequest, resolveTokenRequest } from './read-token-request';
@@ -42,9 +43,9 @@ const identify = async (
   input: UrlInput & { url: boolean },
   rawProof: unknown,
   deadlineMs: number,
-  audit: AuditCaller,
+  { audit, metrics }: { audit: AuditCaller; metrics: MetricsSink },
 ): Promise<Caller | undefined> => {
-  const { config, metrics } = runtime;
+  const { config } = runtime;
   try {
     if (rawProof === undefined) {
       if (config.callerAuth === 'grants') {
@@ -89,8 +90,12 @@ const identify = async (
  * The grants a proven caller is held to, as of now (BROKER_CALLERS, or the callers parameter within its max age). A
  * revoked caller is refused (`caller_revoked`) before any grant is looked at.
  */
-const grantsFor = async (runtime: HandlerRuntime, caller: Caller, log: Logger): Promise<readonly CallerGrant[]> => {
-  const list = await runtime.callerDirectory.current(log, runtime.metrics);
+const grantsFor = async (
+  runtime: HandlerRuntime,
+  caller: Caller,
+  { log, metrics }: { log: Log; metrics: MetricsSink },
+): Promise<readonly CallerGrant[]> => {
+  const list = await runtime.callerDirectory.current(log, metrics);
   refuseRevoked(list, caller);
   return list.grants;
 };
@@ -99,7 +104,8 @@ const grantsFor = async (runtime: HandlerRuntime, caller: Caller, log: Logger): 
  * The token function, for direct Lambda Invoke and for its Function URL. Errors are returned, not thrown: bad
  * input is not a function failure and must not trigger Lambda retries. Every caller is identified (identify), checked
  * against the revoked principals and authorized against its grants (grantsFor) before anything is looked up, and
- * gets a token only if every scope it carries is one the caller may hold. Every token handed out and every refusal gets one audit line.
+ * gets a token only if every scope it carries is one the caller may hold. Every token handed out and every refusal
+ * gets one audit line.
  */
 export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
   const runtimeFor = initRuntime(makeRuntime, fallbackLog);
@@ -109,17 +115,19 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
     const built = runtimeFor(requestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
-    runtime.log.addContext(context);
+    // This invocation's own log context and metrics: others may be running in this process at the same time.
+    const telemetry = runtime.telemetry.begin(context);
+    const { metrics } = telemetry;
     const { config } = runtime;
     const audit = initialAudit(input, config.callerAuth);
-    const log = runtime.log.child({ requestId });
+    const log = telemetry.log.child({ requestId });
     let asked: { client: string; scopes: readonly string[] } | undefined;
     try {
       const deadlineMs = deadlineFor(runtime.clock.nowMs(), context);
       if (input.refusal) throw input.refusal;
       const read = readTokenRequest(input.payload);
-      const caller = await identify(runtime, input, read.identityProof, deadlineMs, audit);
-      const held = caller && { caller, grants: await grantsFor(runtime, caller, log) };
+      const caller = await identify(runtime, input, read.identityProof, deadlineMs, { audit, metrics });
+      const held = caller && { caller, grants: await grantsFor(runtime, caller, { log, metrics }) };
       // Without a named client, the caller's grants say which one it means (a caller without a grant learns none).
       const clients = held && read.clientName === undefined ? clientsGrantedTo(held.grants, held.caller) : undefined;
       if (clients?.size === 0) throw notGranted(caller!);
@@ -129,18 +137,18 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
       const { answer } = await runtime.broker.getToken(request, {
         deadlineMs,
         log,
-        metrics: runtime.metrics,
+        metrics,
         ...audit,
         allowedScopes: granted ?? request.client.scopes,
       });
       return answer;
     } catch (err) {
-      runtime.metrics.count('Refusals');
+      metrics.count('Refusals');
       const body = toOAuthError(err);
       auditRefused(log, { who: audit, asked, body, err });
       return body;
     } finally {
-      runtime.metrics.flush(runtime.clock.nowMs());
+      metrics.flush(runtime.clock.nowMs());
     }
   };
 

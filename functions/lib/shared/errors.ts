@@ -12,8 +12,8 @@ export type OAuthErrorCode =
 
 /**
  * Every `reason` a BrokerError carries: the stable codes of logs (`reason`), refusal audit lines and the
- * `IdentityFailure.<reason>` and `UpstreamError.<reason>` metrics. Listed in the README; compare reasons only
- * against this union, so a typo does not compile.
+ * `IdentityFailure.<reason>` and `UpstreamError.<reason>` metrics. Each has an entry in docs/troubleshooting.md
+ * (test/unit/docs.test.ts); compare reasons only against this union, so a typo does not compile.
  */
 export const REASONS = [
   // The caller's request (400 / 405)
@@ -74,8 +74,10 @@ export type Reason = (typeof REASONS)[number];
 export const UNUSABLE_ITEM_REASONS = ['previous_item_format', 'malformed_item', 'decrypt_failed'] as const;
 export type UnusableItemReason = (typeof UNUSABLE_ITEM_REASONS)[number];
 
-/** A log line's reason: a broker error's, or `unexpected` for anything else (logged by name only). */
-export type LogReason = Reason | 'unexpected';
+/** Reasons only log lines carry: `unexpected` for anything that is not a broker error (logged by name only). */
+export const LOG_ONLY_REASONS = ['unexpected'] as const;
+/** A log line's reason: a broker error's, or a log-only one. */
+export type LogReason = Reason | (typeof LOG_ONLY_REASONS)[number];
 
 export interface OAuthErrorBody {
   error: OAuthErrorCode;

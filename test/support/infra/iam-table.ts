@@ -111,7 +111,7 @@ export const failures = (results: RowResult[]): string[] =>
     .filter((r) => r.decision !== r.row.expect)
     .map((r) => `${r.row.name}: expected ${r.row.expect}, got ${r.decision}${r.detail ? ` (${r.detail})` : ''}`);
 
-/** README "CallerGrant a caller": the identity policy of a caller that invokes directly. */
+/** docs/deploy.md "Add a caller": the identity policy of a caller that invokes directly. */
 export const directCallerPolicy = (functionArn: string): NamedPolicy => ({
   name: 'InvokeLimitrailTokenBroker',
   policy: {
@@ -122,7 +122,7 @@ export const directCallerPolicy = (functionArn: string): NamedPolicy => ({
   },
 });
 
-/** README "CallerGrant a caller": the identity policy of a caller that may use only the Function URL. */
+/** docs/deploy.md "Add a caller": the identity policy of a caller that may use only the Function URL. */
 export const urlOnlyCallerPolicy = (functionArn: string): NamedPolicy => ({
   name: 'CallLimitrailTokenBrokerUrl',
   policy: {
@@ -332,30 +332,36 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
   const caller = (label: string, c: Caller, action: string, expect: Decision, context: Context, resource = token) =>
     rows.push({ name: `${label}: ${action} ${JSON.stringify(context)}`, caller: c, action, resource, context, expect });
   const billing = callerRole(accountId, 'billing-service', [directCallerPolicy(token)]);
-  caller('invokePrincipals role, README direct policy', billing, 'lambda:InvokeFunction', 'Allowed', DIRECT);
+  caller('invokePrincipals role, direct policy', billing, 'lambda:InvokeFunction', 'Allowed', DIRECT);
+  // docs/deploy.md "Add a caller": within the function's account, either policy alone lets a role invoke directly;
+  // from another account, only both together.
+  const billingWithoutPolicy = callerRole(accountId, 'billing-service');
+  caller('invokePrincipals role, no identity policy', billingWithoutPolicy, 'lambda:InvokeFunction', 'Allowed', DIRECT);
   caller(
-    'invokePrincipals role of the granted account 333333333333, README direct policy',
+    'role of the account not in invokePrincipals, direct policy',
+    callerRole(accountId, 'ops-tool', [directCallerPolicy(token)]),
+    'lambda:InvokeFunction',
+    'Allowed',
+    DIRECT,
+  );
+  caller(
+    'invokePrincipals role of the granted account 333333333333, no identity policy',
+    callerRole('333333333333', 'usage-exporter'),
+    'lambda:InvokeFunction',
+    'Denied',
+    DIRECT,
+  );
+  caller(
+    'invokePrincipals role of the granted account 333333333333, direct policy',
     callerRole('333333333333', 'usage-exporter', [directCallerPolicy(token)]),
     'lambda:InvokeFunction',
     'Allowed',
     DIRECT,
   );
   const grantee = callerRole('333333333333', 'reporting-caller', [urlOnlyCallerPolicy(token)]);
-  caller(
-    'URL grantee in another account, README URL-only policy',
-    grantee,
-    'lambda:InvokeFunctionUrl',
-    'Allowed',
-    URL_CALL,
-  );
-  caller(
-    'URL grantee in another account, README URL-only policy',
-    grantee,
-    'lambda:InvokeFunction',
-    'Allowed',
-    VIA_URL,
-  );
-  caller('URL grantee in another account, README URL-only policy', grantee, 'lambda:InvokeFunction', 'Denied', DIRECT);
+  caller('URL grantee in another account, URL-only policy', grantee, 'lambda:InvokeFunctionUrl', 'Allowed', URL_CALL);
+  caller('URL grantee in another account, URL-only policy', grantee, 'lambda:InvokeFunction', 'Allowed', VIA_URL);
+  caller('URL grantee in another account, URL-only policy', grantee, 'lambda:InvokeFunction', 'Denied', DIRECT);
   const broadGrantee = callerRole('333333333333', 'lambda-admin', [broadPolicy('lambda')]);
   caller('URL grantee in another account, lambda:* on *', broadGrantee, 'lambda:InvokeFunction', 'Denied', DIRECT);
   caller('URL grantee in another account, lambda:* on *', broadGrantee, 'lambda:InvokeFunctionUrl', 'Denied', {

@@ -2,8 +2,8 @@
  * Forced refreshes (a caller's token was rejected with 401) each cost an upstream request, and any caller can ask
  * for one, while LimitRail rate-limits the shared client. So across all containers, forced refreshes of one key
  * fetch at most once per FORCE_REFRESH_MIN_INTERVAL_SEC: the time of the last forced fetch is kept on the key's
- * item, claimed together with the refresh lease in one conditional write (token-store.ts), or in the container's
- * memory while the table is down. This module only decides; refresh-lease.ts and broker.ts do the I/O.
+ * item, claimed together with the refresh lease in one conditional write (cache/table/conditions.ts forcedFetchQuiet), or in the container's
+ * memory while the table is down. This module only decides; table-lease.ts and in-memory-lease.ts do the I/O.
  */
 
 import { type CachedToken, isServable } from '../../domain/cached-token';
