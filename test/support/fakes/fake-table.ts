@@ -60,7 +60,11 @@ export class FakeTable implements TokenTable {
       noLongerLivedToken(token.expiresAtEpochSec),
       owner === undefined ? noLeaseOwner() : leaseFreeOrOwnedBy(owner),
     );
-    if (!condition.holds(factsOf(item))) return false;
+    if (!condition.holds(factsOf(item))) {
+      // As DynamoTokenTable: a holder whose write is refused gives its lease back.
+      if (owner !== undefined) await this.releaseLease(key, owner);
+      return false;
+    }
     this.items.set(key, { ...item, token, lease: undefined });
     return true;
   }

@@ -8,7 +8,7 @@
  *   - decidePrewarm: refresh a missing or due token through the lease.
  * The lease bound and clock skew are lease-rules.ts's.
  */
-import { type CachedToken, isRefreshDue } from '../../domain/cached-token';
+import { type CachedToken, isRefreshDue, isServable } from '../../domain/cached-token';
 import type { KeyedRequest } from '../../domain/token-request';
 import type { PrewarmOutcome, StoredEntry } from '../../ports';
 import type { BrokerError } from '../../shared/errors';
@@ -26,6 +26,8 @@ export interface LeaseView {
   heldByOther: boolean;
   /** This request has just taken the lease: the double check. */
   owned: boolean;
+  /** With `owned`: the take also claimed the interval's forced fetch. */
+  claimed?: boolean;
   /** This request's last attempt to take the lease failed (`entry` is the item as that attempt saw it). */
   lost: boolean;
 }
@@ -59,12 +61,25 @@ export const decideMiss =
     return heldByOther ? { step: 'wait' } : { step: 'take' };
   };
 
-/** A forced refresh: forced-refresh.ts decides before the lease; with it, serve what answers the request or fetch. */
+/**
+ * A forced refresh: forced-refresh.ts decides before the lease; with it, serve what answers the request or fetch. A
+ * take that did not claim the forced fetch (the interval's was spent and there was no servable token) makes it a
+ * plain miss: without a fingerprint, a token written meanwhile answers it as it answers a miss.
+ */
 export const decideForced =
   (req: KeyedRequest, forceRefreshIntervalMs: number): LeaseDecision<never> =>
-  ({ entry, nowMs, heldByOther, owned }) => {
-    if (owned)
-      return entry?.token && req.accept(entry.token, nowMs) ? { step: 'serve', token: entry.token } : { step: 'fetch' };
+  ({ entry, nowMs, heldByOther, owned, claimed }) => {
+    if (owned) {
+      const token = entry?.token;
+      if (token && req.accept(token, nowMs)) return { step: 'serve', token };
+      const asMiss =
+        !claimed &&
+        req.rejectedTokenSha256 === undefined &&
+        token !== undefined &&
+        isServable(token, nowMs, req.minTtlSec) &&
+        !isRefreshDue(token, nowMs);
+      return asMiss ? { step: 'serve', token } : { step: 'fetch' };
+    }
     const next = decideForcedRefresh({
       token: entry?.token,
       leaseHeld: heldByOther,
@@ -89,16 +104,21 @@ export const decideForced =
   };
 
 /**
- * Refresh ahead of `current`: a newer token someone wrote is served; if another container has the lease this one
- * gives up (serving `current`) and stays quiet until that lease ends, never longer than a lease can last. It does
- * not wait: every caller meanwhile is served the current token.
+ * Refresh ahead of `current`: a newer token someone wrote is served if it answers the request (a forced refresh may
+ * have reported it rejected: then `current` is served, and nothing is refreshed, the newer token not being due); if
+ * another container has the lease this one gives up (serving `current`) and stays quiet until that lease ends, never
+ * longer than a lease can last. It does not wait: every caller meanwhile is served the current token.
  */
 export const decideRefreshAhead =
-  (current: CachedToken, leaseDurationMs: number): LeaseDecision<{ quietUntilMs: number }> =>
+  (
+    current: CachedToken,
+    leaseDurationMs: number,
+    accept: KeyedRequest['accept'],
+  ): LeaseDecision<{ quietUntilMs: number }> =>
   ({ entry, nowMs, owned, lost }) => {
     const token = entry?.token;
     if (token && token.expiresAtEpochSec > current.expiresAtEpochSec && !isRefreshDue(token, nowMs))
-      return { step: 'serve', token };
+      return accept(token, nowMs) ? { step: 'serve', token } : { step: 'yield', value: { quietUntilMs: nowMs } };
     if (owned) return { step: 'fetch' };
     if (!lost) return { step: 'take' };
     const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + REFRESH_RETRY_AFTER_MS;

@@ -93,7 +93,7 @@ export class TableLease implements LeaseProtocol {
     }
     try {
       const result = await this.#run(req, {
-        decide: decideRefreshAhead(current.token, this.deps.leaseDurationMs),
+        decide: decideRefreshAhead(current.token, this.deps.leaseDurationMs, req.accept),
         firstRead: 'eventual',
         previous: (entry) => entry.token ?? current.token,
       });
@@ -166,7 +166,7 @@ export class TableLease implements LeaseProtocol {
       entry = attempt.entry;
       lost = !attempt.acquired;
       if (lost) continue;
-      const again = policy.decide({ entry, nowMs, heldByOther: false, owned: true, lost });
+      const again = policy.decide({ entry, nowMs, heldByOther: false, owned: true, claimed: !!next.claimForced, lost });
       if (again.step === 'fetch') {
         const previous = policy.previous ? policy.previous(entry) : entry.token;
         return { kind: 'fetched', token: await this.#fetchUnderLease(req, owner, entry, previous) };
