@@ -24,6 +24,7 @@ import { createRuntime, loggerFromEnv } from '../functions/lib/runtime';
 import { captureLogLines } from '../test/support/log-capture';
 import { arm64Node, deployNode, machineNode, type NodeRuntime } from '../test/support/process/node-runtimes';
 import { startBrokerStack } from '../test/support/stacks/broker-stack';
+import { putCallersParameter } from '../test/support/stacks/callers-parameter';
 import { STS_REGION, startStsStack } from '../test/support/stacks/sts-stack';
 import { configuredMemoryMb, printCost } from './cost';
 import { withNaiveCache } from './naive-cache';
@@ -133,12 +134,13 @@ const latencies = async () => {
     // Proven callers (CALLER_AUTH=grants): the same warm hit with an identity proof, verified with STS (moto with
     // signature checking) once per proof and container; and with a new proof on every request (one STS call each).
     const sts = await startStsStack(['billing']);
-    const proven = container({
-      CALLER_AUTH: 'grants',
-      CALLER_PROOF_AUDIENCE: 'bench',
-      AWS_ENDPOINT_URL_STS: sts.endpoint,
-      BROKER_CALLERS: JSON.stringify([{ principal: sts.roleArn('billing'), client: 'limitrail', scopes }]),
-    });
+    const grants = [{ principal: sts.roleArn('billing'), client: 'limitrail', scopes }];
+    const grantsMode = { CALLER_AUTH: 'grants', CALLER_PROOF_AUDIENCE: 'bench', AWS_ENDPOINT_URL_STS: sts.endpoint };
+    const proven = container({ ...grantsMode, BROKER_CALLERS: JSON.stringify(grants) });
+    // The same, with the callers from the SSM parameter (BROKER_CALLERS_PARAMETER, moto), re-read every 60 s.
+    const parameter = { endpoint: stack.moto.endpoint, region: STS_REGION, name: '/bench/callers' };
+    await putCallersParameter(parameter, { callers: grants, revoked: [] });
+    const fromParameter = container({ ...grantsMode, BROKER_CALLERS_PARAMETER: parameter.name });
     // SigV4 is deterministic: proofs signed within one second are the same proof. Date each one a second apart.
     let signed = 0;
     const signedFrom = Date.now();
@@ -152,8 +154,14 @@ const latencies = async () => {
       });
     const proof = await sign();
     await proven({ scopes, identityProof: proof });
+    await fromParameter({ scopes, identityProof: proof });
     const provenHit: number[] = [];
-    for (let i = 0; i < 2000; i++) provenHit.push(await timed(proven, { scopes, identityProof: proof }));
+    const parameterHit: number[] = [];
+    // Interleaved, so that the load of the machine weighs on both alike.
+    for (let i = 0; i < 2000; i++) {
+      provenHit.push(await timed(proven, { scopes, identityProof: proof }));
+      parameterHit.push(await timed(fromParameter, { scopes, identityProof: proof }));
+    }
     const freshProofHit: number[] = [];
     for (let i = 0; i < 100; i++) freshProofHit.push(await timed(proven, { scopes, identityProof: await sign() }));
     const stsCalls = sts.calls();
@@ -174,6 +182,7 @@ const latencies = async () => {
           ['hit: table (cold container)', tableHit],
           ['hit: memory (warm container)', memoryHit],
           ['hit: memory, proven caller, identity cached (grants)', provenHit],
+          ['the same, callers from the SSM parameter (BROKER_CALLERS_PARAMETER)', parameterHit],
           ['hit: memory, proven caller, new proof each time (grants)', freshProofHit],
         ] as const
       ).map(([name, v]) => [
@@ -184,7 +193,9 @@ const latencies = async () => {
         fmt(Math.max(...v)),
       ]),
     ]);
-    console.log(`STS calls for the ${provenHit.length + freshProofHit.length + 1} proven requests: ${stsCalls}\n`);
+    console.log(
+      `STS calls for the ${provenHit.length + parameterHit.length + freshProofHit.length + 2} proven requests: ${stsCalls}\n`,
+    );
     console.log('## Upstream token requests for 100 sequential requests of one scope set');
     table([
       ['requests', 'upstream token requests'],

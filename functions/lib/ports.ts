@@ -5,11 +5,13 @@
  * MetricsSink are declared in shared/ and re-exported here.
  */
 import type { CachedToken } from './domain/cached-token';
-import type { Caller } from './domain/caller';
+import type { Caller, CallerList } from './domain/caller';
 import type { ClientCredentials } from './domain/client-credentials';
 import type { CheckedProof } from './domain/proof';
 import type { KeyedRequest } from './domain/token-request';
 import type { UnavailableError, UnusableItemReason } from './shared/errors';
+import type { Log } from './shared/logger';
+import type { MetricsSink } from './shared/metrics';
 
 export type { Clock } from './shared/clock';
 export type { Log } from './shared/logger';
@@ -128,6 +130,18 @@ export interface Verification {
 
 export interface IdentityVerifier {
   verify(proof: CheckedProof, deadlineMs: number): Promise<Verification>;
+}
+
+// ---- who may get which tokens (StaticCallerDirectory: BROKER_CALLERS; SsmCallerDirectory: the callers parameter)
+
+/**
+ * The callers' grants and the revoked principals, as of now: fixed for the container's life (BROKER_CALLERS), or read
+ * from the callers parameter and at most its max age old (the last valid value while the parameter cannot be read
+ * or is invalid, logged and counted with `log` and `metrics`). Throws ConfigurationError (500) when the container
+ * has never read a valid value because the value is invalid, UnavailableError (503) when it could not read one.
+ */
+export interface CallerDirectory {
+  current(log: Log, metrics?: MetricsSink): Promise<CallerList>;
 }
 
 // ---- single flight across containers (TableLease; InMemoryLease while the table is down)

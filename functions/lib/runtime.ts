@@ -2,18 +2,25 @@
  * Everything one container needs, built once: typed config, AWS clients, caches and the broker. AWS endpoints
  * come from the SDK's standard variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...), never from ours.
  */
+
+import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { type BrokerDeps, TokenBroker } from './broker/token-broker';
 import { TableLease, type TableLeaseDeps } from './cache/lease/table-lease';
 import { MemoryTokenCache } from './cache/memory-cache';
 import { DynamoTokenTable } from './cache/table/dynamo-token-table';
 import { TokenCipher } from './cache/table/token-cipher';
+import { SsmCallerDirectory } from './callers/ssm-caller-directory';
+import { StaticCallerDirectory } from './callers/static-caller-directory';
 import { StsIdentityVerifier } from './callers/sts-identity-verifier';
+import { clientScopesOf } from './config/grants';
 import { loadConfig } from './config/load-config';
+import type { BrokerConfig } from './domain/settings';
 import type { HandlerRuntime } from './handlers/invocation';
-import type { IdentityVerifier } from './ports';
+import type { CallerDirectory, IdentityVerifier } from './ports';
 import { type Clock, systemClock } from './shared/clock';
 import { createPowertoolsLogger, Logger } from './shared/logger';
 import { EmfWriter } from './shared/metrics';
@@ -32,6 +39,8 @@ export interface RuntimeOverrides {
   dynamodb?: DynamoDBClient;
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
+  /** The client the callers parameter is read with (BROKER_CALLERS_PARAMETER). */
+  ssm?: SSMClient;
   callers?: IdentityVerifier;
 }
 
@@ -40,6 +49,20 @@ const AWS_CLIENT_SETTINGS = {
   maxAttempts: 2,
   requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
 } as const;
+
+/**
+ * Where the callers come from: the SSM parameter (BROKER_CALLERS_PARAMETER) through Powertools Parameters'
+ * SSMProvider, whose SSM client is made only then, or BROKER_CALLERS.
+ */
+const callerDirectoryFor = (config: BrokerConfig, clock: Clock, ssm: SSMClient | undefined): CallerDirectory => {
+  if (!config.callersParameter) return new StaticCallerDirectory(config.grants);
+  return new SsmCallerDirectory(new SSMProvider({ awsSdkV3Client: ssm ?? new SSMClient(AWS_CLIENT_SETTINGS) }), {
+    parameter: config.callersParameter,
+    clientScopes: clientScopesOf(config.clients),
+    grantOptions: { organizations: config.callerAuth === 'invoke-permission' },
+    clock,
+  });
+};
 
 /** Powertools logs on stdout and stderr; level and service from the POWERTOOLS_* variables (functions/lib/shared/logger.ts). */
 export const loggerFromEnv = (env: NodeJS.ProcessEnv): Logger => new Logger(createPowertoolsLogger(env));
@@ -89,5 +112,6 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
     );
   }
   const callers = overrides.callers ?? new StsIdentityVerifier(clock);
-  return { config, broker, clock, telemetry, callers, parts };
+  const callerDirectory = callerDirectoryFor(config, clock, overrides.ssm);
+  return { config, broker, clock, telemetry, callers, callerDirectory, parts };
 };

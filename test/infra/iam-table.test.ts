@@ -22,6 +22,7 @@ import type { CfnTemplate, Json } from '../support/stacks/packaged-stack';
 
 const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'limitrail-token-broker-ci' };
 const SECRET = 'limitrail-token-broker/ci/limitrail';
+const PARAMETER = '/limitrail-token-broker/ci/callers';
 const sub = (text: string) => ({ 'Fn::Sub': text });
 const roleArn = (fn: string) =>
   sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/limitrail-token-broker-ci-eu-west-1-${fn}`);
@@ -68,6 +69,18 @@ const role = (fn: string) => ({
               Resource: { 'Fn::GetAtt': ['TokenKmsKey', 'Arn'] },
               Condition: { StringEquals: contextCondition(), 'ForAllValues:StringEquals': contextKeysCondition() },
             },
+            ...(fn === 'token'
+              ? [
+                  {
+                    Sid: 'CallersParameter',
+                    Effect: 'Allow',
+                    Action: 'ssm:GetParameter',
+                    Resource: sub(
+                      `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter${PARAMETER}`,
+                    ),
+                  },
+                ]
+              : []),
           ],
         },
       },
@@ -80,7 +93,12 @@ const fn = (name: string) => ({
   Properties: {
     FunctionName: `limitrail-token-broker-ci-${name}`,
     Role: { 'Fn::GetAtt': [`${name === 'token' ? 'Token' : 'Prewarm'}FunctionRole`, 'Arn'] },
-    Environment: { Variables: { BROKER_CLIENTS: JSON.stringify({ limitrail: { secretId: SECRET } }) } },
+    Environment: {
+      Variables: {
+        BROKER_CLIENTS: JSON.stringify({ limitrail: { secretId: SECRET } }),
+        BROKER_CALLERS_PARAMETER: PARAMETER,
+      },
+    },
   },
 });
 
@@ -152,7 +170,13 @@ const fixture = (): CfnTemplate =>
   }) as unknown as CfnTemplate;
 
 /** What test/support/infra/code-calls.ts records from each function's code, written out. */
-const codeCalls = (tableArn: string, secretArn: string, keyArn: string, tableName: string): CallsByFunction => {
+const codeCalls = (
+  tableArn: string,
+  secretArn: string,
+  keyArn: string,
+  tableName: string,
+  parameterArn: string,
+): CallsByFunction => {
   const calls = (read: string): CodeCall[] => [
     { what: read, action: 'dynamodb:GetItem', resource: tableArn, context: {} },
     { what: 'UpdateItem on the token table', action: 'dynamodb:UpdateItem', resource: tableArn, context: {} },
@@ -175,7 +199,16 @@ const codeCalls = (tableArn: string, secretArn: string, keyArn: string, tableNam
       context: kmsContext(encryptionContextFor(tableName)),
     })),
   ];
-  return { token: calls('GetItem on the token table'), prewarm: calls('GetItem on the token table (consistent read)') };
+  const readCallers: CodeCall = {
+    what: 'GetParameter of the callers parameter',
+    action: 'ssm:GetParameter',
+    resource: parameterArn,
+    context: {},
+  };
+  return {
+    token: [...calls('GetItem on the token table'), readCallers],
+    prewarm: calls('GetItem on the token table (consistent read)'),
+  };
 };
 
 type Statement = Json & {
@@ -191,7 +224,10 @@ const statements = (t: CfnTemplate, id: string): Statement[] =>
 const tableFailures = async (template: CfnTemplate): Promise<string[]> => {
   const iam = brokerIamOf(resolveTemplate(template, SAMPLE));
   return failures(
-    await evaluateTable(iam, brokerRows(iam, codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName))),
+    await evaluateTable(
+      iam,
+      brokerRows(iam, codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName, iam.callersParameter!.arn)),
+    ),
   );
 };
 
@@ -321,9 +357,38 @@ describe('the IAM evaluation table', () => {
     ]);
   });
 
+  it('fails the other-parameter rows when the token role may GetParameter on every parameter of its path', async () => {
+    const broken = fixture();
+    statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'CallersParameter')!.Resource = sub(
+      'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/limitrail-token-broker/*',
+    );
+    expect(await tableFailures(broken)).toEqual([
+      "token role: GetParameter of another stage's callers parameter: expected Denied, got Allowed",
+      'token role: GetParameter of a parameter named like it plus a suffix: expected Denied, got Allowed',
+    ]);
+  });
+
+  it('fails the allowed GetParameter row when the token role lost its statement on the callers parameter', async () => {
+    const broken = fixture();
+    const role = statements(broken, 'TokenFunctionRole');
+    role.splice(
+      role.findIndex((s) => s.Sid === 'CallersParameter'),
+      1,
+    );
+    expect(await tableFailures(broken)).toEqual([
+      'token role: GetParameter of the callers parameter: expected Allowed, got Denied',
+    ]);
+  });
+
   it("builds each role's allowed rows from its own function's calls, and refuses a function without any", async () => {
     const iam = brokerIamOf(resolveTemplate(fixture(), SAMPLE));
-    const { token, prewarm } = codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName);
+    const { token, prewarm } = codeCalls(
+      iam.tableArn,
+      iam.secretArn,
+      iam.keyArn,
+      iam.tableName,
+      iam.callersParameter!.arn,
+    );
     const rows = brokerRows(iam, { token: token!, prewarm: prewarm!.slice(0, 1) });
     expect(
       rows

@@ -110,6 +110,39 @@ const devOnlyInputs = (inputs: string[], packages: LockPackages): string[] =>
 
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 
+/** A condition osls writes with literals only (`!Not [!Equals ["<callers parameter>", ""]]`), evaluated. */
+const holds = (template: PackagedStage['template'], name: string): boolean => {
+  const evaluate = (c: Json): boolean => {
+    if (Array.isArray(c['Fn::Not'])) return !evaluate(c['Fn::Not'][0] as Json);
+    const equals = c['Fn::Equals'];
+    if (Array.isArray(equals) && equals.every((v) => typeof v === 'string')) return equals[0] === equals[1];
+    throw new Error(`condition ${name} is not made of literals: ${JSON.stringify(c)}`);
+  };
+  return evaluate(template.Conditions?.[name] as Json);
+};
+
+/**
+ * The statements of the function roles' policies (of one role, if named) as the stage deploys them: a statement
+ * written `!If [Condition, statement, !Ref AWS::NoValue]` (infra/iam.yml, the callers parameter's) only when its
+ * condition holds.
+ */
+const statementsOf = (template: PackagedStage['template'], roleName?: string): Statement[] =>
+  Object.entries(template.Resources)
+    .filter(([name, r]) => r.Type === 'AWS::IAM::Role' && (roleName === undefined || name === roleName))
+    .flatMap(([, role]) =>
+      ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Json[] } }[]).flatMap((p) =>
+        p.PolicyDocument.Statement.flatMap((s) => {
+          const choice = s['Fn::If'] as [string, Statement, Json] | undefined;
+          if (!choice) return [s as unknown as Statement];
+          expect(choice[2]).toEqual({ Ref: 'AWS::NoValue' });
+          return holds(template, choice[0]) ? [choice[1]] : [];
+        }),
+      ),
+    );
+
+const environmentOf = (template: PackagedStage['template'], fn = 'TokenLambdaFunction'): Record<string, string> =>
+  (template.Resources[fn]!.Properties.Environment as { Variables: Record<string, string> }).Variables;
+
 /** The EMF line the broker's Metrics writes for one count of `name` in function `fn` (Powertools, on stdout). */
 const emfOf = (
   name: MetricName,
@@ -176,6 +209,9 @@ const encryptionContextKeysCondition = (): Json => ({
   'kms:EncryptionContextKeys': Object.keys(encryptionContextFor('<table>')),
 });
 
+/** The ci stage's template as packaged below (callersParameter none), kept for the comparisons after it. */
+let ciTemplate: PackagedStage['template'] | undefined;
+
 describe('osls package --stage ci', () => {
   let packaged: PackagedStage | undefined;
   let template: PackagedStage['template'];
@@ -189,18 +225,12 @@ describe('osls package --stage ci', () => {
     if (!fn) throw new Error('no TokenLambdaFunction in the template');
     return fn;
   };
-  const roleStatements = (roleName?: string): Statement[] =>
-    resourcesOfType('AWS::IAM::Role')
-      .filter(([name]) => roleName === undefined || name === roleName)
-      .flatMap(([, role]) =>
-        ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
-          (p) => p.PolicyDocument.Statement,
-        ),
-      );
+  const roleStatements = (roleName?: string): Statement[] => statementsOf(template, roleName);
 
   beforeAll(async () => {
     packaged = await packageStage('ci');
     template = packaged.template;
+    ciTemplate = template;
     const { dir, state } = packaged;
     // The state records where `osls deploy` will look for the zip (.serverless/); it is in the package dir now.
     const zipOf = async (fn: string) =>
@@ -337,6 +367,15 @@ describe('osls package --stage ci', () => {
     expect(JSON.stringify(env[ENV.kmsKeyId])).toContain('TokenKmsKey');
     // A deployed stage never accepts a plain-http loopback token URL (the Lambda Runtime API listens there).
     expect(env[ENV.allowLoopbackTokenUrl]).toBe('false');
+  });
+
+  it('reads the callers from brokerCallers (callersParameter none): no SSM parameter, and no SSM permission', () => {
+    const env = environmentOf(template);
+    expect(JSON.parse(env[ENV.callers]!)).toHaveLength(4);
+    expect(env[ENV.callersParameter]).toBe('');
+    expect(resourcesOfType('AWS::SSM::Parameter')).toEqual([]);
+    expect(holds(template, 'ReadsCallersParameter')).toBe(false);
+    expect(roleStatements().filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:')))).toEqual([]);
   });
 
   it('configures only https token endpoints in BROKER_CLIENTS', () => {
@@ -679,6 +718,89 @@ describe('osls package --stage ci', () => {
   });
 });
 
+/** The ci stage with its callers in an SSM parameter (callersParameter): one the stack creates, one it names. */
+describe('osls package --stage ci with a callers parameter', () => {
+  const REVOKED = 'arn:aws:sts::111111111111:assumed-role/reporting/stolen-session';
+  let created: PackagedStage;
+  let existing: PackagedStage;
+  const ssmStatements = (t: PackagedStage['template'], role: string) =>
+    statementsOf(t, role).filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:')));
+  const urlPermissions = (t: PackagedStage['template']) =>
+    Object.entries(t.Resources)
+      .filter(([, r]) => r.Type === 'AWS::Lambda::Permission')
+      .map(([id]) => id)
+      .sort();
+
+  beforeAll(async () => {
+    created = await packageStage('ci', {
+      callersParameter: 'create',
+      revokedCallers: JSON.stringify([REVOKED]),
+      callersMaxAgeSec: '30',
+    });
+    existing = await packageStage('ci', { callersParameter: '/platform/limitrail-broker/callers' });
+  }, 240_000);
+
+  afterAll(async () => {
+    await Promise.all([created?.remove(), existing?.remove()]);
+  });
+
+  it('create: a String parameter holding brokerCallers and revokedCallers, which the token function reads', () => {
+    const parameters = Object.values(created.template.Resources).filter((r) => r.Type === 'AWS::SSM::Parameter');
+    expect(parameters).toHaveLength(1);
+    const { Name, Type, Tier, Value } = parameters[0]!.Properties as Record<string, string>;
+    expect([Name, Type, Tier]).toEqual(['/limitrail-token-broker/ci/callers', 'String', 'Standard']);
+    const none = environmentOf(ciTemplate!);
+    expect(JSON.parse(Value!)).toEqual({ callers: JSON.parse(none[ENV.callers]!), revoked: [REVOKED] });
+    const env = environmentOf(created.template);
+    expect([env[ENV.callers], env[ENV.callersParameter], env[ENV.callersMaxAgeSec]]).toEqual([
+      '',
+      '/limitrail-token-broker/ci/callers',
+      '30',
+    ]);
+    expect(environmentOf(created.template, 'PrewarmLambdaFunction')[ENV.callersParameter]).toBe(Name);
+  });
+
+  it('create: the token role may ssm:GetParameter on that parameter only; the prewarm role on none', () => {
+    expect(ssmStatements(created.template, 'TokenFunctionRole')).toEqual([
+      {
+        Sid: 'CallersParameter',
+        Effect: 'Allow',
+        Action: 'ssm:GetParameter',
+        Resource: {
+          'Fn::Sub':
+            'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/limitrail-token-broker/ci/callers',
+        },
+      },
+    ]);
+    expect(ssmStatements(created.template, 'PrewarmFunctionRole')).toEqual([]);
+  });
+
+  it('create: checks brokerCallers as the first value (no warning), and keeps its Function URL permissions', () => {
+    expect(created.output).toContain('Service packaged');
+    expect(created.output).not.toMatch(/^Warning:/m);
+    expect(urlPermissions(created.template)).toEqual(urlPermissions(ciTemplate!));
+  });
+
+  it('an existing parameter: read by name, not created, and the package-time checks say they cannot see it', () => {
+    expect(Object.values(existing.template.Resources).filter((r) => r.Type === 'AWS::SSM::Parameter')).toEqual([]);
+    const env = environmentOf(existing.template);
+    expect([env[ENV.callers], env[ENV.callersParameter], env[ENV.callersMaxAgeSec]]).toEqual([
+      '',
+      '/platform/limitrail-broker/callers',
+      '60',
+    ]);
+    expect(ssmStatements(existing.template, 'TokenFunctionRole').map((s) => s.Resource)).toEqual([
+      {
+        'Fn::Sub':
+          'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/platform/limitrail-broker/callers',
+      },
+    ]);
+    expect(existing.output).toContain(
+      'Warning: the callers come from the SSM parameter /platform/limitrail-broker/callers (BROKER_CALLERS_PARAMETER) at run time',
+    );
+  });
+});
+
 /** infra/runtime.cjs through osls: what it refuses fails `osls package` before anything is packaged (about 1 s each). */
 describe('osls package with a runtime or architecture the broker does not support', () => {
   const refusal = async (params: Record<string, string>): Promise<string> => {
@@ -706,6 +828,60 @@ describe('osls package with a runtime or architecture the broker does not suppor
     expect(await refusal({ runtime: 'nodejs22.x' })).toMatch(
       /dist\/(token|prewarm) was built for nodejs24\.x, newer than the stage's runtime nodejs22\.x: run `npm run build -- --runtime nodejs22\.x`/,
     );
+  });
+});
+
+/** infra/callers-parameter.cjs on its own, with stage parameters other than the ci stage's (no osls run needed). */
+describe('infra/callers-parameter.cjs', () => {
+  type Resolver = (ctx: { resolveVariable: (name: string) => Promise<string> }) => Promise<unknown>;
+  const resolver = createRequire(import.meta.url)('../../infra/callers-parameter.cjs') as Record<string, Resolver>;
+  const render = (property: string, params: Record<string, string>) =>
+    resolver[property]!({
+      resolveVariable: async (name) => {
+        const value = {
+          'self:service': 'limitrail-token-broker',
+          'sls:stage': 'ci',
+          'param:brokerCallers': '[]',
+          'param:revokedCallers': '[]',
+          ...Object.fromEntries(Object.entries(params).map(([k, v]) => [`param:${k}`, v])),
+        }[name];
+        if (value === undefined) throw new Error(`unexpected variable ${name}`);
+        return value;
+      },
+    });
+
+  it('passes brokerCallers through only without a parameter, and names the parameter with a leading / in the ARN', async () => {
+    expect(await render('brokerCallers', { callersParameter: 'none', brokerCallers: '[1]' })).toBe('[1]');
+    expect(await render('brokerCallers', { callersParameter: 'create', brokerCallers: '[1]' })).toBe('');
+    expect(await render('callersParameter', { callersParameter: 'none' })).toBe('');
+    expect(await render('parameterPath', { callersParameter: 'broker-callers' })).toBe('/broker-callers');
+  });
+
+  it.each([
+    ['a name with a space', '/platform/broker callers'],
+    ['a name AWS reserves', '/aws/reference/x'],
+    ['a wildcard', '/platform/*'],
+  ])('refuses %s as callersParameter', async (_name, value) => {
+    await expect(render('callersParameter', { callersParameter: value })).rejects.toThrow(
+      /must be none, create or the name of an SSM parameter/,
+    );
+  });
+
+  it('refuses a created parameter over 4 KB or with revokedCallers not a list of ARNs', async () => {
+    const big = JSON.stringify(
+      Array.from({ length: 60 }, (_, i) => ({
+        principal: `arn:aws:iam::111111111111:role/caller-${i}`,
+        client: 'limitrail',
+        scopes: ['limitrail.usage.read'],
+      })),
+    );
+    await expect(render('resources', { callersParameter: 'create', brokerCallers: big })).rejects.toThrow(
+      /more than a Standard SSM parameter's 4096: create an Advanced parameter yourself/,
+    );
+    await expect(render('resources', { callersParameter: 'create', revokedCallers: '"x"' })).rejects.toThrow(
+      'parameter revokedCallers must be a JSON array of ARNs',
+    );
+    expect(await render('resources', { callersParameter: '/platform/x' })).toEqual({ Resources: {} });
   });
 });
 

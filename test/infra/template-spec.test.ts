@@ -1,5 +1,6 @@
 /**
- * The packaged template (`osls package --stage ci`, intrinsics resolved for a sample account and region) against
+ * The packaged template (`osls package --stage ci`, with the callers parameter the stack creates
+ * (`--param callersParameter=create`), intrinsics resolved for a sample account and region) against
  * the CloudFormation resource specification (test/support/infra/cfn-spec.ts, @aws-cdk/aws-service-spec): what
  * CloudFormation would reject as a malformed resource fails here instead of in a deploy. The last tests show the
  * check fails on a template it should fail on.
@@ -14,7 +15,7 @@ const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'lim
 let resources: Record<string, CfnResource>;
 
 beforeAll(async () => {
-  const [packaged] = await Promise.all([packageStage('ci'), specDatabase()]);
+  const [packaged] = await Promise.all([packageStage('ci', { callersParameter: 'create' }), specDatabase()]);
   try {
     resources = resolveTemplate(packaged.template, SAMPLE).resources;
   } finally {
@@ -28,7 +29,7 @@ describe('the packaged template against the CloudFormation resource specificatio
     expect(await specProblems(resources)).toEqual([]);
   });
 
-  it('checks every resource type of the stack: functions, URL, permissions, roles, table, key, alias, rule, alarms, dashboard, logs', () => {
+  it('checks every resource type of the stack: functions, URL, permissions, roles, table, key, alias, rule, alarms, dashboard, logs, callers parameter', () => {
     expect([...new Set(Object.values(resources).map((r) => r.Type))].sort()).toEqual([
       'AWS::CloudWatch::Alarm',
       'AWS::CloudWatch::Dashboard',
@@ -44,6 +45,7 @@ describe('the packaged template against the CloudFormation resource specificatio
       'AWS::Logs::LogGroup',
       'AWS::S3::Bucket',
       'AWS::S3::BucketPolicy',
+      'AWS::SSM::Parameter',
     ]);
   });
 });

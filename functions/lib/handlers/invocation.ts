@@ -6,7 +6,7 @@
 import type { Context } from 'aws-lambda';
 import type { TokenBroker } from '../broker/token-broker';
 import type { BrokerConfig } from '../domain/settings';
-import type { IdentityVerifier } from '../ports';
+import type { CallerDirectory, IdentityVerifier } from '../ports';
 import type { Clock } from '../shared/clock';
 import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
 import type { Logger } from '../shared/logger';
@@ -26,6 +26,8 @@ export interface HandlerRuntime {
   telemetry: Telemetry;
   /** Verifies callers' identity proofs (one STS call per proof per container). */
   callers: IdentityVerifier;
+  /** Who may get which tokens and who is revoked, as of now (BROKER_CALLERS or the callers parameter). */
+  callerDirectory: CallerDirectory;
 }
 
 export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;

@@ -5,10 +5,17 @@
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
 import { type AuditCaller, auditRefused, DIRECT_INVOKE } from '../broker/audit';
-import { authorize, clientsGrantedTo, notGranted, principalKeyOf, samePrincipal } from '../callers/grants';
+import {
+  authorize,
+  clientsGrantedTo,
+  notGranted,
+  principalKeyOf,
+  refuseRevoked,
+  samePrincipal,
+} from '../callers/grants';
 import { checkIdentityProof } from '../callers/identity-proof';
 import { AccessDeniedError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
-import type { Logger } from '../shared/logger';
+import type { Log, Logger } from '../shared/logger';
 import type { MetricsSink } from '../shared/metrics';
 import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './function-url';
 import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
@@ -18,7 +25,7 @@ export type TokenResponse = TokenAnswer | OAuthErrorBody;
 export type { InvocationContext } from './invocation';
 
 import type { TokenAnswer } from '../domain/answer';
-import type { Caller } from '../domain/caller';
+import type { Caller, CallerGrant } from '../domain/caller';
 import type { CallerAuthMode } from '../domain/settings';
 
 /**
@@ -88,10 +95,25 @@ const identify = async (
 };
 
 /**
+ * The grants a proven caller is held to, as of now (BROKER_CALLERS, or the callers parameter within its max age). A
+ * revoked caller is refused (`caller_revoked`) before any grant is looked at.
+ */
+const grantsFor = async (
+  runtime: HandlerRuntime,
+  caller: Caller,
+  { log, metrics }: { log: Log; metrics: MetricsSink },
+): Promise<readonly CallerGrant[]> => {
+  const list = await runtime.callerDirectory.current(log, metrics);
+  refuseRevoked(list, caller);
+  return list.grants;
+};
+
+/**
  * The token function, for direct Lambda Invoke and for its Function URL. Errors are returned, not thrown: bad
- * input is not a function failure and must not trigger Lambda retries. Every caller is identified (identify) and
- * authorized against BROKER_CALLERS before anything is looked up, and gets a token only if every scope it carries
- * is one the caller may hold. Every token handed out and every refusal gets one audit line.
+ * input is not a function failure and must not trigger Lambda retries. Every caller is identified (identify), checked
+ * against the revoked principals and authorized against its grants (grantsFor) before anything is looked up, and
+ * gets a token only if every scope it carries is one the caller may hold. Every token handed out and every refusal
+ * gets one audit line.
  */
 export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
   const runtimeFor = initRuntime(makeRuntime, fallbackLog);
@@ -113,11 +135,12 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
       if (input.refusal) throw input.refusal;
       const read = readTokenRequest(input.payload);
       const caller = await identify(runtime, input, read.identityProof, deadlineMs, { audit, metrics });
+      const held = caller && { caller, grants: await grantsFor(runtime, caller, { log, metrics }) };
       // Without a named client, the caller's grants say which one it means (a caller without a grant learns none).
-      const clients = caller && read.clientName === undefined ? clientsGrantedTo(config.grants, caller) : undefined;
+      const clients = held && read.clientName === undefined ? clientsGrantedTo(held.grants, held.caller) : undefined;
       if (clients?.size === 0) throw notGranted(caller!);
       asked = { client: clientNameFor(read, config, clients), scopes: read.scopes };
-      const granted = caller ? authorize(config.grants, caller, asked.client, read.scopes) : undefined;
+      const granted = held ? authorize(held.grants, held.caller, asked.client, read.scopes) : undefined;
       const request = resolveTokenRequest(read, config, asked.client);
       const { answer } = await runtime.broker.getToken(request, {
         deadlineMs,

@@ -39,6 +39,7 @@ export const REASONS = [
   'sts_malformed_answer',
   'caller_unverified',
   'caller_not_granted',
+  'caller_revoked',
   'token_scope_beyond_grant',
   'access_denied',
   // Our configuration and secret (500)
@@ -63,6 +64,7 @@ export const REASONS = [
   'table_unavailable',
   'secrets_unavailable',
   'kms_unavailable',
+  'callers_unavailable',
   'lease_wait_timeout',
   'deadline_exceeded',
   'force_refresh_limited',

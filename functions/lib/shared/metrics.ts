@@ -33,6 +33,10 @@ export const METRIC_NAMES = [
   'IdentityFailures',
   /** A table token older than one the container served, or reported rejected (cache/rollback-guard.ts). */
   'RollbackSuspected',
+  /** Requests authorized with the last valid callers parameter value: the parameter unreadable or invalid now. */
+  'CallersStale',
+  /** Requests that met an invalid callers parameter value (served from the last valid one, or refused cold). */
+  'CallersParameterInvalid',
   /** 1 on the first invocation of an on-demand container (Powertools' name for it). */
   'ColdStart',
 ] as const;

@@ -3,7 +3,8 @@
  * and the LimitRail sandbox (broker-stack.ts), each function through its own recording clients:
  *   - the token function, through real token requests: a cold miss (lease, secret, new data key, write), a cold
  *     table hit (unwrapping the data key) and a request during a secret rotation the endpoint has not activated yet
- *     (AWSPREVIOUS);
+ *     (AWSPREVIOUS); when the stage reads its callers from an SSM parameter, a Function URL call whose caller it
+ *     authorizes from that parameter (created in moto as the stack creates it);
  *   - the prewarm function, through its handler (functions/lib/handlers/prewarm-handler.ts): a cold run that finds one set
  *     fresh in the table and one missing (consistent read, lease, secret, new data key, write), the same container
  *     again (all fresh), and a new container during that rotation with a missing set (AWSPREVIOUS).
@@ -14,17 +15,20 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 
 import { createPrewarmHandler, type PrewarmCounts } from '../../../functions/lib/handlers/prewarm-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../../functions/lib/runtime';
+import { roleSession, urlEvent } from '../fakes/url-event';
 import { captureLogLines } from '../log-capture';
 import { inProcessContainer, REGION, SECRET_ID, startBrokerStack } from '../stacks/broker-stack';
+import { putCallersParameter } from '../stacks/callers-parameter';
 import type { BrokerIam } from './iam-model';
 import { type CallsByFunction, type CodeCall, type Context, kmsContext } from './iam-table';
 
 export interface SentCommand {
-  service: 'dynamodb' | 'secretsmanager' | 'kms';
+  service: 'dynamodb' | 'secretsmanager' | 'kms' | 'ssm';
   command: string;
   input: Record<string, unknown>;
 }
@@ -50,9 +54,16 @@ export const recording = <C extends { middlewareStack: { add: MiddlewareStack<ob
 /** Each function's commands, as sent, by function name: what `recordCodeCalls` turns into calls. */
 export type SentByFunction = Record<'token' | 'prewarm', SentCommand[]>;
 
-/** Runs the token requests and the prewarm runs; returns each function's commands, in the order sent. */
+/** A Function URL caller, granted in the callers parameter: the token function reads it to authorize the call. */
+const URL_CALLER = { account: '111111111111', role: 'reporting' };
+
+/**
+ * Runs the token requests and the prewarm runs; returns each function's commands, in the order sent. With
+ * `callersParameter` (BROKER_CALLERS_PARAMETER), the token function reads its callers from it.
+ */
 export const recordSentCommands = async (
   tableName: string,
+  callersParameter?: string,
 ): Promise<{ sent: SentByFunction; tableName: string; kmsKeyId: string }> => {
   // The table is named as the stack would name it: the encryption context carries the table's name.
   const stack = await startBrokerStack({ tableName });
@@ -68,6 +79,7 @@ export const recordSentCommands = async (
       dynamodb: recording(new DynamoDBClient(config), 'dynamodb', sent[fn]),
       secretsManager: recording(new SecretsManagerClient(config), 'secretsmanager', sent[fn]),
       kms: recording(new KMSClient(config), 'kms', sent[fn]),
+      ssm: recording(new SSMClient(config), 'ssm', sent[fn]),
     };
     made.push(...Object.values(clients));
     return clients;
@@ -75,11 +87,23 @@ export const recordSentCommands = async (
   const tokenClients = clientsOf('token');
   const prewarmClients = clientsOf('prewarm');
   const logs: string[] = [];
-  const request = async (scopes: string[]) => {
-    const answer = await inProcessContainer(stack.env, logs, tokenClients)({ scopes });
-    if (answer.token_type !== 'Bearer') throw new Error(`token request failed: ${JSON.stringify(answer)}`);
-  };
   const client = stack.sandbox.clients[0]!;
+  const tokenEnv = { ...stack.env };
+  if (callersParameter) {
+    const principal = `arn:aws:iam::${URL_CALLER.account}:role/${URL_CALLER.role}`;
+    await putCallersParameter(
+      { endpoint: stack.moto.endpoint, region: REGION, name: callersParameter },
+      { callers: [{ principal, client: 'limitrail', scopes: client.scopes }], revoked: [] },
+    );
+    tokenEnv.BROKER_CALLERS_PARAMETER = callersParameter;
+  }
+  const request = async (scopes: string[], viaUrl = false) => {
+    const container = inProcessContainer(tokenEnv, logs, tokenClients);
+    const iam = roleSession(URL_CALLER.role, URL_CALLER.account);
+    const answer = viaUrl ? await container(urlEvent({ scopes }, { iam })) : await container({ scopes });
+    const body = typeof answer.body === 'string' ? (JSON.parse(answer.body) as Record<string, unknown>) : answer;
+    if (body.token_type !== 'Bearer') throw new Error(`token request failed: ${JSON.stringify(body)}`);
+  };
   /** A new prewarm container (its own runtime and caches), keeping these sets fresh; its handler as Lambda calls it. */
   const prewarmContainer = (sets: string[][]) => {
     const clients = JSON.parse(stack.env.BROKER_CLIENTS!) as Record<string, Record<string, unknown>>;
@@ -107,6 +131,7 @@ export const recordSentCommands = async (
   try {
     await request(['limitrail.usage.write']); // cold miss
     await request(['limitrail.usage.write']); // another cold container: a table hit
+    if (callersParameter) await request(['limitrail.usage.write'], true); // a URL caller, granted in the parameter
     const prewarm = prewarmContainer([['limitrail.usage.write'], ['limitrail.runtime.read']]);
     await prewarm({ refreshed: 1, fresh: 1 }); // one set the token function wrote, one missing
     await prewarm({ refreshed: 0, fresh: 2 }); // the same container: both fresh
@@ -160,6 +185,11 @@ const callsOf = (
       resource = iam.secretArn;
       context = { 'secretsmanager:VersionStage': String(input.VersionStage) };
       what = `${command} of the configured secret, ${String(input.VersionStage)}`;
+    } else if (service === 'ssm') {
+      if (!iam.callersParameter || input.Name !== iam.callersParameter.name)
+        throw new Error(`${action} of parameter ${String(input.Name)}, not the configured callers parameter`);
+      resource = iam.callersParameter.arn;
+      what = `${command} of the callers parameter`;
     } else {
       if (input.KeyId !== recorded.kmsKeyId)
         throw new Error(`${action} with key ${String(input.KeyId)}, not the configured one`);
@@ -175,6 +205,6 @@ const callsOf = (
 
 /** Each function's distinct AWS calls, by function name (token, prewarm). */
 export const recordCodeCalls = async (iam: BrokerIam): Promise<CallsByFunction> => {
-  const { sent, ...recorded } = await recordSentCommands(iam.tableName);
+  const { sent, ...recorded } = await recordSentCommands(iam.tableName, iam.callersParameter?.name);
   return { token: callsOf(iam, sent.token, recorded), prewarm: callsOf(iam, sent.prewarm, recorded) };
 };

@@ -159,6 +159,37 @@ const URL_CALL: Context = { 'lambda:FunctionUrlAuthType': 'AWS_IAM' };
 const VIA_URL: Context = { 'lambda:InvokedViaFunctionUrl': 'true' };
 const DIRECT: Context = { 'lambda:InvokedViaFunctionUrl': 'false' };
 
+/**
+ * The rows on the callers parameter (BROKER_CALLERS_PARAMETER): the token function reads that one parameter (its
+ * allowed row is its recorded GetParameter), and nothing else of SSM: not another stage's parameter, not one named
+ * like it plus a suffix, not the parameters under its path; it may not change it. The prewarm function does not read
+ * it. A stage without the parameter: the token function may not read the one the stage would have either.
+ */
+const callersParameterRows = (
+  iam: BrokerIam,
+  fn: string,
+  row: (name: string, action: string, resource: string, expect: Decision) => void,
+): void => {
+  const stage = iam.stackName.split('-').pop()!;
+  const arn =
+    iam.callersParameter?.arn ??
+    `arn:aws:ssm:${iam.region}:${iam.accountId}:parameter/${iam.stackName.replace(/-[^-]+$/, '')}/${stage}/callers`;
+  if (fn !== 'token' || !iam.callersParameter)
+    row('GetParameter of the callers parameter', 'ssm:GetParameter', arn, 'Denied');
+  const otherStage = arn.replace(`/${stage}/`, '/prod/');
+  if (otherStage !== arn)
+    row("GetParameter of another stage's callers parameter", 'ssm:GetParameter', otherStage, 'Denied');
+  row('GetParameter of a parameter named like it plus a suffix', 'ssm:GetParameter', `${arn}-backup`, 'Denied');
+  row(
+    'GetParameter of another parameter',
+    'ssm:GetParameter',
+    arn.replace(/:parameter\/.*$/, ':parameter/platform/db-password'),
+    'Denied',
+  );
+  row('GetParametersByPath under its path', 'ssm:GetParametersByPath', arn.replace(/\/[^/]+$/, ''), 'Denied');
+  row('PutParameter on the callers parameter', 'ssm:PutParameter', arn, 'Denied');
+};
+
 /** Each function's AWS calls, by function name (token, prewarm): what its own code sent (code-calls.ts). */
 export type CallsByFunction = Record<string, CodeCall[]>;
 
@@ -291,6 +322,7 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
       'Denied',
       ownContext,
     );
+    callersParameterRows(iam, fn, row);
     row('invokes the token function', 'lambda:InvokeFunction', iam.functionArn.token!, 'Denied', DIRECT);
     row("calls the token function's URL", 'lambda:InvokeFunctionUrl', iam.functionArn.token!, 'Denied', URL_CALL);
     row('invokes the prewarm function', 'lambda:InvokeFunction', iam.functionArn.prewarm!, 'Denied', DIRECT);

@@ -69,9 +69,13 @@ export const ensureDemoCallers = async (endpoint: string, region: string): Promi
   }
 };
 
-/** BROKER_CALLERS for the local stage: one grant, for the granted role (any of its sessions). */
-export const demoBrokerCallers = (roles: Record<DemoCaller, string>): string =>
-  JSON.stringify([{ principal: roles.granted, client: DEMO_GRANT.client, scopes: DEMO_GRANT.scopes }]);
+/** The local stage's grants: one, for the granted role (any of its sessions). */
+export const demoGrants = (roles: Record<DemoCaller, string>) => [
+  { principal: roles.granted, client: DEMO_GRANT.client, scopes: [...DEMO_GRANT.scopes] },
+];
+
+/** BROKER_CALLERS for the local stage: the demo grants. */
+export const demoBrokerCallers = (roles: Record<DemoCaller, string>): string => JSON.stringify(demoGrants(roles));
 
 export interface DemoSession {
   /** The session's ARN, `arn:aws:sts::123456789012:assumed-role/<role>/<session>`: who the proof proves. */
