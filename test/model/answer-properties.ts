@@ -65,13 +65,11 @@ export class AnswerProperties {
     const owedSec = answer.stale ? this.staleFloorSec : owedRemainingSec(req.minTtlSec);
     // The broker dates a token from when it sent the request, on its clock: it may believe up to the skew more.
     if (believedSec < owedSec - slackSec || trueSec < owedSec - CLOCK_SKEW_MS / 1000 - slackSec || trueSec <= 0) {
-      // Known issue: the token answered the request when it began, and the request spent its time refreshing ahead.
       const atStartSec = Date.parse(answer.expires_at) / 1000 - req.startClockMs / 1000;
       this.violations.add(
         'tooShortLived',
         `${what} was answered ${answer.access_token}${answer.stale ? ' (stale)' : ''} with ${believedSec.toFixed(3)} s left ` +
           `on its clock (${trueSec.toFixed(3)} s in truth), owed ${owedSec} s; it had ${atStartSec.toFixed(3)} s left when the request began`,
-        !answer.stale && atStartSec >= owedSec ? 'refreshOutlastsMinTtl' : undefined,
       );
     }
     if (req.rejected !== undefined && answer.access_token === req.rejected)

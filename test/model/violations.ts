@@ -39,9 +39,6 @@ export const KNOWN_ISSUES = {
     'a lease (or forced claim) written by a container whose clock runs ahead counts as pinned beyond reach for a ' +
     'take whose clock reading is a few ms older than the write: the "beyond reach" bound has no margin for the ' +
     'time a table call takes',
-  refreshOutlastsMinTtl:
-    'a request that refreshes ahead waits for the fetch; when it fails or times out, the request is answered the ' +
-    'token it started with, which may meanwhile have dropped below its minTtlSeconds (to under a second), not stale',
   flightDeadline:
     "with overlapping invocations, a request joining another's in-flight miss waits on that one's deadline: past its " +
     'own, or failing early with the other’s time-out',

@@ -103,24 +103,33 @@ export class TokenBroker {
       return { answer: stale ? { ...answer, stale } : answer, source };
     };
 
+    /** A failed refresh or miss: a still-valid token marked stale, or the error. */
+    const staleOr = (err: unknown, candidates: (Outcome | undefined)[]) => {
+      const fallback = this.#staleFallback(req, err, candidates);
+      if (!fallback) throw err;
+      req.degraded('stale_answer', errorLogFields(err).reason);
+      return served(fallback, true);
+    };
+    /** Refresh ahead fails only when the token it started with no longer answers the request (table-lease.ts). */
+    const refreshed = (current: Outcome) =>
+      this.#maybeRefreshAhead(req, current).then(served, (err: unknown) => staleOr(err, [current]));
+
     const inMemory = memory.get(req.cacheKey, clock.nowMs());
-    if (inMemory && req.accept(inMemory, clock.nowMs())) {
-      return served(await this.#maybeRefreshAhead(req, { token: inMemory, source: 'memory' }));
-    }
+    if (inMemory && req.accept(inMemory, clock.nowMs())) return refreshed({ token: inMemory, source: 'memory' });
     // A burst of requests for a key this container does not hold makes one table read, not one each.
     const stored = await this.#reads.run(req.cacheKey, () => this.#readTable(req));
     if (stored && req.accept(stored, clock.nowMs())) {
       memory.set(req.cacheKey, stored);
-      return served(await this.#maybeRefreshAhead(req, { token: stored, source: 'table' }));
+      return refreshed({ token: stored, source: 'table' });
     }
     options.metrics?.count('Misses');
     try {
       return served(await this.#misses.run(missFlightKey(req), () => this.#miss(req)));
     } catch (err) {
-      const fallback = this.#staleFallback(req, err, [inMemory, stored]);
-      if (!fallback) throw err;
-      req.degraded('stale_answer', errorLogFields(err).reason);
-      return served(fallback, true);
+      return staleOr(err, [
+        inMemory && { token: inMemory, source: 'memory' },
+        stored && { token: stored, source: 'table' },
+      ]);
     }
   }
 
@@ -174,15 +183,15 @@ export class TokenBroker {
   }
 
   /** A still-valid token to answer with when fetching failed: at least STALE_TOKEN_MIN_TTL_SEC left, not rejected. */
-  #staleFallback(req: KeyedRequest, err: unknown, candidates: (CachedToken | undefined)[]): Outcome | undefined {
+  #staleFallback(req: KeyedRequest, err: unknown, candidates: (Outcome | undefined)[]): Outcome | undefined {
     if (!(err instanceof BrokerError) || err.status < 500 || err.reason === FORCE_REFRESH_LIMITED) return undefined;
     const nowMs = this.deps.clock.nowMs();
     const floorSec = this.deps.config.staleTokenMinTtlSec;
     const usable = candidates.filter(
-      (t): t is CachedToken => t !== undefined && remainingSec(t, nowMs) >= floorSec && !isRejectedByCaller(req, t),
+      (c): c is Outcome =>
+        c !== undefined && remainingSec(c.token, nowMs) >= floorSec && !isRejectedByCaller(req, c.token),
     );
-    const best = usable.sort((a, b) => b.expiresAtEpochSec - a.expiresAtEpochSec)[0];
-    return best && { token: best, source: best === candidates[0] ? 'memory' : 'table' };
+    return usable.sort((a, b) => b.token.expiresAtEpochSec - a.token.expiresAtEpochSec)[0];
   }
 
   async #readTable(req: KeyedRequest): Promise<CachedToken | undefined> {
@@ -202,7 +211,7 @@ export class TokenBroker {
     }
   }
 
-  #maybeRefreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> | Outcome {
+  async #maybeRefreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> {
     if (!isRefreshDue(current.token, this.deps.clock.nowMs())) return current;
     // One refresh per key in this container; other requests meanwhile get the current token at once.
     if (this.#refreshes.has(req.cacheKey)) return current;

@@ -39,9 +39,11 @@ const setup = () => {
   };
   const fetches: FetchRequest[] = [];
   let endpointDown = false;
+  let endpointTakesMs = 0;
   const fetcher: TokenProvider = {
     fetch: async (ctx) => {
       fetches.push(ctx);
+      nowMs += endpointTakesMs;
       await nextTick();
       if (endpointDown) throw new UnavailableError('the token endpoint failed', 'upstream_unavailable');
       return { accessToken: `token-${fetches.length}`, scopes: [...ctx.scopes], ...lifetimeOf(nowMs, 3600) };
@@ -90,6 +92,7 @@ const setup = () => {
       store.down = down;
     },
     setEndpointDown: (down: boolean) => (endpointDown = down),
+    setEndpointTakesMs: (ms: number) => (endpointTakesMs = ms),
   };
 };
 
@@ -139,6 +142,28 @@ describe('the token path with faked adapters', () => {
     expect(stale.answer).toMatchObject({ access_token: 'token-1', stale: true });
     t.advance(90 * 1000);
     await expect(t.ask(t.container(), { scopes: ['a'], minTtlSeconds: 120 })).rejects.toMatchObject({
+      error: 'temporarily_unavailable',
+    });
+  });
+
+  it('answers a refresh ahead that failed after its token fell below minTtlSeconds as stale, if above the floor', async () => {
+    const t = setup();
+    await t.ask(t.broker);
+    t.advance(3470 * 1000); // 130 s left: answers minTtlSeconds 120, past the refresh point
+    t.setEndpointDown(true);
+    t.setEndpointTakesMs(20_000); // the refresh ahead fails 20 s later: 110 s left, above the 30 s floor
+    const answer = await t.ask(t.broker, { scopes: ['a'], minTtlSeconds: 120 });
+    expect(answer.answer).toMatchObject({ access_token: 'token-1', stale: true });
+    expect(t.fetches).toHaveLength(2);
+  });
+
+  it('fails a refresh ahead that outlasted its token below the stale floor, never answering it', async () => {
+    const t = setup();
+    await t.ask(t.broker);
+    t.advance(3550 * 1000); // 50 s left: answers minTtlSeconds 40, past the refresh point
+    t.setEndpointDown(true);
+    t.setEndpointTakesMs(25_000); // the refresh ahead fails 25 s later: 25 s left, below the 30 s floor
+    await expect(t.ask(t.broker, { scopes: ['a'], minTtlSeconds: 40 })).rejects.toMatchObject({
       error: 'temporarily_unavailable',
     });
   });

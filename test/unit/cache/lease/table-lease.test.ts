@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { CLOCK_SKEW_MS } from '../../../../functions/lib/cache/lease/lease-rules';
 import { lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../../../functions/lib/ports';
+import { UnavailableError } from '../../../../functions/lib/shared/errors';
 import { type FakeTable, INTERVAL_MS, KEY, LEASE_MS, world } from '../../../support/fakes/lease-world';
 
 /**
@@ -179,6 +180,31 @@ describe('refresh ahead for a forced refresh', () => {
     const outcome = await w.container().refreshAhead(w.forced(newer), current);
     expect(outcome.token.accessToken).toBe(due.accessToken);
     expect(w.fetchedAtMs).toHaveLength(0);
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
+  });
+});
+
+describe('a refresh ahead that fails', () => {
+  /** An endpoint that fails after `takesMs`, as one that times out. */
+  const failingAfter = (w: ReturnType<typeof world>, takesMs: number) => ({
+    fetch: async () => {
+      w.advance(takesMs);
+      throw new UnavailableError('the token endpoint timed out', 'upstream_timeout');
+    },
+  });
+
+  it('serves the current token when it still answers the request', async () => {
+    const w = world();
+    const current = { token: w.seed(3600 - 90), source: 'memory' as const }; // 90 s left, the request asks 60
+    expect(await w.container(failingAfter(w, 20_000)).refreshAhead(w.request(), current)).toBe(current);
+  });
+
+  it('throws when the refresh outlasted the minTtlSeconds the current token answered (never serves it short)', async () => {
+    const w = world();
+    const current = { token: w.seed(3600 - 70), source: 'memory' as const }; // 70 s left, 50 s after the refresh
+    await expect(w.container(failingAfter(w, 20_000)).refreshAhead(w.request(), current)).rejects.toMatchObject({
+      reason: 'upstream_timeout',
+    });
     expect(w.table.items.get(KEY)?.lease).toBeUndefined();
   });
 });
