@@ -35,8 +35,6 @@ export interface ModelRequest {
   deadlineMs: number;
   startTrueMs: number;
   startClockMs: number;
-  /** Another request of its container for the same key was running when it started (it may share its flight). */
-  joined: boolean;
   done: boolean;
   /** The world was healthy long before it started and all along (set by the world). */
   healthy: boolean;
@@ -85,11 +83,7 @@ export class AnswerProperties {
       return;
     }
     if (req.healthy && err.reason !== FORCE_REFRESH_LIMITED)
-      this.violations.add(
-        'refusedWhileHealthy',
-        `${what} failed with ${err.reason}: ${err.message}`,
-        req.joined ? 'flightDeadline' : undefined,
-      );
+      this.violations.add('refusedWhileHealthy', `${what} failed with ${err.reason}: ${err.message}`);
     this.#deadline(req, what, req.who.nowMs());
   }
 
@@ -114,17 +108,12 @@ export class AnswerProperties {
       this.violations.add(
         'pastDeadline',
         `r${req.id} (${req.who.name}, ${req.kind} ${req.key ? keyLabel(req.key) : ''}) is still running ${clockMs - req.deadlineMs} ms after its deadline`,
-        req.joined ? 'flightDeadline' : undefined,
       );
     }
   }
 
   #deadline(req: ModelRequest, what: string, clockMs: number): void {
     if (clockMs > req.deadlineMs + DEADLINE_SLACK_MS && !req.late)
-      this.violations.add(
-        'pastDeadline',
-        `${what} ended ${clockMs - req.deadlineMs} ms after its deadline`,
-        req.joined ? 'flightDeadline' : undefined,
-      );
+      this.violations.add('pastDeadline', `${what} ended ${clockMs - req.deadlineMs} ms after its deadline`);
   }
 }

@@ -49,7 +49,6 @@ describe('the lease protocol over random schedules', () => {
  */
 const KNOWN_REPLAYS: Record<KnownIssue, { seed: number; path: string; overlap?: boolean }> = {
   pinnedByLatency: { seed: 51, path: '184', overlap: false },
-  flightDeadline: { seed: 61, path: '0', overlap: true },
 };
 
 describe('known issues (reported, not fixed yet)', () => {

@@ -39,9 +39,6 @@ export const KNOWN_ISSUES = {
     'a lease (or forced claim) written by a container whose clock runs ahead counts as pinned beyond reach for a ' +
     'take whose clock reading is a few ms older than the write: the "beyond reach" bound has no margin for the ' +
     'time a table call takes',
-  flightDeadline:
-    "with overlapping invocations, a request joining another's in-flight miss waits on that one's deadline: past its " +
-    'own, or failing early with the other’s time-out',
 } as const;
 
 export type KnownIssue = keyof typeof KNOWN_ISSUES;

@@ -23,7 +23,8 @@ import type {
   TokenTable,
 } from '../ports';
 import type { Clock } from '../shared/clock';
-import { AccessDeniedError, BrokerError, errorLogFields, type LogReason } from '../shared/errors';
+import { type Sleep, withinDeadline } from '../shared/deadline';
+import { AccessDeniedError, BrokerError, errorLogFields, type LogReason, UnavailableError } from '../shared/errors';
 import { sha256Hex } from '../shared/hash';
 import type { Log } from '../shared/logger';
 import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from '../shared/metrics';
@@ -41,6 +42,8 @@ export interface BrokerDeps {
   /** The lease protocol while the table is down; default InMemoryLease over the same parts. */
   tableDown?: LeaseProtocol;
   log: Log;
+  /** Bounds a wait for another request's miss by this request's deadline; default node timers. */
+  sleep?: Sleep;
 }
 
 export interface CallOptions {
@@ -76,6 +79,8 @@ export class TokenBroker {
   readonly #reads = new SingleFlight<string, CachedToken | undefined>();
   readonly #misses = new SingleFlight<string, Outcome>();
   readonly #refreshes = new SingleFlight<string, Outcome>();
+  /** Per miss in flight: the deadline of the request that started it. */
+  readonly #missDeadlinesMs = new Map<string, number>();
   /** The lease protocol while the table is down: this container alone. */
   readonly #tableDown: LeaseProtocol;
 
@@ -124,7 +129,7 @@ export class TokenBroker {
     }
     options.metrics?.count('Misses');
     try {
-      return served(await this.#misses.run(missFlightKey(req), () => this.#miss(req)));
+      return served(await this.#sharedMiss(req));
     } catch (err) {
       return staleOr(err, [
         inMemory && { token: inMemory, source: 'memory' },
@@ -216,6 +221,38 @@ export class TokenBroker {
     // One refresh per key in this container; other requests meanwhile get the current token at once.
     if (this.#refreshes.has(req.cacheKey)) return current;
     return this.#refreshes.run(req.cacheKey, () => this.deps.lease.refreshAhead(req, current));
+  }
+
+  /**
+   * Concurrent misses for a key share one flight; a request that joins another's waits for it only until its own
+   * deadline. A flight started by a request with less time than this one may fail for lack of that time (its lease wait,
+   * or its endpoint budget, cut short by its deadline): if it fails (a 5xx), this request runs its own miss with its own
+   * time, as it would have without joining.
+   */
+  async #sharedMiss(req: KeyedRequest): Promise<Outcome> {
+    const key = missFlightKey(req);
+    const shared = this.#misses.inFlight(key);
+    if (!shared) {
+      this.#missDeadlinesMs.set(key, req.deadlineMs);
+      return this.#misses.run(key, () => this.#miss(req).finally(() => this.#missDeadlinesMs.delete(key)));
+    }
+    const startersDeadlineMs = this.#missDeadlinesMs.get(key) ?? req.deadlineMs;
+    let late = false;
+    const tooLate = () => {
+      late = true;
+      return new UnavailableError(
+        'another request is fetching this token and it did not arrive before this invocation ran out of time',
+        'lease_wait_timeout',
+      );
+    };
+    try {
+      return await withinDeadline(shared, req.deadlineMs - this.deps.clock.nowMs(), tooLate, this.deps.sleep);
+    } catch (err) {
+      const retryable = err instanceof BrokerError && err.status >= 500 && err.reason !== FORCE_REFRESH_LIMITED;
+      const hadLessTime = startersDeadlineMs < req.deadlineMs && this.deps.clock.nowMs() < req.deadlineMs;
+      if (late || !retryable || !hadLessTime) throw err;
+      return this.#sharedMiss(req);
+    }
   }
 
   async #miss(req: KeyedRequest): Promise<Outcome> {

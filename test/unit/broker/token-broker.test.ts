@@ -6,8 +6,15 @@ import { MemoryTokenCache } from '../../../functions/lib/cache/memory-cache';
 import { loadConfig } from '../../../functions/lib/config/load-config';
 import { lifetimeOf } from '../../../functions/lib/domain/cached-token';
 import { ClientCredentials } from '../../../functions/lib/domain/client-credentials';
+import type { KeyedRequest } from '../../../functions/lib/domain/token-request';
 import { parseTokenRequest } from '../../../functions/lib/handlers/read-token-request';
-import type { CredentialSource, FetchRequest, TokenProvider } from '../../../functions/lib/ports';
+import type {
+  CredentialSource,
+  FetchRequest,
+  LeaseProtocol,
+  Outcome,
+  TokenProvider,
+} from '../../../functions/lib/ports';
 import { UnavailableError } from '../../../functions/lib/shared/errors';
 import { FakeTable, OutageTable } from '../../support/fakes/fake-table';
 import { silentLog } from '../../support/fakes/silent-log';
@@ -183,5 +190,111 @@ describe('the token path with faked adapters', () => {
     expect(await t.broker.prewarm(client, ['a'], { deadlineMs: START_MS + 10_000 })).toBe('refreshed');
     expect(await t.broker.prewarm(client, ['a'], { deadlineMs: START_MS + 10_000 })).toBe('fresh');
     expect(t.fetches).toHaveLength(1);
+  });
+});
+
+/**
+ * Requests of overlapping invocations in one container (Lambda Managed Instances) that share a miss: a lease protocol
+ * whose misses the test settles by hand, and a sleep the test fires, so each request's own deadline is seen exactly.
+ */
+const flights = () => {
+  let nowMs = START_MS;
+  const clock = { nowMs: () => nowMs };
+  const obtains: { req: KeyedRequest; settle: (outcome: Outcome | Error) => void }[] = [];
+  const lease: LeaseProtocol = {
+    obtain: (req) =>
+      new Promise((resolve, reject) =>
+        obtains.push({ req, settle: (o) => (o instanceof Error ? reject(o) : resolve(o)) }),
+      ),
+    refreshAhead: async (_req, current) => current,
+    refreshIfDue: async () => 'fresh',
+  };
+  const sleeps: { untilMs: number; wake: () => void }[] = [];
+  const broker = new TokenBroker({
+    config,
+    clock,
+    log: silentLog,
+    secrets: { get: async () => new ClientCredentials('s', 'lr_1', 'secret', 'v1') } as unknown as CredentialSource,
+    store: new FakeTable(),
+    memory: new MemoryTokenCache(10),
+    fetcher: { fetch: () => Promise.reject(new Error('unreachable: the lease fetches')) },
+    lease,
+    sleep: (ms) => new Promise<void>((wake) => sleeps.push({ untilMs: nowMs + ms, wake })),
+  });
+  /** A request with `budgetMs` left; `state()` says whether it is still waiting, answered, or failed (and why). */
+  const ask = (budgetMs: number) => {
+    let state: { answer?: string; reason?: string } | 'waiting' = 'waiting';
+    broker
+      .getToken(parseTokenRequest({ scopes: ['a'] }, config), { deadlineMs: nowMs + budgetMs, log: silentLog })
+      .then(
+        ({ answer }) => (state = { answer: answer.access_token }),
+        (err: UnavailableError) => (state = { reason: err.reason }),
+      );
+    return { state: () => state };
+  };
+  const token = (name: string): Outcome => ({
+    token: { accessToken: name, scopes: ['a'], ...lifetimeOf(nowMs, 3600) },
+    source: 'endpoint',
+  });
+  /** Moves the clock `ms` on, waking the sleeps that end by then. */
+  const advance = async (ms: number) => {
+    nowMs += ms;
+    for (const s of sleeps.filter((s) => s.untilMs <= nowMs)) s.wake();
+    await settle();
+  };
+  return { ask, obtains, token, advance, sleeps };
+};
+const settle = async () => {
+  for (let i = 0; i < 10; i++) await nextTick();
+};
+
+describe('a request sharing another invocation’s miss', () => {
+  it('stops waiting at its own deadline, while the miss goes on for the request that started it', async () => {
+    const f = flights();
+    const long = f.ask(10_000);
+    await settle();
+    const short = f.ask(2_000);
+    await settle();
+    expect(f.obtains).toHaveLength(1); // it joined
+    await f.advance(2_000);
+    expect(short.state()).toEqual({ reason: 'lease_wait_timeout' });
+    f.obtains[0]!.settle(f.token('token-1'));
+    await settle();
+    expect(long.state()).toEqual({ answer: 'token-1' });
+  });
+
+  it.each(['lease_wait_timeout', 'upstream_timeout'] as const)(
+    'runs its own miss when one started with less time failed (%s), and this request has time left',
+    async (reason) => {
+      const f = flights();
+      const short = f.ask(1_000);
+      await settle();
+      const long = f.ask(10_000);
+      await settle();
+      await f.advance(1_000);
+      f.obtains[0]!.settle(new UnavailableError('its time ran out', reason));
+      await settle();
+      expect(short.state()).toEqual({ reason });
+      expect(f.obtains).toHaveLength(2);
+      expect(f.obtains[1]!.req.deadlineMs).toBe(START_MS + 10_000);
+      f.obtains[1]!.settle(f.token('token-2'));
+      await settle();
+      expect(long.state()).toEqual({ answer: 'token-2' });
+    },
+  );
+
+  it('shares any other failure of the shared miss', async () => {
+    const f = flights();
+    const first = f.ask(10_000);
+    await settle();
+    const second = f.ask(10_000);
+    await settle();
+    f.obtains[0]!.settle(new UnavailableError('the token endpoint failed', 'upstream_unavailable'));
+    await settle();
+    expect([first.state(), second.state()]).toEqual([
+      { reason: 'upstream_unavailable' },
+      { reason: 'upstream_unavailable' },
+    ]);
+    expect(f.obtains).toHaveLength(1);
   });
 });
