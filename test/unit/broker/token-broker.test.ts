@@ -153,27 +153,26 @@ describe('the token path with faked adapters', () => {
     });
   });
 
-  it('answers a refresh ahead that failed after its token fell below minTtlSeconds as stale, if above the floor', async () => {
-    const t = setup();
-    await t.ask(t.broker);
-    t.advance(3470 * 1000); // 130 s left: answers minTtlSeconds 120, past the refresh point
-    t.setEndpointDown(true);
-    t.setEndpointTakesMs(20_000); // the refresh ahead fails 20 s later: 110 s left, above the 30 s floor
-    const answer = await t.ask(t.broker, { scopes: ['a'], minTtlSeconds: 120 });
-    expect(answer.answer).toMatchObject({ access_token: 'token-1', stale: true });
-    expect(t.fetches).toHaveLength(2);
-  });
-
-  it('fails a refresh ahead that outlasted its token below the stale floor, never answering it', async () => {
-    const t = setup();
-    await t.ask(t.broker);
-    t.advance(3550 * 1000); // 50 s left: answers minTtlSeconds 40, past the refresh point
-    t.setEndpointDown(true);
-    t.setEndpointTakesMs(25_000); // the refresh ahead fails 25 s later: 25 s left, below the 30 s floor
-    await expect(t.ask(t.broker, { scopes: ['a'], minTtlSeconds: 40 })).rejects.toMatchObject({
-      error: 'temporarily_unavailable',
-    });
-  });
+  // A token past its refresh point that answers the request; the refresh ahead fails after the endpoint's time, when
+  // it no longer does: answered stale if it still has the 30 s floor, else the error; never as if it still answered.
+  it.each([
+    { leftSec: 130, minTtlSeconds: 120, endpointTakesMs: 20_000, outcome: 'stale (110 s left)' },
+    { leftSec: 50, minTtlSeconds: 40, endpointTakesMs: 25_000, outcome: 'the error (25 s left)' },
+  ])(
+    'answers a refresh ahead that failed $endpointTakesMs ms later, with $leftSec s left at the start: $outcome',
+    async ({ leftSec, minTtlSeconds, endpointTakesMs, outcome }) => {
+      const t = setup();
+      await t.ask(t.broker);
+      t.advance((3600 - leftSec) * 1000);
+      t.setEndpointDown(true);
+      t.setEndpointTakesMs(endpointTakesMs);
+      const answered = t.ask(t.broker, { scopes: ['a'], minTtlSeconds });
+      if (outcome.startsWith('stale'))
+        expect((await answered).answer).toMatchObject({ access_token: 'token-1', stale: true });
+      else await expect(answered).rejects.toMatchObject({ error: 'temporarily_unavailable' });
+      expect(t.fetches).toHaveLength(2);
+    },
+  );
 
   it('hands a token only to a caller entitled to every scope it carries', async () => {
     const t = setup();
