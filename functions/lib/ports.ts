@@ -161,7 +161,10 @@ export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';
 export interface LeaseProtocol {
   /** A miss (or a forced refresh): the token someone fetched under the lease, this container or another one. */
   obtain(req: KeyedRequest): Promise<Outcome>;
-  /** Past the refresh point with a still-valid token: refresh, or serve `current` at once. Never fails. */
+  /**
+   * Past the refresh point with a still-valid token: refresh, or serve `current` at once. Fails only when a refresh
+   * failed and `current` no longer answers the request (the refresh outlasted its minTtlSeconds).
+   */
   refreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome>;
   /** Prewarm: refresh a missing or due token. */
   refreshIfDue(req: KeyedRequest): Promise<PrewarmOutcome>;

@@ -44,8 +44,11 @@ export interface RuntimeOverrides {
   callers?: IdentityVerifier;
 }
 
-/** AWS calls are on the request path: fail fast and let the broker degrade instead of hanging. */
-const AWS_CLIENT_SETTINGS = {
+/**
+ * AWS calls are on the request path: fail fast and let the broker degrade instead of hanging. The longest table call
+ * these allow is what cache/lease/lease-rules.ts TABLE_CALL_MAX_MS allows for.
+ */
+export const AWS_CLIENT_SETTINGS = {
   maxAttempts: 2,
   requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
 } as const;

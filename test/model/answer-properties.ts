@@ -36,8 +36,6 @@ export interface ModelRequest {
   deadlineMs: number;
   startTrueMs: number;
   startClockMs: number;
-  /** Another request of its container for the same key was running when it started (it may share its flight). */
-  joined: boolean;
   done: boolean;
   /** The world was healthy long before it started and all along (set by the world). */
   healthy: boolean;
@@ -66,13 +64,11 @@ export class AnswerProperties {
     const owedSec = answer.stale ? this.staleFloorSec : owedRemainingSec(req.minTtlSec);
     // The broker dates a token from when it sent the request, on its clock: it may believe up to the skew more.
     if (believedSec < owedSec - slackSec || trueSec < owedSec - CLOCK_SKEW_MS / 1000 - slackSec || trueSec <= 0) {
-      // Known issue: the token answered the request when it began, and the request spent its time refreshing ahead.
       const atStartSec = Date.parse(answer.expires_at) / 1000 - req.startClockMs / 1000;
       this.violations.add(
         'tooShortLived',
         `${what} was answered ${answer.access_token}${answer.stale ? ' (stale)' : ''} with ${believedSec.toFixed(3)} s left ` +
           `on its clock (${trueSec.toFixed(3)} s in truth), owed ${owedSec} s; it had ${atStartSec.toFixed(3)} s left when the request began`,
-        !answer.stale && atStartSec >= owedSec ? 'refreshOutlastsMinTtl' : undefined,
       );
     }
     if (req.rejected !== undefined && answer.access_token === req.rejected)
@@ -89,11 +85,7 @@ export class AnswerProperties {
     }
     // The two bounds on forced refreshes (per key; per caller and client across keys) are refusals by design.
     if (req.healthy && err.reason !== FORCE_REFRESH_LIMITED && err.reason !== FORCE_REFRESH_BUDGET)
-      this.violations.add(
-        'refusedWhileHealthy',
-        `${what} failed with ${err.reason}: ${err.message}`,
-        req.joined ? 'flightDeadline' : undefined,
-      );
+      this.violations.add('refusedWhileHealthy', `${what} failed with ${err.reason}: ${err.message}`);
     this.#deadline(req, what, req.who.nowMs());
   }
 
@@ -118,17 +110,12 @@ export class AnswerProperties {
       this.violations.add(
         'pastDeadline',
         `r${req.id} (${req.who.name}, ${req.kind} ${req.key ? keyLabel(req.key) : ''}) is still running ${clockMs - req.deadlineMs} ms after its deadline`,
-        req.joined ? 'flightDeadline' : undefined,
       );
     }
   }
 
   #deadline(req: ModelRequest, what: string, clockMs: number): void {
     if (clockMs > req.deadlineMs + DEADLINE_SLACK_MS && !req.late)
-      this.violations.add(
-        'pastDeadline',
-        `${what} ended ${clockMs - req.deadlineMs} ms after its deadline`,
-        req.joined ? 'flightDeadline' : undefined,
-      );
+      this.violations.add('pastDeadline', `${what} ended ${clockMs - req.deadlineMs} ms after its deadline`);
   }
 }

@@ -35,7 +35,7 @@ export interface CheckResult {
   violations: number;
   failures: Failure[];
   /** Per known issue: how many runs met it, and the first of them. */
-  known: Partial<Record<KnownIssue, { runs: number; first: Failure }>>;
+  known: Record<KnownIssue, { runs: number; first: Failure }>;
   elapsedMs: number;
   /** Summed over the runs (World.stats). */
   stats: Record<string, number>;

@@ -99,6 +99,7 @@ export class Container implements Observed {
       lease,
       tableDown,
       log: silentLog,
+      sleep,
     });
   }
 

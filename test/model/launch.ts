@@ -48,9 +48,6 @@ export const launch = (
     deadlineMs: nowMs + op.budgetMs,
     startTrueMs: world.sim.nowMs,
     startClockMs: nowMs,
-    // The broker's flights (a table read, a miss, a refresh ahead) are shared by the requests of a key; a prewarm run
-    // shares none.
-    joined: key !== undefined && [...world.live].some((r) => r.who === c && r.key === key),
     done: false,
     healthy: false,
   };

@@ -6,7 +6,7 @@
  * out (an overrun: its holder was slow or dead); a lease is never taken while the table holds a token not yet due,
  * unless to claim a forced refresh, which happens at most once per interval (less the clock skew).
  */
-import { CLOCK_SKEW_MS } from '../../functions/lib/cache/lease/lease-rules';
+import { CLOCK_SKEW_MS, latestForcedFetchMs, latestLeaseEndMs } from '../../functions/lib/cache/lease/lease-rules';
 import type { CachedToken } from '../../functions/lib/domain/cached-token';
 import type { FetchRequest } from '../../functions/lib/ports';
 import { sha256Hex } from '../../functions/lib/shared/hash';
@@ -33,8 +33,7 @@ interface Tenure {
   /** A token not yet due that the item held when this lease was taken (no fetch may follow). */
   freshAtTake: CachedToken | undefined;
   fetches: number;
-  /** `known`: taken over by a known issue (KNOWN_ISSUES.pinnedByLatency), counted as an overrun. */
-  end?: 'released' | 'written' | 'ran-out' | 'stolen' | 'known';
+  end?: 'released' | 'written' | 'ran-out' | 'stolen';
 }
 
 export interface Episode {
@@ -87,19 +86,19 @@ export class LeaseProperties {
     const previous = op.before.lease;
     if (previous && previous.owner !== owner) {
       const ranOut = previous.untilEpochMs <= op.clockMs;
-      // Known issue: the take's condition compared the lease with a clock reading older than the lease's write.
+      // The take's condition compares the lease with its clock reading, taken before the call (the production bound:
+      // latestLeaseEndMs allows for a lease written meanwhile). Seen as pinned by that bound, the lease was not a broker's.
       const readAtMs = op.request?.nowMs ?? op.clockMs;
-      const pinnedByLatency =
-        readAtMs < op.clockMs && previous.untilEpochMs > readAtMs + this.settings.leaseDurationMs + CLOCK_SKEW_MS;
+      const pinned = previous.untilEpochMs > latestLeaseEndMs(readAtMs, this.settings.leaseDurationMs);
       const tenure = previous.owner === undefined ? undefined : this.#tenures.get(previous.owner);
-      if (tenure && tenure.end === undefined) tenure.end = ranOut ? 'ran-out' : pinnedByLatency ? 'known' : 'stolen';
+      if (tenure && tenure.end === undefined) tenure.end = ranOut ? 'ran-out' : 'stolen';
       if (ranOut) this.seen.leasesRunOut += 1;
       if (!ranOut)
         this.violations.add(
           'leaseStolen',
           `${op.who.name} took the lease of ${keyLabel(op.key)} as ${name(owner)} on its clock ${this.table.trace.at(op.clockMs)} ` +
-            `(read ${op.clockMs - readAtMs} ms before), while ${name(previous.owner)} held it until ${this.table.trace.at(previous.untilEpochMs)}`,
-          pinnedByLatency ? 'pinnedByLatency' : undefined,
+            `(read ${op.clockMs - readAtMs} ms before), while ${name(previous.owner)} held it until ${this.table.trace.at(previous.untilEpochMs)}` +
+            (pinned ? ' (beyond latestLeaseEndMs of the reading: TABLE_CALL_MAX_MS too small?)' : ''),
         );
     }
     this.#checkLeaseEnd(op);
@@ -131,13 +130,12 @@ export class LeaseProperties {
     const last = this.#lastClaimTrueMs.get(op.key);
     const minGapMs = this.settings.forceRefreshIntervalMs - CLOCK_SKEW_MS;
     const stored = op.before.forcedFetchAtEpochMs;
-    const readAtMs = op.request!.nowMs;
-    const pinnedByLatency = stored !== undefined && readAtMs < op.clockMs && stored > readAtMs + CLOCK_SKEW_MS;
+    const pinned = stored !== undefined && stored > latestForcedFetchMs(op.request!.nowMs);
     if (last !== undefined && decidedTrueMs - last < minGapMs)
       this.violations.add(
         'forcedTooOften',
-        `${op.who.name} claimed a forced fetch of ${keyLabel(op.key)} ${decidedTrueMs - last} ms after the last one`,
-        pinnedByLatency ? 'pinnedByLatency' : undefined,
+        `${op.who.name} claimed a forced fetch of ${keyLabel(op.key)} ${decidedTrueMs - last} ms after the last one` +
+          (pinned ? ' (beyond latestForcedFetchMs of its reading: TABLE_CALL_MAX_MS too small?)' : ''),
       );
     this.#lastClaimTrueMs.set(op.key, decidedTrueMs);
   }
@@ -185,8 +183,8 @@ export class LeaseProperties {
   fetchStarted(who: Observed, key: string, ctx: FetchRequest, viaLease: boolean): Episode {
     this.seen.fetches += 1;
     if (!viaLease) this.seen.bypassFetches += 1;
-    // The fetch belongs to the container's latest lease on the key: still held, or already lost (ran out, or taken
-    // by the known issue) in the moment between its take and the fetch.
+    // The fetch belongs to the container's latest lease on the key: still held, or already lost (ran out, or taken)
+    // in the moment between its take and the fetch.
     const latest = viaLease ? this.#latest.get(who)?.get(key) : undefined;
     const tenure = latest && latest.end !== 'released' && latest.end !== 'written' ? latest : undefined;
     const lostAlready = tenure !== undefined && tenure.end !== undefined;
@@ -208,7 +206,7 @@ export class LeaseProperties {
         );
       for (const other of this.#episodes) {
         if (!other.live || other.key !== key || other.tenure === undefined || other === episode) continue;
-        if (lostAlready || other.tenure.end === 'ran-out' || other.tenure.end === 'known') this.seen.overruns += 1;
+        if (lostAlready || other.tenure.end === 'ran-out') this.seen.overruns += 1;
         else
           this.violations.add(
             'concurrentFetch',

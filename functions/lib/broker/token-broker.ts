@@ -25,7 +25,8 @@ import type {
   TokenTable,
 } from '../ports';
 import type { Clock } from '../shared/clock';
-import { AccessDeniedError, BrokerError, errorLogFields, type LogReason } from '../shared/errors';
+import { type Sleep, withinDeadline } from '../shared/deadline';
+import { AccessDeniedError, BrokerError, errorLogFields, type LogReason, UnavailableError } from '../shared/errors';
 import { sha256Hex } from '../shared/hash';
 import type { Log } from '../shared/logger';
 import { DEGRADED_METRIC, type DegradedKind, type MetricName, type MetricsSink } from '../shared/metrics';
@@ -45,6 +46,8 @@ export interface BrokerDeps {
   /** What this container served, to refuse a rolled-back table token; default a new one. */
   guard?: RollbackGuard;
   log: Log;
+  /** Bounds a wait for another request's miss by this request's deadline; default node timers. */
+  sleep?: Sleep;
 }
 
 export interface CallOptions {
@@ -85,6 +88,8 @@ export class TokenBroker {
   readonly #reads = new SingleFlight<string, CachedToken | undefined>();
   readonly #misses = new SingleFlight<string, Outcome>();
   readonly #refreshes = new SingleFlight<string, Outcome>();
+  /** Per miss in flight: the deadline of the request that started it. */
+  readonly #missDeadlinesMs = new Map<string, number>();
   /** The lease protocol while the table is down: this container alone. */
   readonly #tableDown: LeaseProtocol;
   readonly #guard: RollbackGuard;
@@ -121,24 +126,33 @@ export class TokenBroker {
       return { answer: stale ? { ...answer, stale } : answer, source };
     };
 
+    /** A failed refresh or miss: a still-valid token marked stale, or the error. */
+    const staleOr = (err: unknown, candidates: (Outcome | undefined)[]) => {
+      const fallback = this.#staleFallback(req, err, candidates);
+      if (!fallback) throw err;
+      req.degraded('stale_answer', errorLogFields(err).reason);
+      return served(fallback, true);
+    };
+    /** Refresh ahead fails only when the token it started with no longer answers the request (table-lease.ts). */
+    const refreshed = (current: Outcome) =>
+      this.#maybeRefreshAhead(req, current).then(served, (err: unknown) => staleOr(err, [current]));
+
     const inMemory = memory.get(req.cacheKey, clock.nowMs());
-    if (inMemory && req.accept(inMemory, clock.nowMs())) {
-      return served(await this.#maybeRefreshAhead(req, { token: inMemory, source: 'memory' }));
-    }
+    if (inMemory && req.accept(inMemory, clock.nowMs())) return refreshed({ token: inMemory, source: 'memory' });
     // A burst of requests for a key this container does not hold makes one table read, not one each.
     const stored = await this.#reads.run(req.cacheKey, () => this.#readTable(req));
     if (stored && req.accept(stored, clock.nowMs())) {
       memory.set(req.cacheKey, stored);
-      return served(await this.#maybeRefreshAhead(req, { token: stored, source: 'table' }));
+      return refreshed({ token: stored, source: 'table' });
     }
     options.metrics?.count('Misses');
     try {
-      return served(await this.#misses.run(missFlightKey(req), () => this.#miss(req)));
+      return served(await this.#sharedMiss(req));
     } catch (err) {
-      const fallback = this.#staleFallback(req, err, [inMemory, stored]);
-      if (!fallback) throw err;
-      req.degraded('stale_answer', errorLogFields(err).reason);
-      return served(fallback, true);
+      return staleOr(err, [
+        inMemory && { token: inMemory, source: 'memory' },
+        stored && { token: stored, source: 'table' },
+      ]);
     }
   }
 
@@ -195,16 +209,16 @@ export class TokenBroker {
   }
 
   /** A still-valid token to answer with when fetching failed: at least STALE_TOKEN_MIN_TTL_SEC left, not rejected. */
-  #staleFallback(req: KeyedRequest, err: unknown, candidates: (CachedToken | undefined)[]): Outcome | undefined {
+  #staleFallback(req: KeyedRequest, err: unknown, candidates: (Outcome | undefined)[]): Outcome | undefined {
     if (!(err instanceof BrokerError) || err.status < 500) return undefined;
     if (err.reason === FORCE_REFRESH_LIMITED || err.reason === FORCE_REFRESH_BUDGET) return undefined;
     const nowMs = this.deps.clock.nowMs();
     const floorSec = this.deps.config.staleTokenMinTtlSec;
     const usable = candidates.filter(
-      (t): t is CachedToken => t !== undefined && remainingSec(t, nowMs) >= floorSec && !isRejectedByCaller(req, t),
+      (c): c is Outcome =>
+        c !== undefined && remainingSec(c.token, nowMs) >= floorSec && !isRejectedByCaller(req, c.token),
     );
-    const best = usable.sort((a, b) => b.expiresAtEpochSec - a.expiresAtEpochSec)[0];
-    return best && { token: best, source: best === candidates[0] ? 'memory' : 'table' };
+    return usable.sort((a, b) => b.token.expiresAtEpochSec - a.token.expiresAtEpochSec)[0];
   }
 
   async #readTable(req: KeyedRequest): Promise<CachedToken | undefined> {
@@ -224,11 +238,43 @@ export class TokenBroker {
     }
   }
 
-  #maybeRefreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> | Outcome {
+  async #maybeRefreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> {
     if (!isRefreshDue(current.token, this.deps.clock.nowMs())) return current;
     // One refresh per key in this container; other requests meanwhile get the current token at once.
     if (this.#refreshes.has(req.cacheKey)) return current;
     return this.#refreshes.run(req.cacheKey, () => this.deps.lease.refreshAhead(req, current));
+  }
+
+  /**
+   * Concurrent misses for a key share one flight; a request that joins another's waits for it only until its own
+   * deadline. A flight started by a request with less time than this one may fail for lack of that time (its lease wait,
+   * or its endpoint budget, cut short by its deadline): if it fails (a 5xx), this request runs its own miss with its own
+   * time, as it would have without joining.
+   */
+  async #sharedMiss(req: KeyedRequest): Promise<Outcome> {
+    const key = missFlightKey(req);
+    const shared = this.#misses.inFlight(key);
+    if (!shared) {
+      this.#missDeadlinesMs.set(key, req.deadlineMs);
+      return this.#misses.run(key, () => this.#miss(req).finally(() => this.#missDeadlinesMs.delete(key)));
+    }
+    const startersDeadlineMs = this.#missDeadlinesMs.get(key) ?? req.deadlineMs;
+    let late = false;
+    const tooLate = () => {
+      late = true;
+      return new UnavailableError(
+        'another request is fetching this token and it did not arrive before this invocation ran out of time',
+        'lease_wait_timeout',
+      );
+    };
+    try {
+      return await withinDeadline(shared, req.deadlineMs - this.deps.clock.nowMs(), tooLate, this.deps.sleep);
+    } catch (err) {
+      const retryable = err instanceof BrokerError && err.status >= 500 && err.reason !== FORCE_REFRESH_LIMITED;
+      const hadLessTime = startersDeadlineMs < req.deadlineMs && this.deps.clock.nowMs() < req.deadlineMs;
+      if (late || !retryable || !hadLessTime) throw err;
+      return this.#sharedMiss(req);
+    }
   }
 
   async #miss(req: KeyedRequest): Promise<Outcome> {

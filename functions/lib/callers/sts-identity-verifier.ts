@@ -12,6 +12,7 @@ import type { Caller } from '../domain/caller';
 import type { CheckedProof } from '../domain/proof';
 import type { IdentityVerifier, Verification } from '../ports';
 import type { Clock } from '../shared/clock';
+import { withinDeadline } from '../shared/deadline';
 import { UnavailableError } from '../shared/errors';
 import { SingleFlight } from '../shared/single-flight';
 import { interpretStsAnswer, type StsAnswer } from './sts-answer';
@@ -43,12 +44,10 @@ export class StsIdentityVerifier implements IdentityVerifier {
     const nowMs = this.clock.nowMs();
     const cached = this.#verified.get(proof.key, nowMs);
     if (cached) return { identity: cached, source: 'cached' };
-    if (this.#inFlight.has(proof.key)) {
+    const shared = this.#inFlight.inFlight(proof.key);
+    if (shared) {
       // Another request with this proof is asking STS: share its answer, but only within this request's own deadline.
-      return {
-        identity: await withinDeadline(this.#inFlight.run(proof.key, never), deadlineMs - nowMs),
-        source: 'cached',
-      };
+      return { identity: await withinDeadline(shared, deadlineMs - nowMs, stsTooLate), source: 'cached' };
     }
     const identity = await this.#inFlight.run(proof.key, async () => {
       const timeoutMs = Math.min(STS_TIMEOUT_MS, deadlineMs - this.clock.nowMs());
@@ -63,25 +62,8 @@ export class StsIdentityVerifier implements IdentityVerifier {
   }
 }
 
-const never = (): Promise<Caller> => Promise.reject(new Error('unreachable: joined an in-flight verification'));
-
-/** `pending`, or temporarily_unavailable once `budgetMs` has passed (it keeps running for whoever started it). */
-const withinDeadline = <T>(pending: Promise<T>, budgetMs: number): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new UnavailableError(
-            "STS did not verify the identity proof within this invocation's time",
-            'sts_unavailable',
-          ),
-        ),
-      Math.max(0, budgetMs),
-    );
-  });
-  return Promise.race([pending, late]).finally(() => clearTimeout(timer));
-};
+const stsTooLate = () =>
+  new UnavailableError("STS did not verify the identity proof within this invocation's time", 'sts_unavailable');
 
 /** The real transport: node:https (node:http only for a local AWS_ENDPOINT_URL_STS), no redirects, bounded. */
 export const sendToSts: StsTransport = (proof, timeoutMs) =>

@@ -17,4 +17,9 @@ export class SingleFlight<K, V> {
   has(key: K): boolean {
     return this.#inFlight.has(key);
   }
+
+  /** The work in flight for `key`, to share it without starting any. */
+  inFlight(key: K): Promise<V> | undefined {
+    return this.#inFlight.get(key);
+  }
 }

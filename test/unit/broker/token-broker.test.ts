@@ -6,8 +6,15 @@ import { MemoryTokenCache } from '../../../functions/lib/cache/memory-cache';
 import { loadConfig } from '../../../functions/lib/config/load-config';
 import { lifetimeOf } from '../../../functions/lib/domain/cached-token';
 import { ClientCredentials } from '../../../functions/lib/domain/client-credentials';
+import type { KeyedRequest } from '../../../functions/lib/domain/token-request';
 import { parseTokenRequest } from '../../../functions/lib/handlers/read-token-request';
-import type { CredentialSource, FetchRequest, TokenProvider } from '../../../functions/lib/ports';
+import type {
+  CredentialSource,
+  FetchRequest,
+  LeaseProtocol,
+  Outcome,
+  TokenProvider,
+} from '../../../functions/lib/ports';
 import { UnavailableError } from '../../../functions/lib/shared/errors';
 import { sha256Hex } from '../../../functions/lib/shared/hash';
 import type { Log } from '../../../functions/lib/shared/logger';
@@ -42,9 +49,11 @@ const setup = () => {
   };
   const fetches: FetchRequest[] = [];
   let endpointDown = false;
+  let endpointTakesMs = 0;
   const fetcher: TokenProvider = {
     fetch: async (ctx) => {
       fetches.push(ctx);
+      nowMs += endpointTakesMs;
       await nextTick();
       if (endpointDown) throw new UnavailableError('the token endpoint failed', 'upstream_unavailable');
       return { accessToken: `token-${fetches.length}`, scopes: [...ctx.scopes], ...lifetimeOf(nowMs, 3600) };
@@ -96,6 +105,7 @@ const setup = () => {
       store.down = down;
     },
     setEndpointDown: (down: boolean) => (endpointDown = down),
+    setEndpointTakesMs: (ms: number) => (endpointTakesMs = ms),
   };
 };
 
@@ -148,6 +158,27 @@ describe('the token path with faked adapters', () => {
       error: 'temporarily_unavailable',
     });
   });
+
+  // A token past its refresh point that answers the request; the refresh ahead fails after the endpoint's time, when
+  // it no longer does: answered stale if it still has the 30 s floor, else the error; never as if it still answered.
+  it.each([
+    { leftSec: 130, minTtlSeconds: 120, endpointTakesMs: 20_000, outcome: 'stale (110 s left)' },
+    { leftSec: 50, minTtlSeconds: 40, endpointTakesMs: 25_000, outcome: 'the error (25 s left)' },
+  ])(
+    'answers a refresh ahead that failed $endpointTakesMs ms later, with $leftSec s left at the start: $outcome',
+    async ({ leftSec, minTtlSeconds, endpointTakesMs, outcome }) => {
+      const t = setup();
+      await t.ask(t.broker);
+      t.advance((3600 - leftSec) * 1000);
+      t.setEndpointDown(true);
+      t.setEndpointTakesMs(endpointTakesMs);
+      const answered = t.ask(t.broker, { scopes: ['a'], minTtlSeconds });
+      if (outcome.startsWith('stale'))
+        expect((await answered).answer).toMatchObject({ access_token: 'token-1', stale: true });
+      else await expect(answered).rejects.toMatchObject({ error: 'temporarily_unavailable' });
+      expect(t.fetches).toHaveLength(2);
+    },
+  );
 
   it('hands a token only to a caller entitled to every scope it carries', async () => {
     const t = setup();
@@ -281,5 +312,111 @@ describe('a table rolled back to an older token', () => {
     const again = await t.ask(c, { scopes: ['a'], forceRefresh: true }, undefined, seen);
     expect(again.answer.access_token).not.toBe(first.answer.access_token);
     expect(seen.counts.get('RollbackSuspected')).toBeGreaterThanOrEqual(1);
+  });
+});
+
+/**
+ * Requests of overlapping invocations in one container (Lambda Managed Instances) that share a miss: a lease protocol
+ * whose misses the test settles by hand, and a sleep the test fires, so each request's own deadline is seen exactly.
+ */
+const flights = () => {
+  let nowMs = START_MS;
+  const clock = { nowMs: () => nowMs };
+  const obtains: { req: KeyedRequest; settle: (outcome: Outcome | Error) => void }[] = [];
+  const lease: LeaseProtocol = {
+    obtain: (req) =>
+      new Promise((resolve, reject) =>
+        obtains.push({ req, settle: (o) => (o instanceof Error ? reject(o) : resolve(o)) }),
+      ),
+    refreshAhead: async (_req, current) => current,
+    refreshIfDue: async () => 'fresh',
+  };
+  const sleeps: { untilMs: number; wake: () => void }[] = [];
+  const broker = new TokenBroker({
+    config,
+    clock,
+    log: silentLog,
+    secrets: { get: async () => new ClientCredentials('s', 'lr_1', 'secret', 'v1') } as unknown as CredentialSource,
+    store: new FakeTable(),
+    memory: new MemoryTokenCache(10),
+    fetcher: { fetch: () => Promise.reject(new Error('unreachable: the lease fetches')) },
+    lease,
+    sleep: (ms) => new Promise<void>((wake) => sleeps.push({ untilMs: nowMs + ms, wake })),
+  });
+  /** A request with `budgetMs` left; `state()` says whether it is still waiting, answered, or failed (and why). */
+  const ask = (budgetMs: number) => {
+    let state: { answer?: string; reason?: string } | 'waiting' = 'waiting';
+    broker
+      .getToken(parseTokenRequest({ scopes: ['a'] }, config), { deadlineMs: nowMs + budgetMs, log: silentLog })
+      .then(
+        ({ answer }) => (state = { answer: answer.access_token }),
+        (err: UnavailableError) => (state = { reason: err.reason }),
+      );
+    return { state: () => state };
+  };
+  const token = (name: string): Outcome => ({
+    token: { accessToken: name, scopes: ['a'], ...lifetimeOf(nowMs, 3600) },
+    source: 'endpoint',
+  });
+  /** Moves the clock `ms` on, waking the sleeps that end by then. */
+  const advance = async (ms: number) => {
+    nowMs += ms;
+    for (const s of sleeps.filter((s) => s.untilMs <= nowMs)) s.wake();
+    await settle();
+  };
+  return { ask, obtains, token, advance, sleeps };
+};
+const settle = async () => {
+  for (let i = 0; i < 10; i++) await nextTick();
+};
+
+describe('a request sharing another invocation’s miss', () => {
+  it('stops waiting at its own deadline, while the miss goes on for the request that started it', async () => {
+    const f = flights();
+    const long = f.ask(10_000);
+    await settle();
+    const short = f.ask(2_000);
+    await settle();
+    expect(f.obtains).toHaveLength(1); // it joined
+    await f.advance(2_000);
+    expect(short.state()).toEqual({ reason: 'lease_wait_timeout' });
+    f.obtains[0]!.settle(f.token('token-1'));
+    await settle();
+    expect(long.state()).toEqual({ answer: 'token-1' });
+  });
+
+  it.each(['lease_wait_timeout', 'upstream_timeout'] as const)(
+    'runs its own miss when one started with less time failed (%s), and this request has time left',
+    async (reason) => {
+      const f = flights();
+      const short = f.ask(1_000);
+      await settle();
+      const long = f.ask(10_000);
+      await settle();
+      await f.advance(1_000);
+      f.obtains[0]!.settle(new UnavailableError('its time ran out', reason));
+      await settle();
+      expect(short.state()).toEqual({ reason });
+      expect(f.obtains).toHaveLength(2);
+      expect(f.obtains[1]!.req.deadlineMs).toBe(START_MS + 10_000);
+      f.obtains[1]!.settle(f.token('token-2'));
+      await settle();
+      expect(long.state()).toEqual({ answer: 'token-2' });
+    },
+  );
+
+  it('shares any other failure of the shared miss', async () => {
+    const f = flights();
+    const first = f.ask(10_000);
+    await settle();
+    const second = f.ask(10_000);
+    await settle();
+    f.obtains[0]!.settle(new UnavailableError('the token endpoint failed', 'upstream_unavailable'));
+    await settle();
+    expect([first.state(), second.state()]).toEqual([
+      { reason: 'upstream_unavailable' },
+      { reason: 'upstream_unavailable' },
+    ]);
+    expect(f.obtains).toHaveLength(1);
   });
 });

@@ -3,7 +3,8 @@
  * and the last forced fetch (`forcedFetchAtEpochMs`). They change without a token write, so they cannot be bound
  * to the sealed token like the other fields; anyone who can write the table can set them. Each is bounded instead:
  * a value no broker could have written is ignored, so a written value delays others at most REFRESH_LEASE_MS
- * (lease) or FORCE_REFRESH_MIN_INTERVAL_SEC (forced fetch), plus CLOCK_SKEW_MS. These bounds are stated here only:
+ * (lease) or FORCE_REFRESH_MIN_INTERVAL_SEC (forced fetch), plus CLOCK_SKEW_MS and TABLE_CALL_MAX_MS (a value a broker
+ * wrote while another's call was in flight must never look out of reach to it). These bounds are stated here only:
  * cache/table/conditions.ts writes them as DynamoDB conditions; decisions.ts and forced-refresh.ts decide with
  * them. The reading and the
  * conditions must agree on every value, or a container decides to take a lease its condition refuses: a value that
@@ -13,6 +14,14 @@
 
 /** How far apart two containers' clocks may be. Lambda hosts keep time with NTP: far below a second. */
 export const CLOCK_SKEW_MS = 1_000;
+
+/**
+ * The longest a table call takes from the clock reading it carries (its `nowMs`) to DynamoDB applying it. The AWS
+ * clients (runtime.ts AWS_CLIENT_SETTINGS) make at most 2 attempts of up to 1 s to connect and 3 s to answer, with the
+ * SDK's retry delay (under 1 s) between them: under 9 s. Meanwhile another container, its clock up to CLOCK_SKEW_MS
+ * ahead, may write a lease or a forced fetch that far past that reading: the bounds below allow for it.
+ */
+export const TABLE_CALL_MAX_MS = 10_000;
 
 /** A DynamoDB number as DynamoDB writes one (no blanks, no hex, no NaN or Infinity). */
 const NUMBER_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
@@ -28,9 +37,15 @@ export const coordinationTimeMs = (numberText: string | undefined): number | und
   return Number.isFinite(n) ? n : undefined;
 };
 
-/** The latest end a lease taken now can have: a holder sets now + REFRESH_LEASE_MS, on a clock up to the skew ahead. */
+/**
+ * The latest end a broker can have given a lease, seen from a clock reading `nowMs`: a holder sets its now +
+ * REFRESH_LEASE_MS, on a clock up to the skew ahead, up to a table call's time after that reading was taken.
+ */
 export const latestLeaseEndMs = (nowMs: number, leaseDurationMs: number): number =>
-  nowMs + leaseDurationMs + CLOCK_SKEW_MS;
+  nowMs + leaseDurationMs + CLOCK_SKEW_MS + TABLE_CALL_MAX_MS;
+
+/** The latest forced fetch a broker can have recorded, seen from a clock reading `nowMs` (as for latestLeaseEndMs). */
+export const latestForcedFetchMs = (nowMs: number): number => nowMs + CLOCK_SKEW_MS + TABLE_CALL_MAX_MS;
 
 /**
  * Whether a lease read from the table holds other containers off: it has not ended, and it ends no later than a
@@ -44,8 +59,8 @@ export const isLeaseHeld = (leaseUntilEpochMs: number | undefined, nowMs: number
 
 /**
  * Until when forced refreshes of a key may not fetch again: the last forced fetch plus the interval; undefined when
- * the interval has passed (quiet). A forced fetch recorded in the future (beyond the skew) was not written by a
- * broker and is ignored, so it cannot block forced refreshes for longer than the interval.
+ * the interval has passed (quiet). A forced fetch recorded later than latestForcedFetchMs was not written by a broker
+ * and is ignored, so it cannot block forced refreshes for longer than the interval (plus the skew and a table call).
  */
 export const forcedFetchBlockedUntilMs = (
   forcedFetchAtEpochMs: number | undefined,
@@ -54,6 +69,6 @@ export const forcedFetchBlockedUntilMs = (
 ): number | undefined =>
   forcedFetchAtEpochMs !== undefined &&
   forcedFetchAtEpochMs > nowMs - intervalMs &&
-  forcedFetchAtEpochMs <= nowMs + CLOCK_SKEW_MS
+  forcedFetchAtEpochMs <= latestForcedFetchMs(nowMs)
     ? forcedFetchAtEpochMs + intervalMs
     : undefined;

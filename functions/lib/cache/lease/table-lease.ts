@@ -90,8 +90,10 @@ export class TableLease implements LeaseProtocol {
 
   /**
    * Past the refresh point with a still-valid token: refresh if this request gets the lease, otherwise answer
-   * with the current token (or a newer one another container wrote) at once. Never fails: on any error the
-   * current token is served and the key is left alone for REFRESH_RETRY_AFTER_MS.
+   * with the current token (or a newer one another container wrote) at once. When refreshing fails, the key is left
+   * alone for REFRESH_RETRY_AFTER_MS and the current token is served if it still answers the request; if it no longer
+   * does (the refresh outlasted its minTtlSeconds, or its life), the error is thrown: the caller decides on a stale
+   * answer, as for a failed miss.
    */
   async refreshAhead(req: KeyedRequest, current: Outcome): Promise<Outcome> {
     const nowMs = this.deps.clock.nowMs();
@@ -112,7 +114,9 @@ export class TableLease implements LeaseProtocol {
       }
       return outcomeOf(result);
     } catch (err) {
-      this.#quietUntilMs.set(req.cacheKey, this.deps.clock.nowMs() + REFRESH_RETRY_AFTER_MS);
+      const failedAtMs = this.deps.clock.nowMs();
+      this.#quietUntilMs.set(req.cacheKey, failedAtMs + REFRESH_RETRY_AFTER_MS);
+      if (!req.accept(current.token, failedAtMs)) throw err;
       req.log.warn('refresh ahead failed; serving the current token', { ...req.keyFields, ...errorLogFields(err) });
       return current;
     }

@@ -7,7 +7,7 @@
  * than any broker could have set it counts as expired (a lease) or as none (a forced fetch, a budget).
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { CLOCK_SKEW_MS, latestLeaseEndMs } from '../lease/lease-rules';
+import { latestForcedFetchMs, latestLeaseEndMs } from '../lease/lease-rules';
 import { TABLE_TTL_ATTRIBUTE } from './table-schema';
 
 /** What the conditions look at on an item, as the table holds it (a value of another type than written: undefined). */
@@ -63,21 +63,21 @@ export const leaseTakeable = (nowMs: number, leaseDurationMs: number): Condition
     writableUntil: [':latestLeaseEnd', latestLeaseEndMs(nowMs, leaseDurationMs)],
   });
 
-/** No forced fetch within the interval (or one recorded beyond the skew: not a broker's; forcedFetchBlockedUntilMs). */
+/** No forced fetch within the interval (or one recorded later than a broker could: forcedFetchBlockedUntilMs). */
 export const forcedFetchQuiet = (nowMs: number, intervalMs: number): Condition =>
   timeReleased('forcedFetchQuiet', 'forcedFetchAtEpochMs', {
     notAfter: [':quietSince', nowMs - intervalMs],
-    writableUntil: [':latestForced', nowMs + CLOCK_SKEW_MS],
+    writableUntil: [':latestForced', latestForcedFetchMs(nowMs)],
   });
 
 /**
  * The caller's forced-refresh budget is unspent: no forced fetch for this caller and client within the interval (or
- * one recorded beyond the skew: not a broker's, ignored). The same bound as forcedFetchQuiet, on the budget item.
+ * one recorded later than a broker could: ignored). The same bound as forcedFetchQuiet, on the budget item.
  */
 export const forceBudgetUnspent = (nowMs: number, intervalMs: number): Condition =>
   timeReleased('forceBudgetUnspent', 'budgetSpentAtEpochMs', {
     notAfter: [':budgetSince', nowMs - intervalMs],
-    writableUntil: [':latestBudget', nowMs + CLOCK_SKEW_MS],
+    writableUntil: [':latestBudget', latestForcedFetchMs(nowMs)],
   });
 
 /**

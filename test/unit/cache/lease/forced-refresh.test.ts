@@ -9,8 +9,10 @@ import {
   CLOCK_SKEW_MS,
   forcedFetchBlockedUntilMs,
   isLeaseHeld,
+  TABLE_CALL_MAX_MS,
 } from '../../../../functions/lib/cache/lease/lease-rules';
 import { type CachedToken, lifetimeOf } from '../../../../functions/lib/domain/cached-token';
+import { AWS_CLIENT_SETTINGS } from '../../../../functions/lib/runtime';
 import { sha256Hex } from '../../../../functions/lib/shared/hash';
 
 const NOW_MS = Date.parse('2026-11-29T06:00:00Z');
@@ -101,25 +103,40 @@ describe('forced refresh decision', () => {
 });
 
 describe('bounds on coordination state anyone with table write access can set', () => {
-  it('holds others off with a lease only while it ends within REFRESH_LEASE_MS plus the clock skew', () => {
+  /** How far past a clock reading a broker can write: the skew, and a table call in flight meanwhile. */
+  const REACH_MS = CLOCK_SKEW_MS + TABLE_CALL_MAX_MS;
+
+  it('holds others off with a lease only while it ends within REFRESH_LEASE_MS plus the clock skew and a table call', () => {
     expect(isLeaseHeld(undefined, NOW_MS, LEASE_MS)).toBe(false);
     expect(isLeaseHeld(NOW_MS - 1, NOW_MS, LEASE_MS)).toBe(false);
     expect(isLeaseHeld(NOW_MS, NOW_MS, LEASE_MS)).toBe(false);
     expect(isLeaseHeld(NOW_MS + 1, NOW_MS, LEASE_MS)).toBe(true);
-    expect(isLeaseHeld(NOW_MS + LEASE_MS + CLOCK_SKEW_MS, NOW_MS, LEASE_MS)).toBe(true);
-    expect(isLeaseHeld(NOW_MS + LEASE_MS + CLOCK_SKEW_MS + 1, NOW_MS, LEASE_MS)).toBe(false);
+    expect(isLeaseHeld(NOW_MS + LEASE_MS + REACH_MS, NOW_MS, LEASE_MS)).toBe(true);
+    expect(isLeaseHeld(NOW_MS + LEASE_MS + REACH_MS + 1, NOW_MS, LEASE_MS)).toBe(false);
     expect(isLeaseHeld(Number.MAX_SAFE_INTEGER, NOW_MS, LEASE_MS)).toBe(false);
   });
 
-  it('blocks forced fetches for at most the interval after the last one, ignoring a time in the future', () => {
+  it.each([1, 50, 3_000, TABLE_CALL_MAX_MS])(
+    'holds with a lease a holder wrote %i ms after the reading, on a clock the skew ahead (never pinned)',
+    (latencyMs) => {
+      expect(isLeaseHeld(NOW_MS + latencyMs + CLOCK_SKEW_MS + LEASE_MS, NOW_MS, LEASE_MS)).toBe(true);
+      expect(forcedFetchBlockedUntilMs(NOW_MS + latencyMs + CLOCK_SKEW_MS, NOW_MS, INTERVAL_MS)).toBeDefined();
+    },
+  );
+
+  it('allows for the longest table call the AWS clients make (runtime.ts): every attempt connecting and answering', () => {
+    const { maxAttempts, requestHandler } = AWS_CLIENT_SETTINGS;
+    const attemptMs = requestHandler.connectionTimeout + requestHandler.requestTimeout;
+    expect(TABLE_CALL_MAX_MS).toBeGreaterThanOrEqual(maxAttempts * attemptMs);
+  });
+
+  it('blocks forced fetches for at most the interval after the last one, ignoring a time beyond any broker', () => {
     expect(forcedFetchBlockedUntilMs(undefined, NOW_MS, INTERVAL_MS)).toBeUndefined();
     expect(forcedFetchBlockedUntilMs(NOW_MS - INTERVAL_MS, NOW_MS, INTERVAL_MS)).toBeUndefined();
     expect(forcedFetchBlockedUntilMs(NOW_MS - INTERVAL_MS + 1, NOW_MS, INTERVAL_MS)).toBe(NOW_MS + 1);
     expect(forcedFetchBlockedUntilMs(NOW_MS, NOW_MS, INTERVAL_MS)).toBe(NOW_MS + INTERVAL_MS);
-    expect(forcedFetchBlockedUntilMs(NOW_MS + CLOCK_SKEW_MS, NOW_MS, INTERVAL_MS)).toBe(
-      NOW_MS + CLOCK_SKEW_MS + INTERVAL_MS,
-    );
-    expect(forcedFetchBlockedUntilMs(NOW_MS + CLOCK_SKEW_MS + 1, NOW_MS, INTERVAL_MS)).toBeUndefined();
+    expect(forcedFetchBlockedUntilMs(NOW_MS + REACH_MS, NOW_MS, INTERVAL_MS)).toBe(NOW_MS + REACH_MS + INTERVAL_MS);
+    expect(forcedFetchBlockedUntilMs(NOW_MS + REACH_MS + 1, NOW_MS, INTERVAL_MS)).toBeUndefined();
     expect(forcedFetchBlockedUntilMs(Number.MAX_SAFE_INTEGER, NOW_MS, INTERVAL_MS)).toBeUndefined();
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { CLOCK_SKEW_MS } from '../../../../functions/lib/cache/lease/lease-rules';
+import { CLOCK_SKEW_MS, TABLE_CALL_MAX_MS } from '../../../../functions/lib/cache/lease/lease-rules';
 import { lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../../../functions/lib/ports';
+import { UnavailableError } from '../../../../functions/lib/shared/errors';
 import { type FakeTable, INTERVAL_MS, KEY, LEASE_MS, world } from '../../../support/fakes/lease-world';
 
 /**
@@ -33,6 +34,8 @@ const hideLease = ({ lease: _hidden, ...rest }: StoredEntry): StoredEntry => res
  * times are measured exactly, not timed.
  */
 describe('a dead or misbehaving lease holder', () => {
+  /** The latest end a holder can have written, past a reading: its lease, the clock skew, and a table call meanwhile. */
+  const REACH_MS = LEASE_MS + CLOCK_SKEW_MS + TABLE_CALL_MAX_MS;
   const written = [
     -1,
     0,
@@ -40,13 +43,14 @@ describe('a dead or misbehaving lease holder', () => {
     LEASE_MS / 2,
     LEASE_MS,
     LEASE_MS + CLOCK_SKEW_MS,
-    LEASE_MS + CLOCK_SKEW_MS + 1,
+    REACH_MS,
+    REACH_MS + 1,
     3_600_000,
     10 * 365 * 86_400_000,
   ];
 
   it.each(written)(
-    'delays a miss at most REFRESH_LEASE_MS plus the clock skew when its lease ends %i ms after the miss sees it',
+    'delays a miss at most REFRESH_LEASE_MS plus the clock skew and a table call when its lease ends %i ms after the miss sees it',
     async (offsetMs) => {
       const w = world();
       w.table.items.set(KEY, { lease: { owner: 'a-holder-that-never-writes', untilEpochMs: w.nowMs() + offsetMs } });
@@ -55,13 +59,13 @@ describe('a dead or misbehaving lease holder', () => {
       expect(outcome.source).toBe('endpoint');
       expect(w.fetchedAtMs).toHaveLength(1);
       const delayMs = w.fetchedAtMs[0]! - seenAtMs;
-      expect(delayMs).toBeLessThanOrEqual(LEASE_MS + CLOCK_SKEW_MS);
+      expect(delayMs).toBeLessThanOrEqual(REACH_MS);
       // A lease no holder could have set (pinned) is taken over at once.
-      if (offsetMs > LEASE_MS + CLOCK_SKEW_MS || offsetMs <= 0) expect(delayMs).toBe(0);
+      if (offsetMs > REACH_MS || offsetMs <= 0) expect(delayMs).toBe(0);
     },
   );
 
-  it.each([1, LEASE_MS / 2, LEASE_MS + CLOCK_SKEW_MS])(
+  it.each([1, LEASE_MS / 2, REACH_MS])(
     'counts a lease without an owner ending %i ms after the miss sees it as held, and waits it out',
     async (offsetMs) => {
       const w = world();
@@ -72,6 +76,19 @@ describe('a dead or misbehaving lease holder', () => {
       expect(w.table.acquisitions).toBe(2); // the miss's first take (lost: it shows the lease), then the one at its end
     },
   );
+
+  it('refuses a take whose clock reading predates a lease written meanwhile by a holder the skew ahead (no pinned look)', async () => {
+    const w = world();
+    const readAtMs = w.nowMs();
+    // While the take is in flight (50 ms), another container whose clock runs the skew ahead takes the lease.
+    w.table.items.set(KEY, {
+      lease: { owner: 'a-holder-ahead', untilEpochMs: readAtMs + 50 + CLOCK_SKEW_MS + LEASE_MS },
+    });
+    w.advance(50);
+    const attempt = await w.table.tryAcquireLease(KEY, 'a-late-taker', { nowMs: readAtMs, leaseDurationMs: LEASE_MS });
+    expect(attempt.acquired).toBe(false);
+    expect(w.table.items.get(KEY)?.lease?.owner).toBe('a-holder-ahead');
+  });
 
   it('never retries a lost take at once when the item reads as free (a reading the condition disagrees with)', async () => {
     const w = world();
@@ -181,6 +198,31 @@ describe('refresh ahead for a forced refresh', () => {
     const outcome = await w.container().refreshAhead(w.forced(newer), current);
     expect(outcome.token.accessToken).toBe(due.accessToken);
     expect(w.fetchedAtMs).toHaveLength(0);
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
+  });
+});
+
+describe('a refresh ahead that fails', () => {
+  /** An endpoint that fails after `takesMs`, as one that times out. */
+  const failingAfter = (w: ReturnType<typeof world>, takesMs: number) => ({
+    fetch: async () => {
+      w.advance(takesMs);
+      throw new UnavailableError('the token endpoint timed out', 'upstream_timeout');
+    },
+  });
+
+  it('serves the current token when it still answers the request', async () => {
+    const w = world();
+    const current = { token: w.seed(3600 - 90), source: 'memory' as const }; // 90 s left, the request asks 60
+    expect(await w.container(failingAfter(w, 20_000)).refreshAhead(w.request(), current)).toBe(current);
+  });
+
+  it('throws when the refresh outlasted the minTtlSeconds the current token answered (never serves it short)', async () => {
+    const w = world();
+    const current = { token: w.seed(3600 - 70), source: 'memory' as const }; // 70 s left, 50 s after the refresh
+    await expect(w.container(failingAfter(w, 20_000)).refreshAhead(w.request(), current)).rejects.toMatchObject({
+      reason: 'upstream_timeout',
+    });
     expect(w.table.items.get(KEY)?.lease).toBeUndefined();
   });
 });
