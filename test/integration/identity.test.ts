@@ -4,6 +4,7 @@ import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-c
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoTokenTable } from '../../functions/lib/cache/table/dynamo-token-table';
 import { TokenCipher } from '../../functions/lib/cache/table/token-cipher';
+import { PROOF_MAX_AGE_MS } from '../../functions/lib/callers/identity-proof';
 import { cacheKeyFor } from '../../functions/lib/domain/cache-key';
 import { lifetimeOf } from '../../functions/lib/domain/cached-token';
 import { systemClock } from '../../functions/lib/shared/clock';
@@ -151,6 +152,37 @@ describe('a direct invoke with an identity proof', () => {
       .slice(-20);
     expect(issued.filter((l) => l.identity === 'verified')).toHaveLength(1);
     expect(issued.filter((l) => l.identity === 'cached')).toHaveLength(19);
+  });
+
+  it("reuses a verified identity only within its proof's window: asks STS again at its end, refuses the proof after", async () => {
+    const proof = await proofFor('billing');
+    const date = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(proof.headers['x-amz-date']!)!;
+    const signedAtMs = Date.parse(`${date[1]}-${date[2]}-${date[3]}T${date[4]}:${date[5]}:${date[6]}Z`);
+    const windowEndMs = signedAtMs + PROOF_MAX_AGE_MS;
+    // One container whose clock the test sets for each request.
+    let nowMs = signedAtMs;
+    const invoke = inProcessContainer(env, logLines, { clock: { nowMs: () => nowMs } });
+    const at = (ms: number) => {
+      nowMs = ms;
+      return ask({ scopes: ['limitrail.usage.read'], identityProof: proof }, invoke);
+    };
+    const before = sts.calls();
+    const from = logLines.length;
+    expect(await at(signedAtMs)).toMatchObject({ token_type: 'Bearer' });
+    expect(await at(windowEndMs - 1)).toMatchObject({ token_type: 'Bearer' });
+    expect(sts.calls() - before).toBe(1);
+    // The window's last instant: the proof is still accepted, but the identity verified for it is not reused.
+    expect(await at(windowEndMs)).toMatchObject({ token_type: 'Bearer' });
+    expect(sts.calls() - before).toBe(2);
+    expect(await at(windowEndMs + 1)).toMatchObject({ error: 'access_denied', status: 403 });
+    expect(sts.calls() - before).toBe(2);
+    const audit = logLines.slice(from).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audit.filter((l) => l.audit === 'issued').map((l) => l.identity)).toEqual([
+      'verified',
+      'cached',
+      'verified',
+    ]);
+    expect(audit).toContainEqual(expect.objectContaining({ audit: 'refused', reason: 'proof_expired' }));
   });
 });
 

@@ -109,12 +109,28 @@ describe('Function URL with AWS_IAM', () => {
       'invalid_request',
       'unknown field "admin"',
     ],
+    // A valid request all the same, but more than 16 KiB (JSON whitespace): refused before it is parsed.
+    [
+      'a token request padded beyond 16 KiB',
+      { iam: role('billing'), body: `{"scopes":["limitrail.usage.write"]${' '.repeat(16 * 1024)}}` },
+      400,
+      'invalid_request',
+      'larger than 16384 bytes',
+    ],
+    [
+      'a base64 body that decodes to more than 16 KiB',
+      { iam: role('billing'), body: `{"scopes":["limitrail.usage.write"]${' '.repeat(16 * 1024)}}`, base64: true },
+      400,
+      'invalid_request',
+      'larger than 16384 bytes',
+    ],
   ])('refuses %s, writing nothing', async (_name, options, status, error, fragment) => {
     const { scopes, body, ...eventOptions } = options as {
       scopes?: string[];
       body?: unknown;
       iam?: Iam;
       method?: string;
+      base64?: boolean;
     };
     const before = await snapshot();
     const answer = await call(urlEvent(body ?? { scopes: scopes ?? ['limitrail.runtime.read'] }, eventOptions));

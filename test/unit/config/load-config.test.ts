@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../functions/lib/config/load-config';
+import type { BrokerConfig } from '../../../functions/lib/domain/settings';
 import { BrokerError } from '../../../functions/lib/shared/errors';
 
 const base = {
@@ -147,5 +148,111 @@ describe('loadConfig', () => {
     ['a bad numeric setting', { ...base, TOKEN_ENDPOINT_TIMEOUT_MS: '5s' }, 'TOKEN_ENDPOINT_TIMEOUT_MS'],
   ])('refuses %s', (_name, env, fragment) => {
     expect(problem(env)).toContain(fragment);
+  });
+});
+
+describe('numeric settings', () => {
+  // Each setting, the config field it sets, and its range (both ends allowed).
+  const settings: [string, keyof BrokerConfig, number, number][] = [
+    ['SECRET_MAX_AGE_SEC', 'secretMaxAgeSec', 0, 86_400],
+    ['TOKEN_ENDPOINT_TIMEOUT_MS', 'tokenEndpointTimeoutMs', 100, 60_000],
+    ['MEMORY_CACHE_MAX_ENTRIES', 'memoryCacheMaxEntries', 1, 100_000],
+    ['DATA_KEY_MAX_AGE_SEC', 'dataKeyMaxAgeSec', 1, 86_400],
+    ['REFRESH_LEASE_MS', 'refreshLeaseMs', 200, 120_000],
+    ['TOKEN_ENDPOINT_MAX_ATTEMPTS', 'tokenEndpointMaxAttempts', 1, 10],
+    ['STALE_TOKEN_MIN_TTL_SEC', 'staleTokenMinTtlSec', 1, 3_600],
+    ['FORCE_REFRESH_MIN_INTERVAL_SEC', 'forceRefreshMinIntervalSec', 0, 3_600],
+  ];
+
+  it.each(settings)('reads %s at both ends of its range', (name, field, min, max) => {
+    expect(loadConfig({ ...base, [name]: String(min) })[field]).toBe(min);
+    expect(loadConfig({ ...base, [name]: ` ${max} ` })[field]).toBe(max);
+  });
+
+  it.each(settings)(
+    'refuses %s below, above and between the integers of its range, naming the range',
+    (name, _field, min, max) => {
+      for (const value of [min - 1, -60, max + 1, min + 0.5]) {
+        expect(problem({ ...base, [name]: String(value) })).toBe(
+          `invalid configuration: ${name} must be an integer from ${min} to ${max}`,
+        );
+      }
+    },
+  );
+
+  it('refuses a negative STALE_TOKEN_MIN_TTL_SEC, which would let the stale fallback answer an expired token', () => {
+    expect(problem({ ...base, STALE_TOKEN_MIN_TTL_SEC: '-60' })).toContain('STALE_TOKEN_MIN_TTL_SEC');
+    expect(problem({ ...base, STALE_TOKEN_MIN_TTL_SEC: '0' })).toContain('STALE_TOKEN_MIN_TTL_SEC');
+  });
+});
+
+describe('settings read as written, whatever the spacing, and refused when unusable', () => {
+  it('trims the table, key and flag settings', () => {
+    expect(problem({ ...base, TOKEN_TABLE_NAME: '   ' })).toContain('TOKEN_TABLE_NAME is not set');
+    expect(loadConfig({ ...base, TOKEN_TABLE_NAME: ' tokens ' }).tableName).toBe('tokens');
+    const local = loadConfig({
+      ...clients({ ...good, tokenUrl: 'http://127.0.0.1:4010/t' }),
+      ALLOW_LOOPBACK_TOKEN_URL: ' true ',
+    });
+    expect(local.clients.size).toBe(1);
+    expect(loadConfig({ ...base, ALLOW_LOOPBACK_TOKEN_URL: '' }).clients.size).toBe(1);
+    expect(loadConfig({ ...base, SECRET_MAX_AGE_SEC: '' }).secretMaxAgeSec).toBe(300);
+  });
+
+  it.each([
+    ['a user name without a password', 'https://user@auth.example.com/t', 'must not contain credentials'],
+    ['a fragment', 'https://auth.example.com/t#frag', 'must not have a fragment'],
+    ['another scheme to a loopback host', 'ftp://127.0.0.1/t', 'must be https'],
+  ])('refuses a token URL with %s', (_name, tokenUrl, fragment) => {
+    expect(problem({ ...clients({ ...good, tokenUrl }), ALLOW_LOOPBACK_TOKEN_URL: 'true' })).toContain(fragment);
+  });
+
+  it('takes every 127.x.y.z address as loopback', () => {
+    const env = { ...clients({ ...good, tokenUrl: 'http://127.10.200.3:4010/t' }), ALLOW_LOOPBACK_TOKEN_URL: 'true' };
+    expect(loadConfig(env).clients.get('limitrail')!.tokenUrl).toBe('http://127.10.200.3:4010/t');
+  });
+
+  it('refuses a client name outside [A-Za-z0-9._-]{1,64}', () => {
+    const env = { ...base, BROKER_CLIENTS: JSON.stringify({ 'lime rail': good }) };
+    expect(problem(env)).toContain('client name "lime rail" must match');
+  });
+
+  it('takes a secret name or ARN of up to 2048 characters, and not a blank one', () => {
+    expect(loadConfig(clients({ ...good, secretId: 's'.repeat(2048) })).clients.size).toBe(1);
+    expect(problem(clients({ ...good, secretId: 's'.repeat(2049) }))).toContain('secretId must be');
+    expect(problem(clients({ ...good, secretId: '   ' }))).toContain('secretId must be');
+  });
+
+  it('reads CALLER_AUTH, grants by default, and refuses another mode', () => {
+    expect(loadConfig(base).callerAuth).toBe('grants');
+    expect(loadConfig({ ...base, CALLER_AUTH: ' invoke-permission ' }).callerAuth).toBe('invoke-permission');
+    expect(problem({ ...base, CALLER_AUTH: 'open' })).toContain('CALLER_AUTH must be "grants" or "invoke-permission"');
+  });
+
+  it('takes the proofs audience from CALLER_PROOF_AUDIENCE, else the function name, and requires one in grants mode', () => {
+    const { CALLER_PROOF_AUDIENCE: _unset, ...withoutAudience } = base;
+    expect(problem(withoutAudience)).toContain('CALLER_PROOF_AUDIENCE is not set (nor AWS_LAMBDA_FUNCTION_NAME)');
+    expect(loadConfig({ ...withoutAudience, AWS_LAMBDA_FUNCTION_NAME: ' fn ' }).proofPolicy?.audience).toBe('fn');
+    expect(loadConfig({ ...withoutAudience, CALLER_AUTH: 'invoke-permission' }).proofPolicy).toBeUndefined();
+    expect(loadConfig({ ...base, CALLER_PROOF_AUDIENCE: ' aud ' }).proofPolicy?.audience).toBe('aud');
+    for (const audience of ['has space', 'x'.repeat(257)]) {
+      expect(problem({ ...base, CALLER_PROOF_AUDIENCE: audience })).toContain('must be 1 to 256 printable characters');
+    }
+  });
+
+  it('refuses an AWS_ENDPOINT_URL_STS that is not an absolute URL, and takes the origin of one that is', () => {
+    expect(problem({ ...base, AWS_ENDPOINT_URL_STS: 'sts.local' })).toContain(
+      'AWS_ENDPOINT_URL_STS is not an absolute URL',
+    );
+    expect(loadConfig({ ...base, AWS_ENDPOINT_URL_STS: ' ' }).proofPolicy?.stsOrigin).toBeUndefined();
+    expect(loadConfig({ ...base, AWS_ENDPOINT_URL_STS: 'http://127.0.0.1:5000/x' }).proofPolicy?.stsOrigin).toBe(
+      'http://127.0.0.1:5000',
+    );
+  });
+
+  it('accepts organization grants only in invoke-permission mode', () => {
+    const callers = JSON.stringify([{ principal: 'o-a1b2c3d4e5', client: 'limitrail', scopes: ['a'] }]);
+    expect(loadConfig({ ...base, CALLER_AUTH: 'invoke-permission', BROKER_CALLERS: callers }).grants).toHaveLength(1);
+    expect(problem({ ...base, BROKER_CALLERS: callers })).toContain('BROKER_CALLERS');
   });
 });

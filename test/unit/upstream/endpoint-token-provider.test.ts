@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../functions/lib/config/load-config';
+import { lifetimeOf } from '../../../functions/lib/domain/cached-token';
 import { ClientCredentials } from '../../../functions/lib/domain/client-credentials';
 import type { CredentialSource } from '../../../functions/lib/ports';
-import { UnavailableError } from '../../../functions/lib/shared/errors';
-import { EndpointTokenProvider } from '../../../functions/lib/upstream/endpoint-token-provider';
+import { type BrokerError, UnavailableError, UpstreamError } from '../../../functions/lib/shared/errors';
+import { EndpointTokenProvider, MIN_REQUEST_BUDGET_MS } from '../../../functions/lib/upstream/endpoint-token-provider';
 import type { IssuedToken } from '../../../functions/lib/upstream/token-endpoint';
 import { silentLog } from '../../support/fakes/lease-world';
 
@@ -26,7 +27,7 @@ const secrets: CredentialSource = {
   remember: () => undefined,
 };
 
-const setup = (answers: (IssuedToken | UnavailableError)[]) => {
+const setup = (answers: (IssuedToken | BrokerError)[]) => {
   let nowMs = START_MS;
   const clock = { nowMs: () => nowMs };
   const attemptsAtMs: number[] = [];
@@ -84,5 +85,188 @@ describe('token fetch retries (fake clock)', () => {
     expect(t.attemptsAtMs).toHaveLength(1);
     expect(t.slept).toEqual([]);
     expect(t.degraded).toEqual(['retries_exhausted']);
+  });
+});
+
+describe('token fetch limits (fake clock)', () => {
+  it('gives up after TOKEN_ENDPOINT_MAX_ATTEMPTS retryable failures, saying how many', async () => {
+    const t = setup([down(), down(), down(), grant]);
+    const err = await t.fetcher.fetch(t.ctx(START_MS + 10_000)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(err).toMatchObject({
+      message: 'the token endpoint failed (HTTP 503) (3 attempts)',
+      reason: 'upstream_unavailable',
+      cause: expect.any(UnavailableError),
+    });
+    expect(t.attemptsAtMs).toHaveLength(3);
+    expect(t.slept).toEqual([50, 100]);
+    expect(t.degraded).toEqual(['retries_exhausted']);
+  });
+
+  it('says when it stopped for lack of time rather than attempts, keeping the Retry-After', async () => {
+    const limited = new UnavailableError('rate limited', 'upstream_rate_limited', { retryAfterMs: 5_000 });
+    const t = setup([limited, grant]);
+    await expect(t.fetcher.fetch(t.ctx(START_MS + 3_000))).rejects.toMatchObject({
+      message: 'rate limited (no time left for another attempt)',
+      retryAfterMs: 5_000,
+    });
+  });
+
+  it('never retries a failure that is not retryable', async () => {
+    const refused = new UpstreamError('the token endpoint refused the token request (HTTP 400)', 'upstream_refused');
+    const t = setup([refused, grant]);
+    await expect(t.fetcher.fetch(t.ctx(START_MS + 10_000))).rejects.toBe(refused);
+    expect(t.attemptsAtMs).toHaveLength(1);
+    expect(t.degraded).toEqual([]);
+  });
+
+  it('gives each attempt the time left, at most TOKEN_ENDPOINT_TIMEOUT_MS, and makes none with less than MIN_REQUEST_BUDGET_MS', async () => {
+    const budgets: number[] = [];
+    const fetcherWith = (deadlineMs: number) => {
+      const fetcher = new EndpointTokenProvider(
+        secrets,
+        { nowMs: () => START_MS },
+        {
+          timeoutMs: 5_000,
+          maxAttempts: 3,
+          request: async (_url, _credentials, _ctx, budgetMs) => {
+            budgets.push(budgetMs);
+            return grant;
+          },
+        },
+      );
+      return fetcher.fetch({ client, scopes: ['a'], deadlineMs, log: silentLog, keyFields: {}, degraded: () => {} });
+    };
+    await fetcherWith(START_MS + 60_000);
+    await fetcherWith(START_MS + 2_000);
+    await fetcherWith(START_MS + MIN_REQUEST_BUDGET_MS);
+    expect(budgets).toEqual([5_000, 2_000, MIN_REQUEST_BUDGET_MS]);
+    await expect(fetcherWith(START_MS + MIN_REQUEST_BUDGET_MS - 1)).rejects.toMatchObject({
+      message: 'no time left in this invocation to call the token endpoint',
+      reason: 'deadline_exceeded',
+    });
+    expect(budgets).toHaveLength(3);
+  });
+
+  it('marks a token re-issued when the endpoint answers the token being refreshed, keeping its issue time', async () => {
+    const t = setup([grant]);
+    const previous = { accessToken: grant.accessToken, scopes: ['a'], ...lifetimeOf(START_MS - 3_000_000, 3600) };
+    const token = await t.fetcher.fetch({ ...t.ctx(START_MS + 10_000), previous });
+    expect(token).toMatchObject({
+      accessToken: grant.accessToken,
+      reissued: true,
+      issuedAtEpochSec: previous.issuedAtEpochSec,
+      refreshAtEpochSec: token.expiresAtEpochSec,
+    });
+    const other = await setup([grant]).fetcher.fetch({
+      ...t.ctx(START_MS + 10_000),
+      previous: { ...previous, accessToken: 'another' },
+    });
+    expect(other.reissued).toBeUndefined();
+    expect(other.refreshAtEpochSec).toBeLessThan(other.expiresAtEpochSec);
+  });
+});
+
+describe('secret rotation (fake secret versions)', () => {
+  const rejected = () =>
+    new UpstreamError(
+      'the token endpoint rejected the client credentials in secret "s" (HTTP 401)',
+      'upstream_invalid_client',
+    );
+  /** The secret's versions as Secrets Manager would answer, and the secrets the endpoint accepts. */
+  const rotation = (versions: { cached: string; current: string; previous?: string }, accepted: string[]) => {
+    const remembered: string[] = [];
+    const tried: string[] = [];
+    const credentials = (version: string) => new ClientCredentials('s', 'lr_1', `secret-${version}`, version);
+    const source: CredentialSource = {
+      get: async (_id, options) => credentials(options?.fresh ? versions.current : versions.cached),
+      previous: async () => (versions.previous ? credentials(versions.previous) : undefined),
+      remember: (c) => void remembered.push(c.versionId!),
+    };
+    const fetcher = new EndpointTokenProvider(
+      source,
+      { nowMs: () => START_MS },
+      {
+        timeoutMs: 5_000,
+        maxAttempts: 3,
+        request: async (_url, c) => {
+          tried.push(c.versionId!);
+          if (!accepted.includes(c.versionId!)) throw rejected();
+          return grant;
+        },
+      },
+    );
+    const fetch = () =>
+      fetcher.fetch({
+        client,
+        scopes: ['a'],
+        deadlineMs: START_MS + 10_000,
+        log: silentLog,
+        keyFields: {},
+        degraded: () => {},
+      });
+    return { fetch, tried, remembered };
+  };
+
+  it('tries the new current version when the cached one is rejected, and keeps it', async () => {
+    const r = rotation({ cached: 'v1', current: 'v2', previous: 'v1' }, ['v2']);
+    expect((await r.fetch()).accessToken).toBe(grant.accessToken);
+    expect(r.tried).toEqual(['v1', 'v2']);
+    expect(r.remembered).toEqual(['v2']);
+  });
+
+  it('tries AWSPREVIOUS when the current version is the one rejected (the endpoint has not activated it yet)', async () => {
+    const r = rotation({ cached: 'v2', current: 'v2', previous: 'v1' }, ['v1']);
+    expect((await r.fetch()).accessToken).toBe(grant.accessToken);
+    expect(r.tried).toEqual(['v2', 'v1']);
+    expect(r.remembered).toEqual(['v1']);
+  });
+
+  it.each([
+    ['its only version', { cached: 'v1', current: 'v1' }, ['v1']],
+    ['its current and previous versions', { cached: 'v2', current: 'v2', previous: 'v1' }, ['v2', 'v1']],
+    ['its current and new versions', { cached: 'v1', current: 'v2', previous: 'v1' }, ['v1', 'v2']],
+  ])('reports the credentials rejected, having tried %s', async (what, versions, tried) => {
+    const r = rotation(versions, []);
+    await expect(r.fetch()).rejects.toMatchObject({
+      reason: 'upstream_invalid_client',
+      message: `the token endpoint rejected the client credentials in secret "s" (HTTP 401); tried ${what}`,
+    });
+    expect(r.tried).toEqual(tried);
+    expect(r.remembered).toEqual([]);
+  });
+
+  it('refuses a secret that holds another client_id than the client is configured with, before any request', async () => {
+    const requests: string[] = [];
+    const other: CredentialSource = { ...secrets, get: async () => new ClientCredentials('s', 'lr_other', 'x', 'v1') };
+    const fetcher = new EndpointTokenProvider(
+      other,
+      { nowMs: () => START_MS },
+      {
+        timeoutMs: 5_000,
+        maxAttempts: 3,
+        request: async () => {
+          requests.push('sent');
+          return grant;
+        },
+      },
+    );
+    await expect(
+      fetcher.fetch({
+        client,
+        scopes: ['a'],
+        deadlineMs: START_MS + 10_000,
+        log: silentLog,
+        keyFields: {},
+        degraded: () => {},
+      }),
+    ).rejects.toMatchObject({
+      reason: 'secret_client_mismatch',
+      message: expect.stringContaining('secret "s" holds another client_id than "limitrail" is configured with'),
+    });
+    expect(requests).toEqual([]);
   });
 });

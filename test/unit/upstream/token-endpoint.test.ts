@@ -44,6 +44,10 @@ describe('interpretTokenResponse: success', () => {
     expect(grant).toEqual({ accessToken: 't', expiresInSec: 3599, scopes: ['a', 'b'] });
   });
 
+  it('accepts the shortest lifetime, one second', () => {
+    expect(interpretTokenResponse(response(200, { ...ok, expires_in: 1 }), ctx, NOW).expiresInSec).toBe(1);
+  });
+
   it('accepts a granted superset', () => {
     expect(interpretTokenResponse(response(200, { ...ok, scope: 'a b c' }), ctx, NOW).scopes).toEqual(['a', 'b', 'c']);
   });
@@ -123,10 +127,43 @@ describe('interpretTokenResponse: errors', () => {
   });
 
   it('maps a redirect to server_error and does not follow it', () => {
-    expect(refusal(response(302, '', { location: 'https://elsewhere/' }))).toMatchObject({
-      error: 'server_error',
-      status: 502,
-    });
+    for (const status of [300, 302, 399]) {
+      expect(refusal(response(status, '', { location: 'https://elsewhere/' }))).toEqual({
+        error: 'server_error',
+        status: 502,
+        error_description: `the token endpoint answered a redirect (HTTP ${status}); redirects are not followed`,
+      });
+    }
+  });
+
+  it('reads a 401 without an error code as rejected credentials', () => {
+    expect(refusal(response(401, '<html>unauthorized</html>')).error_description).toBe(
+      'the token endpoint rejected the client credentials in secret "limitrail/client" (HTTP 401)',
+    );
+    // Another 4xx without a code is a refusal, not a credential problem.
+    expect(refusal(response(403, '')).error_description).toBe(
+      'the token endpoint refused the token request (HTTP 403)',
+    );
+  });
+
+  it('keeps how long to wait (Retry-After in seconds or as a date) on the error, for the retries', () => {
+    const at = (status: number, retryAfter: string) => {
+      try {
+        interpretTokenResponse(response(status, '', { 'retry-after': retryAfter }), ctx, NOW);
+      } catch (err) {
+        return err as BrokerError & { retryAfterMs?: number };
+      }
+      throw new Error('expected a refusal');
+    };
+    expect(at(429, '7')).toMatchObject({ retryAfterMs: 7_000, message: expect.stringMatching(/, retry after 7 s$/) });
+    expect(at(500, ' 120 ')).toMatchObject({ retryAfterMs: 120_000, reason: 'upstream_unavailable' });
+    expect(at(503, new Date(NOW + 30_000).toUTCString())).toMatchObject({ retryAfterMs: 30_000 });
+    expect(at(503, 'soon').retryAfterMs).toBeUndefined();
+    expect(at(503, '').message).toBe('the token endpoint failed (HTTP 503)');
+  });
+
+  it('maps HTTP 500 itself to temporarily_unavailable (every 5xx is retried)', () => {
+    expect(refusal(response(500, ''))).toMatchObject({ error: 'temporarily_unavailable', status: 503 });
   });
 
   it('keeps no free text from the upstream body', () => {
