@@ -50,6 +50,8 @@ export interface LocalStack {
   tableName: string;
   secretId: string;
   kmsKeyId: string;
+  /** The KMS keys the private_key_jwt demo client signs with (`npm run jwks -- --local` publishes them). */
+  signingKeyIds?: string[];
   pids: { offline: number; moto: number };
 }
 

@@ -18,6 +18,7 @@ import { type Clock, systemClock } from './shared/clock';
 import { createPowertoolsLogger, Logger } from './shared/logger';
 import { Metrics } from './shared/metrics';
 import { EndpointTokenProvider } from './upstream/endpoint-token-provider';
+import { KmsAssertionSigner } from './upstream/kms-assertion-signer';
 import { SecretsManagerCredentials } from './upstream/secrets-manager-credentials';
 
 /** The container's services (what the handlers use), and what the broker is built from. */
@@ -65,6 +66,8 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   const fetcher = new EndpointTokenProvider(secrets, clock, {
     timeoutMs: config.tokenEndpointTimeoutMs,
     maxAttempts: config.tokenEndpointMaxAttempts,
+    // private_key_jwt clients sign with KMS through the same client as the token cipher (one per container).
+    signer: new KmsAssertionSigner(kms, clock),
   });
   const leaseDeps: TableLeaseDeps = {
     store,

@@ -23,14 +23,14 @@ import { inProcessContainer, REGION, SECRET_ID, startBrokerStack } from '../stac
 import type { BrokerIam } from './iam-model';
 import { type CallsByFunction, type CodeCall, type Context, kmsContext } from './iam-table';
 
-interface SentCommand {
+export interface SentCommand {
   service: 'dynamodb' | 'secretsmanager' | 'kms';
   command: string;
   input: Record<string, unknown>;
 }
 
 /** Adds a middleware that records every command the client sends, before it is sent. */
-const recording = <C extends { middlewareStack: { add: MiddlewareStack<object, MetadataBearer>['add'] } }>(
+export const recording = <C extends { middlewareStack: { add: MiddlewareStack<object, MetadataBearer>['add'] } }>(
   client: C,
   service: SentCommand['service'],
   sent: SentCommand[],
