@@ -2,11 +2,12 @@
  * The AWS calls each function's code makes, recorded from the SDK commands it sends, in process, against moto_server
  * and the LimitRail sandbox (broker-stack.ts), each function through its own recording clients:
  *   - the token function, through real token requests: a cold miss (lease, secret, new data key, write), a cold
- *     table hit (unwrapping the data key) and a request during a secret rotation the endpoint has not activated yet
- *     (AWSPREVIOUS);
+ *     table hit (unwrapping the data key), a request during a secret rotation the endpoint has not activated yet
+ *     (AWSPREVIOUS), and a cold miss of a private_key_jwt client (its signing key's public key, a signature);
  *   - the prewarm function, through its handler (functions/lib/handlers/prewarm-handler.ts): a cold run that finds one set
- *     fresh in the table and one missing (consistent read, lease, secret, new data key, write), the same container
- *     again (all fresh), and a new container during that rotation with a missing set (AWSPREVIOUS).
+ *     fresh in the table and one missing (consistent read, lease, secret, new data key, write) and a private_key_jwt
+ *     client's set (public key, signature), the same container again (all fresh), and a new container during that
+ *     rotation with a missing set (AWSPREVIOUS).
  * Each call becomes its IAM action, the deployed resource it names (`BrokerIam`, by the configuration it came
  * from: the table, the secret, the key) and the request context its parameters carry.
  */
@@ -15,10 +16,13 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
-
 import { createPrewarmHandler, type PrewarmSummary } from '../../../functions/lib/handlers/prewarm-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../../functions/lib/runtime';
+import { systemClock } from '../../../functions/lib/shared/clock';
+import { jwkSet } from '../../../functions/lib/upstream/jwk';
+import { KmsAssertionSigner } from '../../../functions/lib/upstream/kms-assertion-signer';
 import { captureLogLines } from '../log-capture';
+import { ensureSigningKey } from '../stacks/aws-setup';
 import { inProcessContainer, REGION, SECRET_ID, startBrokerStack } from '../stacks/broker-stack';
 import type { BrokerIam } from './iam-model';
 import { type CallsByFunction, type CodeCall, type Context, kmsContext } from './iam-table';
@@ -53,7 +57,7 @@ export type SentByFunction = Record<'token' | 'prewarm', SentCommand[]>;
 /** Runs the token requests and the prewarm runs; returns each function's commands, in the order sent. */
 export const recordSentCommands = async (
   tableName: string,
-): Promise<{ sent: SentByFunction; tableName: string; kmsKeyId: string }> => {
+): Promise<{ sent: SentByFunction; tableName: string; kmsKeyId: string; signingKeyIds: string[] }> => {
   // The table is named as the stack would name it: the encryption context carries the table's name.
   const stack = await startBrokerStack({ tableName });
   const sent: SentByFunction = { token: [], prewarm: [] };
@@ -72,20 +76,46 @@ export const recordSentCommands = async (
     made.push(...Object.values(clients));
     return clients;
   };
+  // A private_key_jwt client, its key in moto's KMS, its JWK Set registered with the sandbox.
+  const signingKeyArn = await ensureSigningKey({
+    endpoint: stack.moto.endpoint,
+    region: REGION,
+    alias: 'alias/upstream-signing',
+    keySpec: 'ECC_NIST_P256',
+  });
+  const jwksKms = new KMSClient(config);
+  made.push(jwksKms);
+  const publicKey = await new KmsAssertionSigner(jwksKms, systemClock).signingKey(signingKeyArn, undefined);
+  const client = stack.sandbox.clients[0]!;
+  stack.sandbox.registerAssertionClient({
+    clientId: 'lr_partner_jwt',
+    jwks: jwkSet([publicKey]),
+    scopes: client.scopes,
+  });
+  const limitrail = (JSON.parse(stack.env.BROKER_CLIENTS!) as Record<string, Record<string, unknown>>).limitrail!;
+  const partner = {
+    authMethod: 'private_key_jwt',
+    clientId: 'lr_partner_jwt',
+    signingKeyId: signingKeyArn,
+    tokenUrl: stack.sandbox.tokenUrl,
+    scopes: client.scopes,
+  };
+  const env = { ...stack.env, BROKER_CLIENTS: JSON.stringify({ limitrail, partner }) };
   const tokenClients = clientsOf('token');
   const prewarmClients = clientsOf('prewarm');
   const logs: string[] = [];
-  const request = async (scopes: string[]) => {
-    const answer = await inProcessContainer(stack.env, logs, tokenClients)({ scopes });
+  const request = async (scopes: string[], clientName = 'limitrail') => {
+    const answer = await inProcessContainer(env, logs, tokenClients)({ client: clientName, scopes });
     if (answer.token_type !== 'Bearer') throw new Error(`token request failed: ${JSON.stringify(answer)}`);
   };
-  const client = stack.sandbox.clients[0]!;
   /** A new prewarm container (its own runtime and caches), keeping these sets fresh; its handler as Lambda calls it. */
-  const prewarmContainer = (sets: string[][]) => {
-    const clients = JSON.parse(stack.env.BROKER_CLIENTS!) as Record<string, Record<string, unknown>>;
+  const prewarmContainer = (sets: string[][], partnerSets: string[][] = []) => {
     const env = {
       ...stack.env,
-      BROKER_CLIENTS: JSON.stringify({ limitrail: { ...clients.limitrail, prewarm: sets } }),
+      BROKER_CLIENTS: JSON.stringify({
+        limitrail: { ...limitrail, prewarm: sets },
+        partner: { ...partner, prewarm: partnerSets },
+      }),
     };
     captureLogLines(logs);
     const handler = createPrewarmHandler(
@@ -108,9 +138,13 @@ export const recordSentCommands = async (
   try {
     await request(['limitrail.usage.write']); // cold miss
     await request(['limitrail.usage.write']); // another cold container: a table hit
-    const prewarm = prewarmContainer([['limitrail.usage.write'], ['limitrail.runtime.read']]);
-    await prewarm({ refreshed: 1, fresh: 1 }); // one set the token function wrote, one missing
-    await prewarm({ refreshed: 0, fresh: 2 }); // the same container: both fresh
+    await request(['limitrail.usage.write'], 'partner'); // private_key_jwt: the key's public half, a signature
+    const prewarm = prewarmContainer(
+      [['limitrail.usage.write'], ['limitrail.runtime.read']],
+      [['limitrail.usage.read']],
+    );
+    await prewarm({ refreshed: 2, fresh: 1 }); // one set the token function wrote, one missing, the partner's
+    await prewarm({ refreshed: 0, fresh: 3 }); // the same container: all fresh
     await stack.secretsManager.send(
       new PutSecretValueCommand({
         SecretId: SECRET_ID,
@@ -119,7 +153,9 @@ export const recordSentCommands = async (
     );
     await request(['limitrail.usage.read']); // the endpoint still accepts only the previous secret
     await prewarmContainer([['limitrail.accounts.read']])({ refreshed: 1 }); // so does the prewarm function's fetch
-    return { sent, tableName: stack.tableName, kmsKeyId: stack.kmsKeyId };
+    // Sign names the key as GetPublicKey answered it: moto answers the bare key id.
+    const signingKeyIds = [signingKeyArn, signingKeyArn.split('/').pop()!];
+    return { sent, tableName: stack.tableName, kmsKeyId: stack.kmsKeyId, signingKeyIds };
   } finally {
     for (const c of made) c.destroy();
     await stack.stop();
@@ -140,7 +176,7 @@ const describeDynamoDb = (command: string, input: Record<string, unknown>): stri
 const callsOf = (
   iam: BrokerIam,
   sent: SentCommand[],
-  recorded: { tableName: string; kmsKeyId: string },
+  recorded: { tableName: string; kmsKeyId: string; signingKeyIds: string[] },
 ): CodeCall[] => {
   const calls = new Map<string, CodeCall>();
   for (const { service, command, input } of sent) {
@@ -161,12 +197,22 @@ const callsOf = (
       resource = iam.secretArn;
       context = { 'secretsmanager:VersionStage': String(input.VersionStage) };
       what = `${command} of the configured secret, ${String(input.VersionStage)}`;
-    } else {
-      if (input.KeyId !== recorded.kmsKeyId)
-        throw new Error(`${action} with key ${String(input.KeyId)}, not the configured one`);
+    } else if (input.KeyId === recorded.kmsKeyId) {
       resource = iam.keyArn;
       context = kmsContext(input.EncryptionContext as Record<string, string>);
       what = `${command} on the token key with the code's encryption context`;
+    } else {
+      if (!recorded.signingKeyIds.includes(String(input.KeyId)))
+        throw new Error(`${action} with key ${String(input.KeyId)}, neither the token key nor the signing key`);
+      if (!iam.signingKeyArn) throw new Error(`${action} with the signing key, but the template creates none`);
+      resource = iam.signingKeyArn;
+      if (command === 'Sign') {
+        context = {
+          'kms:SigningAlgorithm': String(input.SigningAlgorithm),
+          'kms:MessageType': String(input.MessageType),
+        };
+        what = `Sign with the upstream signing key (${String(input.SigningAlgorithm)}, ${String(input.MessageType)})`;
+      } else what = `${command} of the upstream signing key`;
     }
     const key = `${action} ${JSON.stringify(context)} ${what}`;
     if (!calls.has(key)) calls.set(key, { what, action, resource, context });
