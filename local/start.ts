@@ -6,7 +6,9 @@
  *   1. builds dist/ (scripts/build.mjs)
  *   2. starts moto_server (DynamoDB, Secrets Manager, KMS, IAM, STS) and the LimitRail sandbox (token endpoint)
  *   3. creates the table, the client secret and the KMS key in moto (test/support/stacks/aws-setup.ts), and two caller
- *      roles in moto's IAM, one granted scopes in BROKER_CALLERS and one not (test/support/stacks/demo-callers.ts)
+ *      roles in moto's IAM, one granted scopes in BROKER_CALLERS and one not (test/support/stacks/demo-callers.ts);
+ *      and a second upstream client, `limitrail-jwt`, that authenticates with private_key_jwt: a signing key in moto's
+ *      KMS, its JWK Set registered with the sandbox, which verifies every assertion (test/support/stacks/key-client.ts)
  *   4. runs serverless-offline (osls, --stage local, callerAuth=grants): the Lambda Invoke API on 127.0.0.1
  *   5. writes .local/caller.env and the AWS profiles `granted` and `nogrant` (.local/aws/config, credentials: sessions
  *      of the two roles), with which your own code calls the local broker (local/caller-files.ts)
@@ -43,6 +45,7 @@ import {
   demoBrokerCallers,
   ensureDemoCallers,
 } from '../test/support/stacks/demo-callers';
+import { DEMO_KEY_CLIENT, ensureKeyClient } from '../test/support/stacks/key-client';
 import { freePort, type MotoServer, startMoto } from '../test/support/stacks/moto';
 import { localAwsEnv, type Offline, spawned, startOffline, stopProcess } from '../test/support/stacks/offline';
 import { type Sandbox, startSandbox } from '../test/support/stacks/sandbox';
@@ -333,7 +336,7 @@ const main = async (): Promise<void> => {
     const client = sandbox.clients[0];
     if (!client) throw new Error('the sandbox has no client');
 
-    const [aws, callers] = await Promise.all([
+    const [aws, callers, keyClient] = await Promise.all([
       setupLocalAws({
         endpoint: moto.endpoint,
         region: REGION,
@@ -343,9 +346,23 @@ const main = async (): Promise<void> => {
         kmsKeyAlias: KMS_ALIAS,
       }),
       ensureDemoCallers(moto.endpoint, REGION),
+      ensureKeyClient({
+        endpoint: moto.endpoint,
+        region: REGION,
+        sandbox,
+        clientId: DEMO_KEY_CLIENT.clientId,
+        alias: DEMO_KEY_CLIENT.alias,
+      }),
     ]);
     step(`created table ${aws.tableName}, secret ${SECRET_ID} and KMS key ${KMS_ALIAS} in moto`);
-    step(`created caller roles ${DEMO_ROLES.granted} (granted) and ${DEMO_ROLES.nogrant} (no grant) in moto's IAM`);
+    step(
+      `created caller roles ${DEMO_ROLES.granted} (granted), ${DEMO_ROLES.nogrant} (no grant) and ${DEMO_ROLES.jwt} ` +
+        `(granted ${DEMO_KEY_CLIENT.name}) in moto's IAM`,
+    );
+    step(
+      `created signing key ${DEMO_KEY_CLIENT.alias} in moto's KMS for client ${DEMO_KEY_CLIENT.name} (private_key_jwt); ` +
+        'the sandbox verifies its assertions with the published JWK Set',
+    );
 
     const lambdaPort = options.ports?.lambda ?? (await freePort());
     offline = await startOffline(lambdaPort, {
@@ -359,7 +376,17 @@ const main = async (): Promise<void> => {
         limitrailTokenUrl: sandbox.tokenUrl,
         limitrailClientId: client.clientId,
         callerAuth: 'grants',
-        brokerCallers: demoBrokerCallers(callers),
+        // The stage's template client (limitrail, client_secret_post), and the private_key_jwt one beside it.
+        brokerClients: JSON.stringify({
+          limitrail: {
+            secretId: SECRET_ID,
+            tokenUrl: sandbox.tokenUrl,
+            clientId: client.clientId,
+            scopes: client.scopes,
+          },
+          [DEMO_KEY_CLIENT.name]: keyClient.config,
+        }),
+        brokerCallers: demoBrokerCallers(callers, DEMO_KEY_CLIENT.name),
       },
       env: localAwsEnv({ aws: moto.endpoint }, REGION),
       onLine: showFunctionLine,
@@ -383,6 +410,7 @@ const main = async (): Promise<void> => {
       tableName: aws.tableName,
       secretId: SECRET_ID,
       kmsKeyId: aws.kmsKeyId,
+      signingKeyIds: [keyClient.keyArn],
       pids: { offline: offline.pid, moto: moto.pid },
     };
     await mkdir(dirname(STACK_FILE), { recursive: true });
@@ -391,7 +419,11 @@ const main = async (): Promise<void> => {
     // Your own code's way in: caller.env and a profile per demo role, with sessions assumed in moto.
     const assume = (roleArn: string) =>
       assumeDemoCaller({ stsEndpoint: moto!.endpoint, region: REGION, roleArn, sessionName: PROFILE_SESSION });
-    const [granted, nogrant] = await Promise.all([assume(callers.granted), assume(callers.nogrant)]);
+    const [granted, nogrant, jwt] = await Promise.all([
+      assume(callers.granted),
+      assume(callers.nogrant),
+      assume(callers.jwt),
+    ]);
     const files = await writeCallerFiles(
       dirname(STACK_FILE),
       {
@@ -401,7 +433,7 @@ const main = async (): Promise<void> => {
         functionName: TOKEN_FUNCTION,
         audience: stack.proofAudience,
       },
-      { granted, nogrant },
+      { granted, nogrant, jwt },
     );
     step(
       `wrote ${shown(files.envFile)} and the AWS profiles ${Object.values(DEMO_PROFILES).join(', ')} ` +
@@ -430,6 +462,11 @@ const main = async (): Promise<void> => {
     say();
     say('Ask for another:  npm run token -- --scopes limitrail.usage.read,limitrail.usage.write');
     say('See a refusal:    npm run token -- --scopes limitrail.usage.read --as nogrant');
+    say(
+      'No secret at all: npm run token -- --as jwt --scopes limitrail.usage.read' +
+        `   (client ${DEMO_KEY_CLIENT.name}: private_key_jwt, signed by KMS)`,
+    );
+    say('Its JWK Set:      npm run jwks -- --local');
     say('From your own code (docs/callers.md, "Call the local broker from your own code"):');
     say(`  set -a; . ${shown(files.envFile)}; set +a`);
     say(

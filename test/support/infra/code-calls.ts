@@ -18,12 +18,9 @@ import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 import { createPrewarmHandler, type PrewarmSummary } from '../../../functions/lib/handlers/prewarm-handler';
 import { createRuntime, loggerFromEnv, type RuntimeOverrides } from '../../../functions/lib/runtime';
-import { systemClock } from '../../../functions/lib/shared/clock';
-import { jwkSet } from '../../../functions/lib/upstream/jwk';
-import { KmsAssertionSigner } from '../../../functions/lib/upstream/kms-assertion-signer';
 import { captureLogLines } from '../log-capture';
-import { ensureSigningKey } from '../stacks/aws-setup';
 import { inProcessContainer, REGION, SECRET_ID, startBrokerStack } from '../stacks/broker-stack';
+import { ensureKeyClient } from '../stacks/key-client';
 import type { BrokerIam } from './iam-model';
 import { type CallsByFunction, type CodeCall, type Context, kmsContext } from './iam-table';
 
@@ -77,29 +74,15 @@ export const recordSentCommands = async (
     return clients;
   };
   // A private_key_jwt client, its key in moto's KMS, its JWK Set registered with the sandbox.
-  const signingKeyArn = await ensureSigningKey({
+  const { keyArn: signingKeyArn, config: partner } = await ensureKeyClient({
     endpoint: stack.moto.endpoint,
     region: REGION,
+    sandbox: stack.sandbox,
+    clientId: 'lr_partner_jwt',
     alias: 'alias/upstream-signing',
-    keySpec: 'ECC_NIST_P256',
   });
-  const jwksKms = new KMSClient(config);
-  made.push(jwksKms);
-  const publicKey = await new KmsAssertionSigner(jwksKms, systemClock).signingKey(signingKeyArn, undefined);
   const client = stack.sandbox.clients[0]!;
-  stack.sandbox.registerAssertionClient({
-    clientId: 'lr_partner_jwt',
-    jwks: jwkSet([publicKey]),
-    scopes: client.scopes,
-  });
   const limitrail = (JSON.parse(stack.env.BROKER_CLIENTS!) as Record<string, Record<string, unknown>>).limitrail!;
-  const partner = {
-    authMethod: 'private_key_jwt',
-    clientId: 'lr_partner_jwt',
-    signingKeyId: signingKeyArn,
-    tokenUrl: stack.sandbox.tokenUrl,
-    scopes: client.scopes,
-  };
   const env = { ...stack.env, BROKER_CLIENTS: JSON.stringify({ limitrail, partner }) };
   const tokenClients = clientsOf('token');
   const prewarmClients = clientsOf('prewarm');
