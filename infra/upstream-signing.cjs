@@ -158,9 +158,11 @@ module.exports = async ({ resolveVariable }) => {
   if (keys.create) {
     Resources.UpstreamSigningKey = {
       Type: 'AWS::KMS::Key',
-      // Deleting the stack schedules it for deletion after 30 days (cancel with CancelKeyDeletion); a replacement (a
-      // new key spec) keeps the old key, so it can still be listed as an existing key while the new one is rolled out.
-      DeletionPolicy: 'Delete',
+      // Never deleted by CloudFormation: an identity provider trusts this key, and a key pending deletion signs nothing.
+      // Removing it from the stack (deleting the stack, or moving the stage to existing keys for a rotation, see
+      // docs/deploy.md) or replacing it (another key spec) leaves the key and its policy; delete it yourself when no
+      // client signs with it any more.
+      DeletionPolicy: 'Retain',
       UpdateReplacePolicy: 'Retain',
       Properties: {
         Description: `Signs private_key_jwt client assertions (${service} ${stage}), ${algorithm}`,
