@@ -12,8 +12,8 @@ export default defineConfig({
     // Child processes and process-wide env per test file: separate processes, not threads.
     pool: 'forks',
     env: {
-      // Tests run on Node 20 here and the function on nodejs22.x in Lambda: the SDK's notice that its
-      // future versions need Node 22 would only bury the test output.
+      // Tests run on Node 20 here and the function on nodejs24.x in Lambda: the SDK's notice that its
+      // versions published after the first week of January 2027 need Node 22 would only bury the test output.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
   },

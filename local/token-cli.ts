@@ -46,6 +46,8 @@ export interface LocalStack {
   proofAudience: string;
   /** The demo caller roles' ARNs (never credentials: a tool assumes the role when it needs them). */
   callers: Record<DemoCaller, string>;
+  /** The SSM parameter (in moto) the broker reads its callers from, and how often (`npm run revoke` changes it). */
+  callersParameter?: { name: string; maxAgeSec: number };
   sandbox: { url: string; tokenUrl: string; clientId: string };
   tableName: string;
   secretId: string;

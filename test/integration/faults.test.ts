@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RuntimeOverrides } from '../../functions/lib/runtime';
 import { setupLocalAws } from '../support/stacks/aws-setup';
 import {
   type BrokerStack,
@@ -260,7 +261,16 @@ describe('keeps answering through outages', () => {
 describe('forced refresh after a 401', () => {
   let stack: BrokerStack;
   const upstream = () => stack.sandbox.stats().tokenRequests;
-  const invoke = async (event: unknown) => track(await inProcessContainer(stack.env, logLines)(event));
+  // These direct invokes prove no principal, so they share one forced-refresh budget per client (force-budget.ts):
+  // each test starts in an interval of its own, its containers' clocks moved on from the last test's.
+  let shiftMs = 0;
+  const clock = (extraMs = 0) => ({ nowMs: () => Date.now() + shiftMs + extraMs });
+  const container = (overrides: RuntimeOverrides = {}) =>
+    inProcessContainer(stack.env, logLines, { clock: clock(), ...overrides });
+  const invoke = async (event: unknown) => track(await container()(event));
+  beforeEach(() => {
+    shiftMs += 70_000;
+  });
 
   beforeAll(async () => {
     stack = await startBrokerStack({ tableName: 'tokens-forced' });
@@ -307,7 +317,7 @@ describe('forced refresh after a 401', () => {
     stack.sandbox.setDelayMs(200);
     const before = upstream();
     try {
-      const containers = Array.from({ length: 3 }, () => inProcessContainer(stack.env, logLines));
+      const containers = Array.from({ length: 3 }, () => container());
       const answers = await Promise.all(
         containers.flatMap((c) => Array.from({ length: 4 }, () => c({ scopes, forceRefresh: true }))),
       );
@@ -344,7 +354,7 @@ describe('forced refresh after a 401', () => {
     expect((await invoke(rejecting(first.access_token))).access_token).toBe(second.access_token);
     expect(upstream() - before).toBe(1);
     // Once the interval has passed, the next forced refresh fetches again.
-    const later = inProcessContainer(stack.env, logLines, { clock: { nowMs: () => Date.now() + 31_000 } });
+    const later = container({ clock: clock(31_000) });
     const third = track(await later(rejecting(second.access_token)));
     expect(third.access_token).not.toBe(second.access_token);
     expect(upstream() - before).toBe(2);
@@ -363,15 +373,15 @@ describe('forced refresh after a 401', () => {
 
   it("bounds forced refreshes in the container's memory while the table is down", async () => {
     const deadTable = new DynamoDBClient({ endpoint: 'http://127.0.0.1:9', region: REGION, maxAttempts: 1 });
-    const container = inProcessContainer(stack.env, logLines, { dynamodb: deadTable });
+    const cut = container({ dynamodb: deadTable });
     const scopes = ['limitrail.runtime.read', 'limitrail.usage.read'];
-    const first = track(await container({ scopes }));
+    const first = track(await cut({ scopes }));
     const before = upstream();
     const second = track(
-      await container({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(first.access_token as string) }),
+      await cut({ scopes, forceRefresh: true, rejectedTokenSha256: sha256(first.access_token as string) }),
     );
     expect(second.access_token).not.toBe(first.access_token);
-    const refused = await container({
+    const refused = await cut({
       scopes,
       forceRefresh: true,
       rejectedTokenSha256: sha256(second.access_token as string),

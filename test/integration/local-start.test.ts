@@ -170,6 +170,7 @@ describe('npm start, the newcomer path', () => {
     expect(output).toContain('proven: the broker replayed the proof');
     expect(output).toContain('npm run token -- --scopes');
     expect(output).toContain('--as nogrant');
+    expect(output).toContain('npm run revoke -- granted');
     expect(output).toContain(`moto_server on http://127.0.0.1:${port + 1}`);
     expect(output).toContain(`LimitRail sandbox on http://127.0.0.1:${port + 2}`);
     expect(output).toContain(`Lambda API on http://127.0.0.1:${port}`);
@@ -366,6 +367,30 @@ describe('npm start, the newcomer path', () => {
     expect(JSON.parse(jwks.stdout)).toMatchObject({ keys: [{ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' }] });
     expect(stack.signingKeyIds).toHaveLength(1);
   });
+
+  it('npm run revoke -- granted: the broker refuses the role within CALLERS_MAX_AGE_SEC, with no restart; --lift serves it again', async () => {
+    expect(stack.callersParameter).toEqual({ name: '/limitrail-token-broker/local/callers', maxAgeSec: 5 });
+    const revoke = await sh(`"${TSX}" local/revoke-cli.ts granted`);
+    expect(revoke, revoke.stderr).toMatchObject({ code: 0 });
+    expect(revoke.stdout).toContain(
+      'revoked arn:aws:iam::123456789012:role/limitrail-demo-caller in /limitrail-token-broker/local/callers',
+    );
+    expect(revoke.stdout).toMatch(
+      /after \d+\.\d s, as granted \(npm-run-token\): access_denied 403: caller ".*" is revoked/,
+    );
+    const refused = await tokenCli('--scopes', 'limitrail.usage.write');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /"error_description": "caller \\"arn:aws:sts::123456789012:assumed-role\/limitrail-demo-caller\/npm-run-token\\" is revoked/,
+    );
+    expect(start.output()).toContain('403 access_denied (caller_revoked)');
+
+    const lift = await sh(`"${TSX}" local/revoke-cli.ts granted --lift`);
+    expect(lift, lift.stderr).toMatchObject({ code: 0 });
+    expect(lift.stdout).toContain('revoked now: nobody');
+    expect(lift.stdout).toMatch(/after \d+\.\d s, as granted \(npm-run-token\): a token/);
+    expect((await tokenCli('--scopes', 'limitrail.usage.write')).code).toBe(0);
+  }, 60_000);
 
   it('stops everything on Ctrl-C, leaving no process behind', async () => {
     lambda?.destroy();

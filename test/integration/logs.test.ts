@@ -8,7 +8,7 @@ import { type BrokerStack, startBrokerStack } from '../support/stacks/broker-sta
  * What a real invocation writes: the built token bundle in its own process, with the variables Lambda sets (an
  * on-demand container, X-Ray tracing on), against moto_server and the LimitRail sandbox. Its stdout and stderr
  * are what CloudWatch Logs would keep: Powertools log lines and one EMF line per invocation. On this machine's Node
- * and on the deploy runtime's major (Node 22).
+ * and on the deploy runtime's major (Node 24).
  */
 const FUNCTION_NAME = 'limitrail-token-broker-test-token';
 const TRACE_ID = '1-67a1b2c3-0123456789abcdef01234567';

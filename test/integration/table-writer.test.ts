@@ -1,5 +1,11 @@
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
-import { type AttributeValue, DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  type AttributeValue,
+  DeleteItemCommand,
+  DynamoDBClient,
+  PutItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_PARTITION_KEY } from '../../functions/lib/cache/table/table-schema';
@@ -22,7 +28,8 @@ import {
  * served; and the next token fetched replaces it. Attributes of another type than a broker writes (a lease time or
  * forced fetch that is not a number, a ciphertext that is not binary) count as absent, both when the broker reads
  * the item and in its conditional writes: they can neither pin the lease nor lift the forced-refresh limit, nor keep
- * the item from being replaced.
+ * the item from being replaced. An earlier authentic item put back is not served by a container that saw the newer
+ * token (rollback-guard.ts).
  */
 const LEASE_MS = 1500;
 const logLines: string[] = [];
@@ -356,6 +363,53 @@ describe('every item field the broker decides on is authenticated', () => {
       }),
     );
     expect(metrics).toMatchObject({ UnusableItems: 1, DecryptFailures: 1 });
+  });
+});
+
+describe('a key rolled back to an earlier authentic item', () => {
+  it('is not served by a container that saw the newer token: a miss, logged rollback_suspected and counted', async () => {
+    const [rolled, other] = [['limitrail.usage.read'], ['limitrail.accounts.read']];
+    for (const scopes of [rolled, other]) {
+      await stack.dynamodb.send(
+        new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: keyOf(scopes) } } }),
+      );
+    }
+    // Two authentic items of the key, as the broker writes them: an older one, then a newer one replacing it.
+    const older = await seedToken(stack, rolled, {
+      accessToken: 'older-authentic-token',
+      ageSec: 600,
+      lifetimeSec: 3600,
+    });
+    const olderItem = (await itemOf(rolled))!;
+    const newer = await seedToken(stack, rolled, {
+      accessToken: 'newer-authentic-token',
+      ageSec: 60,
+      lifetimeSec: 3600,
+    });
+    // A container whose memory holds one key, so that it reads the table for the key again later, serves the newer.
+    const invoke = inProcessContainer({ ...stack.env, MEMORY_CACHE_MAX_ENTRIES: '1' }, logLines);
+    expect((await invoke({ scopes: rolled })).access_token).toBe(newer.accessToken);
+    handedOut.add((await invoke({ scopes: other })).access_token as string); // the rolled key leaves its memory
+    // Someone who can write the table (but not use the key) puts the older item back: it still decrypts.
+    await stack.dynamodb.send(new PutItemCommand({ TableName: stack.tableName, Item: olderItem }));
+    const before = upstream();
+    const from = logLines.length;
+    const again = await invoke({ scopes: rolled });
+    handedOut.add(again.access_token as string);
+    const lines = logLines.slice(from).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(again.token_type).toBe('Bearer');
+    expect(again.access_token).not.toBe(older.accessToken);
+    expect(upstream() - before).toBe(1);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        reason: 'rollback_suspected',
+        verdict: 'older_than_served',
+        tokenFingerprint: sha256(older.accessToken).slice(0, 12),
+      }),
+    );
+    expect(lines.find((l) => l._aws)).toMatchObject({ RollbackSuspected: 1 });
+    // The token fetched replaced the older item.
+    expect((await coldCall({ scopes: rolled })).answer.access_token).toBe(again.access_token);
   });
 });
 

@@ -1,7 +1,8 @@
 import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkIdentityProof, interpretStsAnswer } from '../../functions/lib/callers/identity-proof';
+import { checkIdentityProof } from '../../functions/lib/callers/identity-proof';
+import { interpretStsAnswer } from '../../functions/lib/callers/sts-answer';
 import type { ProofPolicy } from '../../functions/lib/domain/proof';
 import { isFunctionUrlEvent, readUrlEvent } from '../../functions/lib/handlers/function-url';
 import { readTokenRequest } from '../../functions/lib/handlers/read-token-request';

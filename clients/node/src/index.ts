@@ -7,7 +7,7 @@
  *   const token = await broker.token(['limitrail.usage.read']);
  *   const limitrail = authorizedFetch(broker, ['limitrail.usage.write']); // Bearer token, one retry after a 401
  *
- * See the repository README, "Caller's guide".
+ * See docs/callers.md in the repository.
  */
 
 export type { BrokerErrorAnswer, TokenAnswer, TokenRequest } from './answer.js';

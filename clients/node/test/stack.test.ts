@@ -173,7 +173,8 @@ describe('TokenBrokerClient over Lambda Invoke', () => {
   it('makes one forced refresh for 20 concurrent requests rejected with the same token', async () => {
     const api = await startLimitrailApi();
     try {
-      const broker = brokerAs('billing');
+      // Another role than the test before's: each caller's forced refreshes fetch once per interval (per client).
+      const broker = brokerAs('billing-batch');
       const scopes = ['limitrail.runtime.read', 'limitrail.usage.write'];
       const first = remember(await broker.token(scopes));
       api.reject(first);
@@ -196,7 +197,7 @@ describe('TokenBrokerClient over Lambda Invoke', () => {
     const api = await startLimitrailApi();
     try {
       api.rejectEverything();
-      const broker = brokerAs('billing');
+      const broker = brokerAs('billing-cron');
       const scopes = ['limitrail.runtime.read', 'limitrail.usage.read'];
       remember(await broker.token(scopes));
       const before = stack.invocations();

@@ -1,15 +1,17 @@
 /**
  * The token path, in one place: memory, then the table, then the token endpoint under the refresh lease
- * (refresh-lease.ts), with refresh ahead, forced refreshes after a 401, stale answers while the endpoint fails, and
- * the table bypassed while it is down. It hands a token only to a caller entitled to every scope it carries. It
- * decides; the adapters it is given (TokenTable, CredentialSource, TokenProvider) do the I/O.
+ * (cache/lease/table-lease.ts; cache/lease/in-memory-lease.ts while the table is down), with refresh ahead, forced
+ * refreshes after a 401 and stale answers while the endpoint fails. It hands a token only to a caller entitled to
+ * every scope it carries. It decides; the ports it is given (ports.ts) do the I/O; audit.ts writes the audit lines.
  */
 
+import { FORCE_REFRESH_BUDGET } from '../cache/lease/force-budget';
 import { FORCE_REFRESH_LIMITED } from '../cache/lease/forced-refresh';
 import { InMemoryLease } from '../cache/lease/in-memory-lease';
 import type { MemoryTokenCache } from '../cache/memory-cache';
+import { RollbackGuard } from '../cache/rollback-guard';
 import { type TokenAnswer, toTokenAnswer } from '../domain/answer';
-import { cacheKeyFor } from '../domain/cache-key';
+import { cacheKeyFor, forceBudgetKeyFor } from '../domain/cache-key';
 import { type CachedToken, isRefreshDue, isServable, remainingSec } from '../domain/cached-token';
 import type { BrokerConfig, ClientConfig } from '../domain/settings';
 import type { KeyedRequest, TokenRequest } from '../domain/token-request';
@@ -40,6 +42,8 @@ export interface BrokerDeps {
   lease: LeaseProtocol;
   /** The lease protocol while the table is down; default InMemoryLease over the same parts. */
   tableDown?: LeaseProtocol;
+  /** What this container served, to refuse a rolled-back table token; default a new one. */
+  guard?: RollbackGuard;
   log: Log;
 }
 
@@ -50,6 +54,11 @@ export interface CallOptions {
   metrics?: MetricsSink;
   /** Who asked, for the audit line: a verified ARN, or "direct invoke". */
   caller?: string;
+  /**
+   * The proven principal (callers/grants.ts principalKeyOf: a role for all its sessions), whose forced refreshes share
+   * one budget per client. Absent: a direct invoke without a proof; all of those share one.
+   */
+  principal?: string;
   /** How the caller's identity was established: its proof verified with STS now, or earlier (cached). */
   identity?: 'verified' | 'cached';
   /**
@@ -78,8 +87,10 @@ export class TokenBroker {
   readonly #refreshes = new SingleFlight<string, Outcome>();
   /** The lease protocol while the table is down: this container alone. */
   readonly #tableDown: LeaseProtocol;
+  readonly #guard: RollbackGuard;
 
   constructor(private readonly deps: BrokerDeps) {
+    this.#guard = deps.guard ?? new RollbackGuard();
     this.#tableDown =
       deps.tableDown ??
       new InMemoryLease({ ...deps, forceRefreshIntervalMs: deps.config.forceRefreshMinIntervalSec * 1000 });
@@ -88,8 +99,15 @@ export class TokenBroker {
   async getToken(request: TokenRequest, options: CallOptions): Promise<{ answer: TokenAnswer; source: TokenSource }> {
     const { clock, memory } = this.deps;
     const req = await this.#keyed(request, options);
-    const served = ({ token, source }: Outcome, stale = false) => {
+    const served = ({ token, source, aroundTable }: Outcome, stale = false) => {
       checkTokenScopes(token, options.allowedScopes, req);
+      // The rollback guard remembers what the table has held (a token read from it, or fetched under its lease and
+      // written): a token fetched around the table, or served from memory, says nothing of what the table should hold.
+      if (source === 'table' || (source === 'endpoint' && !aroundTable)) {
+        this.#guard.served(req.cacheKey, token);
+        if (req.rejectedTokenSha256 !== undefined && !stale)
+          this.#guard.replaced(req.cacheKey, req.rejectedTokenSha256, token);
+      }
       options.metrics?.count(SOURCE_METRIC[source]);
       auditIssued(
         req.log,
@@ -139,6 +157,7 @@ export class TokenBroker {
     const clientId = await this.#clientIdOf(client);
     const cacheKey = cacheKeyFor(client.tokenUrl, clientId, scopes, client.tokenParams);
     const keyFields = { client: client.name, scopes, cacheKey: cacheKey.slice(0, 15) };
+    const principal = options.principal ?? DIRECT_INVOKE;
     return {
       client,
       scopes,
@@ -146,7 +165,9 @@ export class TokenBroker {
       cacheKey,
       forceRefresh: request.forceRefresh,
       rejectedTokenSha256: request.rejectedTokenSha256,
+      ...(request.forceRefresh ? { forceBudgetKey: forceBudgetKeyFor(principal, client.tokenUrl, clientId) } : {}),
       accept: this.#acceptance(request),
+      vetTableToken: this.#guard.vetter(cacheKey, { log, keyFields, metrics: options.metrics }),
       deadlineMs: options.deadlineMs,
       log,
       keyFields,
@@ -186,7 +207,8 @@ export class TokenBroker {
 
   /** A still-valid token to answer with when fetching failed: at least STALE_TOKEN_MIN_TTL_SEC left, not rejected. */
   #staleFallback(req: KeyedRequest, err: unknown, candidates: (CachedToken | undefined)[]): Outcome | undefined {
-    if (!(err instanceof BrokerError) || err.status < 500 || err.reason === FORCE_REFRESH_LIMITED) return undefined;
+    if (!(err instanceof BrokerError) || err.status < 500) return undefined;
+    if (err.reason === FORCE_REFRESH_LIMITED || err.reason === FORCE_REFRESH_BUDGET) return undefined;
     const nowMs = this.deps.clock.nowMs();
     const floorSec = this.deps.config.staleTokenMinTtlSec;
     const usable = candidates.filter(
@@ -206,7 +228,7 @@ export class TokenBroker {
           entry.unusableDetail === undefined ? entry.unusable : `${entry.unusable}: ${entry.unusableDetail}`;
         req.log.warn('cached item unusable, treated as a miss', { ...req.keyFields, reason });
       }
-      return entry.token;
+      return entry.token && req.vetTableToken?.(entry.token) !== false ? entry.token : undefined;
     } catch (err) {
       req.degraded('table_bypass', errorLogFields(err).reason);
       return undefined;
@@ -231,9 +253,12 @@ export class TokenBroker {
   }
 }
 
-/** Concurrent misses share one flight; a forced refresh only with forced refreshes that reported the same token. */
+/**
+ * Concurrent misses share one flight; a forced refresh only with forced refreshes of the same caller (its budget) that
+ * reported the same token.
+ */
 const missFlightKey = (req: KeyedRequest): string =>
-  req.forceRefresh ? `${req.cacheKey}|forced|${req.rejectedTokenSha256 ?? ''}` : req.cacheKey;
+  req.forceRefresh ? `${req.cacheKey}|forced|${req.rejectedTokenSha256 ?? ''}|${req.forceBudgetKey}` : req.cacheKey;
 
 /** Whether the caller reported this very token rejected (a forced refresh with its fingerprint). */
 const isRejectedByCaller = (req: KeyedRequest, token: CachedToken): boolean =>

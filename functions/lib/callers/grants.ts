@@ -12,10 +12,9 @@
  *     grant is refused when the configuration is loaded.
  * The scopes a caller may request with a client are the union of its matching grants for that client.
  */
-import type { Caller, CallerGrant, Principal } from '../domain/caller';
+import { ASSUMED_ROLE_ARN as ASSUMED_ROLE } from '../config/grants';
+import type { Caller, CallerGrant, CallerList, Principal, Revocation } from '../domain/caller';
 import { AccessDeniedError, quote } from '../shared/errors';
-
-const ASSUMED_ROLE = /^arn:(aws|aws-cn|aws-us-gov):sts::(\d{12}):assumed-role\/([\w+=,.@-]{1,64})\/[\w+=,.@-]{1,64}$/;
 
 export const principalMatches = (principal: Principal, caller: Caller): boolean => {
   switch (principal.kind) {
@@ -67,12 +66,33 @@ export const authorize = (
   );
 };
 
-/** The principal behind an ARN: a role for any of its sessions, else the ARN itself. */
-const principalOf = (caller: Caller): string => {
+/**
+ * The principal behind a verified identity: a role for any of its sessions (`role:<partition>:<account>:<name>`), else
+ * the ARN itself. What the forced-refresh budget and the verified-identity cache count per caller: new sessions of a
+ * role are not new callers.
+ */
+export const principalKeyOf = (caller: Pick<Caller, 'arn'>): string => {
   const m = ASSUMED_ROLE.exec(caller.arn);
   return m ? `role:${m[1]}:${m[2]}:${m[3]}` : caller.arn;
 };
 
 /** Whether two verified identities are one principal (two sessions of one role are). */
 export const samePrincipal = (a: Caller, b: Caller): boolean =>
-  a.accountId === b.accountId && principalOf(a) === principalOf(b);
+  a.accountId === b.accountId && principalKeyOf(a) === principalKeyOf(b);
+
+/** The revocation that cuts this caller off, if any: its role (any session), its own ARN (a user, one session). */
+export const revocationOf = (list: CallerList, caller: Caller): Revocation | undefined =>
+  list.revoked.find((r) => (r.kind === 'exact' ? r.arn === caller.arn : principalMatches(r.principal, caller)));
+
+/**
+ * Throws AccessDeniedError (`caller_revoked`) when the caller is revoked: checked before any grant is looked at, so a
+ * revoked principal gets nothing whatever its grants say (a stolen session's proofs still verify with STS).
+ */
+export const refuseRevoked = (list: CallerList, caller: Caller): void => {
+  const revoked = revocationOf(list, caller);
+  if (!revoked) return;
+  throw new AccessDeniedError(
+    `caller ${quote(caller.arn, 256)} is revoked${revoked.text === caller.arn ? '' : ` (${quote(revoked.text, 256)})`}; ask the platform team`,
+    'caller_revoked',
+  );
+};

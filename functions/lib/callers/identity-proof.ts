@@ -1,6 +1,6 @@
 /**
  * The caller's identity proof, checked before anything is sent anywhere (pure; the STS call is in
- * identity-verifier.ts). A proof is an STS GetCallerIdentity request the caller SigV4-signed with its own
+ * sts-identity-verifier.ts, reading its answer in sts-answer.ts). A proof is an STS GetCallerIdentity request the caller SigV4-signed with its own
  * credentials: `{ url, headers, body }`. Replayed to STS, it tells the broker who signed it; it cannot be made
  * without the caller's credentials (HashiCorp Vault's AWS IAM auth and aws-iam-authenticator work this way).
  *
@@ -14,10 +14,9 @@
  *   - X-Amz-Date is at most 5 minutes old and at most 1 minute in the future.
  * A proof is a credential for its 5 minutes: no message built here contains any part of it.
  */
-import type { Caller } from '../domain/caller';
 import type { CheckedProof, Partition, ProofPolicy } from '../domain/proof';
 import { isRecord } from '../shared/assert';
-import { AccessDeniedError, InvalidRequestError, quote, type Reason, UnavailableError } from '../shared/errors';
+import { AccessDeniedError, InvalidRequestError, quote, type Reason } from '../shared/errors';
 import { sha256Hex } from '../shared/hash';
 
 export const PROOF_AUDIENCE_HEADER = 'x-limitrail-broker-audience';
@@ -132,7 +131,14 @@ const parseAmzDate = (value: string | undefined): number | undefined => {
 /** The parts of the SigV4 Authorization header the checks need; a refusal naming the part that is wrong. */
 const readAuthorization = (
   value: string | undefined,
-): { credentialDate: string; service: string; signed: Set<string>; signature: string } => {
+): {
+  accessKeyId: string;
+  credentialScope: string;
+  credentialDate: string;
+  service: string;
+  signed: Set<string>;
+  signature: string;
+} => {
   if (value === undefined) return refuse('it has no Authorization header: sign it with SigV4', 'proof_unsigned');
   if (!value.startsWith('AWS4-HMAC-SHA256 '))
     refuse('its Authorization header is not a SigV4 signature (AWS4-HMAC-SHA256)', 'proof_unsigned');
@@ -163,7 +169,45 @@ const readAuthorization = (
   if (!SIGNED_HEADERS.test(signedHeaderList))
     refuse('its Authorization SignedHeaders is not a list of lowercase header names separated by ;', 'proof_unsigned');
   if (!SIGNATURE.test(signature)) refuse('its Authorization Signature is not 64 hexadecimal digits', 'proof_unsigned');
-  return { credentialDate, service, signed: new Set(signedHeaderList.split(';')), signature };
+  const credentialScope = credential.slice(accessKeyId.length + 1);
+  return {
+    accessKeyId,
+    credentialScope,
+    credentialDate,
+    service,
+    signed: new Set(signedHeaderList.split(';')),
+    signature,
+  };
+};
+
+/**
+ * What goes to STS, and what the verified-identity cache keys on: the headers the signature covers (`host` is the
+ * URL's and `content-length` the body's, both set by the broker; any other signed header the proof does not carry is
+ * refused), the Authorization header, and `x-amz-security-token` (STS needs it with session credentials, signed or
+ * not). No other header the caller sent goes anywhere: padding a proof with unsigned headers changes neither what STS
+ * sees nor the key, so it cannot cost a second STS call or a second cache entry. The broker sets `content-type` and
+ * `accept` itself unless they are signed (sts-identity-verifier.ts).
+ */
+const signedParts = (
+  headers: Record<string, string>,
+  signed: ReadonlySet<string>,
+  url: string,
+  body: string,
+): { sent: Record<string, string>; covered: [string, string][] } => {
+  const sent: Record<string, string> = { authorization: headers.authorization! };
+  const covered: [string, string][] = [];
+  for (const name of [...signed].sort()) {
+    const setByBroker = name === 'host' || name === 'content-length';
+    const value =
+      name === 'host' ? new URL(url).host : name === 'content-length' ? String(Buffer.byteLength(body)) : headers[name];
+    if (value === undefined)
+      return refuse(`its signature covers a ${quote(name)} header it does not carry`, 'proof_unsigned');
+    covered.push([name, value]);
+    if (!setByBroker) sent[name] = value;
+  }
+  const sessionToken = headers['x-amz-security-token'];
+  if (sessionToken !== undefined) sent['x-amz-security-token'] = sessionToken;
+  return { sent, covered };
 };
 
 /**
@@ -179,7 +223,9 @@ export const checkIdentityProof = (raw: unknown, policy: ProofPolicy, nowMs: num
   if (typeof raw.body !== 'string' || !BODIES.has(raw.body)) {
     refuse('its body must be exactly Action=GetCallerIdentity&Version=2011-06-15', 'proof_not_get_caller_identity');
   }
-  const { credentialDate, service, signed, signature } = readAuthorization(headers.authorization);
+  const { accessKeyId, credentialScope, credentialDate, service, signed, signature } = readAuthorization(
+    headers.authorization,
+  );
   if (service !== 'sts') refuse('it is not signed for the sts service', 'proof_not_sts');
   const audience = headers[PROOF_AUDIENCE_HEADER];
   if (audience !== policy.audience) {
@@ -206,71 +252,17 @@ export const checkIdentityProof = (raw: unknown, policy: ProofPolicy, nowMs: num
   if (signedAtMs > nowMs + PROOF_MAX_FUTURE_MS)
     refuse('it is dated more than 1 minute in the future', 'proof_from_future');
   const body = raw.body as string;
-  const canonical = JSON.stringify([
-    url,
-    Object.entries(headers).sort(([a], [b]) => (a < b ? -1 : 1)),
-    body,
+  const { sent, covered } = signedParts(headers, signed, url, body);
+  // What the signature covers (and the session token STS will check it with), nothing the caller could pad.
+  const covers = JSON.stringify([
+    'proof-key-v2',
+    accessKeyId,
+    credentialScope,
     signature,
+    covered,
+    signed.has('x-amz-security-token') ? null : (sent['x-amz-security-token'] ?? null),
+    url,
+    body,
   ]);
-  return { url, headers, body, validUntilMs: signedAtMs + PROOF_MAX_AGE_MS, key: sha256Hex(canonical) };
-};
-
-/** What STS said, read as untrusted text. */
-export interface StsAnswer {
-  status: number;
-  bodyText: string;
-}
-
-const PROVEN_ARN = /^arn:(aws|aws-cn|aws-us-gov):(sts|iam)::(\d{12}):[\x21-\x7E]{1,1900}$/;
-const THROTTLED = new Set([
-  'Throttling',
-  'ThrottlingException',
-  'RequestLimitExceeded',
-  'TooManyRequestsException',
-  'ServiceUnavailable',
-  'InternalFailure',
-]);
-
-const unavailable = (description: string, reason: Reason) => new UnavailableError(description, reason);
-
-const xmlField = (text: string, name: string): string | undefined =>
-  new RegExp(`<${name}>([^<]{1,2048})</${name}>`).exec(text)?.[1]?.trim();
-
-const jsonField = (text: string, path: string[]): string | undefined => {
-  try {
-    let value: unknown = JSON.parse(text);
-    for (const key of path) value = isRecord(value) ? value[key] : undefined;
-    return typeof value === 'string' ? value : undefined;
-  } catch {
-    return undefined;
-  }
-};
-
-/** STS's error code (`SignatureDoesNotMatch`, `ExpiredToken`, ...), when it gave a well-formed one. */
-const errorCode = (bodyText: string): string | undefined => {
-  const code = xmlField(bodyText, 'Code') ?? jsonField(bodyText, ['Error', 'Code']) ?? jsonField(bodyText, ['__type']);
-  return code !== undefined && /^[A-Za-z0-9.:_-]{1,64}$/.test(code) ? code : undefined;
-};
-
-/**
- * Reads STS's answer to a replayed proof: the proven identity, or why not. STS refusing the proof (a bad or
- * expired signature, unknown credentials) is access_denied 403; STS failing or throttling is temporarily_unavailable
- * 503 (never a 403 for an outage, never a token without a verified identity). Only STS's error code is kept.
- */
-export const interpretStsAnswer = (answer: StsAnswer): Caller => {
-  const { status, bodyText } = answer;
-  if (status >= 200 && status < 300) {
-    const result = ['GetCallerIdentityResponse', 'GetCallerIdentityResult'];
-    const arn = xmlField(bodyText, 'Arn') ?? jsonField(bodyText, [...result, 'Arn']);
-    const accountId = xmlField(bodyText, 'Account') ?? jsonField(bodyText, [...result, 'Account']);
-    const m = arn === undefined ? null : PROVEN_ARN.exec(arn);
-    if (!m || m[3] !== accountId) throw unavailable('STS answered without a usable identity', 'sts_malformed_answer');
-    return { arn: arn!, accountId: accountId!, principalOrgId: undefined }; // STS names no organization
-  }
-  const code = errorCode(bodyText);
-  const said = `HTTP ${status}${code ? `, ${code}` : ''}`;
-  if (status >= 500 || status === 429 || (code !== undefined && THROTTLED.has(code)) || status < 400) {
-    throw unavailable(`STS could not verify the identity proof (${said})`, 'sts_unavailable');
-  }
-  throw new AccessDeniedError(`identity proof refused by STS (${said})`, 'proof_refused_by_sts');
+  return { url, headers: sent, body, validUntilMs: signedAtMs + PROOF_MAX_AGE_MS, key: sha256Hex(covers) };
 };

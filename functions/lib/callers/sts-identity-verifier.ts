@@ -1,9 +1,10 @@
 /**
- * Verifies checked identity proofs with STS (the I/O half of identity-proof.ts): sends exactly the caller's
- * signed GetCallerIdentity request, within the invocation's deadline, and reads who signed it. A verified
- * identity is kept per container until its proof's freshness window ends, keyed by a hash of the whole signed
- * request: one STS call per proof per container, however many requests reuse it; concurrent requests with one
- * proof share one call. Failures are not kept.
+ * Verifies checked identity proofs with STS (the I/O half of identity-proof.ts): sends the caller's signed
+ * GetCallerIdentity request (what its signature covers, nothing else: identity-proof.ts), within the invocation's
+ * deadline, and reads who signed it (sts-answer.ts). A verified identity is kept per container until its proof's
+ * freshness window ends, keyed by a hash of what the signature covers (verified-identities.ts: least recently used
+ * first, a cap per principal): one STS call per proof per container, however many requests reuse it or pad it with
+ * unsigned headers; concurrent requests with one proof share one call. Failures are not kept.
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -13,7 +14,8 @@ import type { IdentityVerifier, Verification } from '../ports';
 import type { Clock } from '../shared/clock';
 import { UnavailableError } from '../shared/errors';
 import { SingleFlight } from '../shared/single-flight';
-import { interpretStsAnswer, type StsAnswer } from './identity-proof';
+import { interpretStsAnswer, type StsAnswer } from './sts-answer';
+import { VerifiedIdentities } from './verified-identities';
 
 /** Sends one request to STS and reads the answer (bounded); rejects on network errors and timeouts. */
 export type StsTransport = (proof: CheckedProof, timeoutMs: number) => Promise<StsAnswer>;
@@ -21,21 +23,26 @@ export type StsTransport = (proof: CheckedProof, timeoutMs: number) => Promise<S
 /** Longest wait for STS; the invocation's deadline may cut it shorter. */
 export const STS_TIMEOUT_MS = 3_000;
 const MAX_ANSWER_BYTES = 16 * 1024;
-const MAX_CACHED_PROOFS = 1_000;
+/** What the broker sends unless the caller signed its own: a form body, and STS's XML answer. */
+const CONTENT_TYPE = 'application/x-www-form-urlencoded; charset=utf-8';
+const ACCEPT = 'text/xml';
 
 export class StsIdentityVerifier implements IdentityVerifier {
-  readonly #verified = new Map<string, { identity: Caller; validUntilMs: number }>();
+  readonly #verified: VerifiedIdentities;
   readonly #inFlight = new SingleFlight<string, Caller>();
 
   constructor(
     private readonly clock: Clock,
     private readonly transport: StsTransport = sendToSts,
-  ) {}
+    verified = new VerifiedIdentities(),
+  ) {
+    this.#verified = verified;
+  }
 
   async verify(proof: CheckedProof, deadlineMs: number): Promise<Verification> {
     const nowMs = this.clock.nowMs();
-    const cached = this.#verified.get(proof.key);
-    if (cached && cached.validUntilMs > nowMs) return { identity: cached.identity, source: 'cached' };
+    const cached = this.#verified.get(proof.key, nowMs);
+    if (cached) return { identity: cached, source: 'cached' };
     if (this.#inFlight.has(proof.key)) {
       // Another request with this proof is asking STS: share its answer, but only within this request's own deadline.
       return {
@@ -49,19 +56,10 @@ export class StsIdentityVerifier implements IdentityVerifier {
         throw new UnavailableError('no time left to verify the identity proof with STS', 'sts_unavailable');
       const answer = await this.transport(proof, timeoutMs);
       const proven = interpretStsAnswer(answer);
-      this.#remember(proof, proven);
+      this.#verified.set(proof.key, proven, proof.validUntilMs, this.clock.nowMs());
       return proven;
     });
     return { identity, source: 'verified' };
-  }
-
-  #remember(proof: CheckedProof, identity: Caller): void {
-    const nowMs = this.clock.nowMs();
-    if (this.#verified.size >= MAX_CACHED_PROOFS) {
-      for (const [key, entry] of this.#verified) if (entry.validUntilMs <= nowMs) this.#verified.delete(key);
-      if (this.#verified.size >= MAX_CACHED_PROOFS) this.#verified.delete(this.#verified.keys().next().value!);
-    }
-    this.#verified.set(proof.key, { identity, validUntilMs: proof.validUntilMs });
   }
 }
 
@@ -96,7 +94,13 @@ export const sendToSts: StsTransport = (proof, timeoutMs) =>
       url,
       {
         method: 'POST',
-        headers: { ...proof.headers, host: url.host, 'content-length': String(body.length) },
+        headers: {
+          'content-type': CONTENT_TYPE,
+          accept: ACCEPT,
+          ...proof.headers,
+          host: url.host,
+          'content-length': String(body.length),
+        },
         timeout: timeoutMs,
       },
       (res) => {

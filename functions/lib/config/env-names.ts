@@ -3,6 +3,8 @@ export const ENV = {
   tableName: 'TOKEN_TABLE_NAME',
   clients: 'BROKER_CLIENTS',
   callers: 'BROKER_CALLERS',
+  callersParameter: 'BROKER_CALLERS_PARAMETER',
+  callersMaxAgeSec: 'CALLERS_MAX_AGE_SEC',
   callerAuth: 'CALLER_AUTH',
   callerProofAudience: 'CALLER_PROOF_AUDIENCE',
   kmsKeyId: 'TOKEN_KMS_KEY_ID',

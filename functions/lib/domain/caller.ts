@@ -27,3 +27,17 @@ export interface Caller {
   accountId: string;
   principalOrgId: string | undefined;
 }
+
+/**
+ * A principal refused whatever its grants say (the `revoked` list of the callers parameter): an IAM role (every
+ * session of it), an IAM user, or one assumed-role session, matched exactly, never by account or prefix.
+ */
+export type Revocation =
+  | { kind: 'role'; principal: Principal & { kind: 'role' }; text: string }
+  | { kind: 'exact'; arn: string; text: string };
+
+/** Who may get which tokens, and who is cut off, as one consistent value (BROKER_CALLERS, or the SSM parameter). */
+export interface CallerList {
+  readonly grants: readonly CallerGrant[];
+  readonly revoked: readonly Revocation[];
+}

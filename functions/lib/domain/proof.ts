@@ -22,12 +22,18 @@ export interface ProofPolicy {
 /** A proof that passed every local check: safe to send to STS. */
 export interface CheckedProof {
   readonly url: string;
-  /** Header names lowercased. */
+  /**
+   * The headers sent to STS, names lowercased: Authorization, the signed ones (less `host` and `content-length`, which
+   * the broker sets) and `x-amz-security-token`. None the signature does not cover (callers/identity-proof.ts).
+   */
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
   /** Until when a verified identity may be reused: the end of the proof's freshness window. */
   readonly validUntilMs: number;
-  /** Hash of the whole signed request, signature included: the key of the verified-identity cache. */
+  /**
+   * The key of the verified-identity cache: a hash of what the signature covers (access key id, credential scope,
+   * signature, signed header values, URL, body) and the session token; no unsigned header.
+   */
   readonly key: string;
 }
 

@@ -66,12 +66,25 @@ export interface ClientConfig {
   readonly prewarm: readonly (readonly string[])[];
 }
 
+/** The SSM parameter the callers come from at run time (BROKER_CALLERS_PARAMETER), re-read every `maxAgeSec`. */
+export interface CallersParameter {
+  /** Its name (`/limitrail-token-broker/prod/callers`) or ARN. */
+  readonly name: string;
+  /** CALLERS_MAX_AGE_SEC: how long a container uses a value read before reading it again. */
+  readonly maxAgeSec: number;
+}
+
 export interface BrokerConfig {
   readonly tableName: string;
   readonly kmsKeyId: string;
   readonly clients: ReadonlyMap<string, ClientConfig>;
-  /** Who may get which tokens (BROKER_CALLERS); empty refuses every caller that must be granted. */
+  /**
+   * Who may get which tokens (BROKER_CALLERS); empty refuses every caller that must be granted. Empty when the callers
+   * come from `callersParameter` (both set is a configuration error).
+   */
   readonly grants: readonly CallerGrant[];
+  /** Where the callers (and the revoked principals) come from at run time, when they do: else `grants`. */
+  readonly callersParameter: CallersParameter | undefined;
   readonly callerAuth: CallerAuthMode;
   /** Where identity proofs may go and the audience they must name; undefined: no audience configured. */
   readonly proofPolicy: ProofPolicy | undefined;

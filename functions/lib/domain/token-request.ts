@@ -50,6 +50,13 @@ export interface KeyedRequest
   cacheKey: string;
   /** Whether a token found in the cache answers this request (fresh enough; not the one a caller reported rejected). */
   accept: (token: CachedToken, nowMs: number) => boolean;
+  /**
+   * Whether a token read from the table may be used at all (not a rollback: cache/rollback-guard.ts); a token it
+   * refuses is treated as absent (it logs and counts the refusal). Absent: every authentic token may.
+   */
+  vetTableToken?: (token: CachedToken) => boolean;
+  /** A forced refresh's budget item: the caller's and client's (domain/cache-key.ts forceBudgetKeyFor). */
+  forceBudgetKey?: string;
   /** Log fields that identify the key (client, scopes, cache key fingerprint). */
   keyFields: Record<string, unknown>;
   degraded: ReportDegraded;

@@ -6,25 +6,28 @@
 import type { Context } from 'aws-lambda';
 import type { TokenBroker } from '../broker/token-broker';
 import type { BrokerConfig } from '../domain/settings';
-import type { IdentityVerifier } from '../ports';
+import type { CallerDirectory, IdentityVerifier } from '../ports';
 import type { Clock } from '../shared/clock';
 import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import type { Metrics } from '../shared/metrics';
+import type { Telemetry } from '../shared/telemetry';
 
 /**
  * What a handler needs of its container, built once by the composition root (runtime.ts), which is the only module
- * that knows the adapters.
+ * that knows the adapters. Only what is the container's: one process may serve several invocations at once (Lambda
+ * Managed Instances), so what belongs to one invocation (its log context, its metrics) is opened per invocation
+ * (`telemetry.begin`) and passed down, never kept here.
  */
 export interface HandlerRuntime {
   config: BrokerConfig;
   broker: TokenBroker;
   clock: Clock;
-  log: Logger;
-  /** Counters of the current invocation, flushed (EMF) when it ends. */
-  metrics: Metrics;
+  /** Opens each invocation's own logger (its Lambda context on every line) and metrics (flushed when it ends). */
+  telemetry: Telemetry;
   /** Verifies callers' identity proofs (one STS call per proof per container). */
   callers: IdentityVerifier;
+  /** Who may get which tokens and who is revoked, as of now (BROKER_CALLERS or the callers parameter). */
+  callerDirectory: CallerDirectory;
 }
 
 export type InvocationContext = Partial<Pick<Context, 'awsRequestId' | 'getRemainingTimeInMillis'>>;

@@ -1,14 +1,15 @@
 /**
  * The prewarm function: on a schedule, refreshes every configured scope set that is missing or past its refresh
- * point, through the same lease as the token function, a few at a time, within the invocation; returns and logs a
- * summary without tokens.
+ * point, through the same lease as the token function, a few at a time, within the invocation. It answers counts
+ * only (PrewarmCounts: no client name, scope set or secret id, since whoever may invoke it reads the answer); what
+ * each set did, and why one failed, goes to its log line (`prewarm run`), never a token.
  */
 
 import type { BrokerConfig, ClientConfig } from '../domain/settings';
 import type { PrewarmOutcome } from '../ports';
 import { errorLogFields, type OAuthErrorBody } from '../shared/errors';
-import type { Logger } from '../shared/logger';
-import type { Metrics } from '../shared/metrics';
+import type { Log, Logger } from '../shared/logger';
+import type { MetricsSink } from '../shared/metrics';
 import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
 
 /** What one prewarm run did for one scope set. */
@@ -19,12 +20,17 @@ export interface PrewarmResult {
   reason?: string;
 }
 
-export interface PrewarmSummary {
+/** What the prewarm function answers: how many sets ended how, nothing about the configuration. */
+export interface PrewarmCounts {
   refreshed: number;
   fresh: number;
   inProgress: number;
   failed: number;
   skipped: number;
+}
+
+/** What a run logs: the counts and what each set did (names, scopes, failure reasons). */
+export interface PrewarmSummary extends PrewarmCounts {
   results: PrewarmResult[];
 }
 
@@ -52,8 +58,8 @@ const summarize = (results: PrewarmResult[]): PrewarmSummary => {
 export const runPrewarm = async (
   runtime: HandlerRuntime,
   deadlineMs: number,
-  log: Logger,
-  metrics?: Metrics,
+  log: Log,
+  metrics?: MetricsSink,
 ): Promise<PrewarmSummary> => {
   const queue = prewarmSets(runtime.config);
   const results: PrewarmResult[] = [];
@@ -81,19 +87,31 @@ export const runPrewarm = async (
   return summary;
 };
 
-/** The prewarm function, triggered by an EventBridge schedule. Returns (and logs) its summary; never throws. */
+/** The counts of a run, as the function answers them. */
+export const countsOf = ({ refreshed, fresh, inProgress, failed, skipped }: PrewarmSummary): PrewarmCounts => ({
+  refreshed,
+  fresh,
+  inProgress,
+  failed,
+  skipped,
+});
+
+/**
+ * The prewarm function, triggered by an EventBridge schedule. Logs its summary and answers its counts only; never
+ * throws.
+ */
 export const createPrewarmHandler = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
   const runtimeFor = initRuntime(makeRuntime, fallbackLog);
-  return async (_event: unknown, context?: InvocationContext): Promise<PrewarmSummary | OAuthErrorBody> => {
+  return async (_event: unknown, context?: InvocationContext): Promise<PrewarmCounts | OAuthErrorBody> => {
     const built = runtimeFor(context?.awsRequestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
-    runtime.log.addContext(context);
-    const log = runtime.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
+    const telemetry = runtime.telemetry.begin(context);
+    const log = telemetry.log.child({ requestId: context?.awsRequestId, function: 'prewarm' });
     try {
-      return await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, runtime.metrics);
+      return countsOf(await runPrewarm(runtime, deadlineFor(runtime.clock.nowMs(), context), log, telemetry.metrics));
     } finally {
-      runtime.metrics.flush(runtime.clock.nowMs());
+      telemetry.metrics.flush(runtime.clock.nowMs());
     }
   };
 };

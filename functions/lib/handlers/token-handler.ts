@@ -5,10 +5,18 @@
  */
 import type { LambdaFunctionURLResult } from 'aws-lambda';
 import { type AuditCaller, auditRefused, DIRECT_INVOKE } from '../broker/audit';
-import { authorize, clientsGrantedTo, notGranted, samePrincipal } from '../callers/grants';
+import {
+  authorize,
+  clientsGrantedTo,
+  notGranted,
+  principalKeyOf,
+  refuseRevoked,
+  samePrincipal,
+} from '../callers/grants';
 import { checkIdentityProof } from '../callers/identity-proof';
 import { AccessDeniedError, errorLogFields, type OAuthErrorBody, toOAuthError } from '../shared/errors';
-import type { Logger } from '../shared/logger';
+import type { Log, Logger } from '../shared/logger';
+import type { MetricsSink } from '../shared/metrics';
 import { isFunctionUrlEvent, readUrlEvent, toUrlResponse, type UrlInput } from './function-url';
 import { deadlineFor, type HandlerRuntime, type InvocationContext, initRuntime } from './invocation';
 import { clientNameFor, readTokenRequest, resolveTokenRequest } from './read-token-request';
@@ -17,19 +25,20 @@ export type TokenResponse = TokenAnswer | OAuthErrorBody;
 export type { InvocationContext } from './invocation';
 
 import type { TokenAnswer } from '../domain/answer';
-import type { Caller } from '../domain/caller';
+import type { Caller, CallerGrant } from '../domain/caller';
 import type { CallerAuthMode } from '../domain/settings';
 
 /**
  * Whom the audit lines name before anything is proven. In grants mode nobody: a URL-shaped event's identity is what
  * its sender wrote (a direct invoker can write one), so it is kept apart as `urlCaller` until a proof names the
- * caller. In invoke-permission mode, the identity AWS verified for a Function URL call, or "direct invoke".
+ * caller. In invoke-permission mode, the identity AWS verified for a Function URL call, or "direct invoke". A claimed
+ * identity is logged only as function-url.ts's label: an ARN of bounded length, or `invalid (<n> characters)`.
  */
 const initialAudit = (input: UrlInput & { url: boolean }, mode: CallerAuthMode): AuditCaller => {
   if (!input.url) return { caller: DIRECT_INVOKE };
-  const claimed = input.caller?.arn;
-  if (mode === 'grants') return { caller: 'unproven', ...(claimed ? { urlCaller: claimed } : {}) };
-  return { caller: claimed ?? 'unverified' };
+  const claimed = input.claimed === undefined ? {} : { urlCaller: input.claimed };
+  if (mode === 'grants') return { caller: 'unproven', ...claimed };
+  return input.caller ? { caller: input.caller.arn } : { caller: 'unverified', ...claimed };
 };
 
 /**
@@ -42,9 +51,9 @@ const identify = async (
   input: UrlInput & { url: boolean },
   rawProof: unknown,
   deadlineMs: number,
-  audit: AuditCaller,
+  { audit, metrics }: { audit: AuditCaller; metrics: MetricsSink },
 ): Promise<Caller | undefined> => {
-  const { config, metrics } = runtime;
+  const { config } = runtime;
   try {
     if (rawProof === undefined) {
       if (config.callerAuth === 'grants') {
@@ -86,10 +95,25 @@ const identify = async (
 };
 
 /**
+ * The grants a proven caller is held to, as of now (BROKER_CALLERS, or the callers parameter within its max age). A
+ * revoked caller is refused (`caller_revoked`) before any grant is looked at.
+ */
+const grantsFor = async (
+  runtime: HandlerRuntime,
+  caller: Caller,
+  { log, metrics }: { log: Log; metrics: MetricsSink },
+): Promise<readonly CallerGrant[]> => {
+  const list = await runtime.callerDirectory.current(log, metrics);
+  refuseRevoked(list, caller);
+  return list.grants;
+};
+
+/**
  * The token function, for direct Lambda Invoke and for its Function URL. Errors are returned, not thrown: bad
- * input is not a function failure and must not trigger Lambda retries. Every caller is identified (identify) and
- * authorized against BROKER_CALLERS before anything is looked up, and gets a token only if every scope it carries
- * is one the caller may hold. Every token handed out and every refusal gets one audit line.
+ * input is not a function failure and must not trigger Lambda retries. Every caller is identified (identify), checked
+ * against the revoked principals and authorized against its grants (grantsFor) before anything is looked up, and
+ * gets a token only if every scope it carries is one the caller may hold. Every token handed out and every refusal
+ * gets one audit line.
  */
 export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLog: () => Logger) => {
   const runtimeFor = initRuntime(makeRuntime, fallbackLog);
@@ -99,37 +123,43 @@ export const createTokenHandler = (makeRuntime: () => HandlerRuntime, fallbackLo
     const built = runtimeFor(requestId);
     if ('error' in built) return built.error;
     const { runtime } = built;
-    runtime.log.addContext(context);
+    // This invocation's own log context and metrics: others may be running in this process at the same time.
+    const telemetry = runtime.telemetry.begin(context);
+    const { metrics } = telemetry;
     const { config } = runtime;
     const audit = initialAudit(input, config.callerAuth);
-    const log = runtime.log.child({ requestId });
+    const log = telemetry.log.child({ requestId });
     let asked: { client: string; scopes: readonly string[] } | undefined;
     try {
       const deadlineMs = deadlineFor(runtime.clock.nowMs(), context);
       if (input.refusal) throw input.refusal;
       const read = readTokenRequest(input.payload);
-      const caller = await identify(runtime, input, read.identityProof, deadlineMs, audit);
+      const caller = await identify(runtime, input, read.identityProof, deadlineMs, { audit, metrics });
+      const held = caller && { caller, grants: await grantsFor(runtime, caller, { log, metrics }) };
       // Without a named client, the caller's grants say which one it means (a caller without a grant learns none).
-      const clients = caller && read.clientName === undefined ? clientsGrantedTo(config.grants, caller) : undefined;
+      const clients = held && read.clientName === undefined ? clientsGrantedTo(held.grants, held.caller) : undefined;
       if (clients?.size === 0) throw notGranted(caller!);
       asked = { client: clientNameFor(read, config, clients), scopes: read.scopes };
-      const granted = caller ? authorize(config.grants, caller, asked.client, read.scopes) : undefined;
+      const granted = held ? authorize(held.grants, held.caller, asked.client, read.scopes) : undefined;
       const request = resolveTokenRequest(read, config, asked.client);
       const { answer } = await runtime.broker.getToken(request, {
         deadlineMs,
         log,
-        metrics: runtime.metrics,
-        ...audit,
+        metrics,
+        caller: audit.caller,
+        identity: audit.identity,
+        // Only a proof proves a principal: a URL event's identity without one may be what a direct invoker wrote.
+        ...(caller && audit.identity ? { principal: principalKeyOf(caller) } : {}),
         allowedScopes: granted ?? request.client.scopes,
       });
       return answer;
     } catch (err) {
-      runtime.metrics.count('Refusals');
+      metrics.count('Refusals');
       const body = toOAuthError(err);
       auditRefused(log, { who: audit, asked, body, err });
       return body;
     } finally {
-      runtime.metrics.flush(runtime.clock.nowMs());
+      metrics.flush(runtime.clock.nowMs());
     }
   };
 

@@ -1,6 +1,6 @@
 /**
  * The one backoff formula: capped exponential growth with full jitter (AWS Architecture Blog, "Exponential Backoff
- * and Jitter"), used for token request retries (token-fetcher.ts) and for polling a held lease (refresh-lease.ts).
+ * and Jitter"), used for token request retries (upstream/endpoint-token-provider.ts) and for polling a held lease (cache/lease/table-lease.ts).
  */
 export interface BackoffShape {
   /** The cap of the first wait (attempt 0). */

@@ -12,8 +12,8 @@ export type OAuthErrorCode =
 
 /**
  * Every `reason` a BrokerError carries: the stable codes of logs (`reason`), refusal audit lines and the
- * `IdentityFailure.<reason>` and `UpstreamError.<reason>` metrics. Listed in the README; compare reasons only
- * against this union, so a typo does not compile.
+ * `IdentityFailure.<reason>` and `UpstreamError.<reason>` metrics. Each has an entry in docs/troubleshooting.md
+ * (test/unit/docs.test.ts); compare reasons only against this union, so a typo does not compile.
  */
 export const REASONS = [
   // The caller's request (400 / 405)
@@ -39,6 +39,7 @@ export const REASONS = [
   'sts_malformed_answer',
   'caller_unverified',
   'caller_not_granted',
+  'caller_revoked',
   'token_scope_beyond_grant',
   'access_denied',
   // Our configuration and secret (500)
@@ -63,6 +64,7 @@ export const REASONS = [
   'table_unavailable',
   'secrets_unavailable',
   'kms_unavailable',
+  'callers_unavailable',
   // The KMS key that signs a private_key_jwt client's assertions (503): KMS down or throttling (retried within the
   // deadline); the key disabled, deleted, not allowed or unfit for the configured algorithm (not retried)
   'signing_unavailable',
@@ -70,14 +72,24 @@ export const REASONS = [
   'lease_wait_timeout',
   'deadline_exceeded',
   'force_refresh_limited',
+  'force_refresh_budget',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 /** Why a table item holding a token was treated as a miss (logged, counted as UnusableItems). */
 export const UNUSABLE_ITEM_REASONS = ['previous_item_format', 'malformed_item', 'decrypt_failed'] as const;
 export type UnusableItemReason = (typeof UNUSABLE_ITEM_REASONS)[number];
 
-/** A log line's reason: a broker error's, or `unexpected` for anything else (logged by name only). */
-export type LogReason = Reason | 'unexpected';
+/**
+ * Reasons only log lines carry: `unexpected` for anything that is not a broker error (logged by name only), and
+ * `rollback_suspected`.
+ */
+export const LOG_ONLY_REASONS = [
+  'unexpected',
+  /** A table token older than one the container served, or reported rejected: a miss (cache/rollback-guard.ts). */
+  'rollback_suspected',
+] as const;
+/** A log line's reason: a broker error's, or a log-only one. */
+export type LogReason = Reason | (typeof LOG_ONLY_REASONS)[number];
 
 export interface OAuthErrorBody {
   error: OAuthErrorCode;

@@ -94,9 +94,25 @@ export interface Log {
 }
 
 /**
+ * The Lambda context keys of one invocation's lines, under the names Powertools' formatter writes them (cold_start,
+ * function_arn, function_memory_size, function_name, function_request_id, tenant_id). Passed as a line's fields they
+ * land where Powertools puts its own (its formatter has a slot for each), so a line reads as after `addContext`.
+ */
+export const lambdaContextFields = (context: Partial<Context>, coldStart: boolean): LogFields => ({
+  cold_start: coldStart,
+  function_arn: context.invokedFunctionArn,
+  function_memory_size: context.memoryLimitInMB,
+  function_name: context.functionName,
+  function_request_id: context.awsRequestId,
+  tenant_id: context.tenantId,
+});
+
+/**
  * The broker's logger: one Powertools logger per container, and the fields of this logger's lines. A child adds
- * fields (a request id, a key) without a new Powertools logger, so the Lambda context added once per invocation
- * reaches every child, and cold_start is the container's, not the child's.
+ * fields (an invocation's Lambda context, a request id, a key) without a new Powertools logger. The Powertools
+ * logger holds only what is the container's (service, level, replacer): an invocation's context is a child's
+ * fields (shared/telemetry.ts), never set on the shared logger, so invocations running in one process at once
+ * (Lambda Managed Instances) each log their own.
  */
 export class Logger implements Log {
   constructor(
@@ -110,30 +126,23 @@ export class Logger implements Log {
   }
 
   /**
-   * Puts this invocation's Lambda context (request id, function name and version, cold start) on every line. What
-   * the context lacks (a local runner's) comes from the variables Lambda sets, as Powertools reads the rest.
+   * A line's fields: the call's first, in its order (a refusal's decision leads its line: broker/audit.ts), then this
+   * logger's; the call's value wins where both name a field.
    */
-  addContext(context: Partial<Context> | undefined): void {
-    if (!context) return;
-    const { AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION, AWS_LAMBDA_FUNCTION_MEMORY_SIZE } = process.env;
-    this.powertools.addContext({
-      functionName: AWS_LAMBDA_FUNCTION_NAME,
-      functionVersion: AWS_LAMBDA_FUNCTION_VERSION,
-      memoryLimitInMB: AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
-      ...context,
-    } as Context);
+  #lineFields(fields: LogFields): LogFields {
+    return { ...fields, ...this.fields, ...fields };
   }
 
   debug(message: string, fields: LogFields = {}): void {
-    this.powertools.debug(message, { ...this.fields, ...fields });
+    this.powertools.debug(message, this.#lineFields(fields));
   }
   info(message: string, fields: LogFields = {}): void {
-    this.powertools.info(message, { ...this.fields, ...fields });
+    this.powertools.info(message, this.#lineFields(fields));
   }
   warn(message: string, fields: LogFields = {}): void {
-    this.powertools.warn(message, { ...this.fields, ...fields });
+    this.powertools.warn(message, this.#lineFields(fields));
   }
   error(message: string, fields: LogFields = {}): void {
-    this.powertools.error(message, { ...this.fields, ...fields });
+    this.powertools.error(message, this.#lineFields(fields));
   }
 }

@@ -1,5 +1,6 @@
 import {
   allOf,
+  forceBudgetUnspent,
   forcedFetchQuiet,
   type ItemFacts,
   leaseFreeOrOwnedBy,
@@ -9,7 +10,15 @@ import {
   ownsLease,
 } from '../../../functions/lib/cache/table/conditions';
 import type { CachedToken } from '../../../functions/lib/domain/cached-token';
-import type { Lease, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../../functions/lib/ports';
+import type {
+  BudgetClaim,
+  BudgetRequest,
+  Lease,
+  LeaseAttempt,
+  LeaseRequest,
+  StoredEntry,
+  TokenTable,
+} from '../../../functions/lib/ports';
 import { UnavailableError } from '../../../functions/lib/shared/errors';
 
 interface FakeItem {
@@ -32,7 +41,10 @@ const factsOf = (item: FakeItem): ItemFacts => ({
  */
 export class FakeTable implements TokenTable {
   readonly items = new Map<string, FakeItem>();
+  /** Forced-refresh budget items, by budget key: when last spent. */
+  readonly budgets = new Map<string, { spentAtEpochMs?: number }>();
   acquisitions = 0;
+  budgetClaims = 0;
 
   async read(key: string): Promise<StoredEntry> {
     return this.#entry(key);
@@ -60,7 +72,11 @@ export class FakeTable implements TokenTable {
       noLongerLivedToken(token.expiresAtEpochSec),
       owner === undefined ? noLeaseOwner() : leaseFreeOrOwnedBy(owner),
     );
-    if (!condition.holds(factsOf(item))) return false;
+    if (!condition.holds(factsOf(item))) {
+      // As DynamoTokenTable: a holder whose write is refused gives its lease back.
+      if (owner !== undefined) await this.releaseLease(key, owner);
+      return false;
+    }
     this.items.set(key, { ...item, token, lease: undefined });
     return true;
   }
@@ -72,9 +88,20 @@ export class FakeTable implements TokenTable {
     return true;
   }
 
-  async releaseLease(key: string, owner: string): Promise<void> {
+  async releaseLease(key: string, owner: string, options: { forcedFetch?: boolean } = {}): Promise<void> {
     const item = this.items.get(key);
-    if (item && ownsLease(owner).holds(factsOf(item))) item.lease = undefined;
+    if (!item || !ownsLease(owner).holds(factsOf(item))) return;
+    item.lease = undefined;
+    if (options.forcedFetch) item.forcedFetchAtEpochMs = undefined;
+  }
+
+  async claimForceBudget(key: string, { nowMs, intervalMs }: BudgetRequest): Promise<BudgetClaim> {
+    this.budgetClaims += 1;
+    const budget = this.budgets.get(key) ?? {};
+    if (!forceBudgetUnspent(nowMs, intervalMs).holds({ budgetSpentAtEpochMs: budget.spentAtEpochMs }))
+      return { claimed: false, spentAtEpochMs: budget.spentAtEpochMs };
+    this.budgets.set(key, { spentAtEpochMs: nowMs });
+    return { claimed: true };
   }
 
   #entry(key: string): StoredEntry {
@@ -116,7 +143,12 @@ export class OutageTable implements TokenTable {
     return this.table.renewLease(key, owner, untilEpochMs);
   }
 
-  releaseLease(key: string, owner: string): Promise<void> {
-    return this.table.releaseLease(key, owner);
+  releaseLease(key: string, owner: string, options?: { forcedFetch?: boolean }): Promise<void> {
+    return this.table.releaseLease(key, owner, options);
+  }
+
+  async claimForceBudget(key: string, request: BudgetRequest): Promise<BudgetClaim> {
+    if (this.down) throw new UnavailableError('DynamoDB update failed', 'table_unavailable');
+    return this.table.claimForceBudget(key, request);
   }
 }

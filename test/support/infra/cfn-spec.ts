@@ -4,8 +4,9 @@
  * resource: the type exists; every property exists, recursively through property types, lists and maps; each value
  * has the property's type (or one of its previous types, which CloudFormation still accepts) and, for strings and
  * integers with a fixed set, an allowed value; every required property is present; the resource attributes
- * (DeletionPolicy, ...) are ones CloudFormation knows. Run it on a resolved template (cfn-resolve.ts): values are
- * then what CloudFormation would pass to the resource.
+ * (DeletionPolicy, ...) are ones CloudFormation knows. Where the specification leaves a value open (a plain string)
+ * but the service's API fixes the set, the value must be one the API accepts (API_VALUES). Run it on a resolved
+ * template (cfn-resolve.ts): values are then what CloudFormation would pass to the resource.
  */
 import { loadAwsServiceSpec } from '@aws-cdk/aws-service-spec';
 import {
@@ -15,6 +16,7 @@ import {
   RichSpecDatabase,
   type SpecDatabase,
 } from '@aws-cdk/service-spec-types';
+import { Architecture, Runtime } from '@aws-sdk/client-lambda';
 
 import type { CfnResource } from '../stacks/packaged-stack';
 
@@ -30,6 +32,19 @@ const RESOURCE_ATTRIBUTES = new Set([
   'CreationPolicy',
 ]);
 const POLICIES = new Set(['Delete', 'Retain', 'RetainExceptOnCreate', 'Snapshot']);
+
+/**
+ * Values the specification types as any string but the service's API limits to a set: the enums of the API model
+ * the AWS SDK is generated from (pinned in package.json like the specification). CloudFormation passes these
+ * properties to the API (Lambda CreateFunction), which refuses any other value. By resource type, then property;
+ * a list property's every element is checked.
+ */
+export const API_VALUES: Record<string, Record<string, { source: string; values: readonly string[] }>> = {
+  'AWS::Lambda::Function': {
+    Runtime: { source: 'Lambda API Runtime (@aws-sdk/client-lambda)', values: Object.values(Runtime) },
+    Architectures: { source: 'Lambda API Architecture (@aws-sdk/client-lambda)', values: Object.values(Architecture) },
+  },
+};
 
 let database: Promise<SpecDatabase> | undefined;
 /** The specification, loaded once per test file (about 3 s). */
@@ -134,6 +149,14 @@ export const specProblems = async (resources: Record<string, CfnResource>): Prom
       continue;
     }
     problems.push(...checkProperties(spec.properties, resource.Properties ?? {}, `${id} (${resource.Type})`));
+    for (const [name, { source, values }] of Object.entries(API_VALUES[resource.Type] ?? {})) {
+      const value = resource.Properties?.[name];
+      if (value === undefined) continue;
+      for (const [at, item] of Array.isArray(value) ? value.map((v, i) => [`${name}[${i}]`, v]) : [[name, value]]) {
+        if (typeof item !== 'string' || !values.includes(item))
+          problems.push(`${id} (${resource.Type}).${at}: ${JSON.stringify(item)} is not a value of the ${source}`);
+      }
+    }
   }
   return problems;
 };

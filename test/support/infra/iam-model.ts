@@ -57,6 +57,8 @@ export interface BrokerIam {
   functionArn: Record<string, string>;
   logGroupArn: Record<string, string>;
   ruleArn: string;
+  /** The SSM parameter the token function reads its callers from (BROKER_CALLERS_PARAMETER), if the stage has one. */
+  callersParameter?: { name: string; arn: string };
 }
 
 export const SECRET_ARN_SUFFIX = '-AbC123';
@@ -216,6 +218,7 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
     .filter((id): id is string => id !== undefined);
   if (secretIds.length !== 1) throw new Error(`expected one configured secret, found ${secretIds.length}`);
   const secretId = secretIds[0]!;
+  const parameterName = variables.BROKER_CALLERS_PARAMETER ?? '';
   const tableId = Object.keys(resources).find((r) => resources[r]!.Type === 'AWS::DynamoDB::Table')!;
   const ruleId = Object.keys(resources).find((r) => resources[r]!.Type === 'AWS::Events::Rule')!;
   return {
@@ -235,5 +238,13 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
     functionArn,
     logGroupArn,
     ruleArn: resolved.arn(ruleId),
+    ...(parameterName === ''
+      ? {}
+      : {
+          callersParameter: {
+            name: parameterName,
+            arn: `arn:aws:ssm:${region}:${accountId}:parameter/${parameterName.replace(/^\//, '')}`,
+          },
+        }),
   };
 };

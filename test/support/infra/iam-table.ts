@@ -112,7 +112,7 @@ export const failures = (results: RowResult[]): string[] =>
     .filter((r) => r.decision !== r.row.expect)
     .map((r) => `${r.row.name}: expected ${r.row.expect}, got ${r.decision}${r.detail ? ` (${r.detail})` : ''}`);
 
-/** README "CallerGrant a caller": the identity policy of a caller that invokes directly. */
+/** docs/deploy.md "Add a caller": the identity policy of a caller that invokes directly. */
 export const directCallerPolicy = (functionArn: string): NamedPolicy => ({
   name: 'InvokeLimitrailTokenBroker',
   policy: {
@@ -123,7 +123,7 @@ export const directCallerPolicy = (functionArn: string): NamedPolicy => ({
   },
 });
 
-/** README "CallerGrant a caller": the identity policy of a caller that may use only the Function URL. */
+/** docs/deploy.md "Add a caller": the identity policy of a caller that may use only the Function URL. */
 export const urlOnlyCallerPolicy = (functionArn: string): NamedPolicy => ({
   name: 'CallLimitrailTokenBrokerUrl',
   policy: {
@@ -159,6 +159,37 @@ export const broadPolicy = (...services: string[]): NamedPolicy => ({
 const URL_CALL: Context = { 'lambda:FunctionUrlAuthType': 'AWS_IAM' };
 const VIA_URL: Context = { 'lambda:InvokedViaFunctionUrl': 'true' };
 const DIRECT: Context = { 'lambda:InvokedViaFunctionUrl': 'false' };
+
+/**
+ * The rows on the callers parameter (BROKER_CALLERS_PARAMETER): the token function reads that one parameter (its
+ * allowed row is its recorded GetParameter), and nothing else of SSM: not another stage's parameter, not one named
+ * like it plus a suffix, not the parameters under its path; it may not change it. The prewarm function does not read
+ * it. A stage without the parameter: the token function may not read the one the stage would have either.
+ */
+const callersParameterRows = (
+  iam: BrokerIam,
+  fn: string,
+  row: (name: string, action: string, resource: string, expect: Decision) => void,
+): void => {
+  const stage = iam.stackName.split('-').pop()!;
+  const arn =
+    iam.callersParameter?.arn ??
+    `arn:aws:ssm:${iam.region}:${iam.accountId}:parameter/${iam.stackName.replace(/-[^-]+$/, '')}/${stage}/callers`;
+  if (fn !== 'token' || !iam.callersParameter)
+    row('GetParameter of the callers parameter', 'ssm:GetParameter', arn, 'Denied');
+  const otherStage = arn.replace(`/${stage}/`, '/prod/');
+  if (otherStage !== arn)
+    row("GetParameter of another stage's callers parameter", 'ssm:GetParameter', otherStage, 'Denied');
+  row('GetParameter of a parameter named like it plus a suffix', 'ssm:GetParameter', `${arn}-backup`, 'Denied');
+  row(
+    'GetParameter of another parameter',
+    'ssm:GetParameter',
+    arn.replace(/:parameter\/.*$/, ':parameter/platform/db-password'),
+    'Denied',
+  );
+  row('GetParametersByPath under its path', 'ssm:GetParametersByPath', arn.replace(/\/[^/]+$/, ''), 'Denied');
+  row('PutParameter on the callers parameter', 'ssm:PutParameter', arn, 'Denied');
+};
 
 /** Each function's AWS calls, by function name (token, prewarm): what its own code sent (code-calls.ts). */
 export type CallsByFunction = Record<string, CodeCall[]>;
@@ -293,6 +324,7 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
       'Denied',
       ownContext,
     );
+    callersParameterRows(iam, fn, row);
     row('invokes the token function', 'lambda:InvokeFunction', iam.functionArn.token!, 'Denied', DIRECT);
     row("calls the token function's URL", 'lambda:InvokeFunctionUrl', iam.functionArn.token!, 'Denied', URL_CALL);
     row('invokes the prewarm function', 'lambda:InvokeFunction', iam.functionArn.prewarm!, 'Denied', DIRECT);
@@ -302,30 +334,36 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
   const caller = (label: string, c: Caller, action: string, expect: Decision, context: Context, resource = token) =>
     rows.push({ name: `${label}: ${action} ${JSON.stringify(context)}`, caller: c, action, resource, context, expect });
   const billing = callerRole(accountId, 'billing-service', [directCallerPolicy(token)]);
-  caller('invokePrincipals role, README direct policy', billing, 'lambda:InvokeFunction', 'Allowed', DIRECT);
+  caller('invokePrincipals role, direct policy', billing, 'lambda:InvokeFunction', 'Allowed', DIRECT);
+  // docs/deploy.md "Add a caller": within the function's account, either policy alone lets a role invoke directly;
+  // from another account, only both together.
+  const billingWithoutPolicy = callerRole(accountId, 'billing-service');
+  caller('invokePrincipals role, no identity policy', billingWithoutPolicy, 'lambda:InvokeFunction', 'Allowed', DIRECT);
   caller(
-    'invokePrincipals role of the granted account 333333333333, README direct policy',
+    'role of the account not in invokePrincipals, direct policy',
+    callerRole(accountId, 'ops-tool', [directCallerPolicy(token)]),
+    'lambda:InvokeFunction',
+    'Allowed',
+    DIRECT,
+  );
+  caller(
+    'invokePrincipals role of the granted account 333333333333, no identity policy',
+    callerRole('333333333333', 'usage-exporter'),
+    'lambda:InvokeFunction',
+    'Denied',
+    DIRECT,
+  );
+  caller(
+    'invokePrincipals role of the granted account 333333333333, direct policy',
     callerRole('333333333333', 'usage-exporter', [directCallerPolicy(token)]),
     'lambda:InvokeFunction',
     'Allowed',
     DIRECT,
   );
   const grantee = callerRole('333333333333', 'reporting-caller', [urlOnlyCallerPolicy(token)]);
-  caller(
-    'URL grantee in another account, README URL-only policy',
-    grantee,
-    'lambda:InvokeFunctionUrl',
-    'Allowed',
-    URL_CALL,
-  );
-  caller(
-    'URL grantee in another account, README URL-only policy',
-    grantee,
-    'lambda:InvokeFunction',
-    'Allowed',
-    VIA_URL,
-  );
-  caller('URL grantee in another account, README URL-only policy', grantee, 'lambda:InvokeFunction', 'Denied', DIRECT);
+  caller('URL grantee in another account, URL-only policy', grantee, 'lambda:InvokeFunctionUrl', 'Allowed', URL_CALL);
+  caller('URL grantee in another account, URL-only policy', grantee, 'lambda:InvokeFunction', 'Allowed', VIA_URL);
+  caller('URL grantee in another account, URL-only policy', grantee, 'lambda:InvokeFunction', 'Denied', DIRECT);
   const broadGrantee = callerRole('333333333333', 'lambda-admin', [broadPolicy('lambda')]);
   caller('URL grantee in another account, lambda:* on *', broadGrantee, 'lambda:InvokeFunction', 'Denied', DIRECT);
   caller('URL grantee in another account, lambda:* on *', broadGrantee, 'lambda:InvokeFunctionUrl', 'Denied', {

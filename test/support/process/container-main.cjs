@@ -15,4 +15,4 @@ process.on('message', async (msg) => {
     process.send({ id: msg.id, thrown: String(err?.name) });
   }
 });
-process.send({ ready: true, version: process.version });
+process.send({ ready: true, version: process.version, arch: process.arch });

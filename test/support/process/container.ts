@@ -13,11 +13,15 @@ export interface Container {
   readonly pid: number;
   /** process.version inside the container, as it reported when ready. */
   readonly nodeVersion: string;
+  /** process.arch inside the container (arm64 under emulation), as it reported when ready. */
+  readonly arch: string;
 }
 
 export interface ContainerOptions {
   /** The node binary to run the bundle on (node-runtimes.ts); this process's by default. */
   execPath?: string;
+  /** Arguments before the script (node-runtimes.ts: qemu's and the arm64 binary's path for the emulated Node). */
+  execArgv?: string[];
 }
 
 export const startContainer = async (
@@ -30,6 +34,7 @@ export const startContainer = async (
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     ...(options.execPath ? { execPath: options.execPath } : {}),
+    ...(options.execArgv ? { execArgv: options.execArgv } : {}),
   });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
@@ -46,14 +51,16 @@ export const startContainer = async (
     pending.clear();
   });
   let nodeVersion = '';
+  let arch = '';
   await new Promise<void>((ready, failed) => {
     child.once('error', failed);
     child.once('exit', (code) => failed(new Error(`container exited with ${code}: ${output}`)));
     child.on(
       'message',
-      (msg: { ready?: boolean; version?: string; id?: string; result?: unknown; thrown?: string }) => {
+      (msg: { ready?: boolean; version?: string; arch?: string; id?: string; result?: unknown; thrown?: string }) => {
         if (msg.ready) {
           nodeVersion = msg.version ?? '';
+          arch = msg.arch ?? '';
           return ready();
         }
         const settle = msg.id ? pending.get(msg.id) : undefined;
@@ -73,6 +80,7 @@ export const startContainer = async (
       }),
     pid: child.pid!,
     nodeVersion,
+    arch,
     logs: () => output,
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),

@@ -27,10 +27,15 @@ import { STS_ACCOUNT, type StsStack, startStsStack } from './sts-stack';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const FUNCTION_NAME = 'limitrail-token-broker-local-token';
 export const CALLER_REGION = REGION;
-/** Roles in the STS stack; `billing` is granted these scopes of the `limitrail` client, `nogrant` nothing. */
+/**
+ * Roles in the STS stack; `billing`, `billing-batch` and `billing-cron` are granted these scopes of the `limitrail`
+ * client, `nogrant` nothing. Forced refreshes are budgeted per caller and client (functions/lib/cache/lease/
+ * force-budget.ts), so tests that force refreshes of several scope sets within one interval sign as different roles.
+ */
 export const GRANTED_SCOPES = ['limitrail.usage.read', 'limitrail.usage.write', 'limitrail.runtime.read'];
 export const UNGRANTED_SCOPE = 'limitrail.accounts.read';
-export const ROLES = ['billing', 'nogrant'] as const;
+export const ROLES = ['billing', 'billing-batch', 'billing-cron', 'nogrant'] as const;
+const GRANTED_ROLES: readonly Role[] = ['billing', 'billing-batch', 'billing-cron'];
 export type Role = (typeof ROLES)[number];
 
 export interface Invocations {
@@ -222,7 +227,9 @@ export const startCallerStack = async (): Promise<CallerStack> => {
         limitrailTokenUrl: broker.sandbox.tokenUrl,
         limitrailClientId: client.clientId,
         callerAuth: 'grants',
-        brokerCallers: JSON.stringify([{ principal: roleArn('billing'), client: 'limitrail', scopes: GRANTED_SCOPES }]),
+        brokerCallers: JSON.stringify(
+          GRANTED_ROLES.map((role) => ({ principal: roleArn(role), client: 'limitrail', scopes: GRANTED_SCOPES })),
+        ),
       },
       env: localAwsEnv({ aws: broker.moto.endpoint, sts: sts.endpoint }, REGION),
       onLine: (line) => lines.push(line),

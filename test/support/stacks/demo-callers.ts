@@ -78,14 +78,17 @@ export const ensureDemoCallers = async (endpoint: string, region: string): Promi
 };
 
 /**
- * BROKER_CALLERS for the local stage: the granted role (any of its sessions) gets DEMO_GRANT; the jwt role the same
- * scopes of `keyClient` (npm start's private_key_jwt client), when there is one.
+ * The local stage's grants: the granted role (any of its sessions) gets DEMO_GRANT; the jwt role the same scopes of
+ * `keyClient` (npm start's private_key_jwt client), when there is one.
  */
+export const demoGrants = (roles: Record<DemoCaller, string>, keyClient?: string) => [
+  { principal: roles.granted, client: DEMO_GRANT.client, scopes: [...DEMO_GRANT.scopes] },
+  ...(keyClient ? [{ principal: roles.jwt, client: keyClient, scopes: [...DEMO_GRANT.scopes] }] : []),
+];
+
+/** BROKER_CALLERS for the local stage: the demo grants. */
 export const demoBrokerCallers = (roles: Record<DemoCaller, string>, keyClient?: string): string =>
-  JSON.stringify([
-    { principal: roles.granted, client: DEMO_GRANT.client, scopes: DEMO_GRANT.scopes },
-    ...(keyClient ? [{ principal: roles.jwt, client: keyClient, scopes: DEMO_GRANT.scopes }] : []),
-  ]);
+  JSON.stringify(demoGrants(roles, keyClient));
 
 export interface DemoSession {
   /** The session's ARN, `arn:aws:sts::123456789012:assumed-role/<role>/<session>`: who the proof proves. */

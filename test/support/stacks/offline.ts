@@ -31,7 +31,7 @@ export const localAwsEnv = (endpoints: { aws: string; sts?: string }, region: st
     // cold start (its rule: cold_start only with 'on-demand'): every line said cold_start false, even the first
     // invocation's of a new worker. With it, a worker's first invocation says true, as a new container's does.
     AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
-    // Node 20 locally; Lambda runs nodejs22.x. The SDK's "upgrade Node" notice is noise here.
+    // Node 20 may run this locally; Lambda runs nodejs24.x. The SDK's "upgrade Node" notice is noise here.
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     SLS_TELEMETRY_DISABLED: '1',
     SLS_NOTIFICATIONS_MODE: 'off',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { authorize, principalMatches } from '../../../functions/lib/callers/grants';
+import { authorize, principalMatches, refuseRevoked, revocationOf } from '../../../functions/lib/callers/grants';
+import { parseCallerList } from '../../../functions/lib/config/caller-list';
 import { parseGrants, parsePrincipal } from '../../../functions/lib/config/grants';
 import type { Caller } from '../../../functions/lib/domain/caller';
 import type { BrokerError } from '../../../functions/lib/shared/errors';
@@ -81,5 +82,53 @@ describe('caller grants', () => {
     ],
   ])('refuses BROKER_CALLERS with %s', (_name, text, fragment) => {
     expect(() => parseGrants(text, clientScopes, 'BROKER_CALLERS')).toThrow(fragment);
+  });
+});
+
+describe('revoked principals', () => {
+  const listRevoking = (...revoked: string[]) =>
+    parseCallerList(JSON.stringify({ callers: [], revoked }), clientScopes, 'test', { organizations: false });
+  const billingSession = caller('arn:aws:sts::111111111111:assumed-role/billing/i-0abc');
+  const otherSession = caller('arn:aws:sts::111111111111:assumed-role/billing/i-0def');
+
+  it('revokes one session exactly, and not the role or its other sessions', () => {
+    const list = listRevoking(billingSession.arn);
+    expect(revocationOf(list, billingSession)?.text).toBe(billingSession.arn);
+    expect(revocationOf(list, otherSession)).toBeUndefined();
+    expect(revocationOf(list, caller('arn:aws:sts::111111111111:assumed-role/billing/i-0ab'))).toBeUndefined();
+  });
+
+  it('revokes a role with every session of it (whatever its path), and no role of the same name elsewhere', () => {
+    const list = listRevoking('arn:aws:iam::111111111111:role/service/billing');
+    expect(revocationOf(list, billingSession)).toBeDefined();
+    expect(revocationOf(list, otherSession)).toBeDefined();
+    expect(revocationOf(list, caller('arn:aws:sts::222222222222:assumed-role/billing/i-0abc'))).toBeUndefined();
+    expect(revocationOf(list, caller('arn:aws:sts::111111111111:assumed-role/billing-2/i-0abc'))).toBeUndefined();
+  });
+
+  it('revokes a user exactly', () => {
+    const list = listRevoking('arn:aws:iam::333333333333:user/ci');
+    expect(revocationOf(list, caller('arn:aws:iam::333333333333:user/ci'))).toBeDefined();
+    expect(revocationOf(list, caller('arn:aws:iam::333333333333:user/ci2'))).toBeUndefined();
+  });
+
+  it('refuses a revoked caller with 403 caller_revoked, whatever its grants, naming the revoked role', () => {
+    const refusal = (() => {
+      try {
+        refuseRevoked(listRevoking('arn:aws:iam::111111111111:role/billing'), billingSession);
+      } catch (err) {
+        return err as BrokerError;
+      }
+      return undefined;
+    })();
+    expect(refusal?.reason).toBe('caller_revoked');
+    expect(refusal?.toOAuth()).toEqual({
+      error: 'access_denied',
+      status: 403,
+      error_description:
+        'caller "arn:aws:sts::111111111111:assumed-role/billing/i-0abc" is revoked ' +
+        '("arn:aws:iam::111111111111:role/billing"); ask the platform team',
+    });
+    expect(() => refuseRevoked(listRevoking(otherSession.arn), billingSession)).not.toThrow();
   });
 });

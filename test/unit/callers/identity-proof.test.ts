@@ -1,6 +1,7 @@
 import { signIdentityProof } from '@limitrail/token-broker-client';
 import { describe, expect, it } from 'vitest';
-import { checkIdentityProof, interpretStsAnswer } from '../../../functions/lib/callers/identity-proof';
+import { checkIdentityProof } from '../../../functions/lib/callers/identity-proof';
+import { interpretStsAnswer } from '../../../functions/lib/callers/sts-answer';
 import { type ProofPolicy, partitionOf } from '../../../functions/lib/domain/proof';
 import { BrokerError } from '../../../functions/lib/shared/errors';
 
@@ -257,6 +258,69 @@ describe('what a refusal says', () => {
   });
 });
 
+describe('what is sent to STS, and what the verified-identity cache keys on', () => {
+  const padded = (raw: Proof, name: string, value: string): Proof => ({
+    ...raw,
+    headers: { ...raw.headers, [name]: value },
+  });
+
+  it('sends the signed headers, the Authorization and the session token, and nothing the signature does not cover', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    const extra = {
+      ...raw,
+      headers: { ...raw.headers, accept: 'application/json', 'x-amz-target': 'X.Y', 'x-pad': '1' },
+    };
+    const checked = checkIdentityProof(extra, AWS, NOW);
+    expect(Object.keys(checked.headers).sort()).toEqual([
+      'authorization',
+      'content-type',
+      'x-amz-content-sha256',
+      'x-amz-date',
+      'x-amz-security-token',
+      'x-limitrail-broker-audience',
+    ]);
+    // The host goes as the URL says (the transport sets it), and an unsigned session token still goes along.
+    const unsignedToken = {
+      ...raw,
+      headers: {
+        ...raw.headers,
+        authorization: raw.headers.authorization!.replace(';x-amz-security-token', ''),
+      },
+    };
+    expect(checkIdentityProof(unsignedToken, AWS, NOW).headers['x-amz-security-token']).toBe('session');
+  });
+
+  it('keys a proof on what its signature covers: unsigned headers change nothing, a signed value or the session token does', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    const { key } = checkIdentityProof(raw, AWS, NOW);
+    for (let i = 0; i < 40; i++) {
+      expect(checkIdentityProof(padded(raw, 'x-padding', 'p'.repeat(i)), AWS, NOW).key).toBe(key);
+      expect(checkIdentityProof(padded(raw, 'accept', `text/${i}`), AWS, NOW).key).toBe(key);
+    }
+    expect(checkIdentityProof(padded(raw, 'x-amz-security-token', 'another'), AWS, NOW).key).not.toBe(key);
+    expect(checkIdentityProof(padded(raw, 'content-type', 'text/plain'), AWS, NOW).key).not.toBe(key);
+    const unsignedToken = { ...raw, headers: { ...raw.headers } };
+    unsignedToken.headers.authorization = raw.headers.authorization!.replace(';x-amz-security-token', '');
+    const tokenKey = checkIdentityProof(unsignedToken, AWS, NOW).key;
+    expect(checkIdentityProof(padded(unsignedToken, 'x-amz-security-token', 'another'), AWS, NOW).key).not.toBe(
+      tokenKey,
+    );
+  });
+
+  it('refuses a proof whose signature covers a header it does not carry', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    delete raw.headers['x-amz-content-sha256'];
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('403 proof_unsigned');
+    expect(() => checkIdentityProof(raw, AWS, NOW)).toThrow(
+      'its signature covers a "x-amz-content-sha256" header it does not carry',
+    );
+    // The host and the length are the broker's to set: signed, they need not be sent.
+    const noHost = await proof('https://sts.eu-central-1.amazonaws.com/');
+    delete noHost.headers.host;
+    expect(outcome(() => checkIdentityProof(noHost, AWS, NOW))).toBe('accepted');
+  });
+});
+
 describe("reading STS's answer", () => {
   const ok =
     '<GetCallerIdentityResponse><GetCallerIdentityResult><UserId>AROA:s</UserId><Account>111111111111</Account><Arn>arn:aws:sts::111111111111:assumed-role/billing/s</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>';
@@ -272,6 +336,33 @@ describe("reading STS's answer", () => {
       'arn:aws:iam::111111111111:user/ci',
     ],
     [200, ok.replace('<Account>111111111111', '<Account>222222222222'), '503 sts_malformed_answer'],
+    // An Arn anywhere but inside GetCallerIdentityResult names nobody, and one result holds exactly one of each.
+    [
+      200,
+      '<GetCallerIdentityResponse><ResponseMetadata><Arn>arn:aws:iam::222222222222:user/other</Arn></ResponseMetadata>' +
+        ok.replace('<GetCallerIdentityResponse>', ''),
+      'arn:aws:sts::111111111111:assumed-role/billing/s',
+    ],
+    [
+      200,
+      '<Note><Arn>arn:aws:iam::111111111111:user/ci</Arn><Account>111111111111</Account></Note>',
+      '503 sts_malformed_answer',
+    ],
+    [200, ok.replace('<UserId>', '<Arn>arn:aws:iam::111111111111:user/ci</Arn><UserId>'), '503 sts_malformed_answer'],
+    [200, ok + ok, '503 sts_malformed_answer'],
+    [
+      200,
+      JSON.stringify({ Arn: 'arn:aws:iam::111111111111:user/ci', Account: '111111111111' }),
+      '503 sts_malformed_answer',
+    ],
+    [
+      200,
+      JSON.stringify({
+        GetCallerIdentityResponse: { GetCallerIdentityResult: {} },
+        x: '<Arn>arn:aws:iam::111111111111:user/ci</Arn><Account>111111111111</Account>',
+      }),
+      '503 sts_malformed_answer',
+    ],
     [200, '<html>hello</html>', '503 sts_malformed_answer'],
     [
       403,

@@ -98,6 +98,37 @@ describe('loadConfig', () => {
     expect(description).not.toContain('pa55');
   });
 
+  it('reads the callers from BROKER_CALLERS_PARAMETER, re-read every CALLERS_MAX_AGE_SEC (default 60)', () => {
+    expect(loadConfig(base).callersParameter).toBeUndefined();
+    expect(loadConfig({ ...base, BROKER_CALLERS_PARAMETER: '/broker/ci/callers' }).callersParameter).toEqual({
+      name: '/broker/ci/callers',
+      maxAgeSec: 60,
+    });
+    const arn = 'arn:aws:ssm:eu-west-1:111111111111:parameter/broker/ci/callers';
+    expect(
+      loadConfig({ ...base, BROKER_CALLERS_PARAMETER: arn, CALLERS_MAX_AGE_SEC: '2', BROKER_CALLERS: ' ' })
+        .callersParameter,
+    ).toEqual({ name: arn, maxAgeSec: 2 });
+  });
+
+  it('refuses BROKER_CALLERS and BROKER_CALLERS_PARAMETER both set, naming both', () => {
+    const grants = JSON.stringify([{ principal: '111111111111', client: 'limitrail', scopes: ['a'] }]);
+    expect(problem({ ...base, BROKER_CALLERS: grants, BROKER_CALLERS_PARAMETER: '/broker/ci/callers' })).toBe(
+      'invalid configuration: BROKER_CALLERS and BROKER_CALLERS_PARAMETER are both set: the callers come from one ' +
+        'place, the SSM parameter (unset BROKER_CALLERS) or the variable (unset BROKER_CALLERS_PARAMETER)',
+    );
+    // Whatever BROKER_CALLERS holds: the conflict is named, not a problem inside it.
+    expect(problem({ ...base, BROKER_CALLERS: '[{', BROKER_CALLERS_PARAMETER: '/x' })).toContain('are both set');
+  });
+
+  it.each([
+    ['a parameter name with a space', { BROKER_CALLERS_PARAMETER: '/broker/ci callers' }, 'BROKER_CALLERS_PARAMETER'],
+    ['a max age of 0', { BROKER_CALLERS_PARAMETER: '/x', CALLERS_MAX_AGE_SEC: '0' }, 'CALLERS_MAX_AGE_SEC'],
+    ['a max age over 15 minutes', { BROKER_CALLERS_PARAMETER: '/x', CALLERS_MAX_AGE_SEC: '901' }, 'from 1 to 900'],
+  ])('refuses %s', (_name, env, fragment) => {
+    expect(problem({ ...base, ...env })).toContain(fragment);
+  });
+
   it.each([
     ['no clients', { ...base, BROKER_CLIENTS: '{}' }, 'configures no client'],
     ['an array', { ...base, BROKER_CLIENTS: '[]' }, 'must be a JSON object'],

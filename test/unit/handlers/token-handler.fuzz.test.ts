@@ -5,8 +5,10 @@ import type { TokenBroker } from '../../../functions/lib/broker/token-broker';
 import type { TokenRequest } from '../../../functions/lib/domain/token-request';
 import { createTokenHandler } from '../../../functions/lib/handlers/token-handler';
 import type { IdentityVerifier } from '../../../functions/lib/ports';
-import { createRuntime, loggerFromEnv, type Runtime } from '../../../functions/lib/runtime';
+import { createRuntime, loggerFromEnv } from '../../../functions/lib/runtime';
 import { isRecord } from '../../../functions/lib/shared/assert';
+import type { InvocationMetrics } from '../../../functions/lib/shared/metrics';
+import type { Telemetry } from '../../../functions/lib/shared/telemetry';
 import { ABSENT, isOAuthErrorBody, junk, mostly, proofVariants, runs, shaped } from '../../support/fakes/fuzz';
 import { roleSession, urlEvent } from '../../support/fakes/url-event';
 import { captureLogLines, stopCapturing } from '../../support/log-capture';
@@ -66,17 +68,19 @@ const harness = (options: { failing?: { metrics?: boolean; fallbackLog?: boolean
       };
     },
   } as unknown as TokenBroker;
-  const failingMetrics = {
+  const failingMetrics: InvocationMetrics = {
     count: () => undefined,
     record: () => undefined,
     flush: () => {
       throw new Error('metrics failed');
     },
-  } as unknown as Runtime['metrics'];
+  };
   const handler = createTokenHandler(
     () => {
       const runtime = createRuntime(env, { clock: { nowMs: () => NOW }, callers });
-      return { ...runtime, broker, ...(options.failing?.metrics ? { metrics: failingMetrics } : {}) };
+      const { telemetry } = runtime;
+      const failing: Telemetry = { begin: (context) => ({ ...telemetry.begin(context), metrics: failingMetrics }) };
+      return { ...runtime, broker, ...(options.failing?.metrics ? { telemetry: failing } : {}) };
     },
     () => {
       if (options.failing?.fallbackLog) throw new Error('fallback log failed');

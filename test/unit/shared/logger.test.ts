@@ -4,12 +4,13 @@ import {
   createPowertoolsLogger,
   DEFAULT_SERVICE_NAME,
   Logger,
+  lambdaContextFields,
   logLevelFromEnv,
   REDACTED,
 } from '../../../functions/lib/shared/logger';
 import { captureLogLines, stopCapturing } from '../../support/log-capture';
 
-/** Powertools reads the cold start and the trace id from the process environment, as in Lambda. */
+/** Powertools reads the trace id (and, for addContext, the cold start) from the process environment, as in Lambda. */
 const LAMBDA_ENV = {
   AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
   _X_AMZN_TRACE_ID: 'Root=1-67a1b2c3-0123456789abcdef01234567;Sampled=1',
@@ -41,11 +42,10 @@ afterEach(() => {
 describe('log lines', () => {
   it('carry the Powertools keys, the Lambda context and the fields, on one JSON line each', () => {
     const log = logger();
-    log.addContext(context('req-1'));
-    log.child({ requestId: 'req-1' }).info('token served', { audit: 'issued', client: 'limitrail' });
-    log.addContext(context('req-2'));
-    log.info('second invocation');
-    const [first, second] = parsed();
+    const invocation = log.child(lambdaContextFields(context('req-1'), true));
+    log.child(lambdaContextFields(context('req-2'), false)).info('second invocation');
+    invocation.child({ requestId: 'req-1' }).info('token served', { audit: 'issued', client: 'limitrail' });
+    const [second, first] = parsed();
     expect(first).toEqual({
       level: 'INFO',
       message: 'token served',
@@ -63,6 +63,19 @@ describe('log lines', () => {
       client: 'limitrail',
     });
     expect(second).toMatchObject({ cold_start: false, function_request_id: 'req-2', message: 'second invocation' });
+  });
+
+  it("write an invocation's Lambda context as Powertools' addContext does: the same keys, values and order", () => {
+    const reference = createPowertoolsLogger({});
+    reference.addContext(context('req-1')); // the first invocation of an on-demand container: cold start
+    reference.info('served', { requestId: 'req-1' });
+    logger()
+      .child(lambdaContextFields(context('req-1'), true))
+      .info('served', { requestId: 'req-1' });
+    const [theirs, ours] = parsed();
+    expect(Object.keys(ours!)).toEqual(Object.keys(theirs!));
+    expect({ ...ours, timestamp: theirs!.timestamp }).toEqual(theirs);
+    expect(theirs).toMatchObject({ cold_start: true, function_request_id: 'req-1' });
   });
 
   it('name the service from POWERTOOLS_SERVICE_NAME', () => {

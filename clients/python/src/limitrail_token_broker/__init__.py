@@ -5,7 +5,7 @@
     broker = TokenBrokerClient(invoke_transport("limitrail-token-broker-prod-token"))
     token = broker.token(["limitrail.usage.read"])
 
-See the repository README, "Caller's guide".
+See docs/callers.md in the repository.
 """
 
 from .client import TokenBrokerClient

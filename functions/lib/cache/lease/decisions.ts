@@ -2,13 +2,14 @@
  * The lease protocol's decisions, pure: given the key's item as last read (LeaseView), what a request does next
  * (LeaseStep). table-lease.ts executes them in one loop; each way in is one decision function:
  *   - decideMiss (a miss): serve a token someone wrote, else wait for the holder or take the lease and fetch;
- *   - decideForced (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval;
+ *   - decideForced (a caller saw its token rejected): forced-refresh.ts decides, one forced fetch per interval per
+ *     key, and one per interval per caller and client across keys (force-budget.ts);
  *   - decideRefreshAhead (past a token's refresh point): refresh if this request gets the lease, else serve the
  *     current token at once and leave the key alone while the lease is held;
  *   - decidePrewarm: refresh a missing or due token through the lease.
  * The lease bound and clock skew are lease-rules.ts's.
  */
-import { type CachedToken, isRefreshDue } from '../../domain/cached-token';
+import { type CachedToken, isRefreshDue, isServable } from '../../domain/cached-token';
 import type { KeyedRequest } from '../../domain/token-request';
 import type { PrewarmOutcome, StoredEntry } from '../../ports';
 import type { BrokerError } from '../../shared/errors';
@@ -26,6 +27,8 @@ export interface LeaseView {
   heldByOther: boolean;
   /** This request has just taken the lease: the double check. */
   owned: boolean;
+  /** With `owned`: the take also claimed the interval's forced fetch. */
+  claimed?: boolean;
   /** This request's last attempt to take the lease failed (`entry` is the item as that attempt saw it). */
   lost: boolean;
 }
@@ -37,8 +40,11 @@ export type LeaseStep<Y> =
   | { step: 'wait' }
   /** Try to take the lease; `claimForced`: as the interval's forced fetch. */
   | { step: 'take'; claimForced?: boolean }
-  /** This request holds the lease: fetch, write the token, release the lease. */
-  | { step: 'fetch' }
+  /**
+   * This request holds the lease: fetch, write the token, release the lease. `spendsBudget`: the fetch replaces a
+   * servable token on a forced refresh, so it spends the caller's forced-refresh budget first (force-budget.ts).
+   */
+  | { step: 'fetch'; spendsBudget?: boolean }
   /** Stop without a token of this request's own; the policy's result. */
   | { step: 'yield'; value: Y }
   /** Refuse the request. */
@@ -59,12 +65,27 @@ export const decideMiss =
     return heldByOther ? { step: 'wait' } : { step: 'take' };
   };
 
-/** A forced refresh: forced-refresh.ts decides before the lease; with it, serve what answers the request or fetch. */
+/**
+ * A forced refresh: forced-refresh.ts decides before the lease; with it, serve what answers the request or fetch. A
+ * take that did not claim the forced fetch (the interval's was spent and there was no servable token) makes it a
+ * plain miss: without a fingerprint, a token written meanwhile answers it as it answers a miss.
+ */
 export const decideForced =
   (req: KeyedRequest, forceRefreshIntervalMs: number): LeaseDecision<never> =>
-  ({ entry, nowMs, heldByOther, owned }) => {
-    if (owned)
-      return entry?.token && req.accept(entry.token, nowMs) ? { step: 'serve', token: entry.token } : { step: 'fetch' };
+  ({ entry, nowMs, heldByOther, owned, claimed }) => {
+    if (owned) {
+      // The double check: what answers the request is served; a fetch that replaces a servable token spends the budget.
+      const token = entry?.token;
+      if (token && req.accept(token, nowMs)) return { step: 'serve', token };
+      const asMiss =
+        !claimed &&
+        req.rejectedTokenSha256 === undefined &&
+        token !== undefined &&
+        isServable(token, nowMs, req.minTtlSec) &&
+        !isRefreshDue(token, nowMs);
+      if (asMiss) return { step: 'serve', token };
+      return { step: 'fetch', spendsBudget: token !== undefined && isServable(token, nowMs, req.minTtlSec) };
+    }
     const next = decideForcedRefresh({
       token: entry?.token,
       leaseHeld: heldByOther,
@@ -89,16 +110,21 @@ export const decideForced =
   };
 
 /**
- * Refresh ahead of `current`: a newer token someone wrote is served; if another container has the lease this one
- * gives up (serving `current`) and stays quiet until that lease ends, never longer than a lease can last. It does
- * not wait: every caller meanwhile is served the current token.
+ * Refresh ahead of `current`: a newer token someone wrote is served if it answers the request (a forced refresh may
+ * have reported it rejected: then `current` is served, and nothing is refreshed, the newer token not being due); if
+ * another container has the lease this one gives up (serving `current`) and stays quiet until that lease ends, never
+ * longer than a lease can last. It does not wait: every caller meanwhile is served the current token.
  */
 export const decideRefreshAhead =
-  (current: CachedToken, leaseDurationMs: number): LeaseDecision<{ quietUntilMs: number }> =>
+  (
+    current: CachedToken,
+    leaseDurationMs: number,
+    accept: KeyedRequest['accept'],
+  ): LeaseDecision<{ quietUntilMs: number }> =>
   ({ entry, nowMs, owned, lost }) => {
     const token = entry?.token;
     if (token && token.expiresAtEpochSec > current.expiresAtEpochSec && !isRefreshDue(token, nowMs))
-      return { step: 'serve', token };
+      return accept(token, nowMs) ? { step: 'serve', token } : { step: 'yield', value: { quietUntilMs: nowMs } };
     if (owned) return { step: 'fetch' };
     if (!lost) return { step: 'take' };
     const leaseUntilMs = entry?.lease?.untilEpochMs ?? nowMs + REFRESH_RETRY_AFTER_MS;

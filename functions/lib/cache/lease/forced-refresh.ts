@@ -2,8 +2,9 @@
  * Forced refreshes (a caller's token was rejected with 401) each cost an upstream request, and any caller can ask
  * for one, while LimitRail rate-limits the shared client. So across all containers, forced refreshes of one key
  * fetch at most once per FORCE_REFRESH_MIN_INTERVAL_SEC: the time of the last forced fetch is kept on the key's
- * item, claimed together with the refresh lease in one conditional write (token-store.ts), or in the container's
- * memory while the table is down. This module only decides; refresh-lease.ts and broker.ts do the I/O.
+ * item, claimed together with the refresh lease in one conditional write (cache/table/conditions.ts forcedFetchQuiet),
+ * or in the container's memory while the table is down. Across keys, a caller's forced fetches are bounded by its
+ * budget (force-budget.ts). This module only decides; table-lease.ts and in-memory-lease.ts do the I/O.
  */
 
 import { type CachedToken, isServable } from '../../domain/cached-token';
@@ -30,8 +31,11 @@ export type ForcedRefreshStep =
   | { step: 'serve'; token: CachedToken }
   /** Another container is fetching: wait for its token, then decide again. */
   | { step: 'wait' }
-  /** Take the lease and fetch; `claim`: as this interval's forced fetch. */
-  | { step: 'fetch'; claim: boolean }
+  /**
+   * Take the lease and fetch; `claim`: as this interval's forced fetch; `spendsBudget`: the fetch replaces a servable
+   * token, so it spends the caller's budget (force-budget.ts).
+   */
+  | { step: 'fetch'; claim: boolean; spendsBudget: boolean }
   /** The current token is the rejected one and this interval's forced fetch is spent. */
   | { step: 'refuse'; retryAfterSec: number };
 
@@ -44,6 +48,7 @@ export type ForcedRefreshStep =
  *   hitting 401 at once causes one upstream request), and one whose fingerprint is the current token is refused
  *   until the interval ends;
  * - with no servable token at all it is a plain miss, as for any request.
+ * A fetch that replaces a servable token also spends the caller's budget across scope sets (force-budget.ts).
  */
 export const decideForcedRefresh = (s: ForcedRefreshState): ForcedRefreshStep => {
   const token = s.token !== undefined && isServable(s.token, s.nowMs, s.minTtlSec) ? s.token : undefined;
@@ -53,8 +58,8 @@ export const decideForcedRefresh = (s: ForcedRefreshState): ForcedRefreshStep =>
     sha256Hex(token.accessToken) === s.rejectedTokenSha256;
   if (token && s.rejectedTokenSha256 !== undefined && !isRejected) return { step: 'serve', token };
   if (s.leaseHeld) return { step: 'wait' };
-  if (s.blockedUntilMs === undefined) return { step: 'fetch', claim: true };
-  if (!token) return { step: 'fetch', claim: false };
+  if (s.blockedUntilMs === undefined) return { step: 'fetch', claim: true, spendsBudget: token !== undefined };
+  if (!token) return { step: 'fetch', claim: false, spendsBudget: false };
   if (!isRejected) return { step: 'serve', token };
   return { step: 'refuse', retryAfterSec: Math.max(1, Math.ceil((s.blockedUntilMs - s.nowMs) / 1000)) };
 };

@@ -3,8 +3,9 @@
  * and the last forced fetch (`forcedFetchAtEpochMs`). They change without a token write, so they cannot be bound
  * to the sealed token like the other fields; anyone who can write the table can set them. Each is bounded instead:
  * a value no broker could have written is ignored, so a written value delays others at most REFRESH_LEASE_MS
- * (lease) or FORCE_REFRESH_MIN_INTERVAL_SEC (forced fetch), plus CLOCK_SKEW_MS. token-store.ts states the same
- * rules as DynamoDB conditions; refresh-lease.ts and forced-refresh.ts decide with them. The reading and the
+ * (lease) or FORCE_REFRESH_MIN_INTERVAL_SEC (forced fetch), plus CLOCK_SKEW_MS. These bounds are stated here only:
+ * cache/table/conditions.ts writes them as DynamoDB conditions; decisions.ts and forced-refresh.ts decide with
+ * them. The reading and the
  * conditions must agree on every value, or a container decides to take a lease its condition refuses: a value that
  * is not a number (coordinationTimeMs) counts as absent in both, and a lease time counts whoever is named as its
  * owner (none, or a value that is not a string: held by an unknown owner).

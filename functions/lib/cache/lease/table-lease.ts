@@ -7,7 +7,9 @@
  *
  * Waiting polls the item (consistent reads, backoff with full jitter), bounded by the lease and the invocation's
  * deadline; a holder that dies blocks others only until its lease expires, and a lease nobody could have taken
- * (pinned far out) counts as expired (lease-rules.ts states the bound and the clock skew).
+ * (pinned far out) counts as expired (lease-rules.ts states the bound and the clock skew). A forced fetch that
+ * replaces a servable token spends its caller's budget once it holds the lease, just before fetching
+ * (force-budget.ts). Every item read passes the request's vetTableToken (a rolled-back token reads as absent).
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,6 +28,7 @@ import {
   type LeaseDecision,
   REFRESH_RETRY_AFTER_MS,
 } from './decisions';
+import { budgetRetryAfterSec, forceBudgetSpent } from './force-budget';
 import { isLeaseHeld } from './lease-rules';
 
 /** Polling a held lease: 25 ms doubling to 400 ms, full jitter, at least 5 ms. */
@@ -33,8 +36,14 @@ const POLL = { baseMs: 25, capMs: 400, floorMs: 5 } as const;
 
 type RunResult<Y> =
   | { kind: 'served'; token: CachedToken }
-  | { kind: 'fetched'; token: CachedToken }
+  | { kind: 'fetched'; token: CachedToken; written: boolean }
   | { kind: 'yielded'; value: Y };
+
+/** A served or fetched token as an Outcome; one the table could not take is marked (`aroundTable`). */
+const outcomeOf = (result: Exclude<RunResult<unknown>, { kind: 'yielded' }>): Outcome =>
+  result.kind === 'served'
+    ? { token: result.token, source: 'table' }
+    : { token: result.token, source: 'endpoint', ...(result.written ? {} : { aroundTable: true as const }) };
 
 interface Policy<Y> {
   decide: LeaseDecision<Y>;
@@ -76,7 +85,7 @@ export class TableLease implements LeaseProtocol {
       : { decide: decideMiss(req.accept), firstRead: 'none' };
     const result = await this.#run(req, policy);
     if (result.kind === 'yielded') throw new Error('unreachable: a miss never yields');
-    return { token: result.token, source: result.kind === 'fetched' ? 'endpoint' : 'table' };
+    return outcomeOf(result);
   }
 
   /**
@@ -93,7 +102,7 @@ export class TableLease implements LeaseProtocol {
     }
     try {
       const result = await this.#run(req, {
-        decide: decideRefreshAhead(current.token, this.deps.leaseDurationMs),
+        decide: decideRefreshAhead(current.token, this.deps.leaseDurationMs, req.accept),
         firstRead: 'eventual',
         previous: (entry) => entry.token ?? current.token,
       });
@@ -101,7 +110,7 @@ export class TableLease implements LeaseProtocol {
         this.#quietUntilMs.set(req.cacheKey, result.value.quietUntilMs);
         return current;
       }
-      return { token: result.token, source: result.kind === 'fetched' ? 'endpoint' : 'table' };
+      return outcomeOf(result);
     } catch (err) {
       this.#quietUntilMs.set(req.cacheKey, this.deps.clock.nowMs() + REFRESH_RETRY_AFTER_MS);
       req.log.warn('refresh ahead failed; serving the current token', { ...req.keyFields, ...errorLogFields(err) });
@@ -118,8 +127,7 @@ export class TableLease implements LeaseProtocol {
   /** The protocol: decide, act, decide again, until a token is served or fetched, or the policy gives up. */
   async #run<Y>(req: KeyedRequest, policy: Policy<Y>): Promise<RunResult<Y>> {
     const { clock, store, leaseDurationMs, forceRefreshIntervalMs } = this.deps;
-    let entry =
-      policy.firstRead === 'none' ? undefined : await store.read(req.cacheKey, policy.firstRead === 'consistent');
+    let entry = policy.firstRead === 'none' ? undefined : await this.#read(req, policy.firstRead === 'consistent');
     let waits = 0;
     let lost = false;
     let lostTakes = 0;
@@ -163,13 +171,14 @@ export class TableLease implements LeaseProtocol {
       const owner = this.#newOwner();
       const claim = next.claimForced ? { forceRefreshIntervalMs } : {};
       const attempt = await store.tryAcquireLease(req.cacheKey, owner, { nowMs, leaseDurationMs, ...claim });
-      entry = attempt.entry;
+      entry = this.#vet(req, attempt.entry);
       lost = !attempt.acquired;
       if (lost) continue;
-      const again = policy.decide({ entry, nowMs, heldByOther: false, owned: true, lost });
+      const again = policy.decide({ entry, nowMs, heldByOther: false, owned: true, claimed: !!next.claimForced, lost });
       if (again.step === 'fetch') {
+        if (again.spendsBudget) await this.#spendBudget(req, owner, next.claimForced === true);
         const previous = policy.previous ? policy.previous(entry) : entry.token;
-        return { kind: 'fetched', token: await this.#fetchUnderLease(req, owner, entry, previous) };
+        return { kind: 'fetched', ...(await this.#fetchUnderLease(req, owner, entry, previous)) };
       }
       await store.releaseLease(req.cacheKey, owner); // what answers the request was written just before
       if (again.step === 'serve') return { kind: 'served', token: this.#remember(req, again.token) };
@@ -178,10 +187,38 @@ export class TableLease implements LeaseProtocol {
     }
   }
 
+  /** Reads the item; a table token the request does not trust (a rollback) reads as absent. */
+  async #read(req: KeyedRequest, consistent: boolean): Promise<StoredEntry> {
+    return this.#vet(req, await this.deps.store.read(req.cacheKey, consistent));
+  }
+
+  #vet(req: KeyedRequest, entry: StoredEntry): StoredEntry {
+    if (!entry.token || !req.vetTableToken || req.vetTableToken(entry.token)) return entry;
+    const { token: _refused, ...rest } = entry;
+    return rest;
+  }
+
+  /**
+   * Holding the key's lease, about to fetch: spends the caller's forced-refresh budget, or gives the lease (and the
+   * key's forced fetch this take claimed) back and refuses the request (force-budget.ts).
+   */
+  async #spendBudget(req: KeyedRequest, owner: string, claimedForced: boolean): Promise<void> {
+    const { clock, store, forceRefreshIntervalMs: intervalMs } = this.deps;
+    if (req.forceBudgetKey === undefined) return;
+    const nowMs = clock.nowMs();
+    const spent = await store.claimForceBudget(req.forceBudgetKey, { nowMs, intervalMs }).catch(async (err) => {
+      await store.releaseLease(req.cacheKey, owner).catch(() => undefined);
+      throw err;
+    });
+    if (spent.claimed) return;
+    await store.releaseLease(req.cacheKey, owner, { forcedFetch: claimedForced }).catch(() => undefined);
+    throw forceBudgetSpent(budgetRetryAfterSec(spent.spentAtEpochMs, nowMs, intervalMs), Math.round(intervalMs / 1000));
+  }
+
   /** One poll step: sleeps a backoff step (full jitter, never past `untilMs`), then reads the item consistently. */
   async #pollAfter(req: KeyedRequest, attempt: number, nowMs: number, untilMs: number): Promise<StoredEntry> {
     await this.#sleep(Math.min(fullJitterDelayMs(attempt, this.#random(), POLL), untilMs - nowMs));
-    return this.deps.store.read(req.cacheKey, true);
+    return this.#read(req, true);
   }
 
   /** Fetches while holding the lease, then writes the token (replacing `seen` if it was unusable) and releases it. */
@@ -190,7 +227,7 @@ export class TableLease implements LeaseProtocol {
     owner: string,
     seen: StoredEntry,
     previous: CachedToken | undefined,
-  ): Promise<CachedToken> {
+  ): Promise<{ token: CachedToken; written: boolean }> {
     const { clock, fetcher, store } = this.deps;
     // Retries may outlast the lease: renew it before each one, so no other container starts a second fetch.
     const beforeRetry = async () => {
@@ -206,12 +243,13 @@ export class TableLease implements LeaseProtocol {
     this.deps.memory.set(req.cacheKey, token);
     try {
       await store.writeToken(req.cacheKey, token, req.client.name, owner, seen.unusableCiphertext);
+      return { token, written: true };
     } catch (err) {
       // KMS or the table failed: others cannot see this token, so let them take the lease now, not at expiry.
       req.log.warn('token not written to the table', { ...req.keyFields, ...errorLogFields(err) });
       await store.releaseLease(req.cacheKey, owner).catch(() => undefined);
+      return { token, written: false };
     }
-    return token;
   }
 
   #remember(req: KeyedRequest, token: CachedToken): CachedToken {

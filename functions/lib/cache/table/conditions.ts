@@ -1,10 +1,10 @@
 /**
  * The conditions of the token table's writes, each named and stated twice: as a DynamoDB condition expression
  * fragment (what DynamoTokenTable sends) and as the same rule on the item's facts (`holds`, what the unit tests' fake
- * table evaluates), as Powertools names its `idempotencyKeyDoesNotExist`. The rules are lease-rules.ts's: a lease
- * or forced-fetch time that is not a number counts as absent (`NOT attribute_type(x, :numberType)` comes first, so
- * a comparison of different types never decides: DynamoDB answers false, moto fails the request), and a lease
- * ending later than any holder could have set it counts as expired.
+ * table evaluates), as Powertools names its `idempotencyKeyDoesNotExist`. The rules are lease-rules.ts's: a lease,
+ * forced-fetch or forced-refresh budget time that is not a number counts as absent (`NOT attribute_type(x, :numberType)` comes first, so
+ * a comparison of different types never decides: DynamoDB answers false, moto fails the request), and a time later
+ * than any broker could have set it counts as expired (a lease) or as none (a forced fetch, a budget).
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { CLOCK_SKEW_MS, latestLeaseEndMs } from '../lease/lease-rules';
@@ -17,6 +17,8 @@ export interface ItemFacts {
   forcedFetchAtEpochMs?: number | undefined;
   /** The stored token's expiry, when the item holds a binary token and a numeric expiry. */
   tokenExpiresAtEpochSec?: number | undefined;
+  /** A forced-refresh budget item (one per caller and client): when a forced fetch last spent it. */
+  budgetSpentAtEpochMs?: number | undefined;
 }
 
 export interface Condition {
@@ -38,7 +40,7 @@ const n = (value: number): AttributeValue => ({ N: String(value) });
  */
 const timeReleased = (
   name: string,
-  attribute: 'leaseUntilEpochMs' | 'forcedFetchAtEpochMs',
+  attribute: 'leaseUntilEpochMs' | 'forcedFetchAtEpochMs' | 'budgetSpentAtEpochMs',
   bounds: { notAfter: [string, number]; writableUntil: [string, number] },
 ): Condition => {
   const [low, lowMs] = bounds.notAfter;
@@ -66,6 +68,16 @@ export const forcedFetchQuiet = (nowMs: number, intervalMs: number): Condition =
   timeReleased('forcedFetchQuiet', 'forcedFetchAtEpochMs', {
     notAfter: [':quietSince', nowMs - intervalMs],
     writableUntil: [':latestForced', nowMs + CLOCK_SKEW_MS],
+  });
+
+/**
+ * The caller's forced-refresh budget is unspent: no forced fetch for this caller and client within the interval (or
+ * one recorded beyond the skew: not a broker's, ignored). The same bound as forcedFetchQuiet, on the budget item.
+ */
+export const forceBudgetUnspent = (nowMs: number, intervalMs: number): Condition =>
+  timeReleased('forceBudgetUnspent', 'budgetSpentAtEpochMs', {
+    notAfter: [':budgetSince', nowMs - intervalMs],
+    writableUntil: [':latestBudget', nowMs + CLOCK_SKEW_MS],
   });
 
 /**

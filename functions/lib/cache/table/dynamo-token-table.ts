@@ -3,17 +3,21 @@
  * the token (access token envelope-encrypted, `expiresAtEpochSec` as the table's TTL attribute), while a container
  * refreshes it the refresh lease (`leaseOwner`, `leaseUntilEpochMs`), and the time of the last forced fetch
  * (`forcedFetchAtEpochMs`). Token and lease share the item, so one consistent read shows both and a token write
- * releases the lease atomically. This module does the I/O only: the item format and its authentication are
+ * releases the lease atomically. Beside them, one item per caller and client holds its forced-refresh budget
+ * (`budgetSpentAtEpochMs`, cache/lease/force-budget.ts). This module does the I/O only: the item format and its authentication are
  * item-codec.ts's, the write conditions conditions.ts's.
  */
 import { type AttributeValue, type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { tokenFingerprint } from '../../domain/cache-key';
 import type { CachedToken } from '../../domain/cached-token';
-import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../ports';
+import type { BudgetClaim, BudgetRequest, LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../ports';
 import { describeAwsError } from '../../shared/aws-errors';
 import { UnavailableError } from '../../shared/errors';
+import { coordinationTimeMs } from '../lease/lease-rules';
 import {
   allOf,
+  type Condition,
+  forceBudgetUnspent,
   forcedFetchQuiet,
   leaseFreeOrOwnedBy,
   leaseTakeable,
@@ -162,24 +166,61 @@ export class DynamoTokenTable implements TokenTable {
 
   /** Extends `owner`'s lease (before a retry). False if it no longer holds it. */
   renewLease(cacheKey: string, owner: string, leaseUntilEpochMs: number): Promise<boolean> {
-    return this.#updateIfOwner(
+    return this.#updateIf(
       cacheKey,
-      owner,
+      ownsLease(owner),
       'SET leaseUntilEpochMs = :until',
       { ':until': { N: String(leaseUntilEpochMs) } },
       'lease renewal',
     );
   }
 
-  /** Gives the lease back if `owner` still holds it. */
-  async releaseLease(cacheKey: string, owner: string): Promise<void> {
-    await this.#updateIfOwner(cacheKey, owner, 'REMOVE leaseOwner, leaseUntilEpochMs', {}, 'lease release');
+  /**
+   * Gives the lease back if `owner` still holds it; `forcedFetch`: and the forced fetch its take claimed. That take's
+   * condition found no forced fetch within the interval, and nobody claims one without the lease, so removing the time
+   * puts the key back as it was.
+   */
+  async releaseLease(cacheKey: string, owner: string, options: { forcedFetch?: boolean } = {}): Promise<void> {
+    const remove = `REMOVE leaseOwner, leaseUntilEpochMs${options.forcedFetch ? ', forcedFetchAtEpochMs' : ''}`;
+    await this.#updateIf(cacheKey, ownsLease(owner), remove, {}, 'lease release');
   }
 
-  /** An update of the lease conditional on `owner` holding it; false when it does not. */
-  async #updateIfOwner(
-    cacheKey: string,
-    owner: string,
+  /**
+   * Spends a caller's forced-refresh budget: its own item (`budgetKey`, domain/cache-key.ts forceBudgetKeyFor) records
+   * this forced fetch, unless one was recorded within the interval (forceBudgetUnspent: a time that is not a
+   * number, or one beyond the clock skew, counts as none, so a written value delays at most one interval). The item
+   * expires (TTL) once the interval is over.
+   */
+  async claimForceBudget(budgetKey: string, { nowMs, intervalMs }: BudgetRequest): Promise<BudgetClaim> {
+    const condition = forceBudgetUnspent(nowMs, intervalMs);
+    try {
+      await this.ddb.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: this.#key(budgetKey),
+          UpdateExpression: 'SET budgetSpentAtEpochMs = :now, #expires = :budgetTtl',
+          ConditionExpression: condition.expression,
+          ExpressionAttributeNames: { '#expires': TABLE_TTL_ATTRIBUTE },
+          ExpressionAttributeValues: {
+            ...condition.values,
+            ':now': { N: String(nowMs) },
+            ':budgetTtl': { N: String(Math.ceil((nowMs + intervalMs) / 1000) + LEASE_ITEM_GRACE_SEC) },
+          },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return { claimed: true };
+    } catch (err) {
+      if (!isConditionFailure(err)) throw unavailable('forced-refresh budget', err);
+      const spent = (err as { Item?: Record<string, AttributeValue> }).Item?.budgetSpentAtEpochMs;
+      return { claimed: false, spentAtEpochMs: coordinationTimeMs(spent?.N) };
+    }
+  }
+
+  /** An update of the item under `condition` (the lease's owner); false when it does not hold. */
+  async #updateIf(
+    key: string,
+    condition: Condition,
     updateExpression: string,
     values: Record<string, AttributeValue>,
     what: string,
@@ -188,10 +229,10 @@ export class DynamoTokenTable implements TokenTable {
       await this.ddb.send(
         new UpdateItemCommand({
           TableName: this.tableName,
-          Key: this.#key(cacheKey),
+          Key: this.#key(key),
           UpdateExpression: updateExpression,
-          ConditionExpression: ownsLease(owner).expression,
-          ExpressionAttributeValues: { ...values, ...ownsLease(owner).values },
+          ConditionExpression: condition.expression,
+          ExpressionAttributeValues: { ...values, ...condition.values },
         }),
       );
       return true;

@@ -1,6 +1,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import {
+  decideForced,
   decideMiss,
   decidePrewarm,
   decideRefreshAhead,
@@ -65,7 +66,35 @@ describe('decisions', () => {
     ],
     ['holding the lease', { token: due }, { owned: true }, 'fetch'],
   ])('refresh ahead, %s: %s', (_name, entry, over, expected) => {
-    expect(stepOf(decideRefreshAhead(due, LEASE_MS)(view(entry, over)))).toBe(expected);
+    expect(stepOf(decideRefreshAhead(due, LEASE_MS, accept60)(view(entry, over)))).toBe(expected);
+  });
+
+  it.each([
+    ['first look', {}],
+    ['holding the lease', { owned: true }],
+  ])(
+    'refresh ahead for a forced refresh that reported the newer token rejected, %s: keeps the current one',
+    (_n, over) => {
+      const newer = token(10, 'newer');
+      const notNewer = (t: CachedToken, nowMs: number) => accept60(t, nowMs) && t.accessToken !== 'newer';
+      const step = decideRefreshAhead(due, LEASE_MS, notNewer)(view({ token: newer }, over));
+      expect(stepOf(step)).toBe(`yield {"quietUntilMs":${NOW}}`);
+    },
+  );
+
+  it.each([
+    ['claimed the forced fetch, a fresh token there', 'fetch', { token: fresh }, { claimed: true }],
+    ['did not claim it (spent interval), a fresh token was just written', 'serve current', { token: fresh }, {}],
+    ['did not claim it, a due token', 'fetch', { token: due }, {}],
+    ['did not claim it, nothing there', 'fetch', {}, {}],
+  ])('a forced refresh without a fingerprint holding the lease, %s: %s', (_name, expected, entry, over) => {
+    const forced = world().forced();
+    expect(stepOf(decideForced(forced, 30_000)(view(entry, { owned: true, ...over })))).toBe(expected);
+  });
+
+  it('a forced refresh holding the lease without the claim never serves the token it reported rejected', () => {
+    const forced = world().forced(fresh);
+    expect(stepOf(decideForced(forced, 30_000)(view({ token: fresh }, { owned: true })))).toBe('fetch');
   });
 
   it.each([

@@ -48,9 +48,10 @@ describe('forced refresh decision', () => {
     }
   });
 
-  it('fetches, claiming the interval, for the first forced refresh after a quiet interval, even for a seconds-old token', () => {
-    expect(decideForcedRefresh(state({}))).toEqual({ step: 'fetch', claim: true });
-    expect(decideForcedRefresh(state({ rejectedTokenSha256: undefined }))).toEqual({ step: 'fetch', claim: true });
+  it('fetches, claiming the interval and spending the budget, for the first forced refresh after a quiet interval, even for a seconds-old token', () => {
+    const replacing = { step: 'fetch', claim: true, spendsBudget: true };
+    expect(decideForcedRefresh(state({}))).toEqual(replacing);
+    expect(decideForcedRefresh(state({ rejectedTokenSha256: undefined }))).toEqual(replacing);
   });
 
   it("refuses the current token's fingerprint inside the interval, with the seconds until the next forced fetch", () => {
@@ -72,19 +73,18 @@ describe('forced refresh decision', () => {
     ).toEqual({ step: 'wait' });
   });
 
-  it('is a plain miss when there is no servable token, without claiming a spent interval', () => {
+  it('is a plain miss when there is no servable token: no spent interval claimed, no budget spent', () => {
     const nearExpiry = tokenAged(3600 - 30);
-    expect(decideForcedRefresh(state({ token: undefined, blockedUntilMs: inside }))).toEqual({
-      step: 'fetch',
-      claim: false,
-    });
+    const plainMiss = { step: 'fetch', claim: false, spendsBudget: false };
+    expect(decideForcedRefresh(state({ token: undefined, blockedUntilMs: inside }))).toEqual(plainMiss);
     expect(
       decideForcedRefresh(state({ token: nearExpiry, blockedUntilMs: inside, rejectedTokenSha256: sha256Hex('x') })),
-    ).toEqual({
+    ).toEqual(plainMiss);
+    expect(decideForcedRefresh(state({ token: undefined }))).toEqual({
       step: 'fetch',
-      claim: false,
+      claim: true,
+      spendsBudget: false,
     });
-    expect(decideForcedRefresh(state({ token: undefined }))).toEqual({ step: 'fetch', claim: true });
   });
 
   it('answers a refusal as temporarily_unavailable 503 with retryAfterSeconds in the OAuth body', () => {

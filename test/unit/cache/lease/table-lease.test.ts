@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CLOCK_SKEW_MS } from '../../../../functions/lib/cache/lease/lease-rules';
+import { lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../../../functions/lib/ports';
 import { type FakeTable, INTERVAL_MS, KEY, LEASE_MS, world } from '../../../support/fakes/lease-world';
 
@@ -21,7 +22,8 @@ class BlindTable implements TokenTable {
   writeToken: TokenTable['writeToken'] = (key, token, client, owner) =>
     this.table.writeToken(key, token, client, owner);
   renewLease: TokenTable['renewLease'] = (key, owner, until) => this.table.renewLease(key, owner, until);
-  releaseLease: TokenTable['releaseLease'] = (key, owner) => this.table.releaseLease(key, owner);
+  releaseLease: TokenTable['releaseLease'] = (key, owner, options) => this.table.releaseLease(key, owner, options);
+  claimForceBudget: TokenTable['claimForceBudget'] = (key, request) => this.table.claimForceBudget(key, request);
 }
 const hideLease = ({ lease: _hidden, ...rest }: StoredEntry): StoredEntry => rest;
 
@@ -143,5 +145,42 @@ describe('forced refreshes across containers', () => {
     expect(forced.token.accessToken).not.toBe(fresh.accessToken);
     expect((await b.obtain(w.forced())).token).toEqual(forced.token);
     expect(w.fetchedAtMs).toHaveLength(1);
+  });
+});
+
+describe('a forced refresh in a spent interval, with no servable token', () => {
+  it('is a plain miss: a token another container writes between its read and its take answers it, no fetch', async () => {
+    const w = world();
+    w.table.items.set(KEY, { forcedFetchAtEpochMs: w.nowMs() - 1_000 }); // this interval's forced fetch is spent
+    const written = { accessToken: 'written-meanwhile', scopes: ['a'], ...lifetimeOf(w.nowMs(), 3600) };
+    const racing: TokenTable = {
+      read: (key) => w.table.read(key),
+      tryAcquireLease: async (key, owner, request) => {
+        await w.table.writeToken(key, written, 'limitrail'); // another container's miss completes first
+        return w.table.tryAcquireLease(key, owner, request);
+      },
+      writeToken: (key, token, client, owner) => w.table.writeToken(key, token, client, owner),
+      renewLease: (key, owner, until) => w.table.renewLease(key, owner, until),
+      releaseLease: (key, owner) => w.table.releaseLease(key, owner),
+      claimForceBudget: (key, request) => w.table.claimForceBudget(key, request),
+    };
+    const outcome = await w.container(undefined, racing).obtain(w.forced());
+    expect(outcome).toEqual({ token: written, source: 'table' });
+    expect(w.fetchedAtMs).toHaveLength(0);
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
+  });
+});
+
+describe('refresh ahead for a forced refresh', () => {
+  it('never answers with the token the caller reported rejected, though the table holds it and it is newer', async () => {
+    const w = world();
+    const due = w.seed(3000); // the container's token, past its refresh point
+    const newer = { accessToken: 'token-newer', scopes: ['a'], ...lifetimeOf(w.nowMs() - 5_000, 3600) };
+    w.table.items.set(KEY, { token: newer }); // another container refreshed it; the caller reports it rejected
+    const current = { token: due, source: 'memory' as const };
+    const outcome = await w.container().refreshAhead(w.forced(newer), current);
+    expect(outcome.token.accessToken).toBe(due.accessToken);
+    expect(w.fetchedAtMs).toHaveLength(0);
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
   });
 });
