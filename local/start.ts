@@ -13,8 +13,8 @@
  *      verifies every assertion (test/support/stacks/key-client.ts)
  *   4. runs serverless-offline (osls, --stage local, callerAuth=grants, callersParameter: that parameter, read every
  *      5 s): the Lambda Invoke API on 127.0.0.1; `npm run revoke` (local/revoke-cli.ts) changes the parameter
- *   5. writes .local/caller.env and the AWS profiles `granted` and `nogrant` (.local/aws/config, credentials: sessions
- *      of the two roles), with which your own code calls the local broker (local/caller-files.ts)
+ *   5. writes .local/caller.env and the AWS profiles `granted`, `nogrant` and `jwt` (.local/aws/config, credentials:
+ *      sessions of the three roles), with which your own code calls the local broker (local/caller-files.ts)
  *   6. asks the token function for a token once, like a real caller: as a session of the granted role
  *      (AssumeRole in moto), with an identity proof signed by it; prints the exchange, never the proof
  *
