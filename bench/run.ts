@@ -4,7 +4,9 @@
  *
  *   - bundle size per function (cold-start weight)
  *   - cold start: time to load the bundle in a fresh Node process
- *   - latency of a memory hit, a table hit (cold container) and a miss (token endpoint)
+ *   - latency of a memory hit, a table hit (cold container) and a miss (token endpoint), the miss for each client
+ *     authentication method: client_secret_post (a secret from Secrets Manager) and private_key_jwt (an assertion
+ *     signed by KMS: GetPublicKey once per container, one Sign per request), ES256 and RS256
  *   - upstream requests for 100 sequential requests of one scope set
  *   - stampede: upstream requests for 1, 10, 50 concurrent cold containers, with and without the refresh lease
  *   - cost per million token requests, beside a naive broker (bench/cost.ts), for a scenario given by flags:
@@ -23,8 +25,9 @@ import { createTokenHandler } from '../functions/lib/handlers/token-handler';
 import { createRuntime, loggerFromEnv } from '../functions/lib/runtime';
 import { captureLogLines } from '../test/support/log-capture';
 import { arm64Node, deployNode, machineNode, type NodeRuntime } from '../test/support/process/node-runtimes';
-import { startBrokerStack } from '../test/support/stacks/broker-stack';
+import { REGION, startBrokerStack } from '../test/support/stacks/broker-stack';
 import { putCallersParameter } from '../test/support/stacks/callers-parameter';
+import { ensureKeyClient } from '../test/support/stacks/key-client';
 import { STS_REGION, startStsStack } from '../test/support/stacks/sts-stack';
 import { configuredMemoryMb, printCost } from './cost';
 import { withNaiveCache } from './naive-cache';
@@ -126,6 +129,56 @@ const latencies = async () => {
       miss.push(await timed(container(), { scopes }));
       tableHit.push(await timed(container(), { scopes }));
     }
+
+    // The cold miss per client authentication method (each its own stage: one client configured), and a forced
+    // refresh in a warm container (the secret or the public key cached: Sign is left for private_key_jwt).
+    const keyClient = async (keySpec: 'ECC_NIST_P256' | 'RSA_2048', name: string) => {
+      const { config } = await ensureKeyClient({
+        endpoint: stack.moto.endpoint,
+        region: REGION,
+        sandbox: stack.sandbox,
+        clientId: `lr_bench_${name}`,
+        alias: `alias/bench-${name}`,
+        keySpec,
+      });
+      return { BROKER_CLIENTS: JSON.stringify({ [name]: config }), FORCE_REFRESH_MIN_INTERVAL_SEC: '0' };
+    };
+    const methods = [
+      ['client_secret_post', { FORCE_REFRESH_MIN_INTERVAL_SEC: '0' }, 'limitrail'],
+      ['private_key_jwt ES256', await keyClient('ECC_NIST_P256', 'es256'), 'es256'],
+      ['private_key_jwt RS256', await keyClient('RSA_2048', 'rs256'), 'rs256'],
+    ] as const;
+    // Interleaved (one of each method per round), so the machine's load shifts all of them alike.
+    const runs = methods.map(([label, env, clientName]) => ({
+      label,
+      env,
+      key: cacheKeyFor(
+        stack.sandbox.tokenUrl,
+        clientName === 'limitrail' ? client.clientId : `lr_bench_${clientName}`,
+        scopes,
+      ),
+      coldMiss: [] as number[],
+      forced: [] as number[],
+    }));
+    for (let i = 0; i < 40; i++) {
+      for (const run of runs) {
+        await stack.dynamodb.send(
+          new DeleteItemCommand({ TableName: stack.tableName, Key: { [TABLE_PARTITION_KEY]: { S: run.key } } }),
+        );
+        run.coldMiss.push(await timed(container(run.env), { scopes }));
+      }
+    }
+    const warmContainers = runs.map((run) => container(run.env));
+    for (const warmContainer of warmContainers) await warmContainer({ scopes });
+    for (let i = 0; i < 40; i++) {
+      for (const [j, run] of runs.entries())
+        run.forced.push(await timed(warmContainers[j]!, { scopes, forceRefresh: true }));
+    }
+    const byMethod: [string, number[]][] = runs.flatMap((run) => [
+      [`miss, ${run.label} (cold container)`, run.coldMiss] as [string, number[]],
+      [`forced refresh, ${run.label} (warm container)`, run.forced] as [string, number[]],
+    ]);
+
     const warm = container();
     await warm({ scopes });
     const memoryHit: number[] = [];
@@ -184,14 +237,16 @@ const latencies = async () => {
           ['hit: memory, proven caller, identity cached (grants)', provenHit],
           ['the same, callers from the SSM parameter (BROKER_CALLERS_PARAMETER)', parameterHit],
           ['hit: memory, proven caller, new proof each time (grants)', freshProofHit],
-        ] as const
-      ).map(([name, v]) => [
-        name,
-        String(v.length),
-        fmt(percentile(v, 50)),
-        fmt(percentile(v, 95)),
-        fmt(Math.max(...v)),
-      ]),
+        ] as [string, number[]][]
+      )
+        .concat(byMethod)
+        .map(([name, v]) => [
+          name,
+          String(v.length),
+          fmt(percentile(v, 50)),
+          fmt(percentile(v, 95)),
+          fmt(Math.max(...v)),
+        ]),
     ]);
     console.log(
       `STS calls for the ${provenHit.length + parameterHit.length + freshProofHit.length + 2} proven requests: ${stsCalls}\n`,

@@ -2,7 +2,8 @@
  * The stage's configuration, checked by `osls package` and `osls deploy` (the plugin infra/config-check-plugin.cjs
  * runs these): the broker's own loader (functions/lib/config/load-config.ts) on the environment the token function
  * would get, and what only the deployment can get wrong (who may invoke, who administers the token key, the stage's
- * name). Each finding names the stage parameter to change. docs/configuration.md lists every check.
+ * name, the signing key of private_key_jwt clients: signing-check.ts). Each finding names the stage parameter to
+ * change. docs/configuration.md lists every check.
  */
 import { principalMatches } from '../functions/lib/callers/grants';
 import { parseRevocation } from '../functions/lib/config/caller-list';
@@ -12,6 +13,7 @@ import { loadConfig } from '../functions/lib/config/load-config';
 import type { Caller, CallerGrant, Principal } from '../functions/lib/domain/caller';
 import type { BrokerConfig } from '../functions/lib/domain/settings';
 import { ConfigurationError } from '../functions/lib/shared/errors';
+import { checkSigningKeys } from './signing-check';
 
 /** What the checks found: errors fail the packaging, warnings are printed. */
 export interface Findings {
@@ -329,6 +331,7 @@ export const checkStage = (settings: StageSettings): Findings => {
     );
   }
   if (config) checkCallers(settings, config, findings);
+  if (config) checkSigningKeys(settings, config, findings);
   checkKeyAdmin(settings, findings.errors, findings.warnings);
   checkReservedConcurrency(settings, findings.errors);
   return findings;

@@ -108,6 +108,14 @@ const dashboardBody = ({ token, prewarm, durationAlarmMs, timeoutSec }) => {
       ...family('UpstreamError', token, 'token'),
       ...family('UpstreamError', prewarm, 'prewarm'),
     ]),
+    metricWidget('Client assertions (private_key_jwt)', [
+      own('AssertionsSigned', token, { label: 'signed with KMS (token)' }),
+      own('AssertionsSigned', prewarm, { label: 'signed with KMS (prewarm)' }),
+      own('SigningErrors', token, { label: 'signing failures (token)' }),
+      own('SigningErrors', prewarm, { label: 'signing failures (prewarm)' }),
+      own('SigningLatency', token, { stat: 'p99', label: 'KMS Sign p99, ms (token)' }),
+      ...family('SigningError', token, 'token'),
+    ]),
     metricWidget('Lease waits', [
       own('LeaseWaits', token, { label: "waited for another container's refresh (token)" }),
       own('LeaseWaits', prewarm, { label: 'prewarm' }),

@@ -20,7 +20,7 @@ import { dirname, resolve } from 'node:path';
 import type { DemoCaller, DemoSession } from '../test/support/stacks/demo-callers';
 
 /** The AWS profile of each demo caller role in .local/aws/config. */
-export const DEMO_PROFILES: Record<DemoCaller, string> = { granted: 'granted', nogrant: 'nogrant' };
+export const DEMO_PROFILES: Record<DemoCaller, string> = { granted: 'granted', nogrant: 'nogrant', jwt: 'jwt' };
 
 export interface CallerSettings {
   region: string;

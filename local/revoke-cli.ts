@@ -74,7 +74,7 @@ const parseCli = (argv: string[]): Cli => {
   if (cli.help || cli.list) return cli;
   if (positionals.length !== 1) throw new UsageError('name one caller: granted, nogrant or an ARN');
   if (cli.session !== undefined) {
-    if (!isDemoCaller(cli.target!)) throw new UsageError('--session goes with a demo role: granted or nogrant');
+    if (!isDemoCaller(cli.target!)) throw new UsageError('--session goes with a demo role: granted, nogrant or jwt');
     if (!/^[\w+=,.@-]{2,64}$/.test(cli.session)) throw new UsageError('--session must be a role session name');
   }
   return cli;

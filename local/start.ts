@@ -5,13 +5,16 @@
  *
  *   1. builds dist/ (scripts/build.mjs)
  *   2. starts moto_server (DynamoDB, Secrets Manager, KMS, IAM, STS) and the LimitRail sandbox (token endpoint)
- *   3. creates the table, the client secret and the KMS key in moto (test/support/stacks/aws-setup.ts), two caller
- *      roles in moto's IAM, one granted scopes and one not (test/support/stacks/demo-callers.ts), and the callers
- *      parameter in moto's SSM holding that grant and no revocation (test/support/stacks/callers-parameter.ts)
+ *   3. creates the table, the client secret and the KMS key in moto (test/support/stacks/aws-setup.ts), three caller
+ *      roles in moto's IAM, one granted scopes, one not, and one granted the private_key_jwt client below
+ *      (test/support/stacks/demo-callers.ts), and the callers parameter in moto's SSM holding those grants and no
+ *      revocation (test/support/stacks/callers-parameter.ts); and a second upstream client, `limitrail-jwt`, that
+ *      authenticates with private_key_jwt: a signing key in moto's KMS, its JWK Set registered with the sandbox, which
+ *      verifies every assertion (test/support/stacks/key-client.ts)
  *   4. runs serverless-offline (osls, --stage local, callerAuth=grants, callersParameter: that parameter, read every
  *      5 s): the Lambda Invoke API on 127.0.0.1; `npm run revoke` (local/revoke-cli.ts) changes the parameter
- *   5. writes .local/caller.env and the AWS profiles `granted` and `nogrant` (.local/aws/config, credentials: sessions
- *      of the two roles), with which your own code calls the local broker (local/caller-files.ts)
+ *   5. writes .local/caller.env and the AWS profiles `granted`, `nogrant` and `jwt` (.local/aws/config, credentials:
+ *      sessions of the three roles), with which your own code calls the local broker (local/caller-files.ts)
  *   6. asks the token function for a token once, like a real caller: as a session of the granted role
  *      (AssumeRole in moto), with an identity proof signed by it; prints the exchange, never the proof
  *
@@ -41,6 +44,7 @@ import { parseArgs, promisify } from 'node:util';
 import { setupLocalAws } from '../test/support/stacks/aws-setup';
 import { putCallersParameter } from '../test/support/stacks/callers-parameter';
 import { assumeDemoCaller, DEMO_ROLES, demoGrants, ensureDemoCallers } from '../test/support/stacks/demo-callers';
+import { DEMO_KEY_CLIENT, ensureKeyClient } from '../test/support/stacks/key-client';
 import { freePort, type MotoServer, startMoto } from '../test/support/stacks/moto';
 import { localAwsEnv, type Offline, spawned, startOffline, stopProcess } from '../test/support/stacks/offline';
 import { type Sandbox, startSandbox } from '../test/support/stacks/sandbox';
@@ -333,7 +337,7 @@ const main = async (): Promise<void> => {
     const client = sandbox.clients[0];
     if (!client) throw new Error('the sandbox has no client');
 
-    const [aws, callers] = await Promise.all([
+    const [aws, callers, keyClient] = await Promise.all([
       setupLocalAws({
         endpoint: moto.endpoint,
         region: REGION,
@@ -343,16 +347,30 @@ const main = async (): Promise<void> => {
         kmsKeyAlias: KMS_ALIAS,
       }),
       ensureDemoCallers(moto.endpoint, REGION),
+      ensureKeyClient({
+        endpoint: moto.endpoint,
+        region: REGION,
+        sandbox,
+        clientId: DEMO_KEY_CLIENT.clientId,
+        alias: DEMO_KEY_CLIENT.alias,
+      }),
     ]);
     step(`created table ${aws.tableName}, secret ${SECRET_ID} and KMS key ${KMS_ALIAS} in moto`);
-    step(`created caller roles ${DEMO_ROLES.granted} (granted) and ${DEMO_ROLES.nogrant} (no grant) in moto's IAM`);
-    await putCallersParameter(
-      { endpoint: moto.endpoint, region: REGION, name: CALLERS_PARAMETER.name },
-      { callers: demoGrants(callers), revoked: [] },
+    step(
+      `created caller roles ${DEMO_ROLES.granted} (granted), ${DEMO_ROLES.nogrant} (no grant) and ${DEMO_ROLES.jwt} ` +
+        `(granted ${DEMO_KEY_CLIENT.name}) in moto's IAM`,
     );
     step(
-      `created the callers parameter ${CALLERS_PARAMETER.name} in moto's SSM (the grant of ${DEMO_ROLES.granted}, ` +
-        `nobody revoked), read every ${CALLERS_PARAMETER.maxAgeSec} s`,
+      `created signing key ${DEMO_KEY_CLIENT.alias} in moto's KMS for client ${DEMO_KEY_CLIENT.name} (private_key_jwt); ` +
+        'the sandbox verifies its assertions with the published JWK Set',
+    );
+    await putCallersParameter(
+      { endpoint: moto.endpoint, region: REGION, name: CALLERS_PARAMETER.name },
+      { callers: demoGrants(callers, DEMO_KEY_CLIENT.name), revoked: [] },
+    );
+    step(
+      `created the callers parameter ${CALLERS_PARAMETER.name} in moto's SSM (the grants of ${DEMO_ROLES.granted} ` +
+        `and ${DEMO_ROLES.jwt}, nobody revoked), read every ${CALLERS_PARAMETER.maxAgeSec} s`,
     );
 
     const lambdaPort = options.ports?.lambda ?? (await freePort());
@@ -367,6 +385,16 @@ const main = async (): Promise<void> => {
         limitrailTokenUrl: sandbox.tokenUrl,
         limitrailClientId: client.clientId,
         callerAuth: 'grants',
+        // The stage's template client (limitrail, client_secret_post), and the private_key_jwt one beside it.
+        brokerClients: JSON.stringify({
+          limitrail: {
+            secretId: SECRET_ID,
+            tokenUrl: sandbox.tokenUrl,
+            clientId: client.clientId,
+            scopes: client.scopes,
+          },
+          [DEMO_KEY_CLIENT.name]: keyClient.config,
+        }),
         callersParameter: CALLERS_PARAMETER.name,
         callersMaxAgeSec: String(CALLERS_PARAMETER.maxAgeSec),
       },
@@ -393,6 +421,7 @@ const main = async (): Promise<void> => {
       tableName: aws.tableName,
       secretId: SECRET_ID,
       kmsKeyId: aws.kmsKeyId,
+      signingKeyIds: [keyClient.keyArn],
       pids: { offline: offline.pid, moto: moto.pid },
     };
     await mkdir(dirname(STACK_FILE), { recursive: true });
@@ -401,7 +430,11 @@ const main = async (): Promise<void> => {
     // Your own code's way in: caller.env and a profile per demo role, with sessions assumed in moto.
     const assume = (roleArn: string) =>
       assumeDemoCaller({ stsEndpoint: moto!.endpoint, region: REGION, roleArn, sessionName: PROFILE_SESSION });
-    const [granted, nogrant] = await Promise.all([assume(callers.granted), assume(callers.nogrant)]);
+    const [granted, nogrant, jwt] = await Promise.all([
+      assume(callers.granted),
+      assume(callers.nogrant),
+      assume(callers.jwt),
+    ]);
     const files = await writeCallerFiles(
       dirname(STACK_FILE),
       {
@@ -411,7 +444,7 @@ const main = async (): Promise<void> => {
         functionName: TOKEN_FUNCTION,
         audience: stack.proofAudience,
       },
-      { granted, nogrant },
+      { granted, nogrant, jwt },
     );
     step(
       `wrote ${shown(files.envFile)} and the AWS profiles ${Object.values(DEMO_PROFILES).join(', ')} ` +
@@ -444,6 +477,11 @@ const main = async (): Promise<void> => {
       `Revoke a caller:  npm run revoke -- granted   (refused within ${CALLERS_PARAMETER.maxAgeSec} s, no restart; ` +
         'undo: npm run revoke -- granted --lift)',
     );
+    say(
+      'No secret at all: npm run token -- --as jwt --scopes limitrail.usage.read' +
+        `   (client ${DEMO_KEY_CLIENT.name}: private_key_jwt, signed by KMS)`,
+    );
+    say('Its JWK Set:      npm run jwks -- --local');
     say('From your own code (docs/callers.md, "Call the local broker from your own code"):');
     say(`  set -a; . ${shown(files.envFile)}; set +a`);
     say(

@@ -52,6 +52,8 @@ export interface LocalStack {
   tableName: string;
   secretId: string;
   kmsKeyId: string;
+  /** The KMS keys the private_key_jwt demo client signs with (`npm run jwks -- --local` publishes them). */
+  signingKeyIds?: string[];
   pids: { offline: number; moto: number };
 }
 
@@ -174,11 +176,12 @@ export const isAlive = (pid: number): boolean => {
 };
 
 const USAGE =
-  'usage: npm run token -- --scopes a,b [--as granted|nogrant] [--client NAME] [--min-ttl SEC] [--show-token]\n' +
+  'usage: npm run token -- --scopes a,b [--as granted|nogrant|jwt] [--client NAME] [--min-ttl SEC] [--show-token]\n' +
   '       npm run token -- --stage STAGE --scopes a,b [--region R] [--profile P] [--function NAME] [--audience A]\n' +
   '                        [--client NAME] [--min-ttl SEC] [--show-token]\n' +
   `  --as     the demo role whose proof is sent: granted (default, ${DEMO_ROLES.granted}: limitrail.usage.read and\n` +
-  `           limitrail.usage.write) or nogrant (${DEMO_ROLES.nogrant}: no grant, refused with access_denied)\n` +
+  `           limitrail.usage.write), nogrant (${DEMO_ROLES.nogrant}: no grant, refused with access_denied) or jwt\n` +
+  `           (${DEMO_ROLES.jwt}: the same scopes of limitrail-jwt, the client that signs with KMS: private_key_jwt)\n` +
   '  --stage  smoke-test a deployed stage with your own AWS credentials (default chain, or --profile): its token\n' +
   '           function <service>-<stage>-token, proofs for its audience (that name, or --audience)\n' +
   '  e.g. npm run token -- --scopes limitrail.usage.read,limitrail.usage.write\n' +

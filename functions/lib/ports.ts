@@ -1,13 +1,15 @@
 /**
  * The ports of the broker's core: what the token path, the lease protocol and the handlers need from the outside
  * world, declared here, apart from the adapters that implement them (DynamoTokenTable, SecretsManagerCredentials,
- * EndpointTokenProvider, StsIdentityVerifier, TableLease, InMemoryLease; fakes in unit tests). Clock, Log and
+ * KmsAssertionSigner, EndpointTokenProvider, StsIdentityVerifier, TableLease, InMemoryLease; fakes in unit tests). Clock, Log and
  * MetricsSink are declared in shared/ and re-exported here.
  */
 import type { CachedToken } from './domain/cached-token';
 import type { Caller, CallerList } from './domain/caller';
 import type { ClientCredentials } from './domain/client-credentials';
 import type { CheckedProof } from './domain/proof';
+import type { AssertionAlgorithm } from './domain/settings';
+import type { SigningKey } from './domain/signing-key';
 import type { KeyedRequest } from './domain/token-request';
 import type { UnavailableError, UnusableItemReason } from './shared/errors';
 import type { Log } from './shared/logger';
@@ -102,6 +104,23 @@ export interface CredentialSource {
   previous(secretId: string): Promise<ClientCredentials | undefined>;
   /** Keeps `credentials` as the secret's (a previous version the endpoint still accepts). */
   remember(credentials: ClientCredentials): void;
+}
+
+// ---- client assertions of private_key_jwt clients (KmsAssertionSigner)
+
+/**
+ * Signs client assertions with a key that never leaves KMS (KmsAssertionSigner; a node:crypto key in unit tests).
+ * Failures are broker errors: `signing_unavailable` (KMS down or throttling: worth another attempt) or
+ * `signing_key_unusable` (disabled, deleted, not allowed, unfit for the algorithm: not).
+ */
+export interface AssertionSigner {
+  /**
+   * The public half of `keyId` (a key or alias ARN), read once per container and again after a while (an alias may
+   * be moved), checked to sign with `algorithm` (undefined: the key spec's default).
+   */
+  signingKey(keyId: string, algorithm: AssertionAlgorithm | undefined): Promise<SigningKey>;
+  /** The JWS signature of `signingInput` (ASCII `header.payload`) by that very key: r || s for ECDSA. */
+  sign(key: SigningKey, signingInput: string): Promise<Uint8Array>;
 }
 
 // ---- new tokens (EndpointTokenProvider)

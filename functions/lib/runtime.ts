@@ -26,6 +26,7 @@ import { createPowertoolsLogger, Logger } from './shared/logger';
 import { EmfWriter } from './shared/metrics';
 import { ContainerTelemetry, functionSettingsFromEnv } from './shared/telemetry';
 import { EndpointTokenProvider } from './upstream/endpoint-token-provider';
+import { KmsAssertionSigner } from './upstream/kms-assertion-signer';
 import { SecretsManagerCredentials } from './upstream/secrets-manager-credentials';
 
 /** The container's services (what the handlers use), and what the broker is built from. */
@@ -93,6 +94,8 @@ export const createRuntime = (env: NodeJS.ProcessEnv, overrides: RuntimeOverride
   const fetcher = new EndpointTokenProvider(secrets, clock, {
     timeoutMs: config.tokenEndpointTimeoutMs,
     maxAttempts: config.tokenEndpointMaxAttempts,
+    // private_key_jwt clients sign with KMS through the same client as the token cipher (one per container).
+    signer: new KmsAssertionSigner(kms, clock),
   });
   const leaseDeps: TableLeaseDeps = {
     store,

@@ -396,3 +396,77 @@ describe('checkStage', () => {
     ]);
   });
 });
+
+describe('private_key_jwt clients and the stage signing key (infra/signing-check.ts)', () => {
+  const KEY_A = 'arn:aws:kms:eu-west-1:111111111111:key/11111111-2222-3333-4444-555555555555';
+  const KEY_B = 'arn:aws:kms:eu-west-1:111111111111:key/66666666-7777-8888-9999-000000000000';
+  const STAGE_ALIAS = 'arn:aws:kms:eu-west-1:111111111111:alias/limitrail-token-broker-ci-upstream-signing';
+  const partner = (auth: Record<string, unknown>) =>
+    settings({
+      clients: {
+        partner: {
+          authMethod: 'private_key_jwt',
+          clientId: 'partner-id',
+          tokenUrl: 'https://idp.example/oauth/token',
+          scopes: ['api.read'],
+          ...auth,
+        },
+      },
+      grants: [],
+      params: { invokePrincipals: '[]' },
+    });
+  const withKeys = (s: StageSettings, upstreamSigningKey: string, upstreamSigningAlgorithm = '') => ({
+    ...s,
+    params: { ...s.params, upstreamSigningKey, upstreamSigningAlgorithm },
+  });
+  const errors = (s: StageSettings) => checkStage(s).errors;
+  const warnings = (s: StageSettings) => checkStage(s).warnings.filter((w) => w.includes('signingKeyId'));
+
+  it('accepts a client that signs with the stage key (its alias), or with the first of the existing keys', () => {
+    expect(errors(withKeys(partner({ signingKeyId: STAGE_ALIAS }), 'ECC_NIST_P256'))).toEqual([]);
+    expect(warnings(withKeys(partner({ signingKeyId: STAGE_ALIAS }), 'ECC_NIST_P256'))).toEqual([]);
+    expect(
+      errors(
+        withKeys(partner({ signingKeyId: [KEY_B, KEY_A], signingAlgorithm: 'PS256' }), `${KEY_A},${KEY_B}`, 'PS256'),
+      ),
+    ).toEqual([]);
+  });
+
+  it('refuses a private_key_jwt client on a stage without a signing key, naming upstreamSigningKey', () => {
+    expect(errors(partner({ signingKeyId: KEY_A }))).toEqual([
+      'stage parameter upstreamSigningKey is not set, but client "partner" uses private_key_jwt: the function roles may sign with no key, so every token request of it would fail (signing_key_unusable); set it to RSA_2048 or ECC_NIST_P256 (the stack creates the key) or to the key ARNs of its signingKeyId',
+    ]);
+  });
+
+  it('refuses a signing key the roles may not use, and an algorithm they may not sign with', () => {
+    expect(errors(withKeys(partner({ signingKeyId: [KEY_B, KEY_A] }), KEY_A, 'ES256'))).toEqual([
+      `stage parameter brokerClients: BROKER_CLIENTS.partner.signingKeyId signs with "${KEY_B}", which is not one of the keys of upstreamSigningKey: the function roles may sign with those only`,
+    ]);
+    expect(errors(withKeys(partner({ signingKeyId: STAGE_ALIAS, signingAlgorithm: 'PS256' }), 'RSA_2048'))).toEqual([
+      'stage parameter brokerClients: BROKER_CLIENTS.partner signs PS256, but upstreamSigningAlgorithm lets the function roles sign RS256 only',
+    ]);
+    expect(
+      errors(withKeys(partner({ signingKeyId: STAGE_ALIAS.replace('ci-upstream', 'prod-upstream') }), 'RSA_2048')),
+    ).toEqual([
+      expect.stringContaining(
+        "not the stage's key (alias arn:aws:kms:eu-west-1:<account>:alias/limitrail-token-broker-ci-upstream-signing)",
+      ),
+    ]);
+    expect(errors(withKeys(partner({ signingKeyId: KEY_A }), 'HMAC_256'))).toEqual([
+      expect.stringMatching(
+        /^stage parameter upstreamSigningKey: parameter upstreamSigningKey must be RSA_2048 or ECC_NIST_P256/,
+      ),
+    ]);
+  });
+
+  it('warns where packaging cannot tell which key is meant (an alias of existing keys, a key ARN for the created key)', () => {
+    expect(warnings(withKeys(partner({ signingKeyId: STAGE_ALIAS }), KEY_A, 'ES256'))).toEqual([
+      expect.stringContaining(
+        'names an alias: packaging cannot check it points at one of the keys of upstreamSigningKey',
+      ),
+    ]);
+    expect(warnings(withKeys(partner({ signingKeyId: KEY_A }), 'ECC_NIST_P256'))).toEqual([
+      expect.stringContaining('names a key ARN: packaging cannot check it is the key the stack creates'),
+    ]);
+  });
+});

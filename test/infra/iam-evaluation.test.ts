@@ -53,33 +53,42 @@ const evaluated = (name: string) =>
 const described = (fn: string) => calls[fn]!.map((c) => c.what).sort();
 const KMS_CALLS = ['Decrypt', 'GenerateDataKey'].map((c) => `${c} on the token key with the code's encryption context`);
 const SECRET_CALLS = ['AWSCURRENT', 'AWSPREVIOUS'].map((stage) => `GetSecretValue of the configured secret, ${stage}`);
+/** The private_key_jwt client's: the signing key's public half, and a signature (ES256: the ci stage's key is P-256). */
+const SIGNING_CALLS = [
+  'GetPublicKey of the upstream signing key',
+  'Sign with the upstream signing key (ECDSA_SHA_256, RAW)',
+];
 
 describe('the AWS calls each function makes', () => {
-  it('token: GetItem and UpdateItem on the table, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt, GetParameter of the callers parameter', () => {
+  it('token: GetItem and UpdateItem on the table, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt, GetParameter of the callers parameter, GetPublicKey and Sign', () => {
     expect(described('token')).toEqual([
       ...KMS_CALLS,
       'GetItem on the token table',
       'GetParameter of the callers parameter',
+      SIGNING_CALLS[0],
       ...SECRET_CALLS,
+      SIGNING_CALLS[1],
       'UpdateItem on the token table',
       'UpdateItem on the token table (ReturnValues ALL_NEW)',
     ]);
   });
 
-  it('prewarm: a consistent GetItem, UpdateItem, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt', () => {
+  it('prewarm: a consistent GetItem, UpdateItem, GetSecretValue (AWSCURRENT and AWSPREVIOUS), GenerateDataKey and Decrypt, GetPublicKey and Sign', () => {
     expect(described('prewarm')).toEqual([
       ...KMS_CALLS,
       'GetItem on the token table (consistent read)',
+      SIGNING_CALLS[0],
       ...SECRET_CALLS,
+      SIGNING_CALLS[1],
       'UpdateItem on the token table',
       'UpdateItem on the token table (ReturnValues ALL_NEW)',
     ]);
   });
 
-  it("carry the broker's encryption context naming the stage's table on every KMS call", () => {
+  it("carry the broker's encryption context naming the stage's table on every call with the token key", () => {
     for (const call of Object.values(calls)
       .flat()
-      .filter((c) => c.action.startsWith('kms:'))) {
+      .filter((c) => c.resource === iam.keyArn)) {
       expect(call.context).toEqual(kmsContext(encryptionContextFor(iam.tableName)));
     }
   });

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { encryptionContextFor } from '../../functions/lib/cache/table/token-cipher';
 import { resolveTemplate } from '../support/infra/cfn-resolve';
 import { brokerIamOf } from '../support/infra/iam-model';
+import { EXISTING_SIGNING_KEY } from '../support/infra/iam-signing-rows';
 import {
   brokerRows,
   type CallsByFunction,
@@ -31,6 +32,7 @@ const contextCondition = () => ({
   'kms:EncryptionContext:tokenTable': { Ref: 'TokenTable' },
 });
 const contextKeysCondition = () => ({ 'kms:EncryptionContextKeys': ['purpose', 'tokenTable'] });
+const SIGNING_CONDITION = () => ({ 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'RAW' });
 
 const role = (fn: string) => ({
   Type: 'AWS::IAM::Role',
@@ -138,6 +140,62 @@ const fixture = (): CfnTemplate =>
       TokenLambdaFunction: fn('token'),
       PrewarmLambdaFunction: fn('prewarm'),
       PrewarmRule: { Type: 'AWS::Events::Rule', Properties: {} },
+      // The upstream signing key (infra/upstream-signing.cjs): kms:Sign for the two roles, one algorithm, RAW only.
+      UpstreamSigningKey: {
+        Type: 'AWS::KMS::Key',
+        Properties: {
+          KeyUsage: 'SIGN_VERIFY',
+          KeySpec: 'ECC_NIST_P256',
+          KeyPolicy: {
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Sid: 'PublicKeyForJwks',
+                Effect: 'Allow',
+                Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') },
+                Action: 'kms:GetPublicKey',
+                Resource: '*',
+              },
+              {
+                Sid: 'BrokerFunctionsSign',
+                Effect: 'Allow',
+                Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') },
+                Action: 'kms:Sign',
+                Resource: '*',
+                Condition: {
+                  ArnEquals: { 'aws:PrincipalArn': [roleArn('token'), roleArn('prewarm')] },
+                  StringEquals: SIGNING_CONDITION(),
+                },
+              },
+            ],
+          },
+        },
+      },
+      UpstreamSigningKeyUse: {
+        Type: 'AWS::IAM::Policy',
+        Properties: {
+          PolicyName: 'upstream-signing-key',
+          Roles: [{ Ref: 'TokenFunctionRole' }, { Ref: 'PrewarmFunctionRole' }],
+          PolicyDocument: {
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Sid: 'UpstreamSigningKeySign',
+                Effect: 'Allow',
+                Action: 'kms:Sign',
+                Resource: [{ 'Fn::GetAtt': ['UpstreamSigningKey', 'Arn'] }],
+                Condition: { StringEquals: SIGNING_CONDITION() },
+              },
+              {
+                Sid: 'UpstreamSigningKeyPublicKey',
+                Effect: 'Allow',
+                Action: 'kms:GetPublicKey',
+                Resource: [{ 'Fn::GetAtt': ['UpstreamSigningKey', 'Arn'] }],
+              },
+            ],
+          },
+        },
+      },
       DirectRole: permission({
         Action: 'lambda:InvokeFunction',
         Principal: 'arn:aws:iam::111111111111:role/billing-service',
@@ -176,6 +234,7 @@ const codeCalls = (
   keyArn: string,
   tableName: string,
   parameterArn: string,
+  signingKeyArn?: string,
 ): CallsByFunction => {
   const calls = (read: string): CodeCall[] => [
     { what: read, action: 'dynamodb:GetItem', resource: tableArn, context: {} },
@@ -198,6 +257,17 @@ const codeCalls = (
       resource: keyArn,
       context: kmsContext(encryptionContextFor(tableName)),
     })),
+    ...(signingKeyArn
+      ? [
+          { what: 'GetPublicKey of the signing key', action: 'kms:GetPublicKey', resource: signingKeyArn, context: {} },
+          {
+            what: 'Sign with the signing key (ECDSA_SHA_256, RAW)',
+            action: 'kms:Sign',
+            resource: signingKeyArn,
+            context: SIGNING_CONDITION(),
+          },
+        ]
+      : []),
   ];
   const readCallers: CodeCall = {
     what: 'GetParameter of the callers parameter',
@@ -215,18 +285,22 @@ type Statement = Json & {
   Action: string | string[];
   Condition?: { StringEquals?: Record<string, unknown>; 'ForAllValues:StringEquals'?: Record<string, unknown> };
 };
-const statements = (t: CfnTemplate, id: string): Statement[] =>
-  id === 'TokenKmsKey'
-    ? (t.Resources[id]!.Properties.KeyPolicy as { Statement: Statement[] }).Statement
-    : (t.Resources[id]!.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[])[0]!.PolicyDocument
-        .Statement;
+const statements = (t: CfnTemplate, id: string): Statement[] => {
+  const { Properties } = t.Resources[id]!;
+  if (id.endsWith('Key')) return (Properties.KeyPolicy as { Statement: Statement[] }).Statement;
+  if (Properties.PolicyDocument) return (Properties.PolicyDocument as { Statement: Statement[] }).Statement;
+  return (Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[])[0]!.PolicyDocument.Statement;
+};
 
 const tableFailures = async (template: CfnTemplate): Promise<string[]> => {
   const iam = brokerIamOf(resolveTemplate(template, SAMPLE));
   return failures(
     await evaluateTable(
       iam,
-      brokerRows(iam, codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName, iam.callersParameter!.arn)),
+      brokerRows(
+        iam,
+        codeCalls(iam.tableArn, iam.secretArn, iam.keyArn, iam.tableName, iam.callersParameter!.arn, iam.signingKeyArn),
+      ),
     ),
   );
 };
@@ -329,6 +403,16 @@ describe('the IAM evaluation table', () => {
         'PutKeyPolicy on the token key',
         'ScheduleKeyDeletion of the token key',
       ].map((row) => `token role, ${EXISTING_KEY}: ${row}: expected Denied, got Allowed`),
+      // kms:* on * also signs with any key, any algorithm, where only the role policy guards.
+      ...[
+        'Sign with another algorithm (ECDSA_SHA_384)',
+        'Sign a digest (MessageType DIGEST, ECDSA_SHA_256)',
+        'Verify with the signing key',
+        'CreateGrant on the signing key',
+        'PutKeyPolicy on the signing key',
+        'ScheduleKeyDeletion of the signing key',
+      ].map((row) => `token role, ${EXISTING_SIGNING_KEY}: ${row}: expected Denied, got Allowed`),
+      "token role: Sign with another key (AWS's default key policy), the code's algorithm: expected Denied, got Allowed",
       ...['Decrypt', 'GenerateDataKey'].map(
         (action) =>
           `token role: ${action} on another key (AWS's default key policy), with the broker's context: expected Denied, got Allowed`,
@@ -357,6 +441,46 @@ describe('the IAM evaluation table', () => {
     ]);
   });
 
+  it('fails the other-algorithm rows of both roles when their policy no longer pins kms:SigningAlgorithm', async () => {
+    const broken = fixture();
+    delete statements(broken, 'UpstreamSigningKeyUse')[0]!.Condition!.StringEquals!['kms:SigningAlgorithm'];
+    expect(await tableFailures(broken)).toEqual(
+      ['token', 'prewarm'].map(
+        (r) =>
+          `${r} role, ${EXISTING_SIGNING_KEY}: Sign with another algorithm (ECDSA_SHA_384): expected Denied, got Allowed`,
+      ),
+    );
+  });
+
+  it('fails the digest rows of both roles when their policy no longer pins kms:MessageType RAW', async () => {
+    const broken = fixture();
+    delete statements(broken, 'UpstreamSigningKeyUse')[0]!.Condition!.StringEquals!['kms:MessageType'];
+    expect(await tableFailures(broken)).toEqual(
+      ['token', 'prewarm'].map(
+        (r) =>
+          `${r} role, ${EXISTING_SIGNING_KEY}: Sign a digest (MessageType DIGEST, ECDSA_SHA_256): expected Denied, got Allowed`,
+      ),
+    );
+  });
+
+  it("fails the admin's Sign row when the signing key's policy no longer names the function roles", async () => {
+    const broken = fixture();
+    delete (statements(broken, 'UpstreamSigningKey')[1]!.Condition as Record<string, unknown>).ArnEquals;
+    expect(await tableFailures(broken)).toEqual([
+      'account admin (kms:* on *): Sign with the signing key: expected Denied, got Allowed',
+    ]);
+  });
+
+  it("fails the roles' Sign rows when the signing key's policy lost its statement for them", async () => {
+    const broken = fixture();
+    statements(broken, 'UpstreamSigningKey')[1]!.Action = 'kms:DescribeKey';
+    expect(await tableFailures(broken)).toEqual(
+      ['token', 'prewarm'].map(
+        (r) => `${r} role: Sign with the signing key (ECDSA_SHA_256, RAW): expected Allowed, got Denied`,
+      ),
+    );
+  });
+
   it('fails the other-parameter rows when the token role may GetParameter on every parameter of its path', async () => {
     const broken = fixture();
     statements(broken, 'TokenFunctionRole').find((s) => s.Sid === 'CallersParameter')!.Resource = sub(
@@ -381,7 +505,10 @@ describe('the IAM evaluation table', () => {
   });
 
   it("builds each role's allowed rows from its own function's calls, and refuses a function without any", async () => {
-    const iam = brokerIamOf(resolveTemplate(fixture(), SAMPLE));
+    const template = fixture();
+    delete template.Resources.UpstreamSigningKey;
+    delete template.Resources.UpstreamSigningKeyUse;
+    const iam = brokerIamOf(resolveTemplate(template, SAMPLE));
     const { token, prewarm } = codeCalls(
       iam.tableArn,
       iam.secretArn,

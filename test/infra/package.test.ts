@@ -453,8 +453,11 @@ describe('osls package --stage ci', () => {
     for (const s of dynamo) expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('dynamodb'));
     const kms = statements.filter((s) => asArray(s.Action).some((a) => a.startsWith('kms:')));
     expect(kms).toHaveLength(2);
+    // The signing key's actions are in their own policy (the next test); together they are what the code calls.
+    const signing = ['kms:GetPublicKey', 'kms:Sign'];
+    expect(await actionsTheCodeCalls('kms')).toEqual(['kms:Decrypt', 'kms:GenerateDataKey', ...signing]);
     for (const s of kms) {
-      expect(asArray(s.Action).sort()).toEqual(await actionsTheCodeCalls('kms'));
+      expect(asArray(s.Action).sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
       expect(JSON.stringify(s.Resource)).toContain('"TokenKmsKey","Arn"');
       expect(s.Condition).toEqual({
         StringEquals: encryptionContextCondition(),
@@ -463,9 +466,70 @@ describe('osls package --stage ci', () => {
     }
   });
 
+  it('lets both function roles, and nothing else, Sign with the signing key (ES256, RAW only) and read its public key', () => {
+    const policies = resourcesOfType('AWS::IAM::Policy');
+    expect(policies.map(([id]) => id)).toEqual(['UpstreamSigningKeyUse']);
+    const [, policy] = policies[0]!;
+    expect(policy.Properties.Roles).toEqual([{ Ref: 'TokenFunctionRole' }, { Ref: 'PrewarmFunctionRole' }]);
+    const key = [{ 'Fn::GetAtt': ['UpstreamSigningKey', 'Arn'] }];
+    expect((policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement).toEqual([
+      {
+        Sid: 'UpstreamSigningKeySign',
+        Effect: 'Allow',
+        Action: 'kms:Sign',
+        Resource: key,
+        Condition: { StringEquals: { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'RAW' } },
+      },
+      { Sid: 'UpstreamSigningKeyPublicKey', Effect: 'Allow', Action: 'kms:GetPublicKey', Resource: key },
+    ]);
+  });
+
+  it("creates the ci stage's signing key (SIGN_VERIFY, P-256) with a policy as strict as the token key's", () => {
+    const { UpstreamSigningKey: key, UpstreamSigningKeyAlias: alias } = template.Resources;
+    expect(key!.Properties).toMatchObject({
+      KeyUsage: 'SIGN_VERIFY',
+      KeySpec: 'ECC_NIST_P256',
+      PendingWindowInDays: 30,
+    });
+    expect(key!.Properties).not.toHaveProperty('EnableKeyRotation'); // KMS rotates no asymmetric key
+    expect(alias!.Properties).toEqual({
+      AliasName: 'alias/limitrail-token-broker-ci-upstream-signing',
+      TargetKeyId: { Ref: 'UpstreamSigningKey' },
+    });
+    const statements = (key!.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
+    const accountRoot = { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } };
+    for (const s of statements) expect(s).toMatchObject({ Effect: 'Allow', Principal: accountRoot, Resource: '*' });
+    const actions = statements.flatMap((s) => asArray(s.Action));
+    for (const action of actions) expect(action).toMatch(/^kms:[A-Za-z]+$/);
+    expect(actions).not.toContain('kms:CreateGrant');
+    expect(statements.filter((s) => asArray(s.Action).includes('kms:PutKeyPolicy'))).toEqual([
+      expect.objectContaining({
+        Condition: { ArnEquals: { 'aws:PrincipalArn': 'arn:aws:iam::111111111111:role/platform-deploy' } },
+      }),
+    ]);
+    const signers = statements.filter((s) => asArray(s.Action).includes('kms:Sign'));
+    expect(signers.map((s) => [s.Sid, s.Action])).toEqual([['BrokerFunctionsSign', 'kms:Sign']]);
+    const roleNames = resourcesOfType('AWS::IAM::Role').map(([, role]) => role.Properties.RoleName as string);
+    const condition = signers[0]!.Condition as {
+      ArnEquals: Record<string, { 'Fn::Sub': string }[]>;
+      StringEquals: Json;
+    };
+    expect(condition.ArnEquals['aws:PrincipalArn']!.map((a) => a['Fn::Sub'].split(':role/')[1]).sort()).toEqual(
+      roleNames.sort(),
+    );
+    expect(condition.StringEquals).toEqual({ 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'RAW' });
+    // Nothing else uses the key; reading its public key is left to IAM (the roles, whoever runs npm run jwks).
+    const uses =
+      /^kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey|GenerateMac|VerifyMac|Sign|Verify|DeriveSharedSecret)/;
+    expect(statements.filter((s) => asArray(s.Action).some((a) => uses.test(a))).map((s) => s.Sid)).toEqual([
+      'BrokerFunctionsSign',
+    ]);
+    expect(statements.find((s) => s.Sid === 'PublicKeyForJwks')).toMatchObject({ Action: 'kms:GetPublicKey' });
+  });
+
   it("creates a key whose policy lets only the two function roles use it, with the broker's encryption context", () => {
-    const keys = resourcesOfType('AWS::KMS::Key');
-    expect(keys).toHaveLength(1);
+    const keys = resourcesOfType('AWS::KMS::Key').filter(([id]) => id === 'TokenKmsKey');
+    expect(resourcesOfType('AWS::KMS::Key').map(([id]) => id)).toEqual(['TokenKmsKey', 'UpstreamSigningKey']);
     const [, key] = keys[0]!;
     const roleNames = resourcesOfType('AWS::IAM::Role').map(([, role]) => role.Properties.RoleName as string);
     const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
@@ -490,7 +554,7 @@ describe('osls package --stage ci', () => {
   });
 
   it('lets no administrator hand itself the key: named actions, no grants, one statement for key policy changes', () => {
-    const [, key] = resourcesOfType('AWS::KMS::Key')[0]!;
+    const key = template.Resources.TokenKmsKey!;
     const statements = (key.Properties.KeyPolicy as { Statement: Statement[] }).Statement;
     const accountRoot = { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } };
     const actions = statements.flatMap((s) => asArray(s.Action));
@@ -623,6 +687,7 @@ describe('osls package --stage ci', () => {
         'Endpoint fetches and upstream requests',
         'Upstream latency',
         'Upstream errors by kind',
+        'Client assertions (private_key_jwt)',
         'Lease waits',
         'Stale answers and degraded paths',
         'Refusals',

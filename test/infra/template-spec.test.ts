@@ -29,12 +29,13 @@ describe('the packaged template against the CloudFormation resource specificatio
     expect(await specProblems(resources)).toEqual([]);
   });
 
-  it('checks every resource type of the stack: functions, URL, permissions, roles, table, key, alias, rule, alarms, dashboard, logs, callers parameter', () => {
+  it('checks every resource type of the stack: functions, URL, permissions, roles, the signing key policy, table, keys, aliases, rule, alarms, dashboard, logs, callers parameter', () => {
     expect([...new Set(Object.values(resources).map((r) => r.Type))].sort()).toEqual([
       'AWS::CloudWatch::Alarm',
       'AWS::CloudWatch::Dashboard',
       'AWS::DynamoDB::Table',
       'AWS::Events::Rule',
+      'AWS::IAM::Policy',
       'AWS::IAM::Role',
       'AWS::KMS::Alias',
       'AWS::KMS::Key',

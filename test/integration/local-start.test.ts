@@ -353,6 +353,21 @@ describe('npm start, the newcomer path', () => {
     );
   });
 
+  it('serves the private_key_jwt client (a KMS-signed assertion the sandbox verifies) to the jwt role, and prints its JWK Set', async () => {
+    expect(start.output()).toContain('No secret at all: npm run token -- --as jwt --scopes limitrail.usage.read');
+    const jwt = await tokenCli('--as', 'jwt', '--scopes', 'limitrail.usage.read');
+    expect(jwt.code, jwt.stderr).toBe(0);
+    expect(JSON.parse(jwt.stdout)).toMatchObject({ token_type: 'Bearer', client: 'limitrail-jwt' });
+    for (let i = 0; i < 40 && !start.output().includes('client=lr_jwt_'); i++) await sleep(50);
+    expect(start.output()).toMatch(
+      /sandbox │ POST \/connect\/token 200 client=lr_jwt_\w+ scope="limitrail\.usage\.read"/,
+    );
+    const jwks = await sh(`"${TSX}" local/jwks.ts --local`);
+    expect(jwks.code, jwks.stderr).toBe(0);
+    expect(JSON.parse(jwks.stdout)).toMatchObject({ keys: [{ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' }] });
+    expect(stack.signingKeyIds).toHaveLength(1);
+  });
+
   it('npm run revoke -- granted: the broker refuses the role within CALLERS_MAX_AGE_SEC, with no restart; --lift serves it again', async () => {
     expect(stack.callersParameter).toEqual({ name: '/limitrail-token-broker/local/callers', maxAgeSec: 5 });
     const revoke = await sh(`"${TSX}" local/revoke-cli.ts granted`);

@@ -73,3 +73,66 @@ describe('oidc-provider test server (client_credentials)', () => {
     expect(server.tokenRequests()).toBe(before);
   });
 });
+
+describe('oidc-provider test server options', () => {
+  it('with client_secret_basic only, refuses the secret in the form body, and records how each request authenticated', async () => {
+    const server = await startOidcServer({
+      clientAuthMethods: ['client_secret_basic'],
+      resources: ['https://a.example/'],
+    });
+    try {
+      const form = { grant_type: 'client_credentials', scope: 'limitrail.usage.read', audience: 'https://api.example' };
+      const post = await requestToken(server, {
+        ...form,
+        client_id: server.clientId,
+        client_secret: server.clientSecret,
+      });
+      expect(post).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+      const basic = Buffer.from(`${server.clientId}:${encodeURIComponent(server.clientSecret)}`).toString('base64');
+      const served = await requestToken(
+        server,
+        { ...form, resource: 'https://a.example/' },
+        { authorization: `Basic ${basic}` },
+      );
+      expect(served.status).toBe(200);
+      const unknown = await requestToken(
+        server,
+        { ...form, resource: 'https://b.example/' },
+        { authorization: `Basic ${basic}` },
+      );
+      expect(unknown).toMatchObject({ status: 400, body: { error: 'invalid_target' } });
+      expect(server.received()).toEqual([
+        {
+          status: 401,
+          clientId: undefined,
+          presented: 'post',
+          error: 'invalid_client',
+          scope: 'limitrail.usage.read',
+          audience: 'https://api.example',
+          resource: [],
+        },
+        {
+          status: 200,
+          clientId: server.clientId,
+          presented: 'basic',
+          error: undefined,
+          scope: 'limitrail.usage.read',
+          audience: 'https://api.example',
+          resource: ['https://a.example/'],
+        },
+        {
+          status: 400,
+          clientId: undefined,
+          presented: 'basic',
+          error: 'invalid_target',
+          scope: 'limitrail.usage.read',
+          audience: 'https://api.example',
+          resource: ['https://b.example/'],
+        },
+      ]);
+      expect(JSON.stringify(server.received())).not.toContain(server.clientSecret);
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -1,3 +1,4 @@
+import { constants, generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
 import { createServer } from 'node:net';
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -309,5 +310,117 @@ describe('LimitRail sandbox options and lifecycle', () => {
       probe.once('error', reject);
       probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
     });
+  });
+});
+
+/** Assertions built here with node:crypto alone, as any private_key_jwt client would: the sandbox is the oracle. */
+describe('LimitRail sandbox: private_key_jwt', () => {
+  let sandbox: Sandbox;
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwkOf = (key: KeyObject, kid: string) => ({ ...key.export({ format: 'jwk' }), kid });
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const nowSec = () => Math.floor(Date.now() / 1000);
+
+  const assertion = (
+    claims: Record<string, unknown> = {},
+    { key = rsa.privateKey, alg = 'RS256', kid = 'rsa-1' }: { key?: KeyObject; alg?: string; kid?: string } = {},
+  ) => {
+    const input = `${b64({ alg, typ: 'JWT', kid })}.${b64({
+      iss: 'lr_jwt',
+      sub: 'lr_jwt',
+      aud: sandbox.tokenUrl,
+      iat: nowSec(),
+      exp: nowSec() + 60,
+      jti: randomUUID(),
+      ...claims,
+    })}`;
+    const signature =
+      alg === 'ES256'
+        ? sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' })
+        : alg === 'PS256'
+          ? sign('sha256', Buffer.from(input), { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
+          : sign('sha256', Buffer.from(input), key);
+    return `${input}.${signature.toString('base64url')}`;
+  };
+  const request = (jwt: string, extra: Record<string, string> = {}, headers: Record<string, string> = {}) =>
+    post(
+      sandbox.tokenUrl,
+      {
+        grant_type: 'client_credentials',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: jwt,
+        scope: 'limitrail.usage.read',
+        ...extra,
+      },
+      headers,
+    );
+
+  beforeAll(async () => {
+    sandbox = await startSandbox();
+    sandbox.registerAssertionClient({
+      clientId: 'lr_jwt',
+      jwks: { keys: [jwkOf(rsa.publicKey, 'rsa-1'), jwkOf(ec.publicKey, 'ec-1')] },
+      scopes: ['limitrail.usage.read'],
+    });
+  });
+  afterAll(async () => sandbox?.stop());
+
+  it.each([
+    ['RS256', rsa.privateKey, 'rsa-1'],
+    ['PS256', rsa.privateKey, 'rsa-1'],
+    ['ES256', ec.privateKey, 'ec-1'],
+  ] as const)(
+    'issues a token for a %s assertion by a registered key, with or without client_id',
+    async (alg, key, kid) => {
+      const reply = await request(assertion({}, { key, alg, kid }), { client_id: 'lr_jwt' });
+      expect(reply.status).toBe(200);
+      expect(decodeJwtPart(String(reply.json?.access_token).split('.')[1])).toMatchObject({ client_id: 'lr_jwt' });
+      expect((await request(assertion({}, { key, alg, kid }))).status).toBe(200);
+    },
+  );
+
+  it('refuses a replayed assertion', async () => {
+    const jwt = assertion();
+    expect((await request(jwt)).status).toBe(200);
+    expect(await request(jwt)).toMatchObject({ status: 401, json: { errorCode: 'invalid_client' } });
+  });
+
+  it.each([
+    ['another audience', { aud: 'https://elsewhere.example/token' }, {}],
+    ['an expired assertion', { iat: 1_700_000_000, exp: 1_700_000_060 }, {}],
+    ['a lifetime over 300 s', { exp: Math.floor(Date.now() / 1000) + 400 }, {}],
+    ['iss not sub', { sub: 'someone-else' }, {}],
+    ['an unknown client', { iss: 'lr_nobody', sub: 'lr_nobody' }, {}],
+    ['no jti', { jti: undefined }, {}],
+    ['an unregistered key', {}, { key: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey }],
+    ['a kid naming another key', {}, { kid: 'ec-1' }],
+    ['ES256 signed by the RSA key', {}, { alg: 'ES256' }],
+  ])('refuses %s as invalid_client (401)', async (_name, claims, options) => {
+    const reply = await request(assertion(claims, options));
+    expect(reply).toMatchObject({ status: 401, json: { errorCode: 'invalid_client' } });
+  });
+
+  it('refuses a malformed request: a wrong assertion type, a second method, a client_id that is not the issuer', async () => {
+    const jwt = assertion();
+    expect((await request(jwt, { client_assertion_type: 'jwt' })).json).toMatchObject({
+      status: 400,
+      field: 'client_assertion_type',
+    });
+    expect((await request(jwt, { client_secret: 'x' })).json).toMatchObject({ status: 400, field: 'client_assertion' });
+    expect((await request(jwt, {}, { authorization: 'Basic bHJfand0Ong=' })).json).toMatchObject({ status: 400 });
+    expect((await request(jwt, { client_id: 'lr_other' })).json).toMatchObject({ status: 400, field: 'client_id' });
+    expect((await request('not.a.jwt')).json).toMatchObject({ status: 400, field: 'client_assertion' });
+  });
+
+  it('verifies with the registered keys only, from the moment they change (a rotation)', async () => {
+    const next = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const byNext = () => assertion({}, { key: next.privateKey, alg: 'ES256', kid: 'ec-2' });
+    expect((await request(byNext())).status).toBe(401);
+    sandbox.setClientJwks('lr_jwt', { keys: [jwkOf(ec.publicKey, 'ec-1'), jwkOf(next.publicKey, 'ec-2')] });
+    expect((await request(byNext())).status).toBe(200);
+    expect((await request(assertion({}, { key: ec.privateKey, alg: 'ES256', kid: 'ec-1' }))).status).toBe(200);
+    sandbox.setClientJwks('lr_jwt', { keys: [jwkOf(next.publicKey, 'ec-2')] });
+    expect((await request(assertion({}, { key: ec.privateKey, alg: 'ES256', kid: 'ec-1' }))).status).toBe(401);
   });
 });

@@ -4,8 +4,8 @@
  * tokens that name their scope set, and can be slow, fail, throttle or hang (the client's timeout then ends the
  * attempt, as AbortSignal.timeout does).
  */
-import type { ClientCredentials } from '../../functions/lib/domain/client-credentials';
 import { UnavailableError } from '../../functions/lib/shared/errors';
+import type { ClientAuthentication } from '../../functions/lib/upstream/client-auth';
 import type { IssuedToken, TokenRequestContext } from '../../functions/lib/upstream/token-endpoint';
 import { type Actor, pick, type Sim } from './sim';
 import type { Trace } from './trace';
@@ -52,7 +52,7 @@ export class FakeEndpoint {
   requestFor(actor: Actor) {
     return async (
       _tokenUrl: string,
-      _credentials: ClientCredentials,
+      _auth: ClientAuthentication,
       ctx: TokenRequestContext,
       timeoutMs: number,
     ): Promise<IssuedToken> => {

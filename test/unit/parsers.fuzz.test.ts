@@ -33,7 +33,11 @@ const text = fc.oneof(
 );
 
 describe('token endpoint answers (interpretTokenResponse)', () => {
-  const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] as const };
+  const ctx = {
+    clientName: 'limitrail',
+    credentials: 'the client credentials in secret "limitrail/client"',
+    scopes: ['a', 'b'] as const,
+  };
   const TOKEN = 'tok-MARKER-4f1d';
   const DESCRIPTION = 'desc-MARKER-9b2e';
   const success = json(

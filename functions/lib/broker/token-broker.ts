@@ -168,8 +168,8 @@ export class TokenBroker {
   async #keyed(request: TokenRequest, options: CallOptions): Promise<KeyedRequest> {
     const { client, scopes, minTtlSec } = request;
     const log = options.log ?? this.deps.log;
-    const clientId = client.clientId ?? (await this.deps.secrets.get(client.secretId)).clientId;
-    const cacheKey = cacheKeyFor(client.tokenUrl, clientId, scopes);
+    const clientId = await this.#clientIdOf(client);
+    const cacheKey = cacheKeyFor(client.tokenUrl, clientId, scopes, client.tokenParams);
     const keyFields = { client: client.name, scopes, cacheKey: cacheKey.slice(0, 15) };
     const principal = options.principal ?? DIRECT_INVOKE;
     return {
@@ -191,6 +191,17 @@ export class TokenBroker {
         log.warn(`degraded: ${kind.replace('_', ' ')}`, { ...keyFields, degraded: kind, reason, ...detail });
       },
     };
+  }
+
+  /**
+   * The client id of the cache key: configured (always, for private_key_jwt: no secret is ever read for it), or read
+   * from the client's secret.
+   */
+  async #clientIdOf(client: ClientConfig): Promise<string> {
+    if (client.clientId !== undefined) return client.clientId;
+    if (client.auth.method === 'private_key_jwt')
+      throw new Error(`unreachable: private_key_jwt client ${client.name} without a client id`);
+    return (await this.deps.secrets.get(client.auth.secretId)).clientId;
   }
 
   /**

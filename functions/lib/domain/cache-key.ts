@@ -4,13 +4,29 @@
  */
 import { sha256Hex } from '../shared/hash';
 import { normalizeScopes } from '../shared/scopes';
+import type { TokenParams } from './settings';
 
 /**
  * The cache key of a token: a hash of what makes two tokens interchangeable — the token URL, the OAuth client
- * id and the canonical scope set. Hashed so keys are fixed-size and reveal nothing but equality.
+ * id, the canonical scope set and the client's token parameters (`audience`, `resource`), which shape the token as
+ * much as its scopes do. Hashed so keys are fixed-size and reveal nothing but equality.
+ *
+ * A client without token parameters keeps the key it had before they existed (three parts), so a deploy that
+ * introduces them leaves every cached token where it is; a client with them adds a fourth part, so two clients that
+ * differ only in them never share a token.
  */
-export const cacheKeyFor = (tokenUrl: string, clientId: string, scopes: readonly string[]): string =>
-  `v1:${sha256Hex(JSON.stringify([tokenUrl, clientId, normalizeScopes(scopes)]))}`;
+export const cacheKeyFor = (
+  tokenUrl: string,
+  clientId: string,
+  scopes: readonly string[],
+  tokenParams: TokenParams = {},
+): string => {
+  const parts: unknown[] = [tokenUrl, clientId, normalizeScopes(scopes)];
+  const resource = [...new Set(tokenParams.resource ?? [])].sort();
+  if (tokenParams.audience !== undefined || resource.length > 0)
+    parts.push({ audience: tokenParams.audience ?? null, resource });
+  return `v1:${sha256Hex(JSON.stringify(parts))}`;
+};
 
 /** Short fingerprint of a token for logs and audit lines: the first 12 hex digits of its SHA-256. */
 export const tokenFingerprint = (accessToken: string): string => sha256Hex(accessToken).slice(0, 12);

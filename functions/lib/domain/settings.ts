@@ -13,13 +13,53 @@ import type { ProofPolicy } from './proof';
  */
 export type CallerAuthMode = 'grants' | 'invoke-permission';
 
+/** How the broker authenticates to a client's token endpoint (`authMethod` in BROKER_CLIENTS). */
+export const CLIENT_AUTH_METHODS = ['client_secret_post', 'client_secret_basic', 'private_key_jwt'] as const;
+export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
+
+/** The JWS algorithms a client assertion may be signed with (a KMS signing algorithm each, upstream/jwk.ts). */
+export const ASSERTION_ALGORITHMS = ['RS256', 'PS256', 'ES256'] as const;
+export type AssertionAlgorithm = (typeof ASSERTION_ALGORITHMS)[number];
+
+/** A shared secret from Secrets Manager: in the form body (client_secret_post) or HTTP Basic (client_secret_basic). */
+export interface SecretAuth {
+  readonly method: 'client_secret_post' | 'client_secret_basic';
+  readonly secretId: string;
+}
+
+/** A JWT signed by a KMS key that never leaves KMS (RFC 7523 private_key_jwt); no secret anywhere. */
+export interface PrivateKeyJwtAuth {
+  readonly method: 'private_key_jwt';
+  /** KMS key ARNs or alias ARNs: the first signs, all are published (`npm run jwks`) for rotation. */
+  readonly signingKeyIds: readonly string[];
+  /** Undefined: the signing key's default (RS256 for an RSA key, ES256 for a P-256 key). */
+  readonly signingAlgorithm: AssertionAlgorithm | undefined;
+  /** The assertion's `aud`: `assertionAudience`, by default the token URL. */
+  readonly assertionAudience: string;
+}
+
+export type ClientAuth = SecretAuth | PrivateKeyJwtAuth;
+
+/**
+ * Token-shaping parameters sent with every token request of a client (`tokenParams`): Auth0's `audience`, RFC 8707
+ * `resource` indicators (canonical: deduplicated, sorted). Part of the cache key; nothing a caller sends changes them.
+ */
+export interface TokenParams {
+  readonly audience?: string;
+  readonly resource?: readonly string[];
+}
+
 /** One upstream OAuth client the broker may fetch tokens for. */
 export interface ClientConfig {
   readonly name: string;
-  readonly secretId: string;
   readonly tokenUrl: string;
-  /** The public client id, when configured: lets cache hits skip the secret entirely. */
+  /**
+   * The public client id, when configured: lets cache hits skip the secret entirely. Always set for
+   * private_key_jwt (the assertion's iss and sub).
+   */
   readonly clientId: string | undefined;
+  readonly auth: ClientAuth;
+  readonly tokenParams: TokenParams;
   /** The scopes callers may ask for with this client. */
   readonly scopes: ReadonlySet<string>;
   /** Scope sets the prewarm function keeps fresh, each canonical. */

@@ -65,6 +65,10 @@ export const REASONS = [
   'secrets_unavailable',
   'kms_unavailable',
   'callers_unavailable',
+  // The KMS key that signs a private_key_jwt client's assertions (503): KMS down or throttling (retried within the
+  // deadline); the key disabled, deleted, not allowed or unfit for the configured algorithm (not retried)
+  'signing_unavailable',
+  'signing_key_unusable',
   'lease_wait_timeout',
   'deadline_exceeded',
   'force_refresh_limited',

@@ -36,6 +36,7 @@ const CREDENTIAL_FIELDS = new Set([
   'proxyauthorization',
   'cookie',
   'identityproof',
+  'clientassertion',
 ]);
 
 /** And any name ending like one (`bearerToken`, `apiKey`, `x_api_key`, `dbPassword`, `privateKey`, `requestSignature`). */

@@ -26,6 +26,10 @@ export const METRIC_NAMES = [
   'StaleAnswers',
   'TableBypass',
   'SecretFallback',
+  /** private_key_jwt: client assertions signed with KMS, KMS Sign latency, and signing failures (any kind). */
+  'AssertionsSigned',
+  'SigningLatency',
+  'SigningErrors',
   'RetriesExhausted',
   'Refusals',
   'IdentityVerifications',
@@ -42,7 +46,7 @@ export const METRIC_NAMES = [
 ] as const;
 
 /** Metrics emitted per reason, named `<family>.<reason>` (UpstreamError.upstream_timeout): errors by kind. */
-export const METRIC_FAMILIES = ['UpstreamError', 'IdentityFailure'] as const;
+export const METRIC_FAMILIES = ['UpstreamError', 'IdentityFailure', 'SigningError'] as const;
 
 export type MetricName = (typeof METRIC_NAMES)[number] | `${(typeof METRIC_FAMILIES)[number]}.${string}`;
 

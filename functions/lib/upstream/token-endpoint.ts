@@ -3,11 +3,12 @@
  * as untrusted. `interpretTokenResponse` is pure; `requestToken` does the HTTP.
  */
 
-import type { ClientCredentials } from '../domain/client-credentials';
+import type { TokenParams } from '../domain/settings';
 import { isRecord } from '../shared/assert';
 import type { Clock } from '../shared/clock';
 import { InvalidScopeError, quote, UnavailableError, UpstreamError } from '../shared/errors';
 import { missingScopes, parseScopeString, scopeString } from '../shared/scopes';
+import type { ClientAuthentication } from './client-auth';
 
 /** What the endpoint granted, validated. */
 export interface IssuedToken {
@@ -25,9 +26,15 @@ export interface RawTokenResponse {
 
 export interface TokenRequestContext {
   clientName: string;
-  secretId: string;
+  /**
+   * What authenticated the request, as an invalid_client description names it (`the client credentials in secret
+   * "x"`, `the client assertion (private_key_jwt) ...`): ids only, never a secret or an assertion.
+   */
+  credentials: string;
   /** Canonical requested scopes. */
   scopes: readonly string[];
+  /** The client's `audience` and `resource` parameters, sent with every request. */
+  tokenParams?: TokenParams;
 }
 
 /** Longest body read from the endpoint; a token answer is a few KiB at most. */
@@ -111,10 +118,7 @@ export const interpretTokenResponse = (res: RawTokenResponse, ctx: TokenRequestC
   }
   const { code, text } = upstreamDetails(res.status, body, res.headers.get('x-trace-id'));
   if (code === 'invalidclient' || (res.status === 401 && code === undefined)) {
-    throw new UpstreamError(
-      `the token endpoint rejected the client credentials in secret ${quote(ctx.secretId, 256)} ${text}`,
-      'upstream_invalid_client',
-    );
+    throw new UpstreamError(`the token endpoint rejected ${ctx.credentials} ${text}`, 'upstream_invalid_client');
   }
   if (code === 'invalidscope') {
     throw new InvalidScopeError(
@@ -145,14 +149,26 @@ export const parseRetryAfterMs = (value: string | null, nowMs: number): number |
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
 };
 
-/** The form body of a client_credentials request (client_secret_post, as the LimitRail contract asks). */
-export const tokenRequestBody = (credentials: ClientCredentials, scopes: readonly string[]): string =>
-  new URLSearchParams({
-    grant_type: 'client_credentials',
-    client_id: credentials.clientId,
-    client_secret: credentials.clientSecret(),
-    scope: scopeString(scopes),
-  }).toString();
+/**
+ * A client_credentials request: `grant_type`, the client's authentication (form fields, or an Authorization header
+ * for client_secret_basic), `scope`, then the client's `audience` and each `resource` (RFC 8707).
+ */
+export const tokenRequest = (
+  auth: ClientAuthentication,
+  scopes: readonly string[],
+  tokenParams: TokenParams = {},
+): { body: string; headers: Record<string, string> } => {
+  const form = new URLSearchParams({ grant_type: 'client_credentials' });
+  const headers: Record<string, string> = {
+    'content-type': 'application/x-www-form-urlencoded',
+    accept: 'application/json',
+  };
+  auth.applyTo(form, headers);
+  form.append('scope', scopeString(scopes));
+  if (tokenParams.audience !== undefined) form.append('audience', tokenParams.audience);
+  for (const resource of tokenParams.resource ?? []) form.append('resource', resource);
+  return { body: form.toString(), headers };
+};
 
 const readBounded = async (response: Response): Promise<string> => {
   if (!response.body) return '';
@@ -191,22 +207,23 @@ const describeFetchFailure = (err: unknown, timeoutMs: number): UnavailableError
 };
 
 /**
- * POSTs a client_credentials request. Whole exchange bounded by `timeoutMs`; redirects are not followed. `clock`
- * dates the answer (a Retry-After given as an HTTP date).
+ * POSTs a client_credentials request, authenticated by `auth`. Whole exchange bounded by `timeoutMs`; redirects
+ * are not followed. `clock` dates the answer (a Retry-After given as an HTTP date).
  */
 export const requestToken = async (
   tokenUrl: string,
-  credentials: ClientCredentials,
+  auth: ClientAuthentication,
   ctx: TokenRequestContext,
   timeoutMs: number,
   clock: Clock,
 ): Promise<IssuedToken> => {
   let raw: RawTokenResponse;
+  const { body, headers } = tokenRequest(auth, ctx.scopes, ctx.tokenParams);
   try {
     const response = await fetch(tokenUrl, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: tokenRequestBody(credentials, ctx.scopes),
+      headers,
+      body,
       redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
     });

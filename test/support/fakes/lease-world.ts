@@ -56,9 +56,10 @@ export const world = () => {
     });
   const client: ClientConfig = {
     name: 'limitrail',
-    secretId: 'secret',
     tokenUrl: 'https://auth.example/connect/token',
     clientId: 'lr_1',
+    auth: { method: 'client_secret_post', secretId: 'secret' },
+    tokenParams: {},
     scopes: new Set(['a']),
     prewarm: [],
   };

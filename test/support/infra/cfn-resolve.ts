@@ -28,8 +28,14 @@ export interface ResolvedTemplate {
   arn(logicalId: string): string;
 }
 
-/** The sample id of the stack's key: the shape of a KMS key id. */
+/** The sample id of the stack's token key: the shape of a KMS key id. */
 export const SAMPLE_KMS_KEY_ID = '0b8e2f4c-1d3a-4b5c-9e7f-2a6d8c0e1f3b';
+
+/** Any other key of the stack (the upstream signing key): a key id's shape, derived from its logical id. */
+const sampleKeyId = (logicalId: string): string => {
+  const hex = createHash('sha256').update(logicalId).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+};
 
 const NO_VALUE = Symbol('AWS::NoValue');
 
@@ -64,7 +70,7 @@ export const resolveTemplate = (template: CfnTemplate, sample: SampleEnvironment
       case 'AWS::DynamoDB::Table':
         return name(id, 'TableName');
       case 'AWS::KMS::Key':
-        return SAMPLE_KMS_KEY_ID;
+        return id === 'TokenKmsKey' ? SAMPLE_KMS_KEY_ID : sampleKeyId(id);
       case 'AWS::IAM::Role':
         return name(id, 'RoleName');
       case 'AWS::Lambda::Function':

@@ -4,10 +4,12 @@
  *   - the token function, through real token requests: a cold miss (lease, secret, new data key, write), a cold
  *     table hit (unwrapping the data key) and a request during a secret rotation the endpoint has not activated yet
  *     (AWSPREVIOUS); when the stage reads its callers from an SSM parameter, a Function URL call whose caller it
- *     authorizes from that parameter (created in moto as the stack creates it);
+ *     authorizes from that parameter (created in moto as the stack creates it); a cold miss of a private_key_jwt
+ *     client (its signing key's public key, a signature);
  *   - the prewarm function, through its handler (functions/lib/handlers/prewarm-handler.ts): a cold run that finds one set
- *     fresh in the table and one missing (consistent read, lease, secret, new data key, write), the same container
- *     again (all fresh), and a new container during that rotation with a missing set (AWSPREVIOUS).
+ *     fresh in the table and one missing (consistent read, lease, secret, new data key, write) and a private_key_jwt
+ *     client's set (public key, signature), the same container again (all fresh), and a new container during that
+ *     rotation with a missing set (AWSPREVIOUS).
  * Each call becomes its IAM action, the deployed resource it names (`BrokerIam`, by the configuration it came
  * from: the table, the secret, the key) and the request context its parameters carry.
  */
@@ -24,6 +26,7 @@ import { roleSession, urlEvent } from '../fakes/url-event';
 import { captureLogLines } from '../log-capture';
 import { inProcessContainer, REGION, SECRET_ID, startBrokerStack } from '../stacks/broker-stack';
 import { putCallersParameter } from '../stacks/callers-parameter';
+import { ensureKeyClient } from '../stacks/key-client';
 import type { BrokerIam } from './iam-model';
 import { type CallsByFunction, type CodeCall, type Context, kmsContext } from './iam-table';
 
@@ -64,7 +67,7 @@ const URL_CALLER = { account: '111111111111', role: 'reporting' };
 export const recordSentCommands = async (
   tableName: string,
   callersParameter?: string,
-): Promise<{ sent: SentByFunction; tableName: string; kmsKeyId: string }> => {
+): Promise<{ sent: SentByFunction; tableName: string; kmsKeyId: string; signingKeyIds: string[] }> => {
   // The table is named as the stack would name it: the encryption context carries the table's name.
   const stack = await startBrokerStack({ tableName });
   const sent: SentByFunction = { token: [], prewarm: [] };
@@ -88,7 +91,16 @@ export const recordSentCommands = async (
   const prewarmClients = clientsOf('prewarm');
   const logs: string[] = [];
   const client = stack.sandbox.clients[0]!;
-  const tokenEnv = { ...stack.env };
+  // A private_key_jwt client, its key in moto's KMS, its JWK Set registered with the sandbox.
+  const { keyArn: signingKeyArn, config: partner } = await ensureKeyClient({
+    endpoint: stack.moto.endpoint,
+    region: REGION,
+    sandbox: stack.sandbox,
+    clientId: 'lr_partner_jwt',
+    alias: 'alias/upstream-signing',
+  });
+  const limitrail = (JSON.parse(stack.env.BROKER_CLIENTS!) as Record<string, Record<string, unknown>>).limitrail!;
+  const tokenEnv: Record<string, string> = { ...stack.env, BROKER_CLIENTS: JSON.stringify({ limitrail, partner }) };
   if (callersParameter) {
     const principal = `arn:aws:iam::${URL_CALLER.account}:role/${URL_CALLER.role}`;
     await putCallersParameter(
@@ -97,19 +109,22 @@ export const recordSentCommands = async (
     );
     tokenEnv.BROKER_CALLERS_PARAMETER = callersParameter;
   }
-  const request = async (scopes: string[], viaUrl = false) => {
+  const request = async (scopes: string[], { viaUrl = false, client = 'limitrail' } = {}) => {
     const container = inProcessContainer(tokenEnv, logs, tokenClients);
     const iam = roleSession(URL_CALLER.role, URL_CALLER.account);
-    const answer = viaUrl ? await container(urlEvent({ scopes }, { iam })) : await container({ scopes });
+    const event = { client, scopes };
+    const answer = viaUrl ? await container(urlEvent(event, { iam })) : await container(event);
     const body = typeof answer.body === 'string' ? (JSON.parse(answer.body) as Record<string, unknown>) : answer;
     if (body.token_type !== 'Bearer') throw new Error(`token request failed: ${JSON.stringify(body)}`);
   };
   /** A new prewarm container (its own runtime and caches), keeping these sets fresh; its handler as Lambda calls it. */
-  const prewarmContainer = (sets: string[][]) => {
-    const clients = JSON.parse(stack.env.BROKER_CLIENTS!) as Record<string, Record<string, unknown>>;
+  const prewarmContainer = (sets: string[][], partnerSets: string[][] = []) => {
     const env = {
       ...stack.env,
-      BROKER_CLIENTS: JSON.stringify({ limitrail: { ...clients.limitrail, prewarm: sets } }),
+      BROKER_CLIENTS: JSON.stringify({
+        limitrail: { ...limitrail, prewarm: sets },
+        partner: { ...partner, prewarm: partnerSets },
+      }),
     };
     captureLogLines(logs);
     const handler = createPrewarmHandler(
@@ -131,10 +146,14 @@ export const recordSentCommands = async (
   try {
     await request(['limitrail.usage.write']); // cold miss
     await request(['limitrail.usage.write']); // another cold container: a table hit
-    if (callersParameter) await request(['limitrail.usage.write'], true); // a URL caller, granted in the parameter
-    const prewarm = prewarmContainer([['limitrail.usage.write'], ['limitrail.runtime.read']]);
-    await prewarm({ refreshed: 1, fresh: 1 }); // one set the token function wrote, one missing
-    await prewarm({ refreshed: 0, fresh: 2 }); // the same container: both fresh
+    if (callersParameter) await request(['limitrail.usage.write'], { viaUrl: true }); // granted in the parameter
+    await request(['limitrail.usage.write'], { client: 'partner' }); // private_key_jwt: the public key, a signature
+    const prewarm = prewarmContainer(
+      [['limitrail.usage.write'], ['limitrail.runtime.read']],
+      [['limitrail.usage.read']],
+    );
+    await prewarm({ refreshed: 2, fresh: 1 }); // one set the token function wrote, one missing, the partner's
+    await prewarm({ refreshed: 0, fresh: 3 }); // the same container: all fresh
     await stack.secretsManager.send(
       new PutSecretValueCommand({
         SecretId: SECRET_ID,
@@ -143,7 +162,9 @@ export const recordSentCommands = async (
     );
     await request(['limitrail.usage.read']); // the endpoint still accepts only the previous secret
     await prewarmContainer([['limitrail.accounts.read']])({ refreshed: 1 }); // so does the prewarm function's fetch
-    return { sent, tableName: stack.tableName, kmsKeyId: stack.kmsKeyId };
+    // Sign names the key as GetPublicKey answered it: moto answers the bare key id.
+    const signingKeyIds = [signingKeyArn, signingKeyArn.split('/').pop()!];
+    return { sent, tableName: stack.tableName, kmsKeyId: stack.kmsKeyId, signingKeyIds };
   } finally {
     for (const c of made) c.destroy();
     await stack.stop();
@@ -164,7 +185,7 @@ const describeDynamoDb = (command: string, input: Record<string, unknown>): stri
 const callsOf = (
   iam: BrokerIam,
   sent: SentCommand[],
-  recorded: { tableName: string; kmsKeyId: string },
+  recorded: { tableName: string; kmsKeyId: string; signingKeyIds: string[] },
 ): CodeCall[] => {
   const calls = new Map<string, CodeCall>();
   for (const { service, command, input } of sent) {
@@ -190,12 +211,22 @@ const callsOf = (
         throw new Error(`${action} of parameter ${String(input.Name)}, not the configured callers parameter`);
       resource = iam.callersParameter.arn;
       what = `${command} of the callers parameter`;
-    } else {
-      if (input.KeyId !== recorded.kmsKeyId)
-        throw new Error(`${action} with key ${String(input.KeyId)}, not the configured one`);
+    } else if (input.KeyId === recorded.kmsKeyId) {
       resource = iam.keyArn;
       context = kmsContext(input.EncryptionContext as Record<string, string>);
       what = `${command} on the token key with the code's encryption context`;
+    } else {
+      if (!recorded.signingKeyIds.includes(String(input.KeyId)))
+        throw new Error(`${action} with key ${String(input.KeyId)}, neither the token key nor the signing key`);
+      if (!iam.signingKeyArn) throw new Error(`${action} with the signing key, but the template creates none`);
+      resource = iam.signingKeyArn;
+      if (command === 'Sign') {
+        context = {
+          'kms:SigningAlgorithm': String(input.SigningAlgorithm),
+          'kms:MessageType': String(input.MessageType),
+        };
+        what = `Sign with the upstream signing key (${String(input.SigningAlgorithm)}, ${String(input.MessageType)})`;
+      } else what = `${command} of the upstream signing key`;
     }
     const key = `${action} ${JSON.stringify(context)} ${what}`;
     if (!calls.has(key)) calls.set(key, { what, action, resource, context });

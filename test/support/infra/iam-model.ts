@@ -1,6 +1,7 @@
 /**
  * The IAM side of a resolved template (cfn-resolve.ts) as an evaluator needs it: each function role as a caller
- * (its session ARN, the context keys its requests carry, its inline policies), the key policy of the token key,
+ * (its session ARN, the context keys its requests carry, its inline policies and the policies attached to it), the key
+ * policies of the token key and of the upstream signing key,
  * the resource-based policy of each function, and the ARNs of what the broker touches.
  *
  * A function's resource-based policy is not in the template as a document: Lambda builds it from the
@@ -48,6 +49,8 @@ export interface BrokerIam {
   tableName: string;
   tableArn: string;
   keyArn: string;
+  /** The upstream signing key the stack creates (stage parameter upstreamSigningKey), if it does. */
+  signingKeyArn: string | undefined;
   /** The configured secret's ARN: Secrets Manager appends "-" and 6 random characters to the name. */
   secretArn: string;
   secretId: string;
@@ -155,10 +158,14 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
       (r) => resources[r]!.Type === 'AWS::IAM::Role' && resolved.arn(r) === roleArn,
     );
     if (!roleId) throw new Error(`the role of ${id} (${roleArn}) is not a role of the template`);
-    const policies = asArray(
-      resources[roleId]!.Properties.Policies as { PolicyName: string; PolicyDocument: PolicyDocument }[],
-    );
     const roleName = resolved.ref(roleId);
+    // Its inline policies, and the AWS::IAM::Policy resources attached to it (the upstream signing key's).
+    const policies = [
+      ...asArray(resources[roleId]!.Properties.Policies as { PolicyName: string; PolicyDocument: PolicyDocument }[]),
+      ...Object.values(resources)
+        .filter((r) => r.Type === 'AWS::IAM::Policy' && asArray(r.Properties.Roles as string[]).includes(roleName))
+        .map((r) => r.Properties as { PolicyName: string; PolicyDocument: PolicyDocument }),
+    ];
     functionRoles[fn] = {
       label: `${fn} role`,
       principal: `arn:aws:sts::${accountId}:assumed-role/${roleName}/${String(props.FunctionName)}`,
@@ -168,9 +175,16 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
     logGroupArn[fn] = `arn:aws:logs:${region}:${accountId}:log-group:/aws/lambda/${String(props.FunctionName)}`;
   }
 
-  const keyId = Object.keys(resources).find((r) => resources[r]!.Type === 'AWS::KMS::Key');
+  const keysOf = (usage: 'ENCRYPT_DECRYPT' | 'SIGN_VERIFY') =>
+    Object.keys(resources).filter(
+      (r) =>
+        resources[r]!.Type === 'AWS::KMS::Key' && (resources[r]!.Properties.KeyUsage ?? 'ENCRYPT_DECRYPT') === usage,
+    );
+  const [keyId] = keysOf('ENCRYPT_DECRYPT');
   if (!keyId) throw new Error('the template creates no KMS key');
   const keyArn = resolved.arn(keyId);
+  const [signingKeyId] = keysOf('SIGN_VERIFY');
+  const signingKeyArn = signingKeyId === undefined ? undefined : resolved.arn(signingKeyId);
   const functionPolicies = new Map<string, NamedPolicy>();
   for (const [fn, arn] of Object.entries(functionArn)) {
     const statements = Object.entries(resources)
@@ -187,6 +201,11 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
   const resourcePolicyFor = (resourceArn: string): NamedPolicy | undefined => {
     if (resourceArn === keyArn)
       return { name: `${keyId} key policy`, policy: resources[keyId]!.Properties.KeyPolicy as PolicyDocument };
+    if (signingKeyId !== undefined && resourceArn === signingKeyArn)
+      return {
+        name: `${signingKeyId} key policy`,
+        policy: resources[signingKeyId]!.Properties.KeyPolicy as PolicyDocument,
+      };
     const key = /^arn:aws:kms:[^:]+:(\d{12}):key\//.exec(resourceArn);
     if (key) return defaultKeyPolicy(key[1]!);
     return functionPolicies.get(resourceArn.replace(/:(\$LATEST|\d+)$/, ''));
@@ -194,9 +213,9 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
 
   const variables = (resources.TokenLambdaFunction!.Properties.Environment as { Variables: Record<string, string> })
     .Variables;
-  const secretIds = Object.values(JSON.parse(variables.BROKER_CLIENTS!) as Record<string, { secretId: string }>).map(
-    (c) => c.secretId,
-  );
+  const secretIds = Object.values(JSON.parse(variables.BROKER_CLIENTS!) as Record<string, { secretId?: string }>)
+    .map((c) => c.secretId)
+    .filter((id): id is string => id !== undefined);
   if (secretIds.length !== 1) throw new Error(`expected one configured secret, found ${secretIds.length}`);
   const secretId = secretIds[0]!;
   const parameterName = variables.BROKER_CALLERS_PARAMETER ?? '';
@@ -211,6 +230,7 @@ export const brokerIamOf = (resolved: ResolvedTemplate): BrokerIam => {
     tableName: resolved.ref(tableId),
     tableArn: resolved.arn(tableId),
     keyArn,
+    signingKeyArn,
     secretId,
     secretArn: secretId.startsWith('arn:')
       ? secretId

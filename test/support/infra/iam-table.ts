@@ -17,6 +17,7 @@ import { runSimulation, runUnsafeSimulation, type Simulation } from '@cloud-copi
 
 import { encryptionContextFor } from '../../../functions/lib/cache/table/token-cipher';
 import { type BrokerIam, type Caller, callerRole, defaultKeyPolicy, type NamedPolicy } from './iam-model';
+import { signingOtherRows, signingRoleRows } from './iam-signing-rows';
 
 export type Decision = 'Allowed' | 'Denied';
 export type Context = Record<string, string | string[]>;
@@ -308,6 +309,7 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
     };
     keyRows('');
     keyRows(`, ${EXISTING_KEY}`, defaultPolicy);
+    rows.push(...signingRoleRows(iam, fn, role, own));
     row(
       "Decrypt on another key (AWS's default key policy), with the broker's context",
       'kms:Decrypt',
@@ -407,6 +409,10 @@ export const brokerRows = (iam: BrokerIam, calls: CallsByFunction): IamRow[] => 
     DIRECT,
   );
 
+  const signAlgorithm = Object.values(calls)
+    .flat()
+    .find((c) => c.action === 'kms:Sign')?.context['kms:SigningAlgorithm'];
+  if (signAlgorithm !== undefined) rows.push(...signingOtherRows(iam, String(signAlgorithm)));
   const admin = callerRole(accountId, 'account-admin', [broadPolicy('kms', 'dynamodb')]);
   rows.push(
     {

@@ -1,6 +1,6 @@
 /**
  * Creates in moto what the stack creates in AWS: the token table (as infra/table.yml defines it),
- * the upstream client's secret and a symmetric KMS key. Set-up code for `npm start` and integration
+ * the upstream client's secret and a symmetric KMS key; and, for private_key_jwt clients, signing keys. Set-up code for `npm start` and integration
  * tests, never part of the broker: it takes the endpoint explicitly instead of from AWS_ENDPOINT_URL.
  * Safe to run again: what exists is reused (the secret's value is updated).
  */
@@ -133,6 +133,47 @@ const ensureKey = async (kms: KMSClient, alias: string): Promise<string> => {
   if (!arn || !KeyMetadata.KeyId) throw new Error('CreateKey returned no key ARN');
   await kms.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: KeyMetadata.KeyId }));
   return arn;
+};
+
+/**
+ * Creates (or finds, by alias) a KMS signing key (KeyUsage SIGN_VERIFY) of `keySpec`, as the stack's stage parameter
+ * `upstreamSigningKey` does: what a private_key_jwt client's `signingKeyId` names. Returns its ARN.
+ */
+export const ensureSigningKey = async (options: {
+  endpoint: string;
+  region: string;
+  alias: string;
+  keySpec: 'RSA_2048' | 'ECC_NIST_P256';
+  credentials?: LocalAwsOptions['credentials'];
+}): Promise<string> => {
+  const credentials = options.credentials ?? dummyWhenUnset();
+  const kms = new KMSClient({
+    endpoint: options.endpoint,
+    region: options.region,
+    ...(credentials ? { credentials } : {}),
+  });
+  try {
+    try {
+      const { KeyMetadata } = await kms.send(new DescribeKeyCommand({ KeyId: options.alias }));
+      if (KeyMetadata?.Arn && KeyMetadata.KeyUsage === 'SIGN_VERIFY') return KeyMetadata.Arn;
+      throw new Error(`KMS key ${options.alias} exists but is not a signing key`);
+    } catch (err) {
+      if (!(err instanceof NotFoundException)) throw err;
+    }
+    const { KeyMetadata } = await kms.send(
+      new CreateKeyCommand({
+        Description: 'limitrail-token-broker local: signs private_key_jwt client assertions',
+        KeySpec: options.keySpec,
+        KeyUsage: 'SIGN_VERIFY',
+        Tags: TAGS.map(({ Key, Value }) => ({ TagKey: Key, TagValue: Value })),
+      }),
+    );
+    if (!KeyMetadata?.Arn || !KeyMetadata.KeyId) throw new Error('CreateKey returned no key ARN');
+    await kms.send(new CreateAliasCommand({ AliasName: options.alias, TargetKeyId: KeyMetadata.KeyId }));
+    return KeyMetadata.Arn;
+  } finally {
+    kms.destroy();
+  }
 };
 
 /** Creates (or finds) the table, secret and key; returns what the function's environment needs. */

@@ -11,8 +11,15 @@ import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 import type { AwsCredentialIdentity } from '@smithy/types';
 
-/** Role names in moto's default account (123456789012). */
-export const DEMO_ROLES = { granted: 'limitrail-demo-caller', nogrant: 'limitrail-demo-nogrant' } as const;
+/**
+ * Role names in moto's default account (123456789012): `granted` (the `limitrail` client), `nogrant`, and `jwt`,
+ * granted npm start's private_key_jwt client (a role's grants naming one client, so no request needs to name it).
+ */
+export const DEMO_ROLES = {
+  granted: 'limitrail-demo-caller',
+  nogrant: 'limitrail-demo-nogrant',
+  jwt: 'limitrail-demo-jwt-caller',
+} as const;
 export type DemoCaller = keyof typeof DEMO_ROLES;
 export const isDemoCaller = (name: string): name is DemoCaller => Object.hasOwn(DEMO_ROLES, name);
 
@@ -55,27 +62,33 @@ const ensureRole = async (iam: IAMClient, roleName: string, description: string)
 export const ensureDemoCallers = async (endpoint: string, region: string): Promise<Record<DemoCaller, string>> => {
   const iam = new IAMClient({ endpoint, region, credentials: MOTO_CREDENTIALS });
   try {
-    const [granted, nogrant] = await Promise.all([
+    const [granted, nogrant, jwt] = await Promise.all([
       ensureRole(
         iam,
         DEMO_ROLES.granted,
         `limitrail-token-broker local: a caller granted ${DEMO_GRANT.scopes.join(', ')}`,
       ),
       ensureRole(iam, DEMO_ROLES.nogrant, 'limitrail-token-broker local: a caller with no grant (refused)'),
+      ensureRole(iam, DEMO_ROLES.jwt, 'limitrail-token-broker local: a caller granted the private_key_jwt client'),
     ]);
-    return { granted, nogrant };
+    return { granted, nogrant, jwt };
   } finally {
     iam.destroy();
   }
 };
 
-/** The local stage's grants: one, for the granted role (any of its sessions). */
-export const demoGrants = (roles: Record<DemoCaller, string>) => [
+/**
+ * The local stage's grants: the granted role (any of its sessions) gets DEMO_GRANT; the jwt role the same scopes of
+ * `keyClient` (npm start's private_key_jwt client), when there is one.
+ */
+export const demoGrants = (roles: Record<DemoCaller, string>, keyClient?: string) => [
   { principal: roles.granted, client: DEMO_GRANT.client, scopes: [...DEMO_GRANT.scopes] },
+  ...(keyClient ? [{ principal: roles.jwt, client: keyClient, scopes: [...DEMO_GRANT.scopes] }] : []),
 ];
 
 /** BROKER_CALLERS for the local stage: the demo grants. */
-export const demoBrokerCallers = (roles: Record<DemoCaller, string>): string => JSON.stringify(demoGrants(roles));
+export const demoBrokerCallers = (roles: Record<DemoCaller, string>, keyClient?: string): string =>
+  JSON.stringify(demoGrants(roles, keyClient));
 
 export interface DemoSession {
   /** The session's ARN, `arn:aws:sts::123456789012:assumed-role/<role>/<session>`: who the proof proves. */

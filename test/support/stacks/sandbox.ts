@@ -1,6 +1,8 @@
 /**
  * LimitRail sandbox: a real local token server following the `POST /connect/token` contract
- * (client_credentials, form-encoded, ProblemDetails errors). Binds to 127.0.0.1 only.
+ * (client_credentials, form-encoded, ProblemDetails errors). Binds to 127.0.0.1 only. Clients authenticate with a
+ * secret (client_secret_post or client_secret_basic) or, once registered with a JWK Set, with a client assertion
+ * (private_key_jwt, checked by sandbox-assertions.ts).
  *
  * Deliberately independent of the broker's code (no imports from functions/): it is the oracle
  * the broker is tested against, so it must not share the broker's bugs.
@@ -8,6 +10,7 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { checkClientAssertion, type JwkSet, SeenAssertions } from './sandbox-assertions';
 
 export const DEFAULT_SANDBOX_CLIENT_ID = 'lr_cdadc4d7359a489ca5a2bd3fc9cb0202';
 export const DEFAULT_SANDBOX_SCOPES = [
@@ -20,6 +23,13 @@ export const DEFAULT_SANDBOX_SCOPES = [
 export interface SandboxClient {
   clientId: string;
   clientSecret: string;
+  scopes: string[];
+  tokenLifetimeSec?: number;
+}
+/** A private_key_jwt client: authenticated by assertions signed by a key of its JWK Set (no secret). */
+export interface SandboxAssertionClient {
+  clientId: string;
+  jwks: JwkSet;
   scopes: string[];
   tokenLifetimeSec?: number;
 }
@@ -60,6 +70,10 @@ export interface Sandbox {
    * answers a broader `scope` than requested. Empty (the default) grants exactly what was asked.
    */
   setExtraGrantedScopes(scopes: string[]): void;
+  /** Registers a private_key_jwt client (its id may not be a secret client's). */
+  registerAssertionClient(client: SandboxAssertionClient): void;
+  /** The keys a private_key_jwt client's assertions are verified with from now on (a key rotation). */
+  setClientJwks(clientId: string, jwks: JwkSet): void;
   stop(): Promise<void>;
 }
 
@@ -97,6 +111,9 @@ class Problem extends Error {
 
 const invalidRequest = (field: string | undefined, title: string, headers?: Record<string, string>) =>
   new Problem(400, 'invalid_request', 'auth.token.invalid_request', title, field, headers);
+
+/** Who a request authenticated as: what its scopes and token lifetime come from. */
+type Authenticated = Pick<SandboxClient, 'clientId' | 'scopes' | 'tokenLifetimeSec'>;
 
 interface Issued {
   clientId: string;
@@ -205,6 +222,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const clientsById = new Map(clients.map((c) => [c.clientId, c]));
   /** Extra accepted secrets per client while a rotation overlaps (see setClientSecrets). */
   const acceptedSecrets = new Map<string, string[]>(clients.map((c) => [c.clientId, [c.clientSecret]]));
+  const assertionClients = new Map<string, SandboxAssertionClient>();
+  const seenAssertions = new SeenAssertions();
   const defaultLifetimeSec = options.tokenLifetimeSec ?? DEFAULT_TOKEN_LIFETIME_SEC;
   const log = options.log ?? (() => {});
   const faults: SandboxFault[] = [];
@@ -224,19 +243,22 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       timers.add(timer);
     });
 
-  /** `seen.clientId` is set once the caller names a registered client, for the log line. */
-  function issue(form: URLSearchParams, authorization: string | undefined, seen: { clientId?: string }): Issued {
-    const grantType = single(form, 'grant_type');
-    if (grantType === undefined) throw invalidRequest('grant_type', 'Parameter grant_type is required');
-    if (grantType !== 'client_credentials') {
-      throw new Problem(
-        400,
-        'unsupported_grant_type',
-        'auth.token.unsupported_grant_type',
-        'Only grant_type client_credentials is supported',
-        'grant_type',
-      );
-    }
+  /** The scope parameter: space-separated scope tokens, required. */
+  function requestedScopes(form: URLSearchParams): string[] {
+    const scopeParam = single(form, 'scope');
+    if (scopeParam === undefined) throw invalidRequest('scope', 'Parameter scope is required');
+    const requested = scopeParam.split(' ').filter((s) => s !== '');
+    if (requested.length === 0 || !requested.every((s) => SCOPE_TOKEN.test(s)))
+      throw invalidRequest('scope', 'Parameter scope must be space-separated scope tokens');
+    return requested;
+  }
+
+  /** client_secret_post or client_secret_basic. */
+  function bySecret(
+    form: URLSearchParams,
+    authorization: string | undefined,
+    seen: { clientId?: string },
+  ): Authenticated {
     const basic = basicCredentials(authorization);
     const formClientId = single(form, 'client_id');
     const formSecret = single(form, 'client_secret');
@@ -248,11 +270,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const clientSecret = basic?.clientSecret ?? formSecret;
     if (clientId === undefined) throw invalidRequest('client_id', 'Parameter client_id is required');
     if (clientSecret === undefined) throw invalidRequest('client_secret', 'Parameter client_secret is required');
-    const scopeParam = single(form, 'scope');
-    if (scopeParam === undefined) throw invalidRequest('scope', 'Parameter scope is required');
-    const requested = scopeParam.split(' ').filter((s) => s !== '');
-    if (requested.length === 0 || !requested.every((s) => SCOPE_TOKEN.test(s)))
-      throw invalidRequest('scope', 'Parameter scope must be space-separated scope tokens');
+    requestedScopes(form);
 
     const client = clientsById.get(clientId);
     if (client) seen.clientId = clientId;
@@ -269,6 +287,57 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         basic ? { 'WWW-Authenticate': 'Basic realm="limitrail"' } : {},
       );
     }
+    return client;
+  }
+
+  /** private_key_jwt: a client assertion, alone (no Basic header, no client_secret). */
+  function byAssertion(
+    form: URLSearchParams,
+    assertion: string | undefined,
+    assertionType: string | undefined,
+    authorization: string | undefined,
+    seen: { clientId?: string },
+  ): Authenticated {
+    if (authorization !== undefined || single(form, 'client_secret') !== undefined)
+      throw invalidRequest('client_assertion', 'Use exactly one client authentication method');
+    if (assertion === undefined) throw invalidRequest('client_assertion', 'Parameter client_assertion is required');
+    requestedScopes(form);
+    const checked = checkClientAssertion(assertion, {
+      assertionType,
+      formClientId: single(form, 'client_id'),
+      jwksOf: (id) => assertionClients.get(id)?.jwks,
+      audiences: [`${url}${TOKEN_PATH}`, url],
+      seen: seenAssertions,
+      nowSec: Math.floor(Date.now() / 1000),
+    });
+    if (checked.refused) {
+      if (checked.code === 'invalid_request') throw invalidRequest(checked.field, checked.title);
+      throw new Problem(401, 'invalid_client', 'auth.token.invalid_client', checked.title);
+    }
+    seen.clientId = checked.clientId;
+    return assertionClients.get(checked.clientId)!;
+  }
+
+  /** `seen.clientId` is set once the caller names a registered client, for the log line. */
+  function issue(form: URLSearchParams, authorization: string | undefined, seen: { clientId?: string }): Issued {
+    const grantType = single(form, 'grant_type');
+    if (grantType === undefined) throw invalidRequest('grant_type', 'Parameter grant_type is required');
+    if (grantType !== 'client_credentials') {
+      throw new Problem(
+        400,
+        'unsupported_grant_type',
+        'auth.token.unsupported_grant_type',
+        'Only grant_type client_credentials is supported',
+        'grant_type',
+      );
+    }
+    const assertion = single(form, 'client_assertion');
+    const assertionType = single(form, 'client_assertion_type');
+    const client =
+      assertion !== undefined || assertionType !== undefined
+        ? byAssertion(form, assertion, assertionType, authorization, seen)
+        : bySecret(form, authorization, seen);
+    const requested = requestedScopes(form);
     const refused = requested.find((s) => !client.scopes.includes(s));
     if (refused !== undefined) {
       throw new Problem(
@@ -444,6 +513,22 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     setExtraGrantedScopes: (scopes) => {
       if (!scopes.every((s) => SCOPE_TOKEN.test(s))) throw new Error('extra scopes must be scope tokens');
       extraGranted = [...scopes];
+    },
+    registerAssertionClient: (client) => {
+      if (!client.clientId || clientsById.has(client.clientId) || assertionClients.has(client.clientId))
+        throw new Error(`client id ${client.clientId} is empty or taken`);
+      if (!client.scopes.every((s) => SCOPE_TOKEN.test(s))) throw new Error('scopes must be scope tokens');
+      assertLifetime(client.tokenLifetimeSec, 'tokenLifetimeSec');
+      assertionClients.set(client.clientId, {
+        ...client,
+        scopes: [...client.scopes],
+        jwks: { keys: [...client.jwks.keys] },
+      });
+    },
+    setClientJwks: (clientId, jwks) => {
+      const client = assertionClients.get(clientId);
+      if (!client) throw new Error(`unknown private_key_jwt client ${clientId}`);
+      assertionClients.set(clientId, { ...client, jwks: { keys: [...jwks.keys] } });
     },
     stop: () => {
       stopped ??= new Promise<void>((resolve, reject) => {

@@ -256,3 +256,155 @@ describe('settings read as written, whatever the spacing, and refused when unusa
     expect(problem({ ...base, BROKER_CALLERS: callers })).toContain('BROKER_CALLERS');
   });
 });
+
+describe('client authentication and token parameters (BROKER_CLIENTS)', () => {
+  const KEY = 'arn:aws:kms:eu-west-1:111111111111:key/11111111-2222-3333-4444-555555555555';
+  const ALIAS = 'arn:aws:kms:eu-west-1:111111111111:alias/partner-signing';
+  const jwt = {
+    authMethod: 'private_key_jwt',
+    clientId: 'partner-id',
+    signingKeyId: KEY,
+    tokenUrl: good.tokenUrl,
+    scopes: ['a'],
+  };
+  const partner = (client: Record<string, unknown>) => ({
+    ...base,
+    BROKER_CLIENTS: JSON.stringify({ partner: client }),
+  });
+  const clientOf = (env: Record<string, string>) =>
+    loadConfig(env).clients.get('partner') ?? loadConfig(env).clients.get('limitrail')!;
+
+  it('defaults to client_secret_post with the secret, and reads client_secret_basic', () => {
+    expect(clientOf(clients(good)).auth).toEqual({ method: 'client_secret_post', secretId: 's' });
+    expect(clientOf(clients({ ...good, authMethod: 'client_secret_basic' })).auth).toEqual({
+      method: 'client_secret_basic',
+      secretId: 's',
+    });
+    expect(clientOf(clients(good)).tokenParams).toEqual({});
+  });
+
+  it('reads private_key_jwt: one key or a list (first signs), the algorithm, the audience (default: the token URL)', () => {
+    expect(clientOf(partner(jwt)).auth).toEqual({
+      method: 'private_key_jwt',
+      signingKeyIds: [KEY],
+      signingAlgorithm: undefined,
+      assertionAudience: good.tokenUrl,
+    });
+    const listed = clientOf(
+      partner({
+        ...jwt,
+        signingKeyId: [ALIAS, KEY],
+        signingAlgorithm: 'PS256',
+        assertionAudience: 'https://idp.example/',
+      }),
+    );
+    expect(listed.auth).toEqual({
+      method: 'private_key_jwt',
+      signingKeyIds: [ALIAS, KEY],
+      signingAlgorithm: 'PS256',
+      assertionAudience: 'https://idp.example/',
+    });
+    expect(listed.clientId).toBe('partner-id');
+  });
+
+  it('reads tokenParams canonically: resource deduplicated and sorted', () => {
+    expect(clientOf(clients({ ...good, tokenParams: { audience: 'https://api.example.com' } })).tokenParams).toEqual({
+      audience: 'https://api.example.com',
+    });
+    expect(
+      clientOf(
+        partner({
+          ...jwt,
+          tokenParams: { resource: ['https://b.example/', 'https://a.example/', 'https://b.example/'] },
+        }),
+      ).tokenParams,
+    ).toEqual({
+      resource: ['https://a.example/', 'https://b.example/'],
+    });
+  });
+
+  it.each([
+    [
+      'an unknown method',
+      clients({ ...good, authMethod: 'tls_client_auth' }),
+      'BROKER_CLIENTS.limitrail.authMethod must be one of client_secret_post, client_secret_basic, private_key_jwt',
+    ],
+    [
+      'a signing key on a secret client',
+      clients({ ...good, signingKeyId: KEY }),
+      'BROKER_CLIENTS.limitrail.signingKeyId is only for authMethod "private_key_jwt" (this client uses "client_secret_post")',
+    ],
+    [
+      'a secret on a private_key_jwt client',
+      partner({ ...jwt, secretId: 's' }),
+      'BROKER_CLIENTS.partner.secretId must not be set for authMethod "private_key_jwt": no secret is read for it',
+    ],
+    [
+      'no clientId for private_key_jwt',
+      partner({ ...jwt, clientId: undefined }),
+      'BROKER_CLIENTS.partner.clientId is required for authMethod "private_key_jwt"',
+    ],
+    [
+      'no signingKeyId',
+      partner({ ...jwt, signingKeyId: undefined }),
+      'BROKER_CLIENTS.partner.signingKeyId is required for authMethod "private_key_jwt"',
+    ],
+    [
+      'a key id that is not an ARN',
+      partner({ ...jwt, signingKeyId: '11111111-2222-3333-4444-555555555555' }),
+      'BROKER_CLIENTS.partner.signingKeyId must be a KMS key ARN or alias ARN',
+    ],
+    [
+      'a bad key in a list',
+      partner({ ...jwt, signingKeyId: [KEY, 'alias/x'] }),
+      'BROKER_CLIENTS.partner.signingKeyId[1] must be a KMS key ARN or alias ARN',
+    ],
+    [
+      'an empty key list',
+      partner({ ...jwt, signingKeyId: [] }),
+      'BROKER_CLIENTS.partner.signingKeyId must be a KMS key ARN or alias ARN',
+    ],
+    [
+      'a key listed twice',
+      partner({ ...jwt, signingKeyId: [KEY, KEY] }),
+      'BROKER_CLIENTS.partner.signingKeyId lists a key twice',
+    ],
+    [
+      'an unknown algorithm',
+      partner({ ...jwt, signingAlgorithm: 'HS256' }),
+      'BROKER_CLIENTS.partner.signingAlgorithm must be one of RS256, PS256, ES256',
+    ],
+    [
+      'tokenParams not an object',
+      partner({ ...jwt, tokenParams: 'x' }),
+      'BROKER_CLIENTS.partner.tokenParams must be an object',
+    ],
+    [
+      'an unknown token parameter',
+      partner({ ...jwt, tokenParams: { scope: 'x' } }),
+      'BROKER_CLIENTS.partner.tokenParams has unknown field "scope"',
+    ],
+    [
+      'resource not a list',
+      partner({ ...jwt, tokenParams: { resource: 'https://a.example/' } }),
+      'BROKER_CLIENTS.partner.tokenParams.resource must be a non-empty array',
+    ],
+    [
+      'a relative resource',
+      partner({ ...jwt, tokenParams: { resource: ['/api'] } }),
+      'BROKER_CLIENTS.partner.tokenParams.resource[0] must be an absolute URI without a fragment',
+    ],
+    [
+      'a resource with a fragment',
+      partner({ ...jwt, tokenParams: { resource: ['https://a.example/#x'] } }),
+      'tokenParams.resource[0] must be an absolute URI without a fragment',
+    ],
+    [
+      'an audience with spaces',
+      partner({ ...jwt, tokenParams: { audience: 'my api' } }),
+      'BROKER_CLIENTS.partner.tokenParams.audience must be a non-empty string without spaces',
+    ],
+  ])('refuses %s, naming the field', (_name, env, message) => {
+    expect(problem(env)).toContain(message);
+  });
+});

@@ -49,7 +49,10 @@ describe('parseTokenRequest', () => {
 
   it('requires the client when several are configured, and picks the named one', () => {
     expect(refusal({ scopes: ['a'] }, twoClients)).toMatchObject({ error: 'invalid_request', status: 400 });
-    expect(parseTokenRequest({ client: 'two', scopes: ['b'] }, twoClients).client.secretId).toBe('s2');
+    expect(parseTokenRequest({ client: 'two', scopes: ['b'] }, twoClients).client.auth).toEqual({
+      method: 'client_secret_post',
+      secretId: 's2',
+    });
   });
 
   it.each([

@@ -192,9 +192,13 @@ describe('secret rotation (fake secret versions)', () => {
       {
         timeoutMs: 5_000,
         maxAttempts: 3,
-        request: async (_url, c) => {
-          tried.push(c.versionId!);
-          if (!accepted.includes(c.versionId!)) throw rejected();
+        request: async (_url, auth) => {
+          // The secret version a request authenticated with, read from the form it would send (secret-<version>).
+          const form = new URLSearchParams();
+          auth.applyTo(form, {});
+          const version = form.get('client_secret')!.replace('secret-', '');
+          tried.push(version);
+          if (!accepted.includes(version)) throw rejected();
           return grant;
         },
       },

@@ -1,14 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { ClientCredentials } from '../../../functions/lib/domain/client-credentials';
 import { BrokerError } from '../../../functions/lib/shared/errors';
+import { clientSecretPost } from '../../../functions/lib/upstream/client-auth';
 import { parseClientSecret } from '../../../functions/lib/upstream/secrets-manager-credentials';
 import {
   interpretTokenResponse,
   type RawTokenResponse,
-  tokenRequestBody,
+  tokenRequest,
 } from '../../../functions/lib/upstream/token-endpoint';
 
-const ctx = { clientName: 'limitrail', secretId: 'limitrail/client', scopes: ['a', 'b'] };
+const ctx = {
+  clientName: 'limitrail',
+  credentials: 'the client credentials in secret "limitrail/client"',
+  scopes: ['a', 'b'],
+};
 const NOW = Date.parse('2026-11-29T06:00:00Z');
 const response = (status: number, body: unknown, headers: Record<string, string> = {}): RawTokenResponse => ({
   status,
@@ -178,14 +183,38 @@ describe('interpretTokenResponse: errors', () => {
 });
 
 describe('client secret', () => {
-  it('sends the canonical scope set as a form body', () => {
-    const body = new URLSearchParams(tokenRequestBody(new ClientCredentials('s', 'id', 'sec ret', 'v1'), ['a', 'b']));
-    expect(Object.fromEntries(body)).toEqual({
+  it('sends the canonical scope set as a form body (client_secret_post)', () => {
+    const { body, headers } = tokenRequest(clientSecretPost(new ClientCredentials('s', 'id', 'sec ret', 'v1')), [
+      'a',
+      'b',
+    ]);
+    expect(Object.fromEntries(new URLSearchParams(body))).toEqual({
       grant_type: 'client_credentials',
       client_id: 'id',
       client_secret: 'sec ret',
       scope: 'a b',
     });
+    expect(headers).toEqual({ 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' });
+  });
+
+  it("sends the client's audience and each resource with every request", () => {
+    const auth = clientSecretPost(new ClientCredentials('s', 'id', 'x', 'v1'));
+    const { body } = tokenRequest(auth, ['a'], {
+      audience: 'https://api.example.com',
+      resource: ['https://a.example/', 'https://b.example/'],
+    });
+    const form = new URLSearchParams(body);
+    expect(form.get('audience')).toBe('https://api.example.com');
+    expect(form.getAll('resource')).toEqual(['https://a.example/', 'https://b.example/']);
+    expect([...form.keys()]).toEqual([
+      'grant_type',
+      'client_id',
+      'client_secret',
+      'scope',
+      'audience',
+      'resource',
+      'resource',
+    ]);
   });
 
   it('keeps the client secret out of JSON and inspection', async () => {
