@@ -1,18 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryTokenCache } from '../../../functions/lib/cache/memory-cache';
-import { type CachedToken, lifetimeOf } from '../../../functions/lib/domain/cached-token';
-
-/** A fake clock: tests move time, they do not stub decisions. */
-const clockAt = (iso: string) => {
-  let nowMs = Date.parse(iso);
-  return { nowMs: () => nowMs, advanceSec: (s: number) => (nowMs += s * 1000) };
-};
-
-const tokenIssuedAt = (nowMs: number, lifetimeSec = 3600): CachedToken => ({
-  accessToken: 'tok',
-  scopes: ['a'],
-  ...lifetimeOf(nowMs, lifetimeSec),
-});
+import { clockAt, tokenIssuedAt } from '../../support/fakes/clock';
 
 describe('memory cache', () => {
   it('drops expired entries and evicts the least recently used beyond its bound', () => {

@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { toTokenAnswer } from '../../../functions/lib/domain/answer';
-import { type CachedToken, isRefreshDue, isServable, lifetimeOf } from '../../../functions/lib/domain/cached-token';
-
-/** A fake clock: tests move time, they do not stub decisions. */
-const clockAt = (iso: string) => {
-  let nowMs = Date.parse(iso);
-  return { nowMs: () => nowMs, advanceSec: (s: number) => (nowMs += s * 1000) };
-};
-
-const tokenIssuedAt = (nowMs: number, lifetimeSec = 3600): CachedToken => ({
-  accessToken: 'tok',
-  scopes: ['a'],
-  ...lifetimeOf(nowMs, lifetimeSec),
-});
+import { isRefreshDue, isServable, lifetimeOf } from '../../../functions/lib/domain/cached-token';
+import { clockAt, tokenIssuedAt } from '../../support/fakes/clock';
 
 describe('token lifetime', () => {
   it('counts the lifetime from when the request was sent, in whole seconds', () => {
