@@ -23,7 +23,7 @@ export default {
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   htmlReporter: { fileName: 'reports/mutation/mutation.html' },
   tempDirName: '.stryker-tmp',
-  // The sandbox Stryker copies the project into needs only what the unit tests load.
-  ignorePatterns: ['dist', '.serverless', '.local', '.scratch', 'coverage', 'reports', 'clients/python', 'bench'],
+  // The sandbox Stryker copies the project into: all the unit tests load (the docs test reads every README).
+  ignorePatterns: ['dist', '.serverless', '.local', '.scratch', 'coverage', 'reports'],
   cleanTempDir: 'always',
 };
