@@ -3,7 +3,8 @@
 //   - the alarms of infra/alarms.yml, their state;
 //   - the token path: hits by layer, endpoint fetches and upstream requests, upstream latency and errors by kind,
 //     lease waits, stale answers and the other degraded paths, refusals (and by reason, from the audit lines),
-//     identity verifications, unusable cached items and suspected rollbacks, cold starts;
+//     identity verifications, the callers parameter (stale, invalid), unusable cached items and suspected rollbacks,
+//     cold starts;
 //   - the functions: errors, throttles and duration (with the duration alarm's threshold).
 // The broker's own metrics are EMF (functions/lib/shared/metrics.ts): namespace LimitrailTokenBroker, dimension
 // FunctionName only. The package test checks that every metric plotted here is one the code emits, with exactly
@@ -21,6 +22,8 @@ const ALARMS = [
   'UpstreamFailureAlarm',
   'StaleAnswersAlarm',
   'RollbackSuspectedAlarm',
+  'CallersStaleAlarm',
+  'CallersParameterInvalidAlarm',
 ];
 const WIDTH = 8;
 const HEIGHT = 6;
@@ -137,6 +140,10 @@ const dashboardBody = ({ token, prewarm, durationAlarmMs, timeoutSec }) => {
       own('IdentityCacheHits', token, { label: 'identity cache hits' }),
       own('IdentityFailures', token, { label: 'failures' }),
       ...family('IdentityFailure', token, 'failure'),
+    ]),
+    metricWidget('Callers parameter', [
+      own('CallersStale', token, { label: 'authorized with an older value (stale)' }),
+      own('CallersParameterInvalid', token, { label: 'invalid value read' }),
     ]),
     metricWidget('Unusable items and rollbacks', [
       own('UnusableItems', token, { label: 'unusable cached items (token)' }),

@@ -645,7 +645,7 @@ describe('osls package --stage ci', () => {
     expect(env[ENV.callerProofAudience]).toBe(tokenFunction().Properties.FunctionName);
   });
 
-  it('alarms on errors, throttles and duration of both functions, and on upstream failures, stale answers and suspected rollbacks', () => {
+  it('alarms on errors, throttles and duration of both functions, and on upstream failures, stale answers, suspected rollbacks and a callers parameter not applied', () => {
     const alarms = resourcesOfType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
     const watched = alarms.map(
       (a) => `${a.Namespace as string}/${a.MetricName as string}/${JSON.stringify(a.Dimensions)}`,
@@ -658,7 +658,13 @@ describe('osls package --stage ci', () => {
       }
     }
     const own = alarms.filter((a) => a.Namespace === 'LimitrailTokenBroker').map((a) => a.MetricName);
-    expect(own.sort()).toEqual(['RetriesExhausted', 'RollbackSuspected', 'StaleAnswers']);
+    expect(own.sort()).toEqual([
+      'CallersParameterInvalid',
+      'CallersStale',
+      'RetriesExhausted',
+      'RollbackSuspected',
+      'StaleAnswers',
+    ]);
     // Every alarm on the broker's own metrics watches one the code emits, with the dimensions its EMF lines carry.
     const functionNames = ['limitrail-token-broker-ci-token', 'limitrail-token-broker-ci-prewarm'];
     for (const a of alarms.filter((alarm) => alarm.Namespace !== 'AWS/Lambda')) {
@@ -693,6 +699,7 @@ describe('osls package --stage ci', () => {
         'Refusals',
         'Refusals by reason',
         'Identity verifications',
+        'Callers parameter',
         'Unusable items and rollbacks',
         'Function errors',
         'Function throttles',
