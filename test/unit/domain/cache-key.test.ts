@@ -25,6 +25,13 @@ describe('cache key', () => {
     expect(cacheKeyFor('https://a/t', 'c', ['a', 'b'], { resource: [] })).toBe(computed);
   });
 
+  it("writes a resource-only client's key with an explicit null audience (keys stay stable across releases)", () => {
+    // v1:sha256('["https://a/t","c",["a"],{"audience":null,"resource":["https://api"]}]'), as issue 20 shipped it.
+    expect(cacheKeyFor('https://a/t', 'c', ['a'], { resource: ['https://api'] })).toBe(
+      'v1:250561a39e6b2eca7addcb7460d688be2108f7efe617b5c4d79e23ea4a0f718d',
+    );
+  });
+
   it('differs by audience and resource, but not by resource order or repeats', () => {
     const plain = cacheKeyFor('https://a/t', 'c', ['a']);
     const keys = new Set([

@@ -78,9 +78,10 @@ describe('log lines', () => {
     expect(theirs).toMatchObject({ cold_start: true, function_request_id: 'req-1' });
   });
 
-  it('name the service from POWERTOOLS_SERVICE_NAME', () => {
+  it('name the service from POWERTOOLS_SERVICE_NAME, trimmed', () => {
     logger({ POWERTOOLS_SERVICE_NAME: 'billing-token-broker' }).info('hello');
-    expect(parsed()[0]).toMatchObject({ service: 'billing-token-broker' });
+    logger({ POWERTOOLS_SERVICE_NAME: ' billing-token-broker\n' }).info('hello');
+    expect(parsed().map((l) => l.service)).toEqual(['billing-token-broker', 'billing-token-broker']);
   });
 
   it('write info and debug to stdout, warnings and errors to stderr', () => {
@@ -217,5 +218,14 @@ describe('redaction', () => {
       attempts: [{ failure: { name: 'Error', code: 'ECONNREFUSED' } }],
       plain: { name: 'TypeError' },
     });
+  });
+
+  it('keeps a numeric error code, and leaves out a credential field that has no value rather than marking it', () => {
+    const errno = Object.assign(new Error(SECRET), { code: -111 });
+    logger().warn('failed', { error: errno, clientSecret: undefined, accessToken: SECRET });
+    const [line] = parsed();
+    expect(line).toMatchObject({ error: { name: 'Error', code: -111 }, accessToken: REDACTED });
+    expect(line).not.toHaveProperty('clientSecret');
+    expect(lines.join('\n')).not.toContain(SECRET);
   });
 });

@@ -65,8 +65,11 @@ describe('EMF metrics', () => {
     metrics.count('Refusals');
     metrics.flush(Date.now());
     metrics.flush(Date.now());
-    expect(lines).toHaveLength(1);
+    metrics.record('UpstreamLatency', 7, 'Milliseconds');
+    metrics.flush(Date.now());
+    expect(lines).toHaveLength(2);
     expect(JSON.parse(lines[0]!)).toMatchObject({ FunctionName: 'local', Refusals: 1 });
+    expect(JSON.parse(lines[1]!)).toMatchObject({ FunctionName: 'local', UpstreamLatency: 7 });
   });
 
   it("counts ColdStart once, in the line of an invocation that is its container's cold start", () => {
