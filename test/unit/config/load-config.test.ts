@@ -112,6 +112,14 @@ describe('loadConfig', () => {
     ).toEqual({ name: arn, maxAgeSec: 2 });
   });
 
+  it('reads BROKER_CALLERS_PARAMETER trimmed, and a blank one as unset', () => {
+    expect(loadConfig({ ...base, BROKER_CALLERS_PARAMETER: ' /broker/ci/callers\n' }).callersParameter).toEqual({
+      name: '/broker/ci/callers',
+      maxAgeSec: 60,
+    });
+    expect(loadConfig({ ...base, BROKER_CALLERS_PARAMETER: '  ' }).callersParameter).toBeUndefined();
+  });
+
   it('refuses BROKER_CALLERS and BROKER_CALLERS_PARAMETER both set, naming both', () => {
     const grants = JSON.stringify([{ principal: '111111111111', client: 'limitrail', scopes: ['a'] }]);
     expect(problem({ ...base, BROKER_CALLERS: grants, BROKER_CALLERS_PARAMETER: '/broker/ci/callers' })).toBe(
