@@ -1,8 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { REFRESH_RETRY_AFTER_MS } from '../../../../functions/lib/cache/lease/decisions';
+import { FORCE_REFRESH_BUDGET } from '../../../../functions/lib/cache/lease/force-budget';
 import { CLOCK_SKEW_MS, TABLE_CALL_MAX_MS } from '../../../../functions/lib/cache/lease/lease-rules';
-import { lifetimeOf } from '../../../../functions/lib/domain/cached-token';
+import { type CachedToken, lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../../../functions/lib/ports';
 import { UnavailableError } from '../../../../functions/lib/shared/errors';
+import type { Log } from '../../../../functions/lib/shared/logger';
+import type { MetricName, MetricsSink } from '../../../../functions/lib/shared/metrics';
 import { type FakeTable, INTERVAL_MS, KEY, LEASE_MS, world } from '../../../support/fakes/lease-world';
 
 /**
@@ -223,6 +227,251 @@ describe('a refresh ahead that fails', () => {
     await expect(w.container(failingAfter(w, 20_000)).refreshAhead(w.request(), current)).rejects.toMatchObject({
       reason: 'upstream_timeout',
     });
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
+  });
+});
+
+/** Another view of a table: every call goes through to it, except those given. */
+const viewOf = (table: TokenTable, over: Partial<TokenTable> = {}): TokenTable => ({
+  read: (key, consistent) => table.read(key, consistent),
+  tryAcquireLease: (key, owner, request) => table.tryAcquireLease(key, owner, request),
+  writeToken: (...args) => table.writeToken(...args),
+  renewLease: (...args) => table.renewLease(...args),
+  releaseLease: (...args) => table.releaseLease(...args),
+  claimForceBudget: (...args) => table.claimForceBudget(...args),
+  ...over,
+});
+
+/** A request's log and metrics, kept: the warnings' fields and the counts by metric name. */
+const observed = () => {
+  const warnings: Record<string, unknown>[] = [];
+  const counts = new Map<MetricName, number>();
+  const log: Log = {
+    child: () => log,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (_message, fields) => warnings.push(fields ?? {}),
+    error: () => undefined,
+  };
+  const metrics: MetricsSink = {
+    count: (name, n = 1) => counts.set(name, (counts.get(name) ?? 0) + n),
+    record: () => undefined,
+  };
+  return { warnings, counts, log, metrics };
+};
+
+const failure = async (pending: Promise<unknown>): Promise<UnavailableError> => {
+  const err = await pending.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UnavailableError);
+  return err as UnavailableError;
+};
+
+describe('a request that runs out of time', () => {
+  it('says another container was fetching when the holder did not deliver before the deadline (lease_wait_timeout)', async () => {
+    const w = world();
+    w.table.items.set(KEY, { lease: { owner: 'a-slow-holder', untilEpochMs: w.nowMs() + LEASE_MS } });
+    const err = await failure(w.container().obtain(w.request({ deadlineMs: w.nowMs() + 1_000 })));
+    expect(err.reason).toBe('lease_wait_timeout');
+    expect(err.toOAuth()).toEqual({
+      error: 'temporarily_unavailable',
+      error_description:
+        'another container is fetching this token and it did not arrive before this invocation ran out of time',
+      status: 503,
+    });
+    expect(w.fetchedAtMs).toHaveLength(0);
+  });
+
+  it('says no time was left when the deadline passed before it could wait or take the lease', async () => {
+    const w = world();
+    const err = await failure(w.container().obtain(w.request({ deadlineMs: w.nowMs() })));
+    expect(err.reason).toBe('lease_wait_timeout');
+    expect(err.toOAuth().error_description).toBe(
+      'no time left in this invocation to wait for or take the refresh lease',
+    );
+    expect(w.table.acquisitions).toBe(0);
+  });
+});
+
+describe('waiting for a lease holder', () => {
+  it('counts LeaseWaits once per waiting request, however many polls it makes; a request that does not wait counts none', async () => {
+    const w = world();
+    w.table.items.set(KEY, { lease: { owner: 'a-dead-holder', untilEpochMs: w.nowMs() + LEASE_MS / 2 } });
+    const waiting = observed();
+    const reads = { n: 0 };
+    const counted = viewOf(w.table, {
+      read: (key, consistent) => {
+        reads.n += 1;
+        return w.table.read(key, consistent);
+      },
+    });
+    await w.container(undefined, counted).obtain(w.request({ metrics: waiting.metrics }));
+    expect(reads.n).toBeGreaterThan(2); // it polled several times
+    expect(waiting.counts.get('LeaseWaits')).toBe(1);
+    const served = observed();
+    await w.container().obtain(w.request({ metrics: served.metrics }));
+    expect(served.counts.get('LeaseWaits')).toBeUndefined();
+  });
+
+  it('reads the item consistently on every poll and every forced or prewarm look; only refresh ahead looks first with an eventually consistent read', async () => {
+    const w = world();
+    const reads: (boolean | undefined)[] = [];
+    const recorded = viewOf(w.table, {
+      read: (key, consistent) => {
+        reads.push(consistent);
+        return w.table.read(key, consistent);
+      },
+    });
+    const c = w.container(undefined, recorded);
+    const due = w.seed(3000);
+    w.table.items.set(KEY, { token: due, lease: { owner: 'other', untilEpochMs: w.nowMs() + 1_000 } });
+    await c.refreshAhead(w.request(), { token: due, source: 'memory' });
+    expect(reads).toEqual([false]);
+    reads.length = 0;
+    w.table.items.set(KEY, { lease: { owner: 'a-dead-holder', untilEpochMs: w.nowMs() + 1_000 } });
+    await c.obtain(w.request()); // a miss: the broker has just read the item; the polls read it again
+    expect(reads.length).toBeGreaterThan(0);
+    expect(reads.every((consistent) => consistent === true)).toBe(true);
+    reads.length = 0;
+    await c.obtain(w.forced());
+    await c.refreshIfDue(w.request());
+    expect(reads).toEqual([true, true]);
+  });
+});
+
+describe('a forced refresh answered from the table', () => {
+  it("claims nothing when the table's token is not the one reported: a report of that token then fetches at once", async () => {
+    const w = world();
+    const current = w.seed(5);
+    const c = w.container();
+    expect(await c.obtain(w.forced({ ...current, accessToken: 'an-older-token' }))).toEqual({
+      token: current,
+      source: 'table',
+    });
+    expect(w.table.items.get(KEY)?.forcedFetchAtEpochMs).toBeUndefined();
+    expect((await c.obtain(w.forced(current))).source).toBe('endpoint');
+  });
+});
+
+describe("a holder over its budget that did not claim the key's forced fetch", () => {
+  it('leaves the forced fetch another container recorded on the key as it was (the per-key bound stays)', async () => {
+    const w = world();
+    const spentAtMs = w.nowMs() - 1_000; // this interval's forced fetch of the key, and the caller's budget, are spent
+    w.table.items.set(KEY, { forcedFetchAtEpochMs: spentAtMs });
+    w.table.budgets.set('budget-v1:billing', { spentAtEpochMs: spentAtMs });
+    const reported: CachedToken = { accessToken: 'written-meanwhile', scopes: ['a'], ...lifetimeOf(w.nowMs(), 3600) };
+    // Between the request's read (no token: a plain miss, no claim) and its take, another container writes a token.
+    const racing = viewOf(w.table, {
+      tryAcquireLease: async (key, owner, request) => {
+        await w.table.writeToken(key, reported, 'limitrail');
+        return w.table.tryAcquireLease(key, owner, request);
+      },
+    });
+    const err = await failure(
+      w.container(undefined, racing).obtain({ ...w.forced(reported), forceBudgetKey: 'budget-v1:billing' }),
+    );
+    expect(err.reason).toBe(FORCE_REFRESH_BUDGET);
+    expect(w.table.items.get(KEY)?.forcedFetchAtEpochMs).toBe(spentAtMs);
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
+    expect(w.fetchedAtMs).toHaveLength(0);
+  });
+});
+
+describe('refresh ahead', () => {
+  it('leaves the key alone for REFRESH_RETRY_AFTER_MS after a failed refresh (no hot retry), and logs the reason', async () => {
+    const w = world();
+    const current = { token: w.seed(3000), source: 'memory' as const };
+    let attempts = 0;
+    const lease = w.container({
+      fetch: async () => {
+        attempts += 1;
+        throw new UnavailableError('the token endpoint timed out', 'upstream_timeout');
+      },
+    });
+    const seen = observed();
+    const req = w.request({ log: seen.log, keyFields: { client: 'limitrail', scopeHash: 'abc' } });
+    expect(await lease.refreshAhead(req, current)).toBe(current);
+    expect(seen.warnings).toEqual([expect.objectContaining({ client: 'limitrail', reason: 'upstream_timeout' })]);
+    w.advance(REFRESH_RETRY_AFTER_MS - 1);
+    expect(await lease.refreshAhead(req, current)).toBe(current);
+    expect(attempts).toBe(1);
+    w.advance(1);
+    await lease.refreshAhead(req, current);
+    expect(attempts).toBe(2);
+  });
+
+  it('hands the fetch the current token as the one it replaces when the table holds none (a re-issue is recognized)', async () => {
+    const w = world();
+    const current = { token: w.seed(3000), source: 'memory' as const };
+    w.table.items.delete(KEY);
+    const seen: (CachedToken | undefined)[] = [];
+    const lease = w.container({
+      fetch: async (ctx) => {
+        seen.push(ctx.previous);
+        return { accessToken: 'next', scopes: ['a'], ...lifetimeOf(w.nowMs(), 3600) };
+      },
+    });
+    expect((await lease.refreshAhead(w.request(), current)).source).toBe('endpoint');
+    expect(seen).toEqual([current.token]);
+  });
+});
+
+describe('prewarm', () => {
+  it('answers fresh, fetching nothing, when another container wrote a fresh token between its look and its take', async () => {
+    const w = world();
+    w.seed(3000);
+    const written: CachedToken = { accessToken: 'written-meanwhile', scopes: ['a'], ...lifetimeOf(w.nowMs(), 3600) };
+    const racing = viewOf(w.table, {
+      tryAcquireLease: async (key, owner, request) => {
+        await w.table.writeToken(key, written, 'limitrail');
+        return w.table.tryAcquireLease(key, owner, request);
+      },
+    });
+    expect(await w.container(undefined, racing).refreshIfDue(w.request())).toBe('fresh');
+    expect(w.fetchedAtMs).toHaveLength(0);
+    expect(w.table.items.get(KEY)?.lease).toBeUndefined();
+  });
+});
+
+describe('a holder fetching with retries', () => {
+  it('renews its lease before each retry, so no other container can take it while the holder is still fetching', async () => {
+    const w = world();
+    let takenByOther: boolean | undefined;
+    const lease = w.container({
+      fetch: async (ctx) => {
+        w.advance(LEASE_MS - 1_000);
+        await ctx.beforeRetry?.();
+        w.advance(2_000); // past the end of the lease as first taken
+        const other = await w.table.tryAcquireLease(KEY, 'another-container', {
+          nowMs: w.nowMs(),
+          leaseDurationMs: LEASE_MS,
+        });
+        takenByOther = other.acquired;
+        return { accessToken: 'after-a-retry', scopes: ['a'], ...lifetimeOf(w.nowMs(), 3600) };
+      },
+    });
+    expect(await lease.obtain(w.request())).toMatchObject({
+      source: 'endpoint',
+      token: { accessToken: 'after-a-retry' },
+    });
+    expect(takenByOther).toBe(false);
+  });
+
+  it('serves a token it could not write, logs the reason, and gives the lease back at once', async () => {
+    const w = world();
+    const seen = observed();
+    const failing = viewOf(w.table, {
+      writeToken: async () => {
+        throw new UnavailableError('DynamoDB update failed', 'table_unavailable');
+      },
+    });
+    const outcome = await w
+      .container(undefined, failing)
+      .obtain(w.request({ log: seen.log, keyFields: { client: 'limitrail' } }));
+    expect(outcome).toMatchObject({ source: 'endpoint', aroundTable: true });
+    expect(seen.warnings).toEqual([expect.objectContaining({ client: 'limitrail', reason: 'table_unavailable' })]);
     expect(w.table.items.get(KEY)?.lease).toBeUndefined();
   });
 });
