@@ -6,6 +6,7 @@ import {
   decidePrewarm,
   decideRefreshAhead,
   type LeaseView,
+  REFRESH_RETRY_AFTER_MS,
 } from '../../../../functions/lib/cache/lease/decisions';
 import { type CachedToken, isServable, lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { StoredEntry } from '../../../../functions/lib/ports';
@@ -65,6 +66,18 @@ describe('decisions', () => {
       `yield {"quietUntilMs":${NOW + LEASE_MS}}`,
     ],
     ['holding the lease', { token: due }, { owned: true }, 'fetch'],
+    [
+      'a shorter-lived token another container wrote, not yet due but expiring before the current one (not newer)',
+      { token: { ...token(10, 'shorter'), expiresAtEpochSec: due.expiresAtEpochSec - 1 } },
+      {},
+      'take',
+    ],
+    [
+      'the take was lost on an item that shows no lease: quiet for REFRESH_RETRY_AFTER_MS, no hot retry',
+      { token: due },
+      { lost: true },
+      `yield {"quietUntilMs":${NOW + REFRESH_RETRY_AFTER_MS}}`,
+    ],
   ])('refresh ahead, %s: %s', (_name, entry, over, expected) => {
     expect(stepOf(decideRefreshAhead(due, LEASE_MS, accept60)(view(entry, over)))).toBe(expected);
   });
@@ -90,6 +103,20 @@ describe('decisions', () => {
   ])('a forced refresh without a fingerprint holding the lease, %s: %s', (_name, expected, entry, over) => {
     const forced = world().forced();
     expect(stepOf(decideForced(forced, 30_000)(view(entry, { owned: true, ...over })))).toBe(expected);
+  });
+
+  it("refuses a forced refresh of the current token inside the key's interval: 503 naming the interval in seconds", () => {
+    const step = decideForced(
+      world().forced(fresh),
+      30_000,
+    )(view({ token: fresh, forcedFetchAtEpochMs: NOW - 17_600 }));
+    expect(step.step === 'refuse' && step.error.toOAuth()).toEqual({
+      error: 'temporarily_unavailable',
+      error_description:
+        'the current token is the one reported rejected, and forced refreshes of this scope set fetch at most once every 30 s; retry in 13 s',
+      status: 503,
+      retryAfterSeconds: 13,
+    });
   });
 
   it('a forced refresh holding the lease without the claim never serves the token it reported rejected', () => {

@@ -98,7 +98,11 @@ describe('forced refreshes of many scope sets by one caller, across containers',
     for (let i = 1; i < keys.length; i++) {
       const err = await errorOf(fleet[i % 3]!.obtain(forcedOf(w, keys[i]!, CALLER, current[i])));
       expect(err.reason).toBe(FORCE_REFRESH_BUDGET);
-      expect(err.toOAuth()).toMatchObject({ status: 503, retryAfterSeconds: 30 });
+      expect(err.toOAuth()).toMatchObject({
+        status: 503,
+        retryAfterSeconds: 30,
+        error_description: expect.stringContaining('at most once every 30 s'),
+      });
     }
     expect(w.fetchedAtMs).toHaveLength(1);
     // A caller over budget gave each key's lease and forced fetch back: the keys are as they were.
