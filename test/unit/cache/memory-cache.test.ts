@@ -25,4 +25,16 @@ describe('memory cache', () => {
     cache.set('k', tokenIssuedAt(clock.nowMs()));
     expect(cache.get('k', clock.nowMs())).toBe(newer);
   });
+
+  it('replaces a token with a later-expiring one, and with its re-issued copy (same expiry, refreshed only at expiry)', () => {
+    const clock = clockAt('2026-11-29T06:00:00Z');
+    const cache = new MemoryTokenCache(10);
+    cache.set('k', tokenIssuedAt(clock.nowMs()));
+    const later = tokenIssuedAt(clock.nowMs() + 60_000);
+    cache.set('k', later);
+    expect(cache.get('k', clock.nowMs())).toBe(later);
+    const reissued = { ...later, refreshAtEpochSec: later.expiresAtEpochSec, reissued: true };
+    cache.set('k', reissued);
+    expect(cache.get('k', clock.nowMs())).toBe(reissued);
+  });
 });

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { MAX_GUARDED_KEYS, MAX_REJECTED_PER_KEY, RollbackGuard } from '../../../functions/lib/cache/rollback-guard';
 import { type CachedToken, lifetimeOf } from '../../../functions/lib/domain/cached-token';
 import { sha256Hex } from '../../../functions/lib/shared/hash';
+import type { Log } from '../../../functions/lib/shared/logger';
+import type { MetricName, MetricsSink } from '../../../functions/lib/shared/metrics';
 
 /** What a container may serve from the table after what it served (rollback-guard.ts), pure. */
 const NOW = Date.parse('2026-11-29T06:00:00Z');
@@ -33,6 +35,52 @@ describe('the rollback guard', () => {
     expect(guard.verdict('k', issued('long-lived', NOW - 60_000, 3600))).toBeUndefined();
   });
 
+  it('calls older only a token issued strictly before AND expiring strictly before the newest served', () => {
+    const guard = new RollbackGuard();
+    guard.served('k', newer);
+    // Issued in the same second (a re-issued copy keeps its issue time), expiring a second sooner: not older.
+    expect(
+      guard.verdict('k', { ...newer, accessToken: 'same-issue', expiresAtEpochSec: newer.expiresAtEpochSec - 1 }),
+    ).toBeUndefined();
+    // Issued later, living shorter (the endpoint shortened its tokens): not older.
+    expect(guard.verdict('k', issued('later-shorter', NOW + 60_000, 600))).toBeUndefined();
+    // Issued earlier, expiring in the same second: not older.
+    expect(guard.verdict('k', { ...older, expiresAtEpochSec: newer.expiresAtEpochSec })).toBeUndefined();
+  });
+
+  it('keeps a rejected fingerprint however often another one is reported again', () => {
+    const guard = new RollbackGuard();
+    guard.replaced('k', sha256Hex(older.accessToken), newer);
+    for (let i = 0; i < 2 * MAX_REJECTED_PER_KEY; i++) guard.replaced('k', sha256Hex('reported-again'), newer);
+    expect(guard.verdict('k', older)).toBe('reported_rejected');
+  });
+
+  it('refuses a suspect table token on every read of a request, logging and counting it once (rollback_suspected)', () => {
+    const guard = new RollbackGuard();
+    guard.served('k', newer);
+    const warnings: Record<string, unknown>[] = [];
+    const counts = new Map<MetricName, number>();
+    const log: Log = {
+      child: () => log,
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (_message, fields) => warnings.push(fields ?? {}),
+      error: () => undefined,
+    };
+    const metrics: MetricsSink = {
+      count: (name, n = 1) => counts.set(name, (counts.get(name) ?? 0) + n),
+      record: () => undefined,
+    };
+    const vet = guard.vetter('k', { log, keyFields: { client: 'limitrail' }, metrics });
+    const replayed = { ...older, accessToken: 'eyJ-a-replayed-access-token' };
+    expect([vet(replayed), vet(replayed), vet(newer)]).toEqual([false, false, true]);
+    expect(counts.get('RollbackSuspected')).toBe(1);
+    expect(warnings).toEqual([
+      expect.objectContaining({ client: 'limitrail', reason: 'rollback_suspected', verdict: 'older_than_served' }),
+    ]);
+    expect(JSON.stringify(warnings)).not.toContain(replayed.accessToken);
+  });
+
   it('refuses a token reported rejected once it was replaced, but not when the answer was that very token', () => {
     const guard = new RollbackGuard();
     guard.replaced('k', sha256Hex(older.accessToken), older); // re-issued: the endpoint answered the same token
@@ -51,6 +99,7 @@ describe('the rollback guard', () => {
     guard.served('first', newer);
     for (let i = 0; i < MAX_GUARDED_KEYS; i++) guard.served(`key-${i}`, newer);
     expect(guard.verdict('first', older)).toBeUndefined();
+    expect(guard.verdict('key-0', older)).toBe('older_than_served'); // exactly MAX_GUARDED_KEYS are kept
     expect(guard.verdict(`key-${MAX_GUARDED_KEYS - 1}`, older)).toBe('older_than_served');
   });
 });
