@@ -15,14 +15,14 @@ import { INTERVAL_MS, world } from '../../../support/fakes/lease-world';
 const CALLER = 'budget-v1:billing';
 const [K1, K2] = ['v1:key-1', 'v1:key-2'];
 
-/** An endpoint that issues `token-1`, `token-2`... each living `lifetimeSec` from now. */
+/** An endpoint that issues `token-1`, `token-2`... each living `lifetimeSec` from now; `fetched`: when. */
 const setup = (lifetimeSec = 3600) => {
   const w = world();
-  const fetched: string[] = [];
+  const fetched: number[] = [];
   const lease = new InMemoryLease({
     fetcher: {
-      fetch: async (req) => {
-        fetched.push(req.cacheKey);
+      fetch: async () => {
+        fetched.push(w.nowMs());
         return { accessToken: `token-${fetched.length}`, scopes: ['a'], ...lifetimeOf(w.nowMs(), lifetimeSec) };
       },
     },

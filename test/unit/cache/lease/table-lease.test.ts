@@ -302,9 +302,9 @@ describe('waiting for a lease holder', () => {
     const waiting = observed();
     const reads = { n: 0 };
     const counted = viewOf(w.table, {
-      read: (key, consistent) => {
+      read: (key) => {
         reads.n += 1;
-        return w.table.read(key, consistent);
+        return w.table.read(key);
       },
     });
     await w.container(undefined, counted).obtain(w.request({ metrics: waiting.metrics }));
@@ -321,7 +321,7 @@ describe('waiting for a lease holder', () => {
     const recorded = viewOf(w.table, {
       read: (key, consistent) => {
         reads.push(consistent);
-        return w.table.read(key, consistent);
+        return w.table.read(key);
       },
     });
     const c = w.container(undefined, recorded);
