@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_GUARDED_KEYS, MAX_REJECTED_PER_KEY, RollbackGuard } from '../../../functions/lib/cache/rollback-guard';
 import { type CachedToken, lifetimeOf } from '../../../functions/lib/domain/cached-token';
 import { sha256Hex } from '../../../functions/lib/shared/hash';
-import type { Log } from '../../../functions/lib/shared/logger';
-import type { MetricName, MetricsSink } from '../../../functions/lib/shared/metrics';
+import { observed } from '../../support/fakes/observed';
 
 /** What a container may serve from the table after what it served (rollback-guard.ts), pure. */
 const NOW = Date.parse('2026-11-29T06:00:00Z');
@@ -58,19 +57,7 @@ describe('the rollback guard', () => {
   it('refuses a suspect table token on every read of a request, logging and counting it once (rollback_suspected)', () => {
     const guard = new RollbackGuard();
     guard.served('k', newer);
-    const warnings: Record<string, unknown>[] = [];
-    const counts = new Map<MetricName, number>();
-    const log: Log = {
-      child: () => log,
-      debug: () => undefined,
-      info: () => undefined,
-      warn: (_message, fields) => warnings.push(fields ?? {}),
-      error: () => undefined,
-    };
-    const metrics: MetricsSink = {
-      count: (name, n = 1) => counts.set(name, (counts.get(name) ?? 0) + n),
-      record: () => undefined,
-    };
+    const { warnings, counts, log, metrics } = observed();
     const vet = guard.vetter('k', { log, keyFields: { client: 'limitrail' }, metrics });
     const replayed = { ...older, accessToken: 'eyJ-a-replayed-access-token' };
     expect([vet(replayed), vet(replayed), vet(newer)]).toEqual([false, false, true]);

@@ -5,8 +5,8 @@ import { InMemoryLease } from '../../../../functions/lib/cache/lease/in-memory-l
 import { MemoryTokenCache } from '../../../../functions/lib/cache/memory-cache';
 import { type CachedToken, lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { KeyedRequest } from '../../../../functions/lib/domain/token-request';
-import { UnavailableError } from '../../../../functions/lib/shared/errors';
 import { INTERVAL_MS, world } from '../../../support/fakes/lease-world';
+import { unavailable } from '../../../support/fakes/observed';
 
 /**
  * The lease protocol while the table is down (in-memory-lease.ts): this container's memory bounds forced refreshes,
@@ -40,15 +40,6 @@ const setup = (lifetimeSec = 3600) => {
   return { w, lease, fetched, forced, miss };
 };
 
-const failure = async (pending: Promise<unknown>): Promise<UnavailableError> => {
-  const err = await pending.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(UnavailableError);
-  return err as UnavailableError;
-};
-
 describe('forced refreshes while the table is down', () => {
   it("fetch once per interval per key: the current token reported again is refused with the interval's seconds", async () => {
     const { w, lease, fetched, forced, miss } = setup();
@@ -56,7 +47,7 @@ describe('forced refreshes while the table is down', () => {
     const second = await lease.obtain(forced(K1, first));
     expect(second.source).toBe('endpoint');
     w.advance(17_600);
-    const err = await failure(lease.obtain(forced(K1, second.token)));
+    const err = await unavailable(lease.obtain(forced(K1, second.token)));
     expect(err.reason).toBe(FORCE_REFRESH_LIMITED);
     expect(err.toOAuth()).toEqual({
       error: 'temporarily_unavailable',
@@ -77,7 +68,7 @@ describe('forced refreshes while the table is down', () => {
     w.advance(1_000);
     await lease.obtain(forced(K2, t2));
     w.advance(1_000);
-    expect((await failure(lease.obtain(forced(K1, current)))).reason).toBe(FORCE_REFRESH_LIMITED);
+    expect((await unavailable(lease.obtain(forced(K1, current)))).reason).toBe(FORCE_REFRESH_LIMITED);
   });
 
   it("answer a caller over its budget with the interval's seconds", async () => {
@@ -85,7 +76,7 @@ describe('forced refreshes while the table is down', () => {
     const [t1, t2] = [await miss(K1), await miss(K2)];
     await lease.obtain(forced(K1, t1, CALLER));
     w.advance(5_000);
-    const err = await failure(lease.obtain(forced(K2, t2, CALLER)));
+    const err = await unavailable(lease.obtain(forced(K2, t2, CALLER)));
     expect(err.reason).toBe(FORCE_REFRESH_BUDGET);
     expect(err.toOAuth()).toMatchObject({
       retryAfterSeconds: 25,

@@ -5,9 +5,8 @@ import { CLOCK_SKEW_MS, TABLE_CALL_MAX_MS } from '../../../../functions/lib/cach
 import { type CachedToken, lifetimeOf } from '../../../../functions/lib/domain/cached-token';
 import type { LeaseAttempt, LeaseRequest, StoredEntry, TokenTable } from '../../../../functions/lib/ports';
 import { UnavailableError } from '../../../../functions/lib/shared/errors';
-import type { Log } from '../../../../functions/lib/shared/logger';
-import type { MetricName, MetricsSink } from '../../../../functions/lib/shared/metrics';
 import { type FakeTable, INTERVAL_MS, KEY, LEASE_MS, world } from '../../../support/fakes/lease-world';
+import { observed, unavailable } from '../../../support/fakes/observed';
 
 /**
  * A table that does not show the lease when read, while its conditional writes honour it: a reading that disagrees
@@ -242,38 +241,11 @@ const viewOf = (table: TokenTable, over: Partial<TokenTable> = {}): TokenTable =
   ...over,
 });
 
-/** A request's log and metrics, kept: the warnings' fields and the counts by metric name. */
-const observed = () => {
-  const warnings: Record<string, unknown>[] = [];
-  const counts = new Map<MetricName, number>();
-  const log: Log = {
-    child: () => log,
-    debug: () => undefined,
-    info: () => undefined,
-    warn: (_message, fields) => warnings.push(fields ?? {}),
-    error: () => undefined,
-  };
-  const metrics: MetricsSink = {
-    count: (name, n = 1) => counts.set(name, (counts.get(name) ?? 0) + n),
-    record: () => undefined,
-  };
-  return { warnings, counts, log, metrics };
-};
-
-const failure = async (pending: Promise<unknown>): Promise<UnavailableError> => {
-  const err = await pending.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(UnavailableError);
-  return err as UnavailableError;
-};
-
 describe('a request that runs out of time', () => {
   it('says another container was fetching when the holder did not deliver before the deadline (lease_wait_timeout)', async () => {
     const w = world();
     w.table.items.set(KEY, { lease: { owner: 'a-slow-holder', untilEpochMs: w.nowMs() + LEASE_MS } });
-    const err = await failure(w.container().obtain(w.request({ deadlineMs: w.nowMs() + 1_000 })));
+    const err = await unavailable(w.container().obtain(w.request({ deadlineMs: w.nowMs() + 1_000 })));
     expect(err.reason).toBe('lease_wait_timeout');
     expect(err.toOAuth()).toEqual({
       error: 'temporarily_unavailable',
@@ -286,7 +258,7 @@ describe('a request that runs out of time', () => {
 
   it('says no time was left when the deadline passed before it could wait or take the lease', async () => {
     const w = world();
-    const err = await failure(w.container().obtain(w.request({ deadlineMs: w.nowMs() })));
+    const err = await unavailable(w.container().obtain(w.request({ deadlineMs: w.nowMs() })));
     expect(err.reason).toBe('lease_wait_timeout');
     expect(err.toOAuth().error_description).toBe(
       'no time left in this invocation to wait for or take the refresh lease',
@@ -369,7 +341,7 @@ describe("a holder over its budget that did not claim the key's forced fetch", (
         return w.table.tryAcquireLease(key, owner, request);
       },
     });
-    const err = await failure(
+    const err = await unavailable(
       w.container(undefined, racing).obtain({ ...w.forced(reported), forceBudgetKey: 'budget-v1:billing' }),
     );
     expect(err.reason).toBe(FORCE_REFRESH_BUDGET);
