@@ -98,6 +98,40 @@ describe('data keys', () => {
   });
 });
 
+describe('unwrapped data keys in memory', () => {
+  it('keeps the 64 most recently unwrapped, then forgets the oldest', async () => {
+    const t = setup();
+    // 65 containers, each sealing with a data key of its own.
+    const sealed = await Promise.all(
+      Array.from({ length: 65 }, (_, i) => t.container().seal(`token-${i}`, 'aad', TABLE)),
+    );
+    const reader = t.container();
+    for (const [i, s] of sealed.slice(0, 64).entries()) expect(await reader.open(s, 'aad', TABLE)).toBe(`token-${i}`);
+    expect(t.calls.decrypt).toBe(64);
+    expect(await reader.open(sealed[0]!, 'aad', TABLE)).toBe('token-0'); // still kept: no KMS call
+    expect(t.calls.decrypt).toBe(64);
+    expect(await reader.open(sealed[64]!, 'aad', TABLE)).toBe('token-64');
+    expect(t.calls.decrypt).toBe(65);
+    expect(await reader.open(sealed[0]!, 'aad', TABLE)).toBe('token-0'); // forgotten: unwrapped again
+    expect(t.calls.decrypt).toBe(66);
+  });
+
+  it("never opens another table's item with a key unwrapped for this one, nor one item's key for another's", async () => {
+    const t = setup();
+    const writer = t.container();
+    const first = await writer.seal('token-1', 'aad', TABLE);
+    const reader = t.container();
+    expect(await reader.open(first, 'aad', TABLE)).toBe('token-1');
+    // The same item copied into another stage's table: KMS is asked under that table's context, and refuses.
+    const copied = await decryptError(reader.open(first, 'aad', 'tokens-other-stage'));
+    expect(copied.reason).toMatch(/^data key not unwrapped/);
+    // An item sealed under another data key is unwrapped on its own.
+    const second = await t.container().seal('token-2', 'aad', TABLE);
+    expect(await reader.open(second, 'aad', TABLE)).toBe('token-2');
+    expect(t.calls.decrypt).toBe(3);
+  });
+});
+
 describe('what does not open', () => {
   it('refuses a ciphertext of another format version, or too short to hold one, without asking KMS', async () => {
     const t = setup();
