@@ -9,6 +9,7 @@ import {
   clientSecretBasic,
   formUrlEncode,
   privateKeyJwt,
+  secretAuthentication,
 } from '../../../functions/lib/upstream/client-auth';
 import { tokenRequest } from '../../../functions/lib/upstream/token-endpoint';
 import { KeySigner } from '../../support/fakes/key-signer';
@@ -35,6 +36,34 @@ describe('client_secret_basic (RFC 6749 section 2.3.1)', () => {
     expect(inspect(auth, { showHidden: true, depth: 5 })).not.toContain(
       Buffer.from('id:hunter2hunter2').toString('base64'),
     );
+  });
+});
+
+describe('secretAuthentication: the method the client is configured with', () => {
+  const credentials = new ClientCredentials('s', 'id', 'hunter2hunter2', 'v1');
+  const sent = (method: 'client_secret_post' | 'client_secret_basic') => {
+    const auth = secretAuthentication({ method, secretId: 's' }, credentials);
+    const { body, headers } = tokenRequest(auth, ['a']);
+    return { method: auth.method, form: Object.fromEntries(new URLSearchParams(body)), headers };
+  };
+
+  it('client_secret_basic: an Authorization header, nothing of the credentials in the body', () => {
+    const { method, form, headers } = sent('client_secret_basic');
+    expect(method).toBe('client_secret_basic');
+    expect(headers.authorization).toBe(`Basic ${Buffer.from('id:hunter2hunter2').toString('base64')}`);
+    expect(form).toEqual({ grant_type: 'client_credentials', scope: 'a' });
+  });
+
+  it('client_secret_post: id and secret in the body, no Authorization header', () => {
+    const { method, form, headers } = sent('client_secret_post');
+    expect(method).toBe('client_secret_post');
+    expect(headers.authorization).toBeUndefined();
+    expect(form).toEqual({
+      grant_type: 'client_credentials',
+      client_id: 'id',
+      client_secret: 'hunter2hunter2',
+      scope: 'a',
+    });
   });
 });
 
