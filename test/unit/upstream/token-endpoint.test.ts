@@ -20,15 +20,16 @@ const response = (status: number, body: unknown, headers: Record<string, string>
   headers: new Headers(headers),
   bodyText: typeof body === 'string' ? body : JSON.stringify(body),
 });
-const refusal = (res: RawTokenResponse) => {
+const thrown = (res: RawTokenResponse) => {
   try {
     interpretTokenResponse(res, ctx, NOW);
   } catch (err) {
     expect(err).toBeInstanceOf(BrokerError);
-    return (err as BrokerError).toOAuth();
+    return err as BrokerError;
   }
   throw new Error('expected a refusal');
 };
+const refusal = (res: RawTokenResponse) => thrown(res).toOAuth();
 const ok = { access_token: 'eyJ.abc.def', token_type: 'Bearer', expires_in: 3600, scope: 'b a' };
 
 describe('interpretTokenResponse: success', () => {
@@ -57,24 +58,46 @@ describe('interpretTokenResponse: success', () => {
     expect(interpretTokenResponse(response(200, { ...ok, scope: 'a b c' }), ctx, NOW).scopes).toEqual(['a', 'b', 'c']);
   });
 
-  it('does not hand out a token whose granted scope does not cover the request', () => {
-    expect(refusal(response(200, { ...ok, scope: 'a' }))).toMatchObject({ error: 'invalid_scope', status: 400 });
+  it('does not hand out a token whose granted scope does not cover the request, naming what is missing', () => {
+    const err = thrown(response(200, { ...ok, scope: 'a' }));
+    expect(err.reason).toBe('upstream_scope_narrowed');
+    expect(err.toOAuth()).toEqual({
+      error: 'invalid_scope',
+      status: 400,
+      error_description: 'the token endpoint granted client "limitrail" less than requested: missing "b"',
+    });
   });
 
+  // The description says which field is wrong (docs/troubleshooting.md lists these), never what the token is.
+  const notJson = 'a body that is not a JSON object';
+  const noExpiry = 'no positive "expires_in"';
   it.each([
-    ['an HTML page', '<html>oops</html>'],
-    ['a JSON array', [ok]],
-    ['no access_token', { ...ok, access_token: undefined }],
-    ['an empty access_token', { ...ok, access_token: '' }],
-    ['an access_token with a newline', { ...ok, access_token: 'a\nb' }],
-    ['token_type mac', { ...ok, token_type: 'mac' }],
-    ['no expires_in', { ...ok, expires_in: undefined }],
-    ['expires_in zero', { ...ok, expires_in: 0 }],
-    ['expires_in negative', { ...ok, expires_in: -5 }],
-    ['expires_in not numeric', { ...ok, expires_in: 'soon' }],
-    ['scope not a string', { ...ok, scope: ['a', 'b'] }],
-  ])('answers 200 with %s: server_error 502', (_name, body) => {
-    expect(refusal(response(200, body))).toMatchObject({ error: 'server_error', status: 502 });
+    ['an HTML page', '<html>oops</html>', notJson],
+    ['a JSON array', [ok], notJson],
+    ['no access_token', { ...ok, access_token: undefined }, 'no "access_token"'],
+    ['an empty access_token', { ...ok, access_token: '' }, 'no "access_token"'],
+    [
+      'an access_token with a newline',
+      { ...ok, access_token: 'a\nb' },
+      'an "access_token" that is not printable ASCII',
+    ],
+    ['token_type mac', { ...ok, token_type: 'mac' }, '"token_type" "mac"; expected Bearer'],
+    ['no token_type', { ...ok, token_type: undefined }, '"token_type" missing; expected Bearer'],
+    ['no expires_in', { ...ok, expires_in: undefined }, noExpiry],
+    ['expires_in zero', { ...ok, expires_in: 0 }, noExpiry],
+    ['expires_in negative', { ...ok, expires_in: -5 }, noExpiry],
+    ['expires_in not numeric', { ...ok, expires_in: 'soon' }, noExpiry],
+    ['expires_in true', { ...ok, expires_in: true }, noExpiry],
+    ['expires_in an array', { ...ok, expires_in: [3600] }, noExpiry],
+    ['scope not a string', { ...ok, scope: ['a', 'b'] }, 'a "scope" that is not a string'],
+  ])('answers 200 with %s: server_error 502, upstream_malformed_response, naming the defect', (_name, body, what) => {
+    const err = thrown(response(200, body));
+    expect(err.reason).toBe('upstream_malformed_response');
+    expect(err.toOAuth()).toEqual({
+      error: 'server_error',
+      status: 502,
+      error_description: `the token endpoint answered 200 with ${what}`,
+    });
   });
 
   it('never puts the token into an error description', () => {
@@ -149,6 +172,16 @@ describe('interpretTokenResponse: errors', () => {
     expect(refusal(response(403, '')).error_description).toBe(
       'the token endpoint refused the token request (HTTP 403)',
     );
+  });
+
+  it('reads a 401 whose body names another error by that error, not as rejected credentials', () => {
+    // upstream_invalid_client makes the provider try the previous secret version and never retry: only for that.
+    const scope = thrown(response(401, { error: 'invalid_scope' }));
+    expect(scope.reason).toBe('upstream_invalid_scope');
+    expect(scope.toOAuth()).toMatchObject({ error: 'invalid_scope', status: 400 });
+    const other = thrown(response(401, { errorCode: 'invalid_request', traceId: 't2' }));
+    expect(other.reason).toBe('upstream_refused');
+    expect(other.message).toBe('the token endpoint refused the token request (invalid_request, HTTP 401, traceId t2)');
   });
 
   it('keeps how long to wait (Retry-After in seconds or as a date) on the error, for the retries', () => {
