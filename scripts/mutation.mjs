@@ -7,6 +7,11 @@
 //   npm run mutation -- --mutate 'functions/lib/handlers/function-url.ts'   any Stryker option is passed on
 //   npm run mutation -- --summary [report.json ...]     only the summary of reports already written (several: summed)
 //
+// Survivors someone reviewed and found equivalent or acceptable are listed, with the reason, in
+// scripts/mutation-reviewed.json (matched by file, mutator, original text and replacement, not by line, so edits
+// elsewhere in a file keep them matched). The summary counts them apart and lists in full only the survivors nobody
+// reviewed yet: each of those needs a test that kills it, or an entry there saying why not.
+//
 // Score, as Stryker counts it: (killed + timed out) / (killed + timed out + survived + no coverage). Mutants that do
 // not compile (the TypeScript checker drops them) and static ones left out of the run (ignoreStatic) do not count.
 import { spawnSync } from 'node:child_process';
@@ -19,6 +24,18 @@ const REPORT = 'reports/mutation/mutation.json';
 const MUTATED_ROOT = 'functions/lib';
 
 const UNDETECTED = new Set(['Survived', 'NoCoverage']);
+const REVIEWED = join(root, 'scripts', 'mutation-reviewed.json');
+
+/** What identifies a mutant across edits of its file: not its line. */
+const mutantKey = (file, mutatorName, original, replacement) =>
+  JSON.stringify([file, mutatorName, oneLine(original, 400), oneLine(replacement ?? '', 400)]);
+
+/** The reviewed survivors: key -> { verdict, reason }. */
+const readReviewed = () => {
+  if (!existsSync(REVIEWED)) return new Map();
+  const entries = JSON.parse(readFileSync(REVIEWED, 'utf8'));
+  return new Map(entries.map((e) => [mutantKey(e.file, e.mutator, e.original, e.replacement), e]));
+};
 
 /** Folder of a mutated file, relative to functions/lib ('.' for its top level). */
 const folderOf = (file) => {
@@ -69,21 +86,30 @@ const printTable = (rows) => {
 };
 
 export const summarize = (reportPaths) => {
+  const reviewed = readReviewed();
   const rows = new Map();
   const undetected = [];
+  const matched = new Set();
   for (const path of reportPaths) {
     const report = JSON.parse(readFileSync(path, 'utf8'));
     for (const [file, { source, mutants }] of Object.entries(report.files)) {
       const folder = folderOf(file);
-      if (!rows.has(folder)) rows.set(folder, emptyRow());
+      if (!rows.has(folder)) rows.set(folder, { ...emptyRow(), Reviewed: 0 });
       const row = rows.get(folder);
       for (const mutant of mutants) {
         if (mutant.status in row) row[mutant.status] += 1;
-        if (UNDETECTED.has(mutant.status)) undetected.push({ file, source, mutant });
+        if (!UNDETECTED.has(mutant.status)) continue;
+        const key = mutantKey(file, mutant.mutatorName, originalText(source, mutant.location), mutant.replacement);
+        const review = reviewed.get(key);
+        if (review) {
+          row.Reviewed += 1;
+          matched.add(key);
+        }
+        undetected.push({ file, source, mutant, review });
       }
     }
   }
-  const total = emptyRow();
+  const total = { ...emptyRow(), Reviewed: 0 };
   for (const row of rows.values()) for (const key of Object.keys(total)) total[key] += row[key];
   const table = [...[...rows].sort(([a], [b]) => a.localeCompare(b)), ['all', total]].map(([folder, row]) => ({
     folder,
@@ -92,6 +118,8 @@ export const summarize = (reportPaths) => {
     timeout: row.Timeout,
     survived: row.Survived,
     'no coverage': row.NoCoverage,
+    'of which reviewed': row.Reviewed,
+    'not reviewed': row.Survived + row.NoCoverage - row.Reviewed,
     'not compiling': row.CompileError,
     'runtime error': row.RuntimeError,
     'static, skipped': row.Ignored,
@@ -100,14 +128,18 @@ export const summarize = (reportPaths) => {
     `\nMutation score per folder of ${MUTATED_ROOT} (${reportPaths.map((p) => relative(root, p)).join(', ')}):`,
   );
   printTable(table);
-  if (undetected.length > 0) {
+  const open = undetected.filter((u) => !u.review);
+  const byVerdict = (verdict) => undetected.filter((u) => u.review?.verdict === verdict).length;
+  console.log(
+    `\n${undetected.length - open.length} undetected mutants reviewed in ${relative(root, REVIEWED)} ` +
+      `(equivalent ${byVerdict('equivalent')}, acceptable ${byVerdict('acceptable')}).`,
+  );
+  if (open.length > 0) {
     console.log(
-      `\n${undetected.length} mutants not detected (Survived: a test ran and passed; NoCoverage: no test ran):`,
+      `\n${open.length} mutants not detected and not reviewed (Survived: a test ran and passed; NoCoverage: no test ran):`,
     );
-    undetected.sort(
-      (a, b) => a.file.localeCompare(b.file) || a.mutant.location.start.line - b.mutant.location.start.line,
-    );
-    for (const { file, source, mutant } of undetected) {
+    open.sort((a, b) => a.file.localeCompare(b.file) || a.mutant.location.start.line - b.mutant.location.start.line);
+    for (const { file, source, mutant } of open) {
       const { line, column } = mutant.location.start;
       const before = oneLine(originalText(source, mutant.location));
       const after = oneLine(mutant.replacement ?? '');
@@ -116,6 +148,13 @@ export const summarize = (reportPaths) => {
       );
     }
   }
+  const mutatedFiles = new Set(undetected.map((u) => u.file));
+  const stale = [...reviewed].filter(([key, e]) => !matched.has(key) && mutatedFiles.has(e.file)).map(([, e]) => e);
+  if (stale.length > 0) {
+    console.log(`\n${stale.length} reviewed entries match no undetected mutant now (killed, or the code changed):`);
+    for (const e of stale) console.log(`  ${e.file} ${e.mutator}: ${oneLine(e.original)} -> ${oneLine(e.replacement)}`);
+  }
+  return { open: open.length };
 };
 
 const args = process.argv.slice(2);
