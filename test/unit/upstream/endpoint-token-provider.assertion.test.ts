@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../functions/lib/config/load-config';
-import type { CredentialSource } from '../../../functions/lib/ports';
+import type { AssertionSigner, CredentialSource } from '../../../functions/lib/ports';
 import { UnavailableError, UpstreamError } from '../../../functions/lib/shared/errors';
 import type { MetricName, MetricsSink } from '../../../functions/lib/shared/metrics';
 import type { ClientAuthentication } from '../../../functions/lib/upstream/client-auth';
@@ -42,15 +42,29 @@ const noSecrets: CredentialSource = {
 };
 const grant: IssuedToken = { accessToken: 'eyJ.a.b', expiresInSec: 3600, scopes: ['a'] };
 
-const setup = (answers: (IssuedToken | Error)[], signer = new KeySigner('ES256')) => {
+/**
+ * The endpoint's answers in order (an error is thrown); each signature takes `signMs` on the fake clock; without
+ * `configured`, the provider has no signer.
+ */
+const setup = (answers: (IssuedToken | Error)[], signer = new KeySigner('ES256'), signMs = 0, configured = true) => {
   let nowMs = START_MS;
   const sent: { form: URLSearchParams; ctx: TokenRequestContext }[] = [];
   const counted: Partial<Record<MetricName, number>> = {};
+  const recorded: Partial<Record<MetricName, number[]>> = {};
   const metrics: MetricsSink = {
     count: (name, n = 1) => {
       counted[name] = (counted[name] ?? 0) + n;
     },
-    record: () => undefined,
+    record: (name, value) => {
+      recorded[name] = [...(recorded[name] ?? []), value];
+    },
+  };
+  const timed: AssertionSigner = {
+    signingKey: (keyId, algorithm) => signer.signingKey(keyId, algorithm),
+    sign: (key, input) => {
+      nowMs += signMs;
+      return signer.sign(key, input);
+    },
   };
   const warnings: Record<string, unknown>[] = [];
   const log = {
@@ -67,7 +81,7 @@ const setup = (answers: (IssuedToken | Error)[], signer = new KeySigner('ES256')
       timeoutMs: 5_000,
       maxAttempts: 3,
       random: () => 0.5,
-      signer,
+      signer: configured ? timed : undefined,
       sleep: async (ms) => {
         nowMs += ms;
       },
@@ -89,7 +103,7 @@ const setup = (answers: (IssuedToken | Error)[], signer = new KeySigner('ES256')
       metrics,
       degraded: () => undefined,
     });
-  return { fetch, sent, counted, warnings, signer };
+  return { fetch, sent, counted, recorded, warnings, signer };
 };
 
 const jtiOf = (form: URLSearchParams) =>
@@ -136,6 +150,22 @@ describe('private_key_jwt fetch', () => {
     await expect(t.fetch()).rejects.toMatchObject({ reason: 'signing_key_unusable', status: 503 });
     expect(t.sent).toHaveLength(0);
     expect(t.counted).toEqual({ SigningErrors: 1, 'SigningError.signing_key_unusable': 1 });
+    expect(t.warnings).toEqual([]); // not a refusal by the endpoint: nothing logged as one
+  });
+
+  it('records how long each assertion took to sign as SigningLatency', async () => {
+    const t = setup([new UnavailableError('down', 'upstream_unavailable'), grant], undefined, 35);
+    await t.fetch();
+    expect(t.recorded.SigningLatency).toEqual([35, 35]);
+  });
+
+  it('refuses a private_key_jwt client when no signer is configured: config_invalid, nothing sent', async () => {
+    const t = setup([grant], undefined, 0, false);
+    await expect(t.fetch()).rejects.toMatchObject({
+      reason: 'config_invalid',
+      message: 'no signer for private_key_jwt client "partner"',
+    });
+    expect(t.sent).toHaveLength(0);
   });
 
   it('does not retry an assertion the endpoint refuses, and logs the client, the method and the kid (never the assertion)', async () => {

@@ -53,10 +53,12 @@ describe('public keys from KMS (DER SubjectPublicKeyInfo)', () => {
       ),
     ).toEqual(['RS256', 'RS256', 'RS256', 'ES256', undefined, undefined, undefined]);
     const ec = { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' } as const;
-    expect([algorithmFits('ES256', ec), algorithmFits('RS256', ec), algorithmFits('PS256', RFC7638_KEY)]).toEqual([
-      true,
-      false,
-      true,
+    expect(
+      (['ES256', 'RS256', 'PS256'] as const).map((alg) => [algorithmFits(alg, ec), algorithmFits(alg, RFC7638_KEY)]),
+    ).toEqual([
+      [true, false],
+      [false, true],
+      [false, true],
     ]);
   });
 });
@@ -76,6 +78,22 @@ describe('ECDSA signature from DER to JWS (r || s)', () => {
     );
   });
 
+  it('converts P-521 signatures too (size 66), whose DER length takes the long form 0x81', () => {
+    const p521 = generateKeyPairSync('ec', { namedCurve: 'P-521' });
+    const lengths = new Set<number>();
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (message) => {
+        const der = sign('sha256', message, { key: p521.privateKey, dsaEncoding: 'der' });
+        lengths.add(der[1]!);
+        const jose = derToJose(der, 66);
+        expect(jose).toHaveLength(132);
+        expect(verify('sha256', message, { key: p521.publicKey, dsaEncoding: 'ieee-p1363' }, jose)).toBe(true);
+      }),
+      { numRuns: 50 },
+    );
+    expect(lengths).toContain(0x81);
+  });
+
   it('strips the sign byte of a high r, left-pads a short s', () => {
     const r = Buffer.alloc(32, 0xff);
     const s = Buffer.from([0x01, 0x02]);
@@ -90,8 +108,17 @@ describe('ECDSA signature from DER to JWS (r || s)', () => {
     ['an integer too long', [0x30, 0x26, 0x02, 0x21, 0x01, ...Array(32).fill(1), 0x02, 0x01, 0x01]],
     ['trailing bytes', [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00]],
     ['a missing s', [0x30, 0x03, 0x02, 0x01, 0x01]],
+    ['trailing bytes inside the SEQUENCE', [0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00]],
+    ['a zero-length integer', [0x30, 0x05, 0x02, 0x00, 0x02, 0x01, 0x01]],
+    ['a length announced in two bytes (0x82)', [0x30, 0x82, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]],
   ])('refuses %s', (_name, bytes) => {
     expect(() => derToJose(Uint8Array.from(bytes))).toThrow('not a DER-encoded ECDSA signature');
+  });
+
+  it('refuses an indefinite length (0x80), even where 128 bytes of integers follow', () => {
+    const der = [0x30, 0x80, 0x02, 64, ...Array(64).fill(1), 0x02, 60, ...Array(60).fill(1)];
+    expect(der).toHaveLength(2 + 128);
+    expect(() => derToJose(Uint8Array.from(der), 66)).toThrow('not a DER-encoded ECDSA signature');
   });
 
   it('publishes a JWK node:crypto imports back as the same public key', () => {

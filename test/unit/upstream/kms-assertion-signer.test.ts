@@ -105,10 +105,24 @@ describe('KmsAssertionSigner', () => {
     const clock = clockAt();
     const signer = new KmsAssertionSigner(fake.kms, clock);
     await Promise.all([signer.signingKey(ALIAS, undefined), signer.signingKey(ALIAS, undefined)]);
+    clock.advance(PUBLIC_KEY_MAX_AGE_SEC * 1000 - 1);
     await signer.signingKey(ALIAS, undefined);
-    clock.advance(PUBLIC_KEY_MAX_AGE_SEC * 1000);
+    expect(fake.calls.filter((c) => c.command === 'GetPublicKeyCommand')).toHaveLength(1);
+    clock.advance(1);
     await signer.signingKey(ALIAS, undefined);
     expect(fake.calls.filter((c) => c.command === 'GetPublicKeyCommand')).toHaveLength(2);
+  });
+
+  it('keeps a public key per key and per algorithm: another algorithm or key is read, not answered from the first', async () => {
+    const fake = fakeKms('RSA_2048');
+    const signer = new KmsAssertionSigner(fake.kms, clockAt());
+    expect((await signer.signingKey(ARN, 'RS256')).algorithm).toBe('RS256');
+    expect((await signer.signingKey(ARN, 'PS256')).algorithm).toBe('PS256');
+    expect((await signer.signingKey(ARN, undefined)).algorithm).toBe('RS256');
+    await signer.signingKey(ALIAS, 'PS256');
+    expect(fake.calls.map((c) => c.input.KeyId)).toEqual([ARN, ARN, ARN, ALIAS]);
+    await signer.signingKey(ARN, 'PS256');
+    expect(fake.calls).toHaveLength(4);
   });
 
   it('keeps using a public key read before while KMS is unavailable, but not one KMS refuses', async () => {
@@ -150,6 +164,27 @@ describe('KmsAssertionSigner', () => {
     ['an encryption key', { KeyUsage: 'ENCRYPT_DECRYPT' }, 'RS256', 'is not a signing key (KeyUsage ENCRYPT_DECRYPT)'],
     ['ES256 with an RSA key', {}, 'ES256', 'cannot sign ES256 (key spec RSA_2048)'],
     ['a key spec JWS cannot use', { KeySpec: 'ECC_SECG_P256K1' }, undefined, 'has key spec ECC_SECG_P256K1'],
+    [
+      'an algorithm KMS does not list for the key',
+      { SigningAlgorithms: ['RSASSA_PKCS1_V1_5_SHA_256'] },
+      'PS256',
+      'cannot sign PS256 (key spec RSA_2048)',
+    ],
+    [
+      'an answer without a public key',
+      { PublicKey: undefined },
+      undefined,
+      'has no public key in its GetPublicKey answer',
+    ],
+    [
+      'a public key on another curve',
+      {
+        KeySpec: 'ECC_NIST_P384',
+        PublicKey: generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ format: 'der', type: 'spki' }),
+      },
+      'ES256',
+      'has a public key that is not RSA or EC P-256 (key spec ECC_NIST_P384)',
+    ],
   ] as const)('refuses %s as signing_key_unusable', async (_name, answer, alg, words) => {
     const fake = fakeKms('RSA_2048');
     Object.assign(fake.answer, answer);
@@ -157,6 +192,17 @@ describe('KmsAssertionSigner', () => {
     await expect(signer.signingKey(ARN, alg)).rejects.toMatchObject({
       reason: 'signing_key_unusable',
       message: expect.stringContaining(words),
+    });
+  });
+
+  it('refuses an empty Sign answer as signing_unavailable rather than sending an assertion without a signature', async () => {
+    const fake = fakeKms('RSA_2048');
+    const signer = new KmsAssertionSigner(fake.kms, clockAt());
+    const key = await signer.signingKey(ARN, undefined);
+    fake.answer.Signature = new Uint8Array(0);
+    await expect(signer.sign(key, 'h.p')).rejects.toMatchObject({
+      reason: 'signing_unavailable',
+      message: `KMS Sign answered no signature for signing key "${ARN}"`,
     });
   });
 
