@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { authorize, principalMatches, refuseRevoked, revocationOf } from '../../../functions/lib/callers/grants';
+import {
+  authorize,
+  clientsGrantedTo,
+  notGranted,
+  principalKeyOf,
+  principalMatches,
+  refuseRevoked,
+  revocationOf,
+  samePrincipal,
+} from '../../../functions/lib/callers/grants';
 import { parseCallerList } from '../../../functions/lib/config/caller-list';
 import { parseGrants, parsePrincipal } from '../../../functions/lib/config/grants';
 import type { Caller } from '../../../functions/lib/domain/caller';
@@ -130,5 +139,104 @@ describe('revoked principals', () => {
         '("arn:aws:iam::111111111111:role/billing"); ask the platform team',
     });
     expect(() => refuseRevoked(listRevoking(otherSession.arn), billingSession)).not.toThrow();
+  });
+});
+
+describe('which grants count', () => {
+  const twoClients = parseGrants(
+    JSON.stringify([
+      { principal: 'arn:aws:iam::111111111111:role/billing', client: 'limitrail', scopes: ['a'] },
+      { principal: 'arn:aws:iam::111111111111:role/billing', client: 'reports', scopes: ['b'] },
+      { principal: 'arn:aws:iam::111111111111:role/other', client: 'audit', scopes: ['a'] },
+    ]),
+    new Map([...clientScopes, ['reports', new Set(['a', 'b'])], ['audit', new Set(['a'])]]),
+    'BROKER_CALLERS',
+  );
+  const session = caller('arn:aws:sts::111111111111:assumed-role/billing/i-0abc');
+
+  it('counts only the grants for the client asked for: a scope granted with another client is not granted', () => {
+    expect(() => authorize(twoClients, session, 'limitrail', ['b'])).toThrow(
+      'caller "arn:aws:sts::111111111111:assumed-role/billing/i-0abc" has no grant for scope "b"',
+    );
+    expect([...authorize(twoClients, session, 'reports', ['b'])]).toEqual(['b']);
+  });
+
+  it("names only the clients of the caller's own grants", () => {
+    expect([...clientsGrantedTo(twoClients, session)].sort()).toEqual(['limitrail', 'reports']);
+    expect(clientsGrantedTo(twoClients, caller('arn:aws:sts::111111111111:assumed-role/third/s')).size).toBe(0);
+  });
+
+  it('names every scope no grant covers, separated by commas', () => {
+    expect(denied(caller('arn:aws:iam::333333333333:user/ci'), ['b', 'a', 'c'])?.error_description).toBe(
+      'caller "arn:aws:iam::333333333333:user/ci" has no grant for scope "b", "c"',
+    );
+  });
+
+  it('refuses a caller with no grant at all without naming anything it did not ask for', () => {
+    expect(notGranted(caller('arn:aws:iam::333333333333:user/ci')).toOAuth()).toEqual({
+      error: 'access_denied',
+      status: 403,
+      error_description: 'caller "arn:aws:iam::333333333333:user/ci" has no grant',
+    });
+  });
+
+  it("does not match a role's sessions in another partition, whose accounts are another namespace", () => {
+    const role = parsePrincipal('arn:aws:iam::111111111111:role/billing')!;
+    expect(principalMatches(role, caller('arn:aws:sts::111111111111:assumed-role/billing/s'))).toBe(true);
+    expect(principalMatches(role, caller('arn:aws-us-gov:sts::111111111111:assumed-role/billing/s'))).toBe(false);
+    expect(principalMatches(role, caller('arn:aws-cn:sts::111111111111:assumed-role/billing/s'))).toBe(false);
+  });
+});
+
+describe('one principal (the Function URL caller and the proof; the per-caller budgets)', () => {
+  const s = (arn: string, accountId = arn.split(':')[4]!): Caller => ({ arn, accountId, principalOrgId: undefined });
+
+  it('keys a role session on its role, and any other identity on its ARN', () => {
+    expect(principalKeyOf(s('arn:aws:sts::111111111111:assumed-role/billing/i-0abc'))).toBe(
+      'role:aws:111111111111:billing',
+    );
+    expect(principalKeyOf(s('arn:aws:iam::333333333333:user/ci'))).toBe('arn:aws:iam::333333333333:user/ci');
+  });
+
+  it.each([
+    [
+      'two sessions of one role',
+      'arn:aws:sts::111111111111:assumed-role/billing/a',
+      'arn:aws:sts::111111111111:assumed-role/billing/b',
+      true,
+    ],
+    ['one user', 'arn:aws:iam::333333333333:user/ci', 'arn:aws:iam::333333333333:user/ci', true],
+    [
+      'two roles of one account',
+      'arn:aws:sts::111111111111:assumed-role/billing/a',
+      'arn:aws:sts::111111111111:assumed-role/other/a',
+      false,
+    ],
+    [
+      'one role name in two accounts',
+      'arn:aws:sts::111111111111:assumed-role/billing/a',
+      'arn:aws:sts::222222222222:assumed-role/billing/a',
+      false,
+    ],
+    ['two users of one account', 'arn:aws:iam::333333333333:user/ci', 'arn:aws:iam::333333333333:user/cd', false],
+  ])('%s: %s', (_name, a, b, same) => {
+    expect(samePrincipal(s(a), s(b))).toBe(same);
+  });
+
+  it('is not one principal when the accounts differ, whatever the ARNs say', () => {
+    const arn = 'arn:aws:iam::333333333333:user/ci';
+    expect(samePrincipal(s(arn, '333333333333'), s(arn, '444444444444'))).toBe(false);
+  });
+});
+
+describe('what a revocation says', () => {
+  it('names nothing more when the revoked entry is the caller itself', () => {
+    const session = caller('arn:aws:sts::111111111111:assumed-role/billing/i-0abc');
+    const list = parseCallerList(JSON.stringify({ callers: [], revoked: [session.arn] }), clientScopes, 'test', {
+      organizations: false,
+    });
+    expect(() => refuseRevoked(list, session)).toThrow(
+      /^caller "arn:aws:sts::111111111111:assumed-role\/billing\/i-0abc" is revoked; ask the platform team$/,
+    );
   });
 });

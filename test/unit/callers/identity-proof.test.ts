@@ -38,6 +38,9 @@ describe('where a proof may be sent', () => {
     ['https://sts.amazonaws.com/other', '403 proof_not_sts'],
     ['https://sts.amazonaws.com/?Action=GetCallerIdentity', '403 proof_not_sts'],
     ['https://user:pw@sts.amazonaws.com/', '403 proof_not_sts'],
+    ['https://user@sts.amazonaws.com/', '403 proof_not_sts'],
+    ['https://:pw@sts.amazonaws.com/', '403 proof_not_sts'],
+    ['https://sts.amazonaws.com/#fragment', '403 proof_not_sts'],
     ['https://iam.amazonaws.com/', '403 proof_not_sts'],
     ['http://169.254.169.254/', '403 proof_not_sts'],
     ['http://127.0.0.1:9001/', '403 proof_not_sts'],
@@ -56,6 +59,15 @@ describe('where a proof may be sent', () => {
     expect(outcome(() => checkIdentityProof(aws, local, NOW))).toBe('403 proof_not_sts');
     const otherPort = await proof('http://127.0.0.1:5001/');
     expect(outcome(() => checkIdentityProof(otherPort, local, NOW))).toBe('403 proof_not_sts');
+  });
+
+  it('reads a URL of at most 512 characters, and refuses a longer one as malformed before parsing it', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    const base = 'https://sts.eu-central-1.amazonaws.com/?';
+    raw.url = base + 'a'.repeat(512 - base.length);
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('403 proof_not_sts');
+    raw.url = base + 'a'.repeat(513 - base.length);
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('400 proof_malformed');
   });
 });
 
@@ -87,8 +99,10 @@ describe('what a proof must say', () => {
 
   it.each([
     ['4:59 old', NOW + 299_000, 'accepted'],
+    ['exactly 5:00 old', NOW + 300_000, 'accepted'],
     ['5:01 old', NOW + 301_000, '403 proof_expired'],
     ['59 s ahead', NOW - 59_000, 'accepted'],
+    ['exactly 60 s ahead', NOW - 60_000, 'accepted'],
     ['61 s ahead', NOW - 61_000, '403 proof_from_future'],
   ])('a proof signed %s: %s', async (_name, nowMs, expected) => {
     const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
@@ -140,6 +154,35 @@ describe('what a proof must say', () => {
       '400 proof_malformed',
     ],
     ['an extra field', (p: Proof) => ((p as unknown as Record<string, unknown>).extra = 1), '400 proof_malformed'],
+    ['a header name with an underscore', (p: Proof) => (p.headers.x_pad = 'v'), '400 proof_malformed'],
+    ['a header name of 65 characters', (p: Proof) => (p.headers[`x-${'a'.repeat(63)}`] = 'v'), '400 proof_malformed'],
+    [
+      'one header twice, in two cases',
+      (p: Proof) => (p.headers['X-Limitrail-Broker-Audience'] = 'broker-dev-token'),
+      '400 proof_malformed',
+    ],
+    [
+      'x-amz-date signed but not host',
+      (p: Proof) => (p.headers.authorization = p.headers.authorization!.replace(';host;', ';')),
+      '403 proof_unsigned',
+    ],
+    [
+      'host signed but not x-amz-date',
+      (p: Proof) => (p.headers.authorization = p.headers.authorization!.replace(';x-amz-date;', ';')),
+      '403 proof_unsigned',
+    ],
+    [
+      // Never forwarded from a caller: a signature over it cannot be replayed as signed.
+      'a signed transfer-encoding header',
+      (p: Proof) => {
+        p.headers['transfer-encoding'] = 'chunked';
+        p.headers.authorization = p.headers.authorization!.replace(
+          ';x-amz-content-sha256;',
+          ';transfer-encoding;x-amz-content-sha256;',
+        );
+      },
+      '403 proof_unsigned',
+    ],
   ])('refuses %s', async (_name, change, expected) => {
     const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
     change(raw);
@@ -154,6 +197,34 @@ describe('what a proof must say', () => {
   );
 });
 type Proof = Awaited<ReturnType<typeof proof>>;
+
+describe('how many headers a proof may carry', () => {
+  const headerBytes = (p: Proof) =>
+    Object.entries(p.headers).reduce((n, [name, value]) => n + name.length + (value as string).length, 0);
+
+  it('accepts 24 headers and refuses 25', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    for (let i = Object.keys(raw.headers).length; i < 24; i++) raw.headers[`x-h${i}`] = 'v';
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('accepted');
+    raw.headers['x-h-last'] = 'v';
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('400 proof_malformed');
+  });
+
+  it('accepts 16 KiB of header names and values, and refuses one byte more, even in an unsigned header', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    raw.headers['x-pad'] = 'p'.repeat(16 * 1024 - headerBytes(raw) - 'x-pad'.length);
+    expect(headerBytes(raw)).toBe(16 * 1024);
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('accepted');
+    raw.headers['x-pad'] += 'p';
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('400 proof_malformed');
+  });
+
+  it('counts the headers the broker drops (content-length, connection, ...) too', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    raw.headers.connection = 'k'.repeat(16 * 1024);
+    expect(outcome(() => checkIdentityProof(raw, AWS, NOW))).toBe('400 proof_malformed');
+  });
+});
 
 describe('what a refusal says', () => {
   const refusal = (raw: unknown, policy = AWS) => {
@@ -251,6 +322,116 @@ describe('what a refusal says', () => {
     expect(refusal(raw)).toContain(said);
   });
 
+  // The messages docs/troubleshooting.md lists per reason: each names the check that failed.
+  it.each([
+    [
+      'not an object',
+      () => 'text',
+      'proof_malformed: "identityProof" must be an object with "url", "headers" and "body"',
+    ],
+    [
+      'an extra field',
+      (p: Proof) => ({ ...p, extra: 1 }),
+      'proof_malformed: "identityProof" may only have "url", "headers" and "body"',
+    ],
+    [
+      'a URL of 513 characters',
+      (p: Proof) => ({ ...p, url: `https://sts.amazonaws.com/?${'a'.repeat(513 - 27)}` }),
+      'proof_malformed: "identityProof" "url" must be a string of at most 512 characters',
+    ],
+    [
+      'a URL without a scheme',
+      (p: Proof) => ({ ...p, url: 'sts.amazonaws.com/' }),
+      'proof_malformed: "identityProof" "url" is not an absolute URL',
+    ],
+    [
+      'headers that are a list',
+      (p: Proof) => ({ ...p, headers: [] }),
+      'proof_malformed: "identityProof" "headers" must be an object of header name -> string',
+    ],
+    [
+      '25 headers',
+      (p: Proof) => ({
+        ...p,
+        headers: { ...p.headers, ...Object.fromEntries(Array.from({ length: 18 }, (_, i) => [`x-h${i}`, 'v'])) },
+      }),
+      'proof_malformed: "identityProof" "headers" has more than 24 entries',
+    ],
+    [
+      'one header twice',
+      (p: Proof) => ({ ...p, headers: { ...p.headers, 'X-Amz-Date': p.headers['x-amz-date'] } }),
+      'proof_malformed: "identityProof" "headers" has an invalid or repeated header name',
+    ],
+    [
+      'a header value with a line break',
+      (p: Proof) => ({ ...p, headers: { ...p.headers, 'x-amz-date': `${p.headers['x-amz-date']}\r\nx: y` } }),
+      'proof_malformed: "identityProof" "headers" value of "x-amz-date" must be printable ASCII',
+    ],
+    [
+      'headers over 16 KiB',
+      (p: Proof) => ({ ...p, headers: { ...p.headers, 'x-pad': 'p'.repeat(16 * 1024) } }),
+      'proof_malformed: "identityProof" "headers" are larger than 16384 bytes',
+    ],
+    [
+      'another action',
+      (p: Proof) => ({ ...p, body: 'Action=AssumeRole&Version=2011-06-15' }),
+      'proof_not_get_caller_identity: identity proof refused: its body must be exactly ' +
+        'Action=GetCallerIdentity&Version=2011-06-15',
+    ],
+    [
+      'a signature for another service',
+      (p: Proof) => ({
+        ...p,
+        headers: { ...p.headers, authorization: p.headers.authorization!.replace('/sts/', '/iam/') },
+      }),
+      'proof_not_sts: identity proof refused: it is not signed for the sts service',
+    ],
+    [
+      'an unsigned audience header',
+      (p: Proof) => ({
+        ...p,
+        headers: { ...p.headers, authorization: p.headers.authorization!.replace(';x-limitrail-broker-audience', '') },
+      }),
+      'proof_audience_unsigned: identity proof refused: its x-limitrail-broker-audience header is not signed',
+    ],
+    [
+      'a host header for another host',
+      (p: Proof) => ({ ...p, headers: { ...p.headers, host: 'sts.us-east-1.amazonaws.com' } }),
+      'proof_not_sts: identity proof refused: its host header does not match its URL',
+    ],
+    [
+      'a proof signed 5:01 ago',
+      (p: Proof) => ({ ...p, headers: { ...p.headers, 'x-amz-date': '20261129T075459Z' } }),
+      'proof_expired: identity proof refused: it was signed more than 5 minutes ago; sign a new one',
+    ],
+    [
+      'a proof dated 61 s ahead',
+      (p: Proof) => ({ ...p, headers: { ...p.headers, 'x-amz-date': '20261129T080101Z' } }),
+      'proof_from_future: identity proof refused: it is dated more than 1 minute in the future',
+    ],
+  ])('%s: says exactly which check failed', async (_name, change, said) => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    expect(refusal(change(raw))).toBe(said);
+  });
+
+  it('tells a caller signing with a placeholder key what an access key id is and what to sign with', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    raw.headers.authorization = raw.headers.authorization!.replace('ASIAEXAMPLEEXAMPLE01', 'test');
+    expect(refusal(raw)).toBe(
+      'proof_unsigned: identity proof refused: its access key id has an unsupported format (4 characters): AWS ' +
+        'access key ids are 16 to 128 letters and digits (AKIA…, ASIA…), which a placeholder such as "test" is not; ' +
+        'sign it with the credentials of an AWS (or, locally, moto) session',
+    );
+  });
+
+  it("names the China partition's STS endpoints to a broker in China", async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    expect(refusal(raw, { ...AWS, partition: 'aws-cn' })).toBe(
+      "proof_not_sts: identity proof refused: its URL is not an AWS STS endpoint of this broker's partition " +
+        '(https://sts.<region>.amazonaws.com.cn/)',
+    );
+  });
+
   it('names the one STS origin a local broker accepts (AWS_ENDPOINT_URL_STS)', async () => {
     const local: ProofPolicy = { audience: AWS.audience, stsOrigin: 'http://127.0.0.1:5000', partition: 'aws' };
     const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
@@ -304,6 +485,29 @@ describe('what is sent to STS, and what the verified-identity cache keys on', ()
     const tokenKey = checkIdentityProof(unsignedToken, AWS, NOW).key;
     expect(checkIdentityProof(padded(unsignedToken, 'x-amz-security-token', 'another'), AWS, NOW).key).not.toBe(
       tokenKey,
+    );
+  });
+
+  it('sets a signed content-length from the body itself: the caller need not carry it, and it is not sent', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    raw.headers.authorization = raw.headers.authorization!.replace('SignedHeaders=', 'SignedHeaders=content-length;');
+    const checked = checkIdentityProof(raw, AWS, NOW);
+    expect(Object.keys(checked.headers)).not.toContain('content-length');
+    // What the caller says the length is changes neither what is sent nor the key: the body's length is what is signed.
+    const claimed = checkIdentityProof({ ...raw, headers: { ...raw.headers, 'content-length': '999' } }, AWS, NOW);
+    expect(claimed).toEqual(checked);
+  });
+
+  it('keys a proof on its signed headers, not on the order its SignedHeaders lists them in', async () => {
+    const raw = await proof('https://sts.eu-central-1.amazonaws.com/');
+    const { key } = checkIdentityProof(raw, AWS, NOW);
+    const reordered = raw.headers.authorization!.replace(
+      /SignedHeaders=([^,]+)/,
+      (_all, list: string) => `SignedHeaders=${list.split(';').reverse().join(';')}`,
+    );
+    expect(reordered).not.toBe(raw.headers.authorization);
+    expect(checkIdentityProof({ ...raw, headers: { ...raw.headers, authorization: reordered } }, AWS, NOW).key).toBe(
+      key,
     );
   });
 
