@@ -98,9 +98,9 @@ describe('a cold container (no valid value read yet)', () => {
     w.answer(sdkError('ThrottlingException', 400));
     expect((await w.refusal()).reason).toBe('callers_unavailable');
     expect(w.reads()).toBe(2);
-    expect(w.lines.map((l) => [l.level, l.message, l.fields?.error])).toEqual([
-      ['error', 'callers parameter unreadable', 'TimeoutError'],
-      ['error', 'callers parameter unreadable', 'ThrottlingException (HTTP 400)'],
+    expect(w.lines.map((l) => [l.level, l.message, l.fields?.error, l.fields?.keeping])).toEqual([
+      ['error', 'callers parameter unreadable', 'TimeoutError', 'nothing: every caller is refused'],
+      ['error', 'callers parameter unreadable', 'ThrottlingException (HTTP 400)', 'nothing: every caller is refused'],
     ]);
     expect(JSON.stringify(w.lines)).not.toContain('may quote the request');
   });
@@ -171,6 +171,7 @@ describe('a warm container (a valid value read)', () => {
     expect(w.count('CallersStale')).toBe(2);
     w.answer(valid(['b']));
     expect([...(await w.current()).grants[0]!.scopes]).toEqual(['b']);
+    await w.current(); // the recovery is logged once, not on every request after it
     expect(w.lines.map((l) => [l.level, l.message, l.fields?.keeping])).toEqual([
       ['error', 'callers parameter invalid', 'the last valid value'],
       ['info', 'callers parameter valid again', undefined],

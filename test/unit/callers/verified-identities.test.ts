@@ -24,6 +24,8 @@ describe('the verified-identity cache', () => {
   it('holds an identity until its proof goes stale', () => {
     const cache = new VerifiedIdentities();
     cache.set('a', user('ci'), NOW + 1_000, NOW);
+    expect(cache.has('a', NOW + 999)).toBe(true);
+    expect(cache.has('a', NOW + 1_000)).toBe(false);
     expect(cache.get('a', NOW + 999)).toEqual(user('ci'));
     expect(cache.get('a', NOW + 1_000)).toBeUndefined();
     expect(cache.size).toBe(0);
@@ -70,5 +72,20 @@ describe('the verified-identity cache', () => {
     expect(cache.has('fresh', NOW + 10)).toBe(true);
     expect(cache.has('new', NOW + 10)).toBe(true);
     expect(cache.size).toBe(2);
+  });
+
+  it('drops entries whose proof ends at this very moment before evicting a fresh one, and only when full', () => {
+    const cache = new VerifiedIdentities(3, 3);
+    cache.set('fresh-1', user('a'), VALID, NOW);
+    cache.set('fresh-2', user('a'), VALID, NOW);
+    cache.set('ends-now', user('b'), NOW + 10, NOW);
+    cache.set('new', user('c'), VALID, NOW + 10);
+    for (const key of ['fresh-1', 'fresh-2', 'new']) expect(cache.has(key, NOW + 10)).toBe(true);
+    expect(cache.size).toBe(3);
+    // Not full: a stale entry waits to be asked for or for the cache to fill.
+    const roomy = new VerifiedIdentities(3, 3);
+    roomy.set('stale', user('a'), NOW + 10, NOW);
+    roomy.set('next', user('b'), VALID, NOW + 10);
+    expect(roomy.size).toBe(2);
   });
 });
