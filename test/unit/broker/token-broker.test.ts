@@ -65,15 +65,18 @@ const setup = () => {
     },
   };
   const memory = new MemoryTokenCache(10);
-  const lease = new TableLease({
-    store,
-    fetcher,
-    memory,
-    clock,
-    leaseDurationMs: 8000,
-    forceRefreshIntervalMs: 30_000,
-    random: () => 0.5,
-  });
+  /** The refresh lease over this table and endpoint, keeping fetched tokens in `memoryOfLease`. */
+  const leaseWith = (memoryOfLease: MemoryTokenCache) =>
+    new TableLease({
+      store,
+      fetcher,
+      memory: memoryOfLease,
+      clock,
+      leaseDurationMs: 8000,
+      forceRefreshIntervalMs: 30_000,
+      random: () => 0.5,
+    });
+  const lease = leaseWith(memory);
   const container = () =>
     new TokenBroker({
       config,
@@ -113,6 +116,7 @@ const setup = () => {
     setEndpointDown: (down: boolean | Error) => (endpointDown = down),
     /** The parts, for a container built otherwise (a smaller memory, another view of the table). */
     parts: { config, clock, log: silentLog, secrets, store, fetcher, lease },
+    leaseWith,
     setEndpointTakesMs: (ms: number) => (endpointTakesMs = ms),
   };
 };
@@ -504,17 +508,7 @@ describe('the audit line of a token handed out', () => {
  */
 const containerOf = (t: ReturnType<typeof setup>, memoryEntries = 10) => {
   const memory = new MemoryTokenCache(memoryEntries);
-  const { store, fetcher, clock } = t.parts;
-  const lease = new TableLease({
-    store,
-    fetcher,
-    memory,
-    clock,
-    leaseDurationMs: 8000,
-    forceRefreshIntervalMs: 30_000,
-    random: () => 0.5,
-  });
-  return new TokenBroker({ ...t.parts, memory, lease });
+  return new TokenBroker({ ...t.parts, memory, lease: t.leaseWith(memory) });
 };
 
 describe('the stale fallback', () => {
@@ -729,7 +723,7 @@ describe('a token granted beyond the caller’s grants', () => {
       reason: 'token_scope_beyond_grant',
       message: 'the token for these scopes also carries 1 scope(s) your grants do not cover; ask the platform team',
     });
-    expect(seen.lines.find((l) => l.level === 'warn')).toEqual({
+    expect(seen.lines.find((l) => 'beyondGrant' in l.fields)).toEqual({
       level: 'warn',
       message: "token carries scopes beyond the caller's grants; not handed over",
       fields: expect.objectContaining({ client: 'limitrail', grantedByEndpoint: ['a'], beyondGrant: ['a'] }),
