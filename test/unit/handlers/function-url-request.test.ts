@@ -52,3 +52,48 @@ describe('the Function URL body cap (16 KiB of decoded body)', () => {
     expect(read(body).refusal?.message).toBe('the body is larger than 16384 bytes');
   });
 });
+
+describe('the Function URL body as Lambda sends it', () => {
+  /** A POST event as `urlEvent` makes it, with `body` / `isBase64Encoded` replaced (undefined: absent). */
+  const readWith = (fields: { body?: unknown; isBase64Encoded?: unknown }) => {
+    const { body: _body, isBase64Encoded: _isBase64Encoded, ...rest } = urlEvent(request, { iam });
+    const event: Record<string, unknown> = { ...rest };
+    if (fields.body !== undefined) event.body = fields.body;
+    if (fields.isBase64Encoded !== undefined) event.isBase64Encoded = fields.isBase64Encoded;
+    if (!isFunctionUrlEvent(event)) throw new Error('should be a Function URL event');
+    return readUrlEvent(event);
+  };
+  const notJson = { error: 'invalid_request', error_description: 'the body must be a JSON token request', status: 400 };
+
+  it('reads a body sent without isBase64Encoded as plain text', () => {
+    expect(readWith({ body: JSON.stringify(request) })).toMatchObject({
+      caller: { arn: iam.userArn },
+      payload: request,
+    });
+  });
+
+  it.each([
+    ['no body', undefined],
+    ['a null body', null],
+    ['a body that is not JSON', 'scopes=limitrail.usage.read'],
+  ])('refuses %s as not a JSON token request (not as a malformed event), keeping the caller', (_name, body) => {
+    const input = readWith({ body, isBase64Encoded: false });
+    expect(input.payload).toBeUndefined();
+    expect(input.caller).toMatchObject({ arn: iam.userArn });
+    expect(input.refusal).toMatchObject({ reason: 'invalid_request' });
+    expect(input.refusal?.toOAuth()).toEqual(notJson);
+  });
+
+  it('refuses a hand-made body or isBase64Encoded of another type as a malformed event', () => {
+    expect(readWith({ body: { scopes: ['a'] } }).refusal).toMatchObject({
+      reason: 'url_event_malformed',
+      status: 400,
+      message: 'malformed Function URL event: "body" must be a string',
+    });
+    expect(readWith({ body: JSON.stringify(request), isBase64Encoded: 'true' }).refusal).toMatchObject({
+      reason: 'url_event_malformed',
+      status: 400,
+      message: 'malformed Function URL event: "isBase64Encoded" must be a boolean',
+    });
+  });
+});

@@ -64,3 +64,80 @@ describe('an identity a URL-shaped event claims', () => {
     );
   });
 });
+
+describe('the Function URL answer headers', () => {
+  /** toUrlResponse always answers the structured form (LambdaFunctionURLResult also allows a bare string). */
+  const answerTo = (body: Parameters<typeof toUrlResponse>[0]) =>
+    toUrlResponse(body) as { statusCode: number; headers: Record<string, string>; body: string };
+  const headersOf = (body: Parameters<typeof toUrlResponse>[0]) => answerTo(body).headers;
+
+  it('is JSON that nothing in between caches, with the error status as the HTTP status', () => {
+    const refused = answerTo({ error: 'invalid_request', error_description: 'x', status: 400 });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.headers).toEqual({
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      pragma: 'no-cache',
+    });
+    expect(JSON.parse(refused.body)).toEqual({ error: 'invalid_request', error_description: 'x', status: 400 });
+  });
+
+  it('says Allow: POST on a 405, and on no other answer', () => {
+    expect(
+      headersOf({ error: 'invalid_request', error_description: 'only POST is allowed', status: 405 }),
+    ).toMatchObject({ allow: 'POST' });
+    expect(headersOf({ error: 'invalid_request', error_description: 'x', status: 400 })).not.toHaveProperty('allow');
+    expect(
+      headersOf({
+        access_token: 't',
+        token_type: 'Bearer',
+        expires_in: 3600,
+        expires_at: '2026-11-29T07:00:00Z',
+        scope: 'a',
+        client: 'limitrail',
+      } as never),
+    ).not.toHaveProperty('allow');
+  });
+});
+
+describe('the identity a URL-shaped event claims, at its bounds', () => {
+  const withIam = (iam: Record<string, unknown>) =>
+    urlEvent({ scopes: ['a'] }, { iam: iam as never }) as unknown as UrlEventShape;
+  const session = roleSession('billing', '123456789012');
+  /** An IAM user ARN of exactly `chars` characters (the ARN pattern itself allows a little more than the cap). */
+  const userArnOf = (chars: number) => {
+    const prefix = 'arn:aws:iam::123456789012:user/';
+    return `${prefix}${'u'.repeat(chars - prefix.length)}`;
+  };
+
+  it('is a caller with an ARN of exactly 1024 characters, and logged only by its length at 1025', () => {
+    const atCap = userArnOf(MAX_CLAIMED_ARN_CHARS);
+    expect(claimedIdentityLabel(atCap)).toBe(atCap);
+    expect(readUrlEvent(withIam({ ...session, userArn: atCap }))).toMatchObject({
+      caller: { arn: atCap },
+      claimed: atCap,
+    });
+    const over = userArnOf(MAX_CLAIMED_ARN_CHARS + 1);
+    expect(claimedIdentityLabel(over)).toBe('invalid (1025 characters)');
+    const read = readUrlEvent(withIam({ ...session, userArn: over }));
+    expect(read.caller).toBeUndefined();
+    expect(read.claimed).toBe('invalid (1025 characters)');
+    expect(read.refusal).toMatchObject({ status: 403, reason: 'caller_unverified' });
+  });
+
+  it('takes an empty principalOrgId, as for a principal outside an organization, as none', () => {
+    const read = readUrlEvent(withIam({ ...session, principalOrgId: '' }));
+    expect(read.refusal).toBeUndefined();
+    expect(read.caller).toEqual({ arn: session.userArn, accountId: '123456789012', principalOrgId: undefined });
+  });
+
+  it.each([
+    ['13 digits', '1234567890123'],
+    ['12 digits after a letter', 'x123456789012'],
+    ['12 digits before a letter', '123456789012x'],
+  ])('is no verified caller with an account id of %s', (_name, accountId) => {
+    const read = readUrlEvent(withIam({ ...session, accountId }));
+    expect(read.caller).toBeUndefined();
+    expect(read.refusal).toMatchObject({ error: 'access_denied', status: 403, reason: 'caller_unverified' });
+  });
+});

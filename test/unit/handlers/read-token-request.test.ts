@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../functions/lib/config/load-config';
-import { parseTokenRequest } from '../../../functions/lib/handlers/read-token-request';
+import {
+  clientNameFor,
+  MAX_SCOPES_PER_REQUEST,
+  parseTokenRequest,
+  readTokenRequest,
+} from '../../../functions/lib/handlers/read-token-request';
 import { BrokerError } from '../../../functions/lib/shared/errors';
 
 const config = loadConfig({
@@ -114,5 +119,95 @@ describe('parseTokenRequest', () => {
   it('bounds how much of caller input is quoted back', () => {
     const description = refusal({ scopes: ['a'], ['x'.repeat(10_000)]: 1 }).error_description;
     expect(description.length).toBeLessThan(200);
+  });
+});
+
+describe('the error descriptions callers read (docs/troubleshooting.md)', () => {
+  const fingerprint = 'ab'.repeat(32);
+
+  it.each([
+    ['a null event', null, 'the event must be a JSON object'],
+    ['missing scopes', {}, '"scopes" must be an array of scope strings'],
+    ['scopes as a string', { scopes: 'a b' }, '"scopes" must be an array of scope strings'],
+    ['a scope with a space', { scopes: ['a', 'b c'] }, '"scopes[1]" must be an RFC 6749 scope token'],
+    [
+      'too many scopes',
+      { scopes: Array.from({ length: 33 }, (_, i) => `s${i}`) },
+      '"scopes" has 33 entries; at most 32 are allowed',
+    ],
+    [
+      'an unknown field',
+      { scopes: ['a'], extra: true },
+      'unknown field "extra"; expected client, scopes, minTtlSeconds, forceRefresh, rejectedTokenSha256, identityProof',
+    ],
+    [
+      'a client name that is not one',
+      { client: 'a b', scopes: ['a'] },
+      '"client" must be a client name (letters, digits, ".", "_", "-")',
+    ],
+    [
+      'minTtlSeconds out of range',
+      { scopes: ['a'], minTtlSeconds: 901 },
+      '"minTtlSeconds" must be an integer from 0 to 900',
+    ],
+    ['forceRefresh not a boolean', { scopes: ['a'], forceRefresh: 'yes' }, '"forceRefresh" must be a boolean'],
+    [
+      'a fingerprint that is not hex SHA-256',
+      { scopes: ['a'], forceRefresh: true, rejectedTokenSha256: 'abc' },
+      '"rejectedTokenSha256" must be the hex SHA-256 of the rejected token (64 hex digits)',
+    ],
+  ])('refuses %s saying what is wrong', (_name, event, description) => {
+    expect(refusal(event)).toEqual({ error: 'invalid_request', error_description: description, status: 400 });
+  });
+
+  it('takes exactly 32 scopes', () => {
+    const scopes = Array.from({ length: MAX_SCOPES_PER_REQUEST }, (_, i) => `s${String(i).padStart(2, '0')}`);
+    expect(readTokenRequest({ scopes }).scopes).toEqual(scopes);
+  });
+
+  it.each([
+    ['after a 64-digit fingerprint', `${fingerprint}x`],
+    ['before a 64-digit fingerprint', `x${fingerprint}`],
+  ])('refuses a rejectedTokenSha256 with a character %s', (_name, sha) => {
+    expect(refusal({ scopes: ['a'], forceRefresh: true, rejectedTokenSha256: sha })).toMatchObject({
+      error: 'invalid_request',
+      error_description: expect.stringContaining('"rejectedTokenSha256" must be'),
+    });
+  });
+
+  it('names an unknown client and every scope not allowed for a known one', () => {
+    expect(refusal({ client: 'other', scopes: ['a'] })).toEqual({
+      error: 'invalid_request',
+      error_description: 'unknown client "other"',
+      status: 400,
+    });
+    expect(refusal({ scopes: ['a', 'x', 'y'] })).toEqual({
+      error: 'invalid_scope',
+      error_description: 'scope "x", "y" is not allowed for client "limitrail"',
+      status: 400,
+    });
+  });
+
+  it('asks for the client when the grants, or the broker, name several', () => {
+    const input = readTokenRequest({ scopes: ['a'] });
+    const ask = (granted?: ReadonlySet<string>) => {
+      try {
+        clientNameFor(input, twoClients, granted);
+      } catch (err) {
+        return (err as BrokerError).toOAuth();
+      }
+      throw new Error('expected a refusal');
+    };
+    expect(ask(new Set(['one', 'two']))).toEqual({
+      error: 'invalid_request',
+      error_description: '"client" is required: your grants name several clients',
+      status: 400,
+    });
+    expect(ask()).toEqual({
+      error: 'invalid_request',
+      error_description: '"client" is required: the broker has several clients',
+      status: 400,
+    });
+    expect(clientNameFor(input, twoClients, new Set(['two']))).toBe('two');
   });
 });
