@@ -1,10 +1,9 @@
 import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { CallOptions, TokenBroker } from '../../../functions/lib/broker/token-broker';
-import type { TokenRequest } from '../../../functions/lib/domain/token-request';
 import { createTokenHandler } from '../../../functions/lib/handlers/token-handler';
 import type { IdentityVerifier } from '../../../functions/lib/ports';
 import { createRuntime, loggerFromEnv } from '../../../functions/lib/runtime';
+import { answeringBroker } from '../../support/fakes/answering-broker';
 import { roleSession, urlEvent } from '../../support/fakes/url-event';
 import { captureLogLines, stopCapturing } from '../../support/log-capture';
 
@@ -46,29 +45,13 @@ afterEach(() => stopCapturing(capturing));
 const harness = (env: Record<string, string>, proven: { role: string; source: 'verified' | 'cached' }) => {
   capturing = captureLogLines([]);
   const lines = capturing;
-  const calls: { request: TokenRequest; options: CallOptions }[] = [];
+  const { broker, calls } = answeringBroker('unit-token');
   const callers: IdentityVerifier = {
     verify: async () => ({
       identity: { arn: sessionArn(proven.role), accountId: ACCOUNT, principalOrgId: undefined },
       source: proven.source,
     }),
   };
-  const broker = {
-    getToken: async (request: TokenRequest, options: CallOptions) => {
-      calls.push({ request, options });
-      return {
-        answer: {
-          access_token: 'unit-token',
-          token_type: 'Bearer',
-          expires_in: 3000,
-          expires_at: '2026-11-29T08:50:00.000Z',
-          scope: request.scopes.join(' '),
-          client: request.client.name,
-        },
-        source: 'memory',
-      };
-    },
-  } as unknown as TokenBroker;
   const handler = createTokenHandler(
     () => ({ ...createRuntime(env, { clock: { nowMs: () => NOW }, callers }), broker }),
     () => loggerFromEnv(env),
