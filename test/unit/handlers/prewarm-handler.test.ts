@@ -15,8 +15,11 @@ import {
 } from '../../../functions/lib/handlers/prewarm-handler';
 import type { CredentialSource, TokenProvider } from '../../../functions/lib/ports';
 import { UnavailableError } from '../../../functions/lib/shared/errors';
-import { createPowertoolsLogger, Logger } from '../../../functions/lib/shared/logger';
+import { createPowertoolsLogger, type Log, Logger } from '../../../functions/lib/shared/logger';
+import { EmfWriter } from '../../../functions/lib/shared/metrics';
+import { ContainerTelemetry } from '../../../functions/lib/shared/telemetry';
 import { FakeTable, silentLog } from '../../support/fakes/lease-world';
+import { captureLogLines, stopCapturing } from '../../support/log-capture';
 
 /**
  * The prewarm function near the end of its invocation: the real handler, broker and lease over an in-memory table,
@@ -75,9 +78,9 @@ const setup = (fetchMs: number, failing: string[] = []) => {
    * One scheduled run with `remainingMs` of the Lambda's time left, as the handler starts it (deadlineFor), read in
    * full: the function itself answers counts only and logs the rest.
    */
-  const run = (remainingMs: number) =>
-    runPrewarm(runtime, deadlineFor(clock.nowMs(), { getRemainingTimeInMillis: () => remainingMs }), silentLog);
-  return { run, fetched, table };
+  const run = (remainingMs: number, log: Log = silentLog) =>
+    runPrewarm(runtime, deadlineFor(clock.nowMs(), { getRemainingTimeInMillis: () => remainingMs }), log);
+  return { run, fetched, table, runtime };
 };
 
 describe('prewarm near its deadline', () => {
@@ -131,6 +134,61 @@ describe('a prewarm run', () => {
       outcome: 'failed',
       reason: 'upstream_unavailable: the token endpoint failed (HTTP 503)',
     });
+  });
+
+  it('logs its summary as "prewarm run": a warning with each set\'s outcome when a set failed, else info', async () => {
+    const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+    const log: Log = {
+      child: () => log,
+      debug: () => undefined,
+      info: (message, fields = {}) => void lines.push({ level: 'info', message, fields }),
+      warn: (message, fields = {}) => void lines.push({ level: 'warn', message, fields }),
+      error: (message, fields = {}) => void lines.push({ level: 'error', message, fields }),
+    };
+    const failing = await setup(0, ['b']).run(15_000, log);
+    expect(lines).toEqual([{ level: 'warn', message: 'prewarm run', fields: { ...failing } }]);
+    expect(lines[0]!.fields).toMatchObject({
+      failed: 1,
+      results: expect.arrayContaining([expect.objectContaining({ scopes: 'b', outcome: 'failed' })]),
+    });
+    lines.length = 0;
+    const fine = await setup(0).run(15_000, log);
+    expect(lines).toEqual([{ level: 'info', message: 'prewarm run', fields: { ...fine } }]);
+    expect(lines[0]!.fields).toMatchObject({ refreshed: SETS.length, failed: 0 });
+  });
+
+  it("answers the counts only, and logs its run and writes its metrics under the invocation's request id", async () => {
+    const lines = captureLogLines([]);
+    try {
+      const { runtime } = setup(0);
+      const telemetry = new ContainerTelemetry(
+        new Logger(createPowertoolsLogger({})),
+        new EmfWriter('limitrail-token-broker-ci-prewarm'),
+        // A cold start: the first invocation always has a metric to write (ColdStart).
+        { initializationType: 'on-demand' },
+      );
+      const handler = createPrewarmHandler(
+        () => ({ ...runtime, telemetry }),
+        () => {
+          throw new Error('the fallback log is for a misconfigured function only');
+        },
+      );
+      const answer = await handler({}, { awsRequestId: 'p-1', getRemainingTimeInMillis: () => 15_000 });
+      expect(answer).toEqual({ refreshed: SETS.length, fresh: 0, inProgress: 0, failed: 0, skipped: 0 });
+      const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(parsed.find((l) => l.message === 'prewarm run')).toMatchObject({
+        requestId: 'p-1',
+        function: 'prewarm',
+        refreshed: SETS.length,
+      });
+      expect(parsed.find((l) => '_aws' in l)).toMatchObject({
+        function_request_id: 'p-1',
+        FunctionName: 'limitrail-token-broker-ci-prewarm',
+        ColdStart: 1,
+      });
+    } finally {
+      stopCapturing(lines);
+    }
   });
 
   it('answers every invocation of a misconfigured function with a bare server_error and its request id', async () => {

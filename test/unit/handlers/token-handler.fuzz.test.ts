@@ -1,14 +1,13 @@
 import { type IdentityProof, signIdentityProof } from '@limitrail/token-broker-client';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { TokenBroker } from '../../../functions/lib/broker/token-broker';
-import type { TokenRequest } from '../../../functions/lib/domain/token-request';
 import { createTokenHandler } from '../../../functions/lib/handlers/token-handler';
 import type { IdentityVerifier } from '../../../functions/lib/ports';
 import { createRuntime, loggerFromEnv } from '../../../functions/lib/runtime';
 import { isRecord } from '../../../functions/lib/shared/assert';
 import type { InvocationMetrics } from '../../../functions/lib/shared/metrics';
 import type { Telemetry } from '../../../functions/lib/shared/telemetry';
+import { answeringBroker } from '../../support/fakes/answering-broker';
 import { ABSENT, isOAuthErrorBody, junk, mostly, proofVariants, runs, shaped } from '../../support/fakes/fuzz';
 import { roleSession, urlEvent } from '../../support/fakes/url-event';
 import { captureLogLines, stopCapturing } from '../../support/log-capture';
@@ -45,29 +44,20 @@ let capturing: string[] = [];
 const harness = (options: { failing?: { metrics?: boolean; fallbackLog?: boolean } } = {}) => {
   stopCapturing(capturing);
   capturing = captureLogLines([]);
-  const seen = { lines: capturing, verifications: 0, brokerCalls: 0 };
+  const { broker, calls } = answeringBroker(TOKEN);
+  const seen = {
+    lines: capturing,
+    verifications: 0,
+    get brokerCalls() {
+      return calls.length;
+    },
+  };
   const callers: IdentityVerifier = {
     verify: async () => {
       seen.verifications += 1;
       return { identity: { arn: PROVEN_ARN, accountId: ACCOUNT, principalOrgId: undefined }, source: 'verified' };
     },
   };
-  const broker = {
-    getToken: async (request: TokenRequest) => {
-      seen.brokerCalls += 1;
-      return {
-        answer: {
-          access_token: TOKEN,
-          token_type: 'Bearer',
-          expires_in: 3000,
-          expires_at: '2026-11-29T08:50:00.000Z',
-          scope: request.scopes.join(' '),
-          client: request.client.name,
-        },
-        source: 'memory',
-      };
-    },
-  } as unknown as TokenBroker;
   const failingMetrics: InvocationMetrics = {
     count: () => undefined,
     record: () => undefined,
