@@ -547,6 +547,17 @@ describe('the stale fallback', () => {
     expect(answer).toMatchObject({ access_token: 'token-1', stale: true });
   });
 
+  it('answers a refusal of the token endpoint (4xx) as it is, never with a stale token', async () => {
+    const t = setup();
+    await t.ask(t.broker);
+    t.advance(3500 * 1000);
+    t.setEndpointDown(new InvalidScopeError('the endpoint refused the scope', 'upstream_invalid_scope'));
+    await expect(t.ask(t.container(), { scopes: ['a'], minTtlSeconds: 120 })).rejects.toMatchObject({
+      status: 400,
+      reason: 'upstream_invalid_scope',
+    });
+  });
+
   it('never answers the token a forced refresh reported rejected, and answers any other one', async () => {
     const t = setup();
     await t.ask(t.broker);
